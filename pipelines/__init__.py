@@ -1,0 +1,1 @@
+"""Orchestration on top of the `postag` library: command line, benchmark, sweeps."""

@@ -1,0 +1,66 @@
+"""Experiment files: YAML -> validated RunConfig, with command-line overrides applied."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from postag.config import ConfigError, RunConfig, apply_overrides, build, read_yaml
+
+RUN_SECTIONS = ("data", "model", "train")
+# The sweep section belongs to `make sweep`; `postag train` runs the base configuration.
+EXPERIMENT_SECTIONS = (*RUN_SECTIONS, "sweep")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="experiment YAML (default: built-in defaults)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one field, e.g. --set train.epochs=5 (repeatable)",
+    )
+    data = parser.add_argument_group("data (overrides the YAML's data section)")
+    data.add_argument("--train", help="training file")
+    data.add_argument("--dev", help="validation file")
+    data.add_argument("--test", help="test file")
+    data.add_argument("--format", choices=["conllu", "seed-ids"])
+    data.add_argument("--tag-column", choices=["xpos", "upos"])
+
+
+def read_experiment(path: Path | None, overrides: list[str]) -> dict:
+    """The experiment's raw values with overrides applied; unknown sections are an error."""
+    values = read_yaml(path) if path is not None else {}
+    where = f"{path}: " if path is not None else ""
+    for key in values:
+        if key not in EXPERIMENT_SECTIONS:
+            raise ConfigError(
+                f"{where}unknown key '{key}' (expected one of: {', '.join(EXPERIMENT_SECTIONS)})"
+            )
+    return apply_overrides(values, overrides)
+
+
+def run_config_from(values: dict, source: Path | None = None) -> RunConfig:
+    run_values = {k: v for k, v in values.items() if k in RUN_SECTIONS}
+    try:
+        return build(RunConfig, run_values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}" if source else str(error)) from None
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    data_flags = {
+        "data.train": args.train,
+        "data.dev": args.dev,
+        "data.test": args.test,
+        "data.format": args.format,
+        "data.tag_column": args.tag_column,
+    }
+    # Paths and names are set as strings, not parsed as YAML (a file named "1" stays "1").
+    values = read_experiment(args.config, args.overrides)
+    for key, value in data_flags.items():
+        if value is not None:
+            values.setdefault("data", {})[key.split(".")[1]] = value
+    return run_config_from(values, args.config)

@@ -1,0 +1,90 @@
+"""`postag train`: one run of one configuration, printed per epoch, summarised as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from pipelines.experiment import add_config_arguments, config_from_args
+from postag import dataset as datasets
+from postag.checkpoint import save_checkpoint
+from postag.config import ConfigError, RunConfig, to_dict
+from postag.readers import DataFormatError
+from postag.sources import DataSourceError
+from postag.train import EpochResult, TrainingState, evaluate, fit
+
+CHECKPOINT_NAME = "best.pt"
+SUMMARY_NAME = "summary.json"
+
+
+def format_epoch(result: EpochResult, epochs: int) -> str:
+    return (
+        f"epoch {result.epoch:>3}/{epochs}  loss {result.train_loss:.4f}  "
+        f"val_acc {100 * result.val_accuracy:6.2f}%  {result.epoch_seconds:6.1f}s  "
+        f"{result.tokens_per_second:>8,.0f} tok/s  "
+        f"grad first {result.grad_norm_first_lstm:.2e} last {result.grad_norm_last_lstm:.2e}"
+    )
+
+
+def run(config: RunConfig) -> dict:
+    """Prepare data, train, test the best epoch; write checkpoint and summary; return it."""
+    started = time.perf_counter()
+    prepared = datasets.load(config.data)
+    print(
+        f"data {prepared.directory} (fingerprint {prepared.fingerprint}): "
+        f"{len(prepared.words):,} words, {prepared.num_classes} classes, "
+        + ", ".join(f"{k} {s.num_sentences:,} sentences" for k, s in prepared.splits.items()),
+        flush=True,
+    )
+
+    def report(result: EpochResult, _: TrainingState) -> None:
+        print(format_epoch(result, config.train.epochs), flush=True)
+
+    fitted = fit(config, prepared, callbacks=[report])
+    output_dir = Path(config.train.output_dir)
+    checkpoint = save_checkpoint(
+        output_dir / CHECKPOINT_NAME, fitted.model.state_dict(), config, prepared
+    )
+    summary = {
+        "config": to_dict(config),
+        "dataset": {
+            "fingerprint": prepared.fingerprint,
+            "vocabulary_size": len(prepared.words),
+            "num_classes": prepared.num_classes,
+        },
+        "epochs": [result.__dict__ for result in fitted.history],
+        "best_epoch": fitted.best_epoch,
+        "best_val_accuracy": fitted.best_val_accuracy,
+        "checkpoint": str(checkpoint),
+    }
+    if "test" in prepared.splits:
+        test = evaluate(fitted.model, prepared.splits["test"], config.train.batch_size, fitted.device)
+        summary["test"] = test.as_dict()
+    summary["wall_seconds"] = time.perf_counter() - started
+    (output_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
+    print(
+        f"best epoch {fitted.best_epoch}: val_acc {100 * fitted.best_val_accuracy:.2f}%"
+        + (f", test_acc {100 * summary['test']['accuracy']:.2f}%" if "test" in summary else "")
+        + f"; wrote {checkpoint} and {output_dir / SUMMARY_NAME}",
+        flush=True,
+    )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="postag train", description=__doc__)
+    add_config_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        run(config_from_args(args))
+    except (ConfigError, DataFormatError, DataSourceError) as error:
+        print(f"postag train: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Batches of sentences of similar length, padded only to the longest in the batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from postag.dataset import PAD_ID, Split
+
+
+@dataclass(frozen=True)
+class Batch:
+    indices: np.ndarray  # (B,) sentence indices into the split
+    tokens: torch.Tensor  # (B, T) word ids, PAD_ID after each sentence's end
+    tags: torch.Tensor  # (B, T) tag ids, PAD_ID after each sentence's end
+    lengths: torch.Tensor  # (B,) int64 on the CPU, as pack_padded_sequence wants
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+
+def length_pooled_order(
+    lengths: np.ndarray, batch_size: int, pool_batches: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Random batches of similar-length sentences.
+
+    Shuffle, sort by length within pools of `pool_batches` batches, cut into batches and
+    shuffle the batch order: padding stays small while every epoch sees new batches.
+    """
+    order = rng.permutation(len(lengths))
+    pool_size = batch_size * pool_batches
+    batches = []
+    for start in range(0, len(order), pool_size):
+        pool = order[start : start + pool_size]
+        pool = pool[np.argsort(lengths[pool], kind="stable")]
+        batches += [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def sorted_order(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Every sentence once, longest first, for evaluation (no randomness needed)."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(split: Split, indices: np.ndarray) -> Batch:
+    """Gather sentences `indices` of `split` into padded (B, T) tensors, vectorized."""
+    starts = split.offsets[indices]
+    lengths = split.offsets[indices + 1] - starts
+    rows = np.repeat(np.arange(len(indices)), lengths)
+    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    columns = np.arange(lengths.sum()) - first
+    sources = np.repeat(starts, lengths) + columns
+    shape = (len(indices), int(lengths.max()))
+    tokens = np.full(shape, PAD_ID, dtype=np.int64)
+    tags = np.full(shape, PAD_ID, dtype=np.int64)
+    tokens[rows, columns] = split.tokens[sources]
+    tags[rows, columns] = split.tags[sources]
+    return Batch(
+        indices=indices,
+        tokens=torch.from_numpy(tokens),
+        tags=torch.from_numpy(tags),
+        lengths=torch.from_numpy(lengths),
+    )

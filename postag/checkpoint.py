@@ -1,0 +1,63 @@
+"""Self-contained tagger checkpoints: weights, resolved config, vocabulary and tag set.
+
+Only tensors and plain containers are saved, so loading works with
+`torch.load(weights_only=True)` and never unpickles code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from postag.config import RunConfig, build, to_dict
+from postag.dataset import PreparedDataset
+from postag.model import Tagger
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LoadedTagger:
+    model: Tagger
+    config: RunConfig
+    words: tuple[str, ...]
+    tags: tuple[str, ...]
+    dataset_fingerprint: str
+
+
+def save_checkpoint(
+    path: str | Path, model_state: dict, config: RunConfig, dataset: PreparedDataset
+) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "config": to_dict(config),
+            "model_state": model_state,
+            "words": list(dataset.words.items),
+            "tags": list(dataset.tags.items),
+            "dataset_fingerprint": dataset.fingerprint,
+        },
+        path,
+    )
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedTagger:
+    payload = torch.load(Path(path), map_location=device, weights_only=True)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a postag checkpoint of format {CHECKPOINT_FORMAT}")
+    config = build(RunConfig, payload["config"])
+    model = Tagger(config.model, len(payload["words"]), len(payload["tags"]))
+    model.load_state_dict(payload["model_state"])
+    model.to(device).eval()
+    return LoadedTagger(
+        model=model,
+        config=config,
+        words=tuple(payload["words"]),
+        tags=tuple(payload["tags"]),
+        dataset_fingerprint=payload["dataset_fingerprint"],
+    )

@@ -1,0 +1,191 @@
+"""Typed, frozen run configuration: defaults live here and nowhere else.
+
+YAML files and `--set key=value` overrides only replace fields; `build` checks every key
+and value against the dataclass fields, so an unknown key or a wrong type fails with the
+key's dotted name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+DataFormat = Literal["conllu", "seed-ids"]
+TagColumn = Literal["xpos", "upos"]
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not fit the schema."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # None means the default treebank (UD English EWT r2.16), located by postag.sources.
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    format: DataFormat = "conllu"
+    tag_column: TagColumn = "xpos"
+    # Prepared Parquet datasets are cached here, keyed by a hash of inputs and settings.
+    cache_dir: str = ".cache/postag"
+    # Keep only the first N training sentences (smoke runs, CPU sweeps); None keeps all.
+    max_train_sentences: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    embedding_dim: int = 100
+    hidden_size: int = 128
+    num_layers: int = 2
+    # Widths of the ReLU feed-forward layers between the LSTM and the output layer.
+    ff_dims: tuple[int, ...] = (512, 256)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    seed: int = 0
+    # "auto" picks CUDA when present, else CPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch intra-op threads; None leaves torch's default (all cores).
+    num_threads: int | None = None
+    # Sentences are sorted by length inside pools of this many batches, so a batch holds
+    # sentences of similar length and little padding; the pools keep batches random.
+    length_pool_batches: int = 50
+    # Stop each epoch after this many batches (CPU sweeps shrink steps, never shape).
+    max_batches_per_epoch: int | None = None
+    output_dir: str = "runs/latest"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def build(cls: type[T], values: Any, where: str = "") -> T:
+    """Make a `cls` dataclass from nested mappings, checking every key and value type."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        name = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise ConfigError(f"unknown key '{name}' (expected one of: {', '.join(fields)})")
+        kwargs[key] = _coerce(hints[key], value, name)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, name)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(option, value, name)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"'{name}' must be one of {allowed}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"'{name}' must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"'{name}' must have {len(args)} items, got {len(value)}")
+        return tuple(_coerce(a, v, f"{name}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    # bool is an int subclass; `epochs: true` must not pass as 1.
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"'{name}' must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Return a copy of `values` with `key.sub=value` overrides set (values parsed as YAML)."""
+    result = _deep_copy(values)
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {override!r} must look like key.sub=value")
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {override!r}: '{part}' is not a section")
+            node = child
+        node[leaf] = yaml.safe_load(raw)
+    return result
+
+
+def _deep_copy(values: dict) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in values.items()}
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return values
+
+
+def to_dict(config: Any) -> dict:
+    """A plain, JSON-ready dict of a config (tuples become lists)."""
+    return _plain(dataclasses.asdict(config))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'hidden_size': 8}} -> {'model.hidden_size': 8}; for MLflow params."""
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

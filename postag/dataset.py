@@ -1,0 +1,227 @@
+"""Prepared datasets: treebank text parsed once into Parquet, keyed by a hash of its inputs.
+
+A prepared directory holds `train.parquet`, `dev.parquet`, `test.parquet` (columns `words`,
+`token_ids`, `tag_ids`, `length`) and `meta.json` (vocabulary, tag set, fingerprint, sources).
+It is the only contract between data preparation and training: trials read it, never text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from postag.config import DataConfig, to_dict
+from postag.readers import Sentence, read_sentences
+from postag.sources import TreebankFiles, ewt_files, sha256_of
+
+PAD = "<pad>"
+UNK = "<unk>"
+PAD_ID = 0
+UNK_ID = 1
+# Marks a gold tag that the training tag set lacks; it counts as an error, never a match.
+UNKNOWN_TAG_ID = -1
+SPLITS = ("train", "dev", "test")
+# Bump when the prepared layout or its meaning changes, so old caches are not reused.
+PREPARE_VERSION = 1
+SCHEMA = pa.schema(
+    [
+        ("words", pa.list_(pa.string())),
+        ("token_ids", pa.list_(pa.int32())),
+        ("tag_ids", pa.list_(pa.int16())),
+        ("length", pa.int32()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Ids for strings; id 0 is padding, and for words id 1 is the unknown word."""
+
+    items: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def index(self) -> dict[str, int]:
+        return {item: i for i, item in enumerate(self.items)}
+
+
+def build_vocabularies(train: list[Sentence]) -> tuple[Vocabulary, Vocabulary]:
+    """Word and tag vocabularies from the training sentences, most frequent first."""
+    word_counts = Counter(w for s in train for w in s.words)
+    tag_counts = Counter(t for s in train for t in s.tags)
+    words = [PAD, UNK, *_by_frequency(word_counts)]
+    tags = [PAD, *_by_frequency(tag_counts)]
+    return Vocabulary(tuple(words)), Vocabulary(tuple(tags))
+
+
+def _by_frequency(counts: Counter) -> list[str]:
+    # Ties broken alphabetically so the same data always gives the same ids.
+    return [item for item, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split as flat arrays: sentence i is tokens[offsets[i]:offsets[i + 1]]."""
+
+    tokens: np.ndarray  # (N,) int64 word ids
+    tags: np.ndarray  # (N,) int64 tag ids, UNKNOWN_TAG_ID where the tag set lacks the tag
+    offsets: np.ndarray  # (S + 1,) int64
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def num_sentences(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    directory: Path
+    fingerprint: str
+    words: Vocabulary
+    tags: Vocabulary
+    splits: dict[str, Split]
+    meta: dict
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.tags)
+
+
+def source_files(config: DataConfig) -> dict[str, Path]:
+    """The train/dev/test files a data config names, EWT where it names none."""
+    given = {"train": config.train, "dev": config.dev, "test": config.test}
+    if given["train"] is None or given["dev"] is None:
+        if config.format != "conllu":
+            raise ValueError("data.train and data.dev are required for the seed-ids format")
+        ewt: TreebankFiles = ewt_files()
+        defaults = {"train": ewt.train, "dev": ewt.dev, "test": ewt.test}
+        given = {k: v if v is not None else defaults[k] for k, v in given.items()}
+    return {split: Path(path).resolve() for split, path in given.items() if path is not None}
+
+
+def fingerprint(config: DataConfig, files: dict[str, Path]) -> str:
+    """A hash of everything that decides the prepared content (not where files lie)."""
+    key = {
+        "version": PREPARE_VERSION,
+        "format": config.format,
+        "tag_column": config.tag_column,
+        "max_train_sentences": config.max_train_sentences,
+        "files": {split: sha256_of(path) for split, path in sorted(files.items())},
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare(config: DataConfig) -> Path:
+    """Parse the data once into `<cache_dir>/prepared/<fingerprint>/`; reuse it if present."""
+    files = source_files(config)
+    digest = fingerprint(config, files)
+    target = Path(config.cache_dir).resolve() / "prepared" / digest
+    if (target / "meta.json").is_file():
+        return target
+    sentences = {
+        split: read_sentences(path, config.format, config.tag_column) for split, path in files.items()
+    }
+    if config.max_train_sentences is not None:
+        sentences["train"] = sentences["train"][: config.max_train_sentences]
+    words, tags = build_vocabularies(sentences["train"])
+    meta = {
+        "fingerprint": digest,
+        "prepare_version": PREPARE_VERSION,
+        "data_config": to_dict(config),
+        "sources": {split: str(path) for split, path in files.items()},
+        "words": list(words.items),
+        "tags": list(tags.items),
+        "splits": {},
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written to a temporary folder and renamed, so concurrent trials never read a half.
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{digest}-"))
+    try:
+        for split, split_sentences in sentences.items():
+            table, stats = _encode(split_sentences, words, tags)
+            pq.write_table(table, staging / f"{split}.parquet")
+            meta["splits"][split] = stats
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1))
+        os.replace(staging, target)
+    except OSError:
+        if not (target / "meta.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _encode(
+    sentences: list[Sentence], words: Vocabulary, tags: Vocabulary
+) -> tuple[pa.Table, dict]:
+    word_ids, tag_ids = words.index(), tags.index()
+    token_column = [[word_ids.get(w, UNK_ID) for w in s.words] for s in sentences]
+    tag_column = [[tag_ids.get(t, UNKNOWN_TAG_ID) for t in s.tags] for s in sentences]
+    unknown_tags = Counter(t for s in sentences for t in s.tags if t not in tag_ids)
+    table = pa.table(
+        {
+            "words": [list(s.words) for s in sentences],
+            "token_ids": token_column,
+            "tag_ids": tag_column,
+            "length": [len(s.words) for s in sentences],
+        },
+        schema=SCHEMA,
+    )
+    stats = {
+        "sentences": len(sentences),
+        "tokens": sum(len(s.words) for s in sentences),
+        "unknown_words": sum(ids.count(UNK_ID) for ids in token_column),
+        "unknown_tags": dict(unknown_tags),
+    }
+    return table, stats
+
+
+def load_prepared(directory: str | Path) -> PreparedDataset:
+    directory = Path(directory)
+    meta = json.loads((directory / "meta.json").read_text())
+    splits = {
+        split: _load_split(directory / f"{split}.parquet")
+        for split in SPLITS
+        if (directory / f"{split}.parquet").is_file()
+    }
+    return PreparedDataset(
+        directory=directory,
+        fingerprint=meta["fingerprint"],
+        words=Vocabulary(tuple(meta["words"])),
+        tags=Vocabulary(tuple(meta["tags"])),
+        splits=splits,
+        meta=meta,
+    )
+
+
+def _load_split(path: Path) -> Split:
+    table = pq.read_table(path, columns=["token_ids", "tag_ids"])
+    tokens = table.column("token_ids").combine_chunks()
+    tags = table.column("tag_ids").combine_chunks()
+    return Split(
+        tokens=tokens.values.to_numpy().astype(np.int64),
+        tags=tags.values.to_numpy().astype(np.int64),
+        offsets=tokens.offsets.to_numpy().astype(np.int64),
+    )
+
+
+def load(config: DataConfig) -> PreparedDataset:
+    return load_prepared(prepare(config))

@@ -1,0 +1,244 @@
+"""Training: one epoch, evaluation and best-checkpoint selection, each its own function.
+
+`fit` is a plain function of a config and a prepared dataset, so the command line, tests
+and Ray Tune trials all call the same code; callbacks see each epoch's figures and the
+resumable training state (the caller decides what to print, log or checkpoint).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from postag.batching import Batch, collate, length_pooled_order, sorted_order
+from postag.config import RunConfig, TrainConfig
+from postag.dataset import PAD_ID, UNK_ID, PreparedDataset, Split
+from postag.metrics import Evaluation, evaluate_predictions
+from postag.model import Tagger
+from postag.progress import progress
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int
+    train_loss: float
+    val_accuracy: float
+    epoch_seconds: float
+    tokens_per_second: float
+    # Mean over the epoch's steps of the gradient norm of the first and the last LSTM
+    # layer: a deep stack whose first layer gets almost no gradient cannot learn.
+    grad_norm_first_lstm: float
+    grad_norm_last_lstm: float
+
+    def metrics(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if k != "epoch"}
+
+
+@dataclass
+class TrainingState:
+    """Everything needed to continue training after the last completed epoch."""
+
+    epoch: int = 0
+    model_state: dict = field(default_factory=dict)
+    optimizer_state: dict = field(default_factory=dict)
+    best_state: dict = field(default_factory=dict)
+    best_epoch: int = 0
+    best_val_accuracy: float = -1.0
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainingState:
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    model: Tagger  # holds the best epoch's weights
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[EpochResult]
+    device: torch.device
+
+
+EpochCallback = Callable[[EpochResult, TrainingState], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=config.lr,
+        betas=config.betas,
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+    )
+
+
+def packed_targets(batch: Batch, device: torch.device) -> torch.Tensor:
+    """Gold tags in the same order as the model's packed output, padding left out."""
+    packed = pack_padded_sequence(batch.tags, batch.lengths, batch_first=True, enforce_sorted=False)
+    return packed.data.to(device)
+
+
+def gradient_norm(parameters: list[nn.Parameter]) -> float:
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+
+
+def train_epoch(
+    model: Tagger,
+    optimizer: torch.optim.Optimizer,
+    split: Split,
+    batches: list[np.ndarray],
+    device: torch.device,
+    description: str = "train",
+) -> dict[str, float]:
+    """One pass over `batches`; returns loss per token, tokens seen and gradient norms."""
+    model.train()
+    loss_fn = nn.CrossEntropyLoss(ignore_index=PAD_ID, reduction="sum")
+    first_layer, last_layer = model.lstm_layer_parameters(0), model.lstm_layer_parameters(-1)
+    total_loss, total_tokens = 0.0, 0
+    first_norms, last_norms = [], []
+    for indices in progress(batches, description):
+        batch = collate(split, indices)
+        scores = model(batch.tokens.to(device), batch.lengths)
+        targets = packed_targets(batch, device)
+        loss = loss_fn(scores.data, targets)
+        optimizer.zero_grad(set_to_none=True)
+        (loss / batch.num_tokens).backward()
+        first_norms.append(gradient_norm(first_layer))
+        last_norms.append(gradient_norm(last_layer))
+        optimizer.step()
+        total_loss += loss.item()
+        total_tokens += batch.num_tokens
+    return {
+        "loss": total_loss / max(total_tokens, 1),
+        "tokens": total_tokens,
+        "grad_norm_first_lstm": float(np.mean(first_norms)) if first_norms else 0.0,
+        "grad_norm_last_lstm": float(np.mean(last_norms)) if last_norms else 0.0,
+    }
+
+
+@torch.no_grad()
+def predict(
+    model: Tagger, split: Split, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flat (gold, predicted, word ids) over every token of every sentence of `split`."""
+    model.eval()
+    gold, predicted, words = [], [], []
+    for indices in sorted_order(split.lengths, batch_size):
+        batch = collate(split, indices)
+        scores = model(batch.tokens.to(device), batch.lengths)
+        predicted.append(scores.data.argmax(dim=-1).cpu())
+        gold.append(packed_targets(batch, torch.device("cpu")))
+        packed_words = pack_padded_sequence(
+            batch.tokens, batch.lengths, batch_first=True, enforce_sorted=False
+        )
+        words.append(packed_words.data)
+    return torch.cat(gold), torch.cat(predicted), torch.cat(words)
+
+
+def evaluate(model: Tagger, split: Split, batch_size: int, device: torch.device) -> Evaluation:
+    gold, predicted, words = predict(model, split, batch_size, device)
+    return evaluate_predictions(gold, predicted, words == UNK_ID, model.head[-1].out_features)
+
+
+def fit(
+    config: RunConfig,
+    dataset: PreparedDataset,
+    callbacks: Sequence[EpochCallback] = (),
+    resume: TrainingState | None = None,
+) -> FitResult:
+    """Train for `config.train.epochs`, validating after each epoch; keep the best weights."""
+    train_config = config.train
+    if train_config.num_threads:
+        torch.set_num_threads(train_config.num_threads)
+    seed_everything(train_config.seed)
+    device = resolve_device(train_config.device)
+    model = Tagger(config.model, len(dataset.words), dataset.num_classes).to(device)
+    optimizer = make_optimizer(model, train_config)
+    state = resume or TrainingState()
+    if resume is not None:
+        model.load_state_dict(resume.model_state)
+        optimizer.load_state_dict(resume.optimizer_state)
+    train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
+
+    for epoch in range(state.epoch + 1, train_config.epochs + 1):
+        # Batch order depends only on (seed, epoch), so a resumed run repeats a straight one.
+        rng = np.random.default_rng([train_config.seed, epoch])
+        batches = length_pooled_order(
+            train_split.lengths, train_config.batch_size, train_config.length_pool_batches, rng
+        )
+        batches = batches[: train_config.max_batches_per_epoch]
+        started = time.perf_counter()
+        trained = train_epoch(model, optimizer, train_split, batches, device, f"epoch {epoch}")
+        seconds = time.perf_counter() - started
+        validation = evaluate(model, dev_split, train_config.batch_size, device)
+        result = EpochResult(
+            epoch=epoch,
+            train_loss=trained["loss"],
+            val_accuracy=validation.accuracy,
+            epoch_seconds=seconds,
+            tokens_per_second=trained["tokens"] / seconds,
+            grad_norm_first_lstm=trained["grad_norm_first_lstm"],
+            grad_norm_last_lstm=trained["grad_norm_last_lstm"],
+        )
+        state = _next_state(state, result, model, optimizer)
+        for callback in callbacks:
+            callback(result, state)
+
+    model.load_state_dict(state.best_state)
+    return FitResult(
+        model=model,
+        best_epoch=state.best_epoch,
+        best_val_accuracy=state.best_val_accuracy,
+        history=[EpochResult(**h) for h in state.history],
+        device=device,
+    )
+
+
+def _next_state(
+    state: TrainingState, result: EpochResult, model: Tagger, optimizer: torch.optim.Optimizer
+) -> TrainingState:
+    """The state after `result`'s epoch; the best weights change only on a strict gain."""
+    improved = result.val_accuracy > state.best_val_accuracy
+    model_state = _cpu_copy(model.state_dict())
+    return TrainingState(
+        epoch=result.epoch,
+        model_state=model_state,
+        optimizer_state=copy.deepcopy(optimizer.state_dict()),
+        best_state=model_state if improved else state.best_state,
+        best_epoch=result.epoch if improved else state.best_epoch,
+        best_val_accuracy=result.val_accuracy if improved else state.best_val_accuracy,
+        history=[*state.history, asdict(result)],
+    )
+
+
+def _cpu_copy(state_dict: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
