@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from pipelines import train
+from pipelines import bench, train
 
-COMMANDS = {"train": train.main}
+COMMANDS = {"train": train.main, "bench": bench.main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,7 +61,9 @@ def run(config: RunConfig) -> dict:
         "checkpoint": str(checkpoint),
     }
     if "test" in prepared.splits:
-        test = evaluate(fitted.model, prepared.splits["test"], config.train.batch_size, fitted.device)
+        test = evaluate(
+            fitted.model, prepared.splits["test"], config.train.batch_size, fitted.device
+        )
         summary["test"] = test.as_dict()
     summary["wall_seconds"] = time.perf_counter() - started
     (output_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))

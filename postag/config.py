@@ -118,7 +118,9 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
             return tuple(_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"'{name}' must have {len(args)} items, got {len(value)}")
-        return tuple(_coerce(a, v, f"{name}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(
+            _coerce(a, v, f"{name}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     # bool is an int subclass; `epochs: true` must not pass as 1.

@@ -137,7 +137,8 @@ def prepare(config: DataConfig) -> Path:
     if (target / "meta.json").is_file():
         return target
     sentences = {
-        split: read_sentences(path, config.format, config.tag_column) for split, path in files.items()
+        split: read_sentences(path, config.format, config.tag_column)
+        for split, path in files.items()
     }
     if config.max_train_sentences is not None:
         sentences["train"] = sentences["train"][: config.max_train_sentences]

@@ -56,7 +56,9 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise DataFormatError(
-                    path, number, f"not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1})"
+                    path,
+                    number,
+                    f"not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1})",
                 ) from None
             empty = False
             yield number, text.rstrip("\r\n")
@@ -84,7 +86,9 @@ def read_conllu(path: str | Path, tag_column: TagColumn = "xpos") -> list[Senten
         columns = line.split("\t")
         if len(columns) != CONLLU_COLUMNS:
             raise DataFormatError(
-                path, number, f"expected {CONLLU_COLUMNS} tab-separated columns, found {len(columns)}"
+                path,
+                number,
+                f"expected {CONLLU_COLUMNS} tab-separated columns, found {len(columns)}",
             )
         token_id = columns[0]
         if MULTIWORD_ID.match(token_id) or EMPTY_NODE_ID.match(token_id):
@@ -118,7 +122,9 @@ def read_seed_ids(path: str | Path) -> list[Sentence]:
     pending: tuple[int, list[int]] | None = None
     for number, line in read_lines(path):
         if not line.strip():
-            raise DataFormatError(path, number, "blank line (each sentence is a word line and a tag line)")
+            raise DataFormatError(
+                path, number, "blank line (each sentence is a word line and a tag line)"
+            )
         ids = _parse_ids(path, number, line)
         if pending is None:
             pending = (number, ids)
@@ -135,7 +141,9 @@ def _parse_ids(path: str | Path, number: int, line: str) -> list[int]:
     ids = []
     for position, item in enumerate(line.split(), start=1):
         if not item.isdigit():
-            raise DataFormatError(path, number, f"item {position} ({item!r}) is not a non-negative integer")
+            raise DataFormatError(
+                path, number, f"item {position} ({item!r}) is not a non-negative integer"
+            )
         ids.append(int(item))
     return ids
 
@@ -150,7 +158,11 @@ def _seed_sentence(
             f"{len(tag_ids)} tag ids for {len(word_ids)} word ids on line {word_line}",
         )
     length = len(word_ids)
-    while length and word_ids[length - 1] == SEED_PADDING_ID and tag_ids[length - 1] == SEED_PADDING_ID:
+    while (
+        length
+        and word_ids[length - 1] == SEED_PADDING_ID
+        and tag_ids[length - 1] == SEED_PADDING_ID
+    ):
         length -= 1
     if length == 0:
         raise DataFormatError(path, word_line, "sentence holds only padding")

@@ -102,9 +102,11 @@ def _download(cache_dir: Path) -> None:
         url = EWT_URL.format(release=EWT_RELEASE, name=name)
         partial = target.with_suffix(".part")
         try:
-            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                with partial.open("wb") as handle:
-                    shutil.copyfileobj(response, handle)
+            with (
+                urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+                partial.open("wb") as handle,
+            ):
+                shutil.copyfileobj(response, handle)
         except (urllib.error.URLError, OSError) as error:
             partial.unlink(missing_ok=True)
             looked = "\n  ".join(str(d) for d in [*candidate_dirs(), cache_dir])

@@ -1,0 +1,48 @@
+import numpy as np
+import torch
+
+from postag.batching import collate, length_pooled_order, sorted_order
+from postag.dataset import PAD_ID, Split
+
+
+def make_split(lengths):
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    tokens = np.arange(2, 2 + offsets[-1])
+    return Split(tokens=tokens, tags=tokens + 100, offsets=offsets)
+
+
+def test_collate_pads_to_the_longest_in_the_batch():
+    split = make_split([3, 1, 2])
+    batch = collate(split, np.array([2, 0]))
+    assert batch.tokens.tolist() == [[6, 7, PAD_ID], [2, 3, 4]]
+    assert batch.tags.tolist() == [[106, 107, PAD_ID], [102, 103, 104]]
+    assert batch.lengths.tolist() == [2, 3]
+    assert batch.num_tokens == 5
+    assert batch.lengths.dtype == torch.int64
+
+
+def test_length_pooled_order_covers_every_sentence_once_in_similar_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 100, size=1000)
+    batches = length_pooled_order(
+        lengths, batch_size=32, pool_batches=8, rng=np.random.default_rng(1)
+    )
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    # Padding: tokens in padded batches over real tokens; random batches of 32 waste ~50%.
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert padded / lengths.sum() < 1.15
+
+
+def test_length_pooled_order_is_random_per_epoch_and_repeatable_per_seed():
+    lengths = np.arange(1, 200)
+    first = length_pooled_order(lengths, 16, 4, np.random.default_rng([0, 1]))
+    again = length_pooled_order(lengths, 16, 4, np.random.default_rng([0, 1]))
+    other = length_pooled_order(lengths, 16, 4, np.random.default_rng([0, 2]))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_sorted_order_keeps_every_sentence():
+    lengths = np.array([5, 1, 9, 3, 3])
+    batches = sorted_order(lengths, batch_size=2)
+    assert [b.tolist() for b in batches] == [[2, 0], [3, 4], [1]]

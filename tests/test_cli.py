@@ -1,0 +1,79 @@
+"""`postag train` end to end through its main(argv), as a user runs it."""
+
+import json
+
+import pytest
+
+from pipelines.cli import main
+from postag.checkpoint import load_checkpoint
+
+TINY = [
+    "--set", "model.embedding_dim=16", "--set", "model.hidden_size=16",
+    "--set", "model.num_layers=1", "--set", "model.ff_dims=[16]",
+    "--set", "train.batch_size=32", "--set", "train.device=cpu",
+]  # fmt: skip
+
+
+def test_train_writes_checkpoint_and_summary(ewt_slice, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        ["train", "--config", "experiments/seed.yaml", *TINY,
+         "--set", "train.epochs=2", "--set", f"train.output_dir={out}",
+         "--set", f"data.cache_dir={tmp_path}", "--train", str(ewt_slice["train"]),
+         "--dev", str(ewt_slice["dev"]), "--test", str(ewt_slice["test"])]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "epoch   1/2" in printed and "epoch   2/2" in printed and "tok/s" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert [e["epoch"] for e in summary["epochs"]] == [1, 2]
+    assert summary["best_val_accuracy"] == max(e["val_accuracy"] for e in summary["epochs"])
+    assert summary["config"]["model"]["hidden_size"] == 16
+    assert summary["test"]["num_tokens"] == sum(
+        1
+        for line in ewt_slice["test"].read_text().splitlines()
+        if line and line.split("\t")[0].isdigit()
+    )
+    assert load_checkpoint(out / "best.pt").config.train.epochs == 2
+
+
+def test_train_takes_the_seed_format(tmp_path, capsys):
+    (tmp_path / "train.txt").write_text("5 8 2 0\n3 4 3 0\n8 2\n4 3\n" * 4)
+    (tmp_path / "dev.txt").write_text("5 8 2\n3 4 3\n")
+    code = main(
+        ["train", *TINY, "--format", "seed-ids", "--train", str(tmp_path / "train.txt"),
+         "--dev", str(tmp_path / "dev.txt"), "--set", "train.epochs=1",
+         "--set", f"train.output_dir={tmp_path / 'run'}", "--set", f"data.cache_dir={tmp_path}"]
+    )  # fmt: skip
+    assert code == 0
+    assert "3 classes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "model.hiden_size=3"], "unknown key 'model.hiden_size'"),
+        (["--set", "train.epochs=many"], "'train.epochs' must be int, got 'many'"),
+        (["--config", "missing.yaml"], "missing.yaml: no such config file"),
+    ],
+)
+def test_bad_config_is_a_clear_error(args, message, capsys):
+    assert main(["train", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_data_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.conllu"
+    bad.write_text("1\tword\tNN\n")
+    code = main(
+        ["train", "--train", str(bad), "--dev", str(bad), "--set", f"data.cache_dir={tmp_path}"]
+    )
+    assert code == 2
+    assert f"{bad}:1: expected 10 tab-separated columns, found 3" in capsys.readouterr().err
+
+
+def test_unknown_top_level_section_is_an_error(tmp_path, capsys):
+    config = tmp_path / "x.yaml"
+    config.write_text("modle:\n  hidden_size: 3\n")
+    assert main(["train", "--config", str(config)]) == 2
+    assert "unknown key 'modle'" in capsys.readouterr().err

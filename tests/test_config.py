@@ -1,0 +1,91 @@
+import pytest
+
+from postag.config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    build,
+    flatten,
+    to_dict,
+)
+
+
+def test_defaults_are_the_seed_notebook():
+    config = RunConfig()
+    assert config.model == ModelConfig(
+        embedding_dim=100, hidden_size=128, num_layers=2, ff_dims=(512, 256)
+    )
+    assert (config.train.lr, config.train.weight_decay, config.train.batch_size) == (
+        1e-3,
+        0.01,
+        256,
+    )
+    assert (config.train.betas, config.train.eps) == ((0.9, 0.999), 1e-8)
+    assert config.data == DataConfig()
+
+
+def test_build_fills_nested_sections_and_keeps_defaults():
+    config = build(RunConfig, {"model": {"hidden_size": 64, "ff_dims": [32]}, "train": {"lr": 1}})
+    assert config.model.hidden_size == 64
+    assert config.model.ff_dims == (32,)
+    assert config.model.num_layers == 2
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"model": {"hiden_size": 64}}, "unknown key 'model.hiden_size'"),
+        ({"trian": {}}, "unknown key 'trian'"),
+        ({"model": {"hidden_size": "big"}}, "'model.hidden_size' must be int, got 'big'"),
+        ({"train": {"epochs": True}}, "'train.epochs' must be int, got True"),
+        ({"train": {"epochs": 2.5}}, "'train.epochs' must be int, got 2.5"),
+        ({"data": {"format": "csv"}}, "'data.format' must be one of 'conllu', 'seed-ids'"),
+        ({"train": {"betas": [0.9]}}, "'train.betas' must have 2 items, got 1"),
+        ({"model": {"ff_dims": [512, "x"]}}, "'model.ff_dims[1]' must be int"),
+        ({"model": 3}, "model: expected a mapping, got int"),
+    ],
+)
+def test_bad_values_fail_naming_the_key(values, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        build(RunConfig, values)
+
+
+def test_optional_fields_take_none_or_their_type():
+    assert build(TrainConfig, {"num_threads": None}).num_threads is None
+    assert build(TrainConfig, {"num_threads": 2}).num_threads == 2
+    with pytest.raises(ConfigError, match="'num_threads' must be int"):
+        build(TrainConfig, {"num_threads": "two"})
+
+
+def test_overrides_parse_yaml_values_into_nested_keys():
+    values = apply_overrides({"train": {"epochs": 30}}, ["train.epochs=5", "model.ff_dims=[8, 4]"])
+    assert values == {"train": {"epochs": 5}, "model": {"ff_dims": [8, 4]}}
+
+
+def test_overrides_leave_the_original_untouched():
+    original = {"train": {"epochs": 30}}
+    apply_overrides(original, ["train.epochs=5"])
+    assert original == {"train": {"epochs": 30}}
+
+
+@pytest.mark.parametrize("override", ["train.epochs", "=5", "train.epochs.x=1"])
+def test_malformed_overrides_fail(override):
+    with pytest.raises(ConfigError):
+        apply_overrides({"train": {"epochs": 30}}, [override])
+
+
+def test_configs_are_frozen():
+    with pytest.raises(AttributeError):
+        RunConfig().train.epochs = 3  # type: ignore[misc]
+
+
+def test_to_dict_round_trips_and_flattens():
+    config = build(RunConfig, {"model": {"hidden_size": 64}})
+    assert build(RunConfig, to_dict(config)) == config
+    flat = flatten(to_dict(config))
+    assert flat["model.hidden_size"] == 64
+    assert flat["model.ff_dims"] == [512, 256]

@@ -1,0 +1,106 @@
+import pyarrow.parquet as pq
+
+from postag.config import DataConfig
+from postag.dataset import (
+    PAD,
+    UNK,
+    UNK_ID,
+    UNKNOWN_TAG_ID,
+    build_vocabularies,
+    load,
+    load_prepared,
+    prepare,
+)
+from postag.readers import Sentence, read_conllu
+
+
+def test_vocabularies_come_from_train_with_padding_and_unknown_first():
+    train = [Sentence(("the", "dog", "the"), ("DT", "NN", "DT")), Sentence(("a",), ("DT",))]
+    words, tags = build_vocabularies(train)
+    assert words.items == (PAD, UNK, "the", "a", "dog")
+    assert tags.items == (PAD, "DT", "NN")
+
+
+def write_conllu(path, sentences):
+    blocks = []
+    for words, tags in sentences:
+        lines = [
+            f"{i}\t{w}\t_\tX\t{t}\t_\t_\t_\t_\t_"
+            for i, (w, t) in enumerate(zip(words, tags, strict=True), 1)
+        ]
+        blocks.append("\n".join(lines))
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_prepare_encodes_unseen_words_and_tags(tmp_path):
+    config = DataConfig(
+        train=write_conllu(tmp_path / "train.conllu", [(["a", "b"], ["X", "Y"])]),
+        dev=write_conllu(tmp_path / "dev.conllu", [(["a", "zebra"], ["X", "NEW"])]),
+        cache_dir=str(tmp_path / "cache"),
+    )
+    prepared = load(config)
+    assert set(prepared.splits) == {"train", "dev"}
+    dev = prepared.splits["dev"]
+    assert dev.tokens.tolist() == [prepared.words.index()["a"], UNK_ID]
+    assert dev.tags.tolist() == [prepared.tags.index()["X"], UNKNOWN_TAG_ID]
+    assert prepared.meta["splits"]["dev"]["unknown_tags"] == {"NEW": 1}
+    assert prepared.meta["splits"]["dev"]["unknown_words"] == 1
+
+
+def test_prepared_parquet_keeps_words_ids_and_lengths(ewt_slice, tmp_path):
+    directory = prepare(
+        DataConfig(
+            train=str(ewt_slice["train"]), dev=str(ewt_slice["dev"]), cache_dir=str(tmp_path)
+        )
+    )
+    table = pq.read_table(directory / "train.parquet")
+    assert table.column_names == ["words", "token_ids", "tag_ids", "length"]
+    assert table.num_rows == 600
+    first = table.slice(0, 1).to_pylist()[0]
+    assert (
+        len(first["words"]) == len(first["token_ids"]) == len(first["tag_ids"]) == first["length"]
+    )
+
+
+def test_prepare_is_reused_for_the_same_inputs_and_redone_for_new_settings(ewt_slice, tmp_path):
+    base = DataConfig(
+        train=str(ewt_slice["train"]), dev=str(ewt_slice["dev"]), cache_dir=str(tmp_path)
+    )
+    first = prepare(base)
+    stamp = (first / "train.parquet").stat().st_mtime_ns
+    assert prepare(base) == first
+    assert (first / "train.parquet").stat().st_mtime_ns == stamp
+    upos = prepare(DataConfig(**{**base.__dict__, "tag_column": "upos"}))
+    assert upos != first
+    upos_tags = {t for s in read_conllu(ewt_slice["train"], "upos") for t in s.tags}
+    assert len(upos_tags) <= 17
+    assert set(load_prepared(upos).tags.items) == {PAD} | upos_tags
+
+
+def test_max_train_sentences_slices_train_only(ewt_slice, tmp_path):
+    config = DataConfig(
+        train=str(ewt_slice["train"]),
+        dev=str(ewt_slice["dev"]),
+        cache_dir=str(tmp_path),
+        max_train_sentences=10,
+    )
+    prepared = load(config)
+    assert prepared.splits["train"].num_sentences == 10
+    assert prepared.splits["dev"].num_sentences == 150
+
+
+def test_seed_format_goes_through_the_same_vocabulary(tmp_path):
+    (tmp_path / "train.txt").write_text("5 8 0\n3 4 0\n8\n4\n")
+    (tmp_path / "dev.txt").write_text("8 9\n4 3\n")
+    prepared = load(
+        DataConfig(
+            train=str(tmp_path / "train.txt"),
+            dev=str(tmp_path / "dev.txt"),
+            format="seed-ids",
+            cache_dir=str(tmp_path / "cache"),
+        )
+    )
+    assert prepared.words.items == (PAD, UNK, "8", "5")
+    assert prepared.splits["dev"].tokens.tolist() == [2, UNK_ID]
+    assert prepared.splits["train"].lengths.tolist() == [2, 1]

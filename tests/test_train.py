@@ -1,0 +1,97 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from postag import dataset as datasets
+from postag.checkpoint import load_checkpoint, save_checkpoint
+from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from postag.train import evaluate, fit
+
+# The most frequent XPOS tag (NN) is 13.2% of EWT: what a one-tag model scores.
+MAJORITY_TAG_RATE = 0.132
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_config):
+    prepared = datasets.load(tiny_config.data)
+    states = []
+    result = fit(tiny_config, prepared, callbacks=[lambda r, s: states.append(s)])
+    return tiny_config, prepared, result, states
+
+
+def test_short_real_run_learns_far_beyond_the_majority_tag(trained):
+    _, _, result, _ = trained
+    losses = [epoch.train_loss for epoch in result.history]
+    assert losses[-1] < losses[0] / 2
+    assert result.best_val_accuracy > MAJORITY_TAG_RATE + 0.35
+
+
+def test_best_epoch_is_the_highest_validation_accuracy(trained):
+    config, prepared, result, _ = trained
+    accuracies = [epoch.val_accuracy for epoch in result.history]
+    assert result.best_val_accuracy == max(accuracies)
+    assert result.best_epoch == accuracies.index(max(accuracies)) + 1
+    # The returned model holds the best epoch's weights, not the last epoch's.
+    again = evaluate(result.model, prepared.splits["dev"], 64, torch.device("cpu"))
+    assert again.accuracy == pytest.approx(result.best_val_accuracy)
+
+
+def test_epochs_report_throughput_and_gradient_norms(trained):
+    _, _, result, _ = trained
+    for epoch in result.history:
+        assert epoch.tokens_per_second > 0 and epoch.epoch_seconds > 0
+        assert epoch.grad_norm_first_lstm > 0 and epoch.grad_norm_last_lstm > 0
+
+
+def test_same_seed_repeats_the_run_exactly(trained):
+    config, prepared, result, _ = trained
+    again = fit(config, prepared)
+    assert [e.train_loss for e in again.history] == [e.train_loss for e in result.history]
+
+
+def test_resumed_run_matches_a_straight_run(trained):
+    config, prepared, result, states = trained
+    resumed = fit(config, prepared, resume=states[2])
+    assert [e.train_loss for e in resumed.history] == [e.train_loss for e in result.history]
+    assert resumed.best_val_accuracy == result.best_val_accuracy
+
+
+def test_two_sentences_are_learned_perfectly(tmp_path):
+    path = tmp_path / "two.conllu"
+    path.write_text(
+        "1\tDogs\t_\t_\tNNS\t_\t_\t_\t_\t_\n2\tbark\t_\t_\tVBP\t_\t_\t_\t_\t_\n\n"
+        "1\tThe\t_\t_\tDT\t_\t_\t_\t_\t_\n2\tbark\t_\t_\tNN\t_\t_\t_\t_\t_\n"
+        "3\tfell\t_\t_\tVBD\t_\t_\t_\t_\t_\n"
+    )
+    config = RunConfig(
+        data=DataConfig(train=str(path), dev=str(path), cache_dir=str(tmp_path / "cache")),
+        model=ModelConfig(embedding_dim=16, hidden_size=16, num_layers=1, ff_dims=(16,)),
+        train=TrainConfig(epochs=60, batch_size=2, lr=1e-2, device="cpu"),
+    )
+    # "bark" is a verb in one sentence and a noun in the other: context must decide.
+    assert fit(config, datasets.load(config.data)).best_val_accuracy == 1.0
+
+
+def test_checkpoint_reloads_and_tags_the_same(trained, tmp_path):
+    config, prepared, result, _ = trained
+    path = save_checkpoint(tmp_path / "best.pt", result.model.state_dict(), config, prepared)
+    loaded = load_checkpoint(path)
+    assert loaded.config == config
+    assert loaded.tags == prepared.tags.items
+    before = evaluate(result.model, prepared.splits["test"], 64, torch.device("cpu"))
+    after = evaluate(loaded.model, prepared.splits["test"], 64, torch.device("cpu"))
+    assert after.accuracy == before.accuracy
+    assert torch.equal(after.confusion, before.confusion)
+
+
+def test_max_batches_per_epoch_shrinks_steps_not_shape(tiny_config):
+    prepared = datasets.load(tiny_config.data)
+    config = replace(
+        tiny_config, train=replace(tiny_config.train, epochs=1, max_batches_per_epoch=2)
+    )
+    result = fit(config, prepared)
+    seen = result.history[0].tokens_per_second * result.history[0].epoch_seconds
+    # Two batches of 16 sentences out of 600: a small share of the training tokens.
+    assert 0 < seen < prepared.splits["train"].num_tokens / 5
+    assert result.model.lstm.hidden_size == tiny_config.model.hidden_size
