@@ -111,6 +111,14 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
             allowed = ", ".join(repr(a) for a in args)
             raise ConfigError(f"'{name}' must be one of {allowed}, got {value!r}")
         return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"'{name}' must be a list, got {value!r}")
+        return [_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{name}' must be a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, f"{name}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"'{name}' must be a list, got {value!r}")

@@ -11,7 +11,7 @@ import copy
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -40,6 +40,10 @@ class EpochResult:
 
     def metrics(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if k != "epoch"}
+
+
+# Per-epoch metric names, the same in every run so runs compare side by side.
+EPOCH_METRICS = tuple(f.name for f in fields(EpochResult) if f.name != "epoch")
 
 
 @dataclass

@@ -1,0 +1,385 @@
+"""`make sweep`: a Ray Tune sweep of taggers, every trial in MLflow, the best one registered.
+
+    make sweep                                   # seed.yaml with a CUDA GPU, cpu.yaml without
+    make sweep EXPERIMENT=experiments/search.yaml
+    .venv/bin/python -m pipelines.sweep --config experiments/cpu.yaml \
+        --set sweep.max_concurrent_trials=1
+
+Ray runs locally unless RAY_ADDRESS names a cluster; MLflow writes to the project's sqlite
+store unless MLFLOW_TRACKING_URI names another. Run it again after an interruption and the
+same sweep resumes (Ray Tune's restore); `--fresh` abandons it and starts anew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import mlflow
+import ray
+import torch
+from mlflow.entities import RunStatus
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from pipelines.experiment import read_experiment, run_config_from
+from pipelines.sweep_config import Range, SweepConfig, build_sweep
+from pipelines.tracking import (
+    MODEL_URI_TAG,
+    ROLE_TAG,
+    STATE_FILE,
+    TRIAL_ROLE,
+    MlflowTrials,
+    ensure_experiment,
+    tracking_uri,
+)
+from postag import dataset as datasets
+from postag.config import ConfigError, RunConfig, apply_overrides, to_dict
+from postag.dataset import PreparedDataset
+from postag.readers import DataFormatError
+from postag.registry import REGISTERED_MODEL, best_model_uri, register_best
+from postag.sources import DataSourceError
+from postag.train import EpochResult, TrainingState, fit
+
+GPU_EXPERIMENT = Path("experiments/seed.yaml")
+CPU_EXPERIMENT = Path("experiments/cpu.yaml")
+MLFLOW_EXPERIMENT = "postag"
+STORAGE_DIR = Path("runs/sweeps")
+METRIC = "val_accuracy"
+
+
+# The trial: a thin wrapper around postag.train.fit ------------------------------------
+
+
+def trial_run_config(base: dict, sweep: SweepConfig, device: str, trial_config: dict) -> RunConfig:
+    """The run config of one trial: the base run, the trial's values, baseline extras."""
+    overrides = dict(trial_config)
+    if sweep.is_baseline(trial_config):
+        overrides.update(sweep.baseline_overrides())
+    overrides["train.device"] = device
+    if device == "cpu":
+        # Trials side by side must share the cores, not each spin up all of them.
+        overrides["train.num_threads"] = sweep.cpus_per_trial
+    values = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+    return run_config_from(values)
+
+
+def train_trial(trial_config: dict, *, dataset: PreparedDataset, make_config) -> None:
+    """Ray Tune function trainable: fit() with a report and a checkpoint per epoch."""
+    config = make_config(trial_config)
+    resume = None
+    if checkpoint := tune.get_checkpoint():
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+        resume = TrainingState.from_dict(state)
+
+    def report(result: EpochResult, state: TrainingState) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state.to_dict(), Path(folder) / STATE_FILE)
+            tune.report(
+                {
+                    "epoch": result.epoch,
+                    **result.metrics(),
+                    "best_val_accuracy": state.best_val_accuracy,
+                    "best_epoch": state.best_epoch,
+                },
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
+
+    fit(config, dataset, callbacks=[report], resume=resume)
+
+
+# Search space, searcher and scheduler from the sweep config ----------------------------
+
+
+def param_space(sweep: SweepConfig) -> dict:
+    space = {}
+    for key, axis in sweep.space.items():
+        if isinstance(axis, Range):
+            space[key] = _range_domain(axis)
+        elif sweep.search == "grid":
+            space[key] = tune.grid_search(axis)
+        else:
+            space[key] = tune.choice(axis)
+    return space
+
+
+def _range_domain(axis: Range):
+    if isinstance(axis.low, int) and isinstance(axis.high, int):
+        # Integer ranges (not choices) so the deep baseline may lie outside them: Optuna
+        # accepts an out-of-range fixed point for integers, but not for a categorical.
+        sampler = tune.lograndint if axis.log else tune.randint
+        return sampler(axis.low, axis.high + 1)
+    return (tune.loguniform if axis.log else tune.uniform)(axis.low, axis.high)
+
+
+def tune_config(sweep: SweepConfig) -> tune.TuneConfig:
+    point = sweep.baseline_point()
+    if sweep.search == "optuna":
+        searcher = OptunaSearch(points_to_evaluate=[point], seed=sweep.optuna_seed)
+    else:
+        searcher = BasicVariantGenerator(points_to_evaluate=[point])
+    if sweep.scheduler == "asha":
+        max_epochs = max(_axis_max(sweep, "train.epochs"), 1)
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_epochs,
+            grace_period=sweep.asha.grace_period,
+            reduction_factor=sweep.asha.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    return tune.TuneConfig(
+        metric=METRIC,
+        mode="max",
+        search_alg=searcher,
+        scheduler=scheduler,
+        # The baseline point takes the place of one sample.
+        num_samples=sweep.num_samples + 1,
+        max_concurrent_trials=sweep.max_concurrent_trials,
+    )
+
+
+def _axis_max(sweep: SweepConfig, key: str) -> int:
+    axis = sweep.space.get(key)
+    if axis is None:
+        return int(sweep.baseline.get(key, 0))
+    values = [axis.high] if isinstance(axis, Range) else axis
+    return int(max([*values, sweep.baseline[key]]))
+
+
+# Sweep state: which Tune experiment and MLflow parent run an unfinished sweep owns -----
+
+
+@dataclass
+class SweepState:
+    tune_dir: str
+    parent_run_id: str
+    experiment_id: str
+    finished: bool = False
+
+    @staticmethod
+    def path(storage: Path, sweep: SweepConfig) -> Path:
+        return storage / f"{sweep.name}.json"
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1))
+
+
+def open_sweep_state(
+    storage: Path, sweep: SweepConfig, experiment_id: str, fresh: bool, config_values: dict
+) -> tuple[SweepState, bool]:
+    """The unfinished sweep to resume, or a new one with its parent run; (state, resuming)."""
+    path = SweepState.path(storage, sweep)
+    if path.is_file() and not fresh:
+        state = SweepState(**json.loads(path.read_text()))
+        if not state.finished and tune.Tuner.can_restore(state.tune_dir):
+            return state, True
+    parent = mlflow.MlflowClient().create_run(
+        experiment_id,
+        tags={"mlflow.runName": f"sweep-{sweep.name}", "sweep": sweep.name, ROLE_TAG: "sweep"},
+    )
+    tune_dir = storage / f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    state = SweepState(str(tune_dir.resolve()), parent.info.run_id, experiment_id)
+    state.save(path)
+    client = mlflow.MlflowClient()
+    client.log_dict(parent.info.run_id, config_values, "experiment.json")
+    client.log_batch(
+        parent.info.run_id,
+        params=[
+            mlflow.entities.Param(f"sweep.{k}", json.dumps(v)[:6000])
+            for k, v in to_dict(sweep).items()
+        ],
+    )
+    return state, False
+
+
+# Registration of the best trial --------------------------------------------------------
+
+
+def child_runs(state: SweepState) -> list:
+    return mlflow.MlflowClient().search_runs(
+        [state.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{state.parent_run_id}'",
+        max_results=1000,
+    )
+
+
+def register_best_trial(state: SweepState, sweep: SweepConfig, config_path: Path) -> str:
+    """Register the finished non-baseline run with the highest best_val_accuracy."""
+    candidates = [
+        run
+        for run in child_runs(state)
+        if run.data.tags.get(ROLE_TAG) == TRIAL_ROLE
+        and run.info.status == "FINISHED"
+        and MODEL_URI_TAG in run.data.tags
+        and "best_val_accuracy" in run.data.metrics
+    ]
+    if not candidates:
+        raise RuntimeError(f"sweep '{sweep.name}': no trial finished with a model to register")
+    best = max(candidates, key=lambda run: run.data.metrics["best_val_accuracy"])
+    params = best.data.params
+    accuracy = best.data.metrics["best_val_accuracy"]
+    description = (
+        f"Best trial of sweep '{sweep.name}' ({config_path}; MLflow parent run "
+        f"{state.parent_run_id}), run {best.info.run_id}: hidden_size {params['hidden_size']}, "
+        f"num_layers {params['num_layers']}, epochs {params['epochs']}; best validation "
+        f"accuracy {100 * accuracy:.2f}% at epoch {int(best.data.metrics['best_epoch'])}."
+    )
+    version = register_best(
+        best.data.tags[MODEL_URI_TAG],
+        description,
+        tags={"sweep": sweep.name, "run_id": best.info.run_id, "val_accuracy": f"{accuracy:.6f}"},
+    )
+    client = mlflow.MlflowClient()
+    client.log_metric(state.parent_run_id, "best_val_accuracy", accuracy)
+    client.set_tag(state.parent_run_id, "best_run_id", best.info.run_id)
+    client.set_tag(state.parent_run_id, "registered_version", version)
+    return version
+
+
+def trial_table(state: SweepState) -> str:
+    """A Markdown table of the sweep's runs, best first, the baseline marked."""
+    rows = sorted(
+        child_runs(state),
+        key=lambda run: -run.data.metrics.get("best_val_accuracy", -1.0),
+    )
+    lines = [
+        "| role | hidden | layers | epochs | status | best val acc "
+        "| grad norm first / last LSTM layer (last epoch) |",
+        "| --- | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    for run in rows:
+        p, m = run.data.params, run.data.metrics
+        accuracy = f"{100 * m['best_val_accuracy']:.2f}%" if "best_val_accuracy" in m else "-"
+        grads = (
+            f"{m['grad_norm_first_lstm']:.2e} / {m['grad_norm_last_lstm']:.2e}"
+            if "grad_norm_first_lstm" in m
+            else "-"
+        )
+        lines.append(
+            f"| {run.data.tags.get(ROLE_TAG)} | {p.get('hidden_size')} | {p.get('num_layers')} "
+            f"| {p.get('epochs')} | {run.info.status} | {accuracy} | {grads} |"
+        )
+    return "\n".join(lines)
+
+
+# The driver --------------------------------------------------------------------------
+
+
+def default_experiment() -> Path:
+    if torch.cuda.is_available():
+        print(f"sweep: a CUDA GPU is visible, so {GPU_EXPERIMENT} (the full study)", flush=True)
+        return GPU_EXPERIMENT
+    print(f"sweep: no CUDA GPU visible, so {CPU_EXPERIMENT} (sized for a small CPU)", flush=True)
+    return CPU_EXPERIMENT
+
+
+def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, SweepConfig]:
+    values = read_experiment(path, overrides)
+    run = run_config_from(values, path)
+    if "sweep" not in values:
+        raise ConfigError(f"{path}: no 'sweep' section; `postag train` runs a single config")
+    try:
+        sweep = build_sweep(values["sweep"], run)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return values, run, sweep
+
+
+def trial_resources(sweep: SweepConfig) -> tuple[dict, str]:
+    if ray.cluster_resources().get("GPU", 0) > 0:
+        return {"cpu": 1, "gpu": sweep.gpus_per_trial}, "cuda"
+    return {"cpu": sweep.cpus_per_trial}, "cpu"
+
+
+def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: bool) -> dict:
+    values, run, sweep = load_sweep(config_path, overrides)
+    project_dir = Path.cwd()
+    uri = tracking_uri(project_dir)
+    mlflow.set_tracking_uri(uri)
+    experiment_id = ensure_experiment(MLFLOW_EXPERIMENT, project_dir)
+    prepared_dir = datasets.prepare(run.data)
+    prepared = datasets.load_prepared(prepared_dir)
+    storage = storage.resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+
+    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True)
+    resources, device = trial_resources(sweep)
+    base = {k: v for k, v in values.items() if k != "sweep"}
+    make_config = functools.partial(trial_run_config, base, sweep, device)
+    # with_parameters puts the dataset in Ray's object store once; trials read it from there.
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, dataset=prepared, make_config=make_config), resources
+    )
+    state, resuming = open_sweep_state(storage, sweep, experiment_id, fresh, values)
+    print(
+        f"sweep '{sweep.name}': {'resuming' if resuming else 'starting'} {state.tune_dir}; "
+        f"MLflow {uri}, parent run {state.parent_run_id}; trials on {device} with {resources}",
+        flush=True,
+    )
+    if resuming:
+        tuner = tune.Tuner.restore(state.tune_dir, trainable, resume_errored=False)
+    else:
+        callback = MlflowTrials(
+            uri, experiment_id, state.parent_run_id, prepared_dir, make_config, sweep.is_baseline
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space(sweep),
+            tune_config=tune_config(sweep),
+            run_config=tune.RunConfig(
+                name=Path(state.tune_dir).name,
+                storage_path=str(storage),
+                callbacks=[callback],
+                failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+    started = time.perf_counter()
+    tuner.fit()
+    version = register_best_trial(state, sweep, config_path)
+    table = trial_table(state)
+    client = mlflow.MlflowClient()
+    client.log_text(state.parent_run_id, table, "trials.md")
+    client.set_terminated(state.parent_run_id, RunStatus.to_string(RunStatus.FINISHED))
+    state = replace(state, finished=True)
+    state.save(SweepState.path(storage, sweep))
+    print(table)
+    print(
+        f"sweep '{sweep.name}' done in {time.perf_counter() - started:,.0f} s; registered "
+        f"{REGISTERED_MODEL} version {version} as {best_model_uri()}",
+        flush=True,
+    )
+    return {"state": asdict(state), "version": version, "table": table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="postag sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="experiment YAML with a sweep section")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--storage", type=Path, default=STORAGE_DIR, help="Ray Tune experiments")
+    parser.add_argument("--fresh", action="store_true", help="start anew, do not resume")
+    args = parser.parse_args(argv)
+    try:
+        run_sweep(args.config or default_experiment(), args.overrides, args.storage, args.fresh)
+    except (ConfigError, DataFormatError, DataSourceError) as error:
+        print(f"postag sweep: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

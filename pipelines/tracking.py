@@ -1,0 +1,204 @@
+"""MLflow for sweeps: where runs go, and a Ray Tune callback that records every trial.
+
+All MLflow writes of a sweep happen on the driver, in this callback: one writer, so a sqlite
+store never sees racing processes, and a trial's run never outlives the driver's view of it.
+Ray's MLflowLoggerCallback is close but cannot find a trial's run again after a restore (it
+would duplicate runs), log the trial's model, or mark the deep baseline, hence this one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+import mlflow
+import torch
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from postag.checkpoint import save_checkpoint
+from postag.config import RunConfig, to_dict
+from postag.dataset import PreparedDataset, load_prepared
+from postag.registry import log_tagger
+from postag.train import EPOCH_METRICS
+
+DEFAULT_ARTIFACT_ROOT = "mlruns/artifacts"
+TRIAL_TAG = "ray_trial_id"
+ROLE_TAG = "role"
+BASELINE_ROLE = "deep-baseline"
+TRIAL_ROLE = "trial"
+MODEL_URI_TAG = "model_uri"
+STATE_FILE = "state.pt"
+
+
+def tracking_uri(project_dir: Path) -> str:
+    """$MLFLOW_TRACKING_URI, or the project's sqlite store as an absolute URI.
+
+    Absolute, because Ray runs each trial in a directory of its own: a relative sqlite path
+    would make a store per trial.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    database = (project_dir / "mlruns" / "mlflow.db").resolve()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{database}"
+
+
+def ensure_experiment(name: str, project_dir: Path) -> str:
+    """The id of MLflow experiment `name`, created with a local artifact root if new."""
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = None
+    if mlflow.get_tracking_uri().startswith("sqlite:"):
+        location = (project_dir / DEFAULT_ARTIFACT_ROOT).resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
+    """Every config field, model and train fields by their own name, plus the dataset's."""
+    values = to_dict(config)
+    params = {f"data.{k}": v for k, v in values["data"].items()}
+    params.update(values["model"])
+    params.update(values["train"])
+    params.update(
+        dataset_fingerprint=dataset.fingerprint,
+        vocabulary_size=len(dataset.words),
+        num_classes=dataset.num_classes,
+    )
+    return {k: str(v) for k, v in params.items()}
+
+
+class MlflowTrials(Callback):
+    """One nested MLflow run per Tune trial under the sweep's parent run."""
+
+    # Ray pickles callbacks into the experiment state and restores them with it: keep only
+    # plain values here and open the MLflow client and the dataset lazily.
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        dataset_dir: Path,
+        trial_run_config: Callable[[dict], RunConfig],
+        is_baseline: Callable[[dict], bool],
+    ):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.dataset_dir = dataset_dir
+        self.trial_run_config = trial_run_config
+        self.is_baseline = is_baseline
+        self.run_ids: dict[str, str] = {}
+        self.logged_epochs: dict[str, int] = {}
+
+    @cached_property
+    def client(self) -> mlflow.MlflowClient:
+        return mlflow.MlflowClient(self.tracking_uri)
+
+    @cached_property
+    def dataset(self) -> PreparedDataset:
+        return load_prepared(self.dataset_dir)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("client", None)
+        state.pop("dataset", None)
+        return state
+
+    # Tune hooks ------------------------------------------------------------------------
+
+    def on_trial_start(self, iteration, trials, trial: Trial, **info):
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial: Trial, result: dict, **info):
+        run_id = self.run_id(trial)
+        epoch = int(result["epoch"])
+        # A trial resumed from a checkpoint repeats epochs the run already holds.
+        if epoch <= self.logged_epochs.get(run_id, 0):
+            return
+        timestamp = int(result["timestamp"] * 1000)
+        metrics = [Metric(key, float(result[key]), timestamp, epoch) for key in EPOCH_METRICS]
+        self.client.log_batch(run_id, metrics=metrics)
+        self.logged_epochs[run_id] = epoch
+
+    def on_trial_complete(self, iteration, trials, trial: Trial, **info):
+        run_id = self.run_id(trial)
+        result = trial.last_result or {}
+        if "best_val_accuracy" in result:
+            self.client.log_metric(run_id, "best_val_accuracy", float(result["best_val_accuracy"]))
+            self.client.log_metric(run_id, "best_epoch", float(result["best_epoch"]))
+        if trial.checkpoint is not None:
+            self._log_model(run_id, trial)
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def on_trial_recover(self, iteration, trials, trial: Trial, **info):
+        self.client.set_tag(self.run_id(trial), "retried_after_error", trial.get_error() or "")
+
+    def on_trial_error(self, iteration, trials, trial: Trial, **info):
+        run_id = self.run_id(trial)
+        error = trial.get_error() or "trial failed (no error text recorded)"
+        self.client.set_tag(run_id, "error", error[-5000:])
+        self.client.log_text(run_id, error, "error.txt")
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+
+    # Runs ------------------------------------------------------------------------------
+
+    def run_id(self, trial: Trial) -> str:
+        """The trial's run: found again by its trial-id tag after a restore, else created."""
+        if trial.trial_id in self.run_ids:
+            return self.run_ids[trial.trial_id]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.{TRIAL_TAG} = '{trial.trial_id}' "
+                f"and tags.{MLFLOW_PARENT_RUN_ID} = '{self.parent_run_id}'"
+            ),
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            history = self.client.get_metric_history(run_id, "val_accuracy")
+            self.logged_epochs[run_id] = max((m.step for m in history), default=0)
+        else:
+            run_id = self._create_run(trial)
+        self.run_ids[trial.trial_id] = run_id
+        return run_id
+
+    def _create_run(self, trial: Trial) -> str:
+        baseline = self.is_baseline(trial.config)
+        config = self.trial_run_config(trial.config)
+        run = self.client.create_run(
+            self.experiment_id,
+            tags={
+                MLFLOW_PARENT_RUN_ID: self.parent_run_id,
+                MLFLOW_RUN_NAME: f"{'baseline-' if baseline else ''}{trial.trial_id}",
+                TRIAL_TAG: trial.trial_id,
+                ROLE_TAG: BASELINE_ROLE if baseline else TRIAL_ROLE,
+            },
+        )
+        run_id = run.info.run_id
+        params = [Param(k, v) for k, v in run_params(config, self.dataset).items()]
+        self.client.log_batch(run_id, params=params)
+        self.client.log_dict(run_id, to_dict(config), "config.json")
+        return run_id
+
+    def _log_model(self, run_id: str, trial: Trial) -> None:
+        """Log the trial's best weights (from its last checkpoint) as the run's model."""
+        config = self.trial_run_config(trial.config)
+        state_path = Path(trial.checkpoint.path) / STATE_FILE
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = save_checkpoint(
+                Path(folder) / "tagger.pt", state["best_state"], config, self.dataset
+            )
+            with mlflow.start_run(run_id=run_id, nested=True):
+                info = log_tagger(checkpoint)
+        self.client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
