@@ -4,8 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= experiments/seed.yaml
+# Empty: the sweep picks seed.yaml with a CUDA GPU, cpu.yaml without, and says why.
+EXPERIMENT ?=
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 5000
+MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: install test test-slow lint format train bench clean
+.PHONY: install test test-slow lint format train bench sweep ui clean
 
 install: $(STAMP)
 
@@ -35,6 +40,14 @@ train: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
+
+sweep: $(STAMP)
+	$(BIN)/python -m pipelines.sweep $(if $(EXPERIMENT),--config $(EXPERIMENT)) $(SWEEP_ARGS)
+
+ui: $(STAMP)
+	mkdir -p mlruns
+	$(BIN)/mlflow ui --host $(UI_HOST) --port $(UI_PORT) --backend-store-uri $(MLFLOW_TRACKING_URI) \
+		--default-artifact-root $(CURDIR)/mlruns/artifacts
 
 clean:
 	rm -rf $(VENV) .cache runs .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,49 @@
+import pytest
+
+from pipelines.sweep import param_space, trial_run_config
+from pipelines.sweep_config import Range, build_sweep
+from postag.config import ConfigError, RunConfig
+
+SWEEP = {
+    "name": "s",
+    "space": {"model.hidden_size": [64, 128], "train.epochs": [1, 2]},
+    "baseline": {"model.hidden_size": 256, "train.epochs": 1, "train.max_batches_per_epoch": 3},
+}
+
+
+def test_baseline_is_known_by_its_point_and_gets_its_extras():
+    sweep = build_sweep(SWEEP, RunConfig())
+    assert sweep.baseline_point() == {"model.hidden_size": 256, "train.epochs": 1}
+    assert sweep.is_baseline({"model.hidden_size": 256, "train.epochs": 1})
+    assert not sweep.is_baseline({"model.hidden_size": 128, "train.epochs": 1})
+    config = trial_run_config({}, sweep, "cpu", {"model.hidden_size": 256, "train.epochs": 1})
+    assert config.train.max_batches_per_epoch == 3
+    assert config.train.num_threads == sweep.cpus_per_trial
+    ordinary = trial_run_config({}, sweep, "cpu", {"model.hidden_size": 64, "train.epochs": 2})
+    assert (ordinary.model.hidden_size, ordinary.train.max_batches_per_epoch) == (64, None)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"space": {"model.hiden_size": [1]}}, "unknown key 'sweep.space.model.hiden_size'"),
+        ({"baseline": {"model.hidden_size": 1}}, "missing \\['train.epochs'\\]"),
+        ({"space": {"model.hidden_size": {"low": 8, "high": 64}, "train.epochs": [1]}},
+         "sweep.space.model.hidden_size: a range needs search: optuna"),
+        ({"search": "random"}, "'sweep.search' must be one of 'grid', 'optuna'"),
+        ({"gpus_per_trial": "half"}, "'sweep.gpus_per_trial' must be float"),
+        ({"colour": 1}, "unknown key 'sweep.colour'"),
+    ],
+)  # fmt: skip
+def test_bad_sweep_sections_fail_naming_the_key(change, message):
+    with pytest.raises(ConfigError, match=message):
+        build_sweep({**SWEEP, **change}, RunConfig())
+
+
+def test_optuna_space_uses_integer_ranges_and_choices():
+    space = {"model.hidden_size": {"low": 8, "high": 64, "log": True}, "train.epochs": [1, 2]}
+    sweep = build_sweep({**SWEEP, "search": "optuna", "space": space}, RunConfig())
+    space = param_space(sweep)
+    assert isinstance(sweep.space["model.hidden_size"], Range)
+    assert (space["model.hidden_size"].lower, space["model.hidden_size"].upper) == (8, 65)
+    assert space["train.epochs"].categories == [1, 2]
