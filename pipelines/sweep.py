@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
+import math
 import sys
 import tempfile
 import time
@@ -54,6 +56,8 @@ CPU_EXPERIMENT = Path("experiments/cpu.yaml")
 MLFLOW_EXPERIMENT = "postag"
 STORAGE_DIR = Path("runs/sweeps")
 METRIC = "val_accuracy"
+# What a shell reports for a command ended by Ctrl-C.
+INTERRUPTED_EXIT_CODE = 130
 
 
 # The trial: a thin wrapper around postag.train.fit ------------------------------------
@@ -146,6 +150,30 @@ def tune_config(sweep: SweepConfig) -> tune.TuneConfig:
         num_samples=sweep.num_samples + 1,
         max_concurrent_trials=sweep.max_concurrent_trials,
     )
+
+
+def expected_trials(sweep: SweepConfig) -> int:
+    """Trials a complete sweep holds: the baseline and the samples (each a grid, for grid)."""
+    per_sample = 1
+    if sweep.search == "grid":
+        per_sample = math.prod(len(axis) for axis in sweep.space.values())
+    return 1 + sweep.num_samples * per_sample
+
+
+def concluded_trials(state: SweepState) -> int:
+    """Trials TERMINATED or ERROR in the saved experiment state.
+
+    Read from disk: after Ctrl-C, the ResultGrid that fit() returns counts trials that never
+    started as concluded.
+    """
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it warns of every trial without results yet
+    try:
+        trials = tune.ExperimentAnalysis(state.tune_dir).trials
+    finally:
+        quiet.setLevel(level)
+    return sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
 
 
 def _axis_max(sweep: SweepConfig, key: str) -> int:
@@ -246,6 +274,16 @@ def register_best_trial(state: SweepState, sweep: SweepConfig, config_path: Path
     return version
 
 
+def mark_interrupted(state: SweepState) -> None:
+    """Runs left open by an interruption become KILLED; a resume reopens them."""
+    client = mlflow.MlflowClient()
+    killed = RunStatus.to_string(RunStatus.KILLED)
+    for run in child_runs(state):
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, killed)
+    client.set_terminated(state.parent_run_id, killed)
+
+
 def trial_table(state: SweepState) -> str:
     """A Markdown table of the sweep's runs, best first, the baseline marked."""
     rows = sorted(
@@ -327,6 +365,9 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
         flush=True,
     )
     if resuming:
+        mlflow.MlflowClient().update_run(
+            state.parent_run_id, status=RunStatus.to_string(RunStatus.RUNNING)
+        )
         tuner = tune.Tuner.restore(state.tune_dir, trainable, resume_errored=False)
     else:
         callback = MlflowTrials(
@@ -346,6 +387,15 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
         )
     started = time.perf_counter()
     tuner.fit()
+    concluded = concluded_trials(state)
+    if concluded < expected_trials(sweep):
+        mark_interrupted(state)
+        print(
+            f"sweep '{sweep.name}' interrupted with {concluded} of {expected_trials(sweep)} "
+            "trials concluded; run the same command again to resume it",
+            flush=True,
+        )
+        return {"state": asdict(state), "interrupted": True}
     version = register_best_trial(state, sweep, config_path)
     table = trial_table(state)
     client = mlflow.MlflowClient()
@@ -359,7 +409,7 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
         f"{REGISTERED_MODEL} version {version} as {best_model_uri()}",
         flush=True,
     )
-    return {"state": asdict(state), "version": version, "table": table}
+    return {"state": asdict(state), "version": version, "table": table, "interrupted": False}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,11 +424,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="start anew, do not resume")
     args = parser.parse_args(argv)
     try:
-        run_sweep(args.config or default_experiment(), args.overrides, args.storage, args.fresh)
+        outcome = run_sweep(
+            args.config or default_experiment(), args.overrides, args.storage, args.fresh
+        )
     except (ConfigError, DataFormatError, DataSourceError) as error:
         print(f"postag sweep: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return INTERRUPTED_EXIT_CODE if outcome["interrupted"] else 0
 
 
 if __name__ == "__main__":

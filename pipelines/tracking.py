@@ -164,6 +164,7 @@ class MlflowTrials(Callback):
         )
         if found:
             run_id = found[0].info.run_id
+            # An interruption left it KILLED; the resumed trial makes it RUNNING again.
             self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             history = self.client.get_metric_history(run_id, "val_accuracy")
             self.logged_epochs[run_id] = max((m.step for m in history), default=0)
