@@ -8,9 +8,12 @@ CONFIG ?= experiments/seed.yaml
 EXPERIMENT ?=
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 5000
+# `make evaluate BEST` evaluates the alias `best`; MODEL=models:/postag-tagger/3 any version.
+MODEL ?= models:/postag-tagger@best
+DATA ?=
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: install test test-slow lint format train bench sweep ui clean
+.PHONY: install test test-slow lint format train bench sweep ui evaluate BEST clean
 
 install: $(STAMP)
 
@@ -43,6 +46,13 @@ bench: $(STAMP)
 
 sweep: $(STAMP)
 	$(BIN)/python -m pipelines.sweep $(if $(EXPERIMENT),--config $(EXPERIMENT)) $(SWEEP_ARGS)
+
+evaluate: $(STAMP)
+	$(BIN)/postag evaluate --model $(MODEL) $(if $(DATA),--data $(DATA))
+
+# A word, not a task: it lets `make evaluate BEST` read as it should.
+BEST:
+	@:
 
 ui: $(STAMP)
 	mkdir -p mlruns

@@ -1,12 +1,18 @@
-"""The `postag` command: one sub-command per pipeline, each a `main(argv)` of its own."""
+"""The `postag` command: one sub-command per pipeline module, each a `main(argv)` of its own."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from pipelines import bench, train
-
-COMMANDS = {"train": train.main, "bench": bench.main}
+# Imported on use, so `postag train` does not pay for importing Ray and MLflow.
+COMMANDS = {
+    "train": "pipelines.train",
+    "bench": "pipelines.bench",
+    "sweep": "pipelines.sweep",
+    "evaluate": "pipelines.evaluate",
+    "tag": "pipelines.tag",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: postag {{{','.join(COMMANDS)}}} [options]  (postag COMMAND --help)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
 
 
 if __name__ == "__main__":

@@ -341,10 +341,9 @@ def trial_resources(sweep: SweepConfig) -> tuple[dict, str]:
 
 def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: bool) -> dict:
     values, run, sweep = load_sweep(config_path, overrides)
-    project_dir = Path.cwd()
-    uri = tracking_uri(project_dir)
+    uri = tracking_uri(Path.cwd())
     mlflow.set_tracking_uri(uri)
-    experiment_id = ensure_experiment(MLFLOW_EXPERIMENT, project_dir)
+    experiment_id = ensure_experiment(MLFLOW_EXPERIMENT)
     prepared_dir = datasets.prepare(run.data)
     prepared = datasets.load_prepared(prepared_dir)
     storage = storage.resolve()

@@ -27,7 +27,7 @@ from postag.dataset import PreparedDataset, load_prepared
 from postag.registry import log_tagger
 from postag.train import EPOCH_METRICS
 
-DEFAULT_ARTIFACT_ROOT = "mlruns/artifacts"
+SQLITE_PREFIX = "sqlite:///"
 TRIAL_TAG = "ray_trial_id"
 ROLE_TAG = "role"
 BASELINE_ROLE = "deep-baseline"
@@ -50,14 +50,20 @@ def tracking_uri(project_dir: Path) -> str:
     return f"sqlite:///{database}"
 
 
-def ensure_experiment(name: str, project_dir: Path) -> str:
-    """The id of MLflow experiment `name`, created with a local artifact root if new."""
+def ensure_experiment(name: str) -> str:
+    """The id of MLflow experiment `name`, created if new.
+
+    With a sqlite store, artifacts go to `artifacts/` beside the database file, so that the
+    store is one self-contained folder (`mlruns/` by default).
+    """
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
     location = None
-    if mlflow.get_tracking_uri().startswith("sqlite:"):
-        location = (project_dir / DEFAULT_ARTIFACT_ROOT).resolve().as_uri()
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(SQLITE_PREFIX):
+        database = Path(uri.removeprefix(SQLITE_PREFIX))
+        location = (database.parent / "artifacts").resolve().as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
 

@@ -1,6 +1,8 @@
-"""Tagging tokenized sentences with a loaded tagger."""
+"""Tagging with a loaded tagger: token lists, CoNLL-U files and raw text."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -8,7 +10,15 @@ from torch.nn.utils.rnn import pad_packed_sequence
 
 from postag.batching import collate, sorted_order
 from postag.checkpoint import LoadedTagger
+from postag.config import TagColumn
 from postag.dataset import UNK_ID, Split
+from postag.readers import (
+    CONLLU_COLUMNS,
+    TAG_COLUMN_INDEX,
+    DataFormatError,
+    read_conllu,
+    read_lines,
+)
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -42,3 +52,41 @@ def tag_sentences(
             ids = padded[row, : lengths[row]].tolist()
             tagged[sentence_index] = [tagger.tags[i] for i in ids]
     return tagged
+
+
+def retag_conllu(path: str | Path, tagger: LoadedTagger, tag_column: TagColumn = "xpos") -> str:
+    """The CoNLL-U file with `tag_column` set by the tagger and every other byte unchanged."""
+    sentences = read_conllu(path, tag_column)  # validates the whole file first
+    predicted = iter(tag_sentences(tagger, [list(s.words) for s in sentences]))
+    column = TAG_COLUMN_INDEX[tag_column]
+    lines, tags, position = [], next(predicted), 0
+    for _, line in read_lines(path):
+        columns = line.split("\t")
+        if len(columns) == CONLLU_COLUMNS and columns[0].isdigit():
+            if position == len(tags):
+                tags, position = next(predicted), 0
+            columns[column] = tags[position]
+            position += 1
+            line = "\t".join(columns)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def text_to_conllu(path: str | Path, tagger: LoadedTagger, tag_column: TagColumn = "xpos") -> str:
+    """Raw text, one sentence per line of whitespace-separated tokens, tagged as CoNLL-U.
+
+    Blank lines hold no sentence and are not carried over.
+    """
+    sentences = [(number, line.split()) for number, line in read_lines(path) if line.strip()]
+    if not sentences:
+        raise DataFormatError(path, None, "no sentences found")
+    predicted = tag_sentences(tagger, [tokens for _, tokens in sentences])
+    blocks = []
+    for (number, tokens), tags in zip(sentences, predicted, strict=True):
+        rows = [f"# sent_id = {Path(path).name}:{number}", f"# text = {' '.join(tokens)}"]
+        for i, (token, tag) in enumerate(zip(tokens, tags, strict=True), start=1):
+            columns = [str(i), token] + ["_"] * (CONLLU_COLUMNS - 2)
+            columns[TAG_COLUMN_INDEX[tag_column]] = tag
+            rows.append("\t".join(columns))
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks) + "\n\n"

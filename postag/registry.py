@@ -6,10 +6,13 @@ artifact: loading runs no pickled Python, and the weights load with weights_only
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, DataType, Schema
@@ -24,6 +27,7 @@ MODEL_ARTIFACT = "model"
 CHECKPOINT_ARTIFACT = "checkpoint"
 TOKENS_COLUMN = "tokens"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 # Input: a DataFrame with a `tokens` column holding one list of tokens per sentence.
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec(Array(DataType.string), TOKENS_COLUMN)]),
@@ -67,3 +71,50 @@ def register_best(model_uri: str, description: str, tags: dict[str, str]) -> str
 
 def best_model_uri() -> str:
     return f"models:/{REGISTERED_MODEL}@{BEST_ALIAS}"
+
+
+class ModelNotFound(LookupError):
+    """A model URI that names nothing loadable; the message says what to run."""
+
+
+def find_version(uri: str) -> ModelVersion | None:
+    """The registry version behind a `models:/NAME@ALIAS` or `models:/NAME/N` URI.
+
+    None for other URIs (a run's model, a path); ModelNotFound when the registry lacks it.
+    """
+    match = REGISTRY_URI.match(uri)
+    if not match:
+        return None
+    name, alias, number = match.group("name", "alias", "version")
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        raise ModelNotFound(
+            f"no registered model '{name}' in {mlflow.get_tracking_uri()} yet: "
+            "run `make sweep` first"
+        ) from None
+    try:
+        if alias is not None:
+            return client.get_model_version_by_alias(name, alias)
+        return client.get_model_version(name, number)
+    except MlflowException:
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+        if alias is not None:
+            raise ModelNotFound(
+                f"'{name}' has no alias '{alias}' yet (versions: {versions}): "
+                "run `make sweep` first"
+            ) from None
+        raise ModelNotFound(
+            f"'{name}' has no version {number} (versions: {versions}); see them with `make ui`"
+        ) from None
+
+
+def load_tagger(uri: str) -> tuple[LoadedTagger, ModelVersion | None]:
+    """The tagger inside an MLflow model, and its registry version where it has one."""
+    version = find_version(uri)
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as error:
+        raise ModelNotFound(f"cannot load model {uri}: {error}") from None
+    return model.unwrap_python_model().tagger, version

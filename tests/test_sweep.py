@@ -2,59 +2,11 @@
 
 from __future__ import annotations
 
+import mlflow
 import pandas as pd
-import pytest
-import yaml
 
-mlflow = pytest.importorskip("mlflow")
-ray = pytest.importorskip("ray")
-
-from pipelines.sweep import run_sweep  # noqa: E402
-from postag.readers import read_conllu  # noqa: E402
-from postag.registry import REGISTERED_MODEL, best_model_uri  # noqa: E402
-
-TINY_SWEEP = {
-    "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
-    "train": {"epochs": 2, "batch_size": 32, "lr": 0.005},
-    "sweep": {
-        "name": "tiny",
-        "space": {
-            # hidden_size 0 makes torch raise: the trial that fails while the sweep goes on.
-            "model.hidden_size": [8, 24, 0],
-            "model.num_layers": [1],
-        },
-        "baseline": {"model.hidden_size": 8, "model.num_layers": 6, "train.epochs": 1},
-        "max_concurrent_trials": 2,
-        "cpus_per_trial": 1,
-        "max_failures": 1,
-    },
-}
-
-
-def write_sweep(tmp_path, ewt_slice, values=TINY_SWEEP):
-    values = {**values, "data": {"train": str(ewt_slice["train"]), "dev": str(ewt_slice["dev"]),
-                                 "cache_dir": str(tmp_path / "cache")}}  # fmt: skip
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
-
-
-@pytest.fixture(scope="module")
-def swept(ewt_slice, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("sweep")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    patch.chdir(tmp_path)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    outcome = run_sweep(write_sweep(tmp_path, ewt_slice), [], tmp_path / "tune", fresh=False)
-    client = mlflow.MlflowClient()
-    runs = client.search_runs(
-        [outcome["state"]["experiment_id"]],
-        filter_string=f"tags.mlflow.parentRunId = '{outcome['state']['parent_run_id']}'",
-    )
-    yield outcome, runs, client
-    ray.shutdown()
-    patch.undo()
+from postag.readers import read_conllu
+from postag.registry import REGISTERED_MODEL, best_model_uri
 
 
 def by_hidden(runs, hidden):

@@ -1,0 +1,232 @@
+"""`make evaluate BEST` / `postag evaluate`: a registered tagger on a whole test file.
+
+    make evaluate BEST                            # models:/postag-tagger@best on EWT test
+    make evaluate MODEL=models:/postag-tagger/3 DATA=my-test.conllu
+    .venv/bin/postag evaluate --model URI --data PATH [--format seed-ids] [--json out.json]
+
+Prints the headline figures and the per-tag table, writes reports/ (tables, pictures, the
+sweep that produced the model) and logs it all as an MLflow run linked to the model version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+
+from pipelines import plots
+from pipelines.tracking import BASELINE_ROLE, ROLE_TAG, tracking_uri
+from postag.checkpoint import LoadedTagger
+from postag.evaluation import EvaluationReport, evaluate_tagger
+from postag.readers import DataFormatError, read_sentences
+from postag.registry import ModelNotFound, best_model_uri, load_tagger
+from postag.sources import DataSourceError, ewt_files
+
+SEED_TEST_ACCURACY = 0.9261  # the notebook's figure, on its author's own data
+REPORTS_DIR = Path("reports")
+EVALUATION_ROLE = "evaluation"
+
+
+def per_tag_rows(report: EvaluationReport) -> list[dict]:
+    rows = [
+        {"tag": s.tag, "precision": s.precision, "recall": s.recall, "f1": s.f1,
+         "support": s.support}
+        for s in sorted(report.per_tag, key=lambda s: -s.support)
+    ]  # fmt: skip
+    rows += [
+        {"tag": f"{tag} (not in the model's tag set)", "precision": 0.0, "recall": 0.0,
+         "f1": 0.0, "support": count}
+        for tag, count in sorted(report.unknown_tags.items())
+    ]  # fmt: skip
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| tag | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines += [
+        f"| {r['tag']} | {100 * r['precision']:.2f} | {100 * r['recall']:.2f} "
+        f"| {100 * r['f1']:.2f} | {r['support']:,} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def terminal_report(
+    uri: str, version: ModelVersion | None, data: Path, report: EvaluationReport
+) -> str:
+    where = f" (version {version.version}, run {version.run_id})" if version else ""
+    share = report.num_unseen / report.num_tokens
+    lines = [
+        f"model  {uri}{where}",
+        f"data   {data}: {report.num_sentences:,} sentences, {report.num_tokens:,} tokens "
+        "(every token of every sentence)",
+        "",
+        f"  token accuracy      {100 * report.token_accuracy:6.2f}%",
+        f"  seen words          {100 * report.seen_accuracy:6.2f}%  "
+        f"({report.num_tokens - report.num_unseen:,} tokens)",
+        f"  unseen words        {100 * report.unseen_accuracy:6.2f}%  "
+        f"({report.num_unseen:,} tokens, {100 * share:.1f}% of the data)",
+        f"  sentence accuracy   {100 * report.sentence_accuracy:6.2f}%",
+        f"  macro F1            {100 * report.macro_f1:6.2f}%",
+        f"  seed notebook       {100 * SEED_TEST_ACCURACY:6.2f}%  test accuracy on its author's "
+        "own data, not this file: not a like-for-like comparison",
+    ]
+    if report.unknown_tags:
+        listed = ", ".join(f"{t} ({n})" for t, n in sorted(report.unknown_tags.items()))
+        lines.append(f"  tags the model never saw, counted as errors: {listed}")
+    return "\n".join(lines)
+
+
+def sweep_trials(version: ModelVersion | None) -> list[plots.TrialCurves]:
+    """Every trial of the sweep that produced the version, with its per-epoch curves."""
+    if version is None or not version.run_id:
+        return []
+    client = mlflow.MlflowClient()
+    run = client.get_run(version.run_id)
+    parent = run.data.tags.get("mlflow.parentRunId")
+    if parent is None:
+        return []
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'", max_results=1000
+    )
+    trials = []
+    for child in children:
+        history = {
+            key: [m.value for m in sorted(client.get_metric_history(child.info.run_id, key),
+                                          key=lambda m: m.step)]
+            for key in ("val_accuracy", "grad_norm_first_lstm", "grad_norm_last_lstm")
+        }  # fmt: skip
+        if not history["val_accuracy"]:
+            continue
+        p = child.data.params
+        baseline = child.data.tags.get(ROLE_TAG) == BASELINE_ROLE
+        trials.append(
+            plots.TrialCurves(
+                label=f"{'baseline ' if baseline else ''}h{p['hidden_size']} x "
+                f"{p['num_layers']} layers, {p['epochs']} ep",
+                hidden_size=int(p["hidden_size"]),
+                num_layers=int(p["num_layers"]),
+                baseline=baseline,
+                best_val_accuracy=child.data.metrics.get("best_val_accuracy"),
+                val_accuracy=history["val_accuracy"],
+                grad_norm_first=history["grad_norm_first_lstm"],
+                grad_norm_last=history["grad_norm_last_lstm"],
+            )
+        )
+    return sorted(trials, key=lambda t: (t.baseline, t.hidden_size, t.num_layers, t.label))
+
+
+def write_reports(
+    report: EvaluationReport, trials: list[plots.TrialCurves], folder: Path
+) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = per_tag_rows(report)
+    (folder / "per_tag.md").write_text(markdown_table(rows) + "\n")
+    written = [
+        write_csv(rows, folder / "per_tag.csv"),
+        folder / "per_tag.md",
+        plots.confusion_png(report.confusion, report.tag_names, folder / "confusion.png"),
+    ]
+    if trials:
+        written.append(plots.val_accuracy_png(trials, folder / "sweep_val_accuracy.png"))
+        written.append(plots.heatmap_png(trials, folder / "sweep_heatmap.png"))
+        baseline = [t for t in trials if t.baseline]
+        healthy = [t for t in trials if not t.baseline and t.best_val_accuracy is not None]
+        if baseline and healthy:
+            best = max(healthy, key=lambda t: t.best_val_accuracy)
+            written.append(plots.grad_norms_png(baseline[0], best, folder / "sweep_grad_norms.png"))
+    return written
+
+
+def log_evaluation(
+    uri: str, version: ModelVersion | None, data: Path, report: EvaluationReport, files: list[Path]
+) -> str:
+    """An MLflow run holding the evaluation, tagged with (and tagging) the model version."""
+    tags = {ROLE_TAG: EVALUATION_ROLE, "model_uri": uri, "data": str(data)}
+    if version is not None:
+        tags.update(registered_model=version.name, registered_model_version=version.version,
+                    source_run_id=version.run_id or "")  # fmt: skip
+    experiment = mlflow.get_experiment_by_name("postag")
+    name = f"evaluate-{version.name}-v{version.version}" if version else "evaluate"
+    with mlflow.start_run(
+        experiment_id=experiment.experiment_id if experiment else None, run_name=name, tags=tags
+    ) as run:
+        headline = report.headline()
+        mlflow.log_metrics({k: float(v) for k, v in headline.items() if k != "unknown_tags"})
+        mlflow.log_dict(headline, "evaluation.json")
+        for path in files:
+            mlflow.log_artifact(str(path), artifact_path="reports")
+    if version is not None:
+        client = mlflow.MlflowClient()
+        client.set_model_version_tag(
+            version.name, version.version, "evaluation_run_id", run.info.run_id
+        )
+        client.set_model_version_tag(
+            version.name, version.version, "test_token_accuracy", f"{report.token_accuracy:.6f}"
+        )
+    return run.info.run_id
+
+
+def default_data(tagger: LoadedTagger) -> Path:
+    if tagger.config.data.format == "conllu" and tagger.config.data.test is None:
+        return ewt_files().test
+    if tagger.config.data.test is not None:
+        return Path(tagger.config.data.test)
+    raise DataFormatError(Path("--data"), None, "the model names no test file: pass --data PATH")
+
+
+def run(args: argparse.Namespace) -> dict:
+    mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
+    tagger, version = load_tagger(args.model)
+    data = Path(args.data) if args.data else default_data(tagger)
+    fmt = args.format or tagger.config.data.format
+    sentences = read_sentences(data, fmt, args.tag_column or tagger.config.data.tag_column)
+    report = evaluate_tagger(tagger, sentences)
+    print(terminal_report(args.model, version, data, report))
+    print()
+    print(markdown_table(per_tag_rows(report)))
+    files = write_reports(report, sweep_trials(version), args.reports)
+    run_id = log_evaluation(args.model, version, data, report, files)
+    result = {**report.headline(), "model": args.model, "data": str(data), "mlflow_run_id": run_id}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    print(f"\nreports in {args.reports}/; MLflow evaluation run {run_id}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="postag evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", default=best_model_uri(), help="MLflow model URI")
+    parser.add_argument("--data", help="test file (default: the model's, else EWT test)")
+    parser.add_argument("--format", choices=["conllu", "seed-ids"])
+    parser.add_argument("--tag-column", choices=["xpos", "upos"])
+    parser.add_argument("--json", help="also write the headline figures here")
+    parser.add_argument("--reports", type=Path, default=REPORTS_DIR)
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (ModelNotFound, DataFormatError, DataSourceError) as error:
+        print(f"postag evaluate: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Pictures for the evaluation report: confusions, and the sweep that produced the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or assumed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+MOST_CONFUSED = 15
+DPI = 130
+
+
+@dataclass(frozen=True)
+class TrialCurves:
+    """One sweep trial as the plots need it (read from its MLflow run)."""
+
+    label: str
+    hidden_size: int
+    num_layers: int
+    baseline: bool
+    best_val_accuracy: float | None
+    val_accuracy: list[float]  # by epoch, from epoch 1
+    grad_norm_first: list[float]
+    grad_norm_last: list[float]
+
+
+def confusion_png(confusion: torch.Tensor, tags: tuple[str, ...], path: Path) -> Path:
+    """Row-normalized confusions among the tags with the most errors (padding left out)."""
+    counts = confusion.double().numpy()[1:, 1:]
+    names = list(tags[1:])
+    errors = counts.sum(axis=1) - np.diag(counts) + counts.sum(axis=0) - np.diag(counts)
+    keep = np.argsort(-errors, kind="stable")[:MOST_CONFUSED]
+    keep = keep[errors[keep] > 0] if (errors[keep] > 0).any() else keep
+    sub = counts[np.ix_(keep, keep)]
+    rows = counts[keep].sum(axis=1, keepdims=True)
+    share = np.divide(sub, rows, out=np.zeros_like(sub), where=rows > 0)
+    off_diagonal = share.copy()
+    np.fill_diagonal(off_diagonal, 0.0)
+    fig, ax = plt.subplots(figsize=(9, 8))
+    image = ax.imshow(off_diagonal, cmap="Reds")
+    labels = [names[i] for i in keep]
+    ax.set_xticks(range(len(keep)), labels, rotation=60, ha="right")
+    ax.set_yticks(range(len(keep)), labels)
+    for i in range(len(keep)):
+        for j in range(len(keep)):
+            if i != j and sub[i, j] > 0:
+                ax.text(j, i, f"{int(sub[i, j])}", ha="center", va="center", fontsize=7)
+    ax.set_xlabel("predicted tag")
+    ax.set_ylabel("gold tag")
+    ax.set_title(
+        f"The {len(keep)} most confused tags: error counts, coloured by share of the gold tag"
+    )
+    fig.colorbar(image, ax=ax, label="share of gold tokens tagged as the column's tag")
+    return _save(fig, path)
+
+
+def val_accuracy_png(trials: list[TrialCurves], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(10, 6))
+    for trial in trials:
+        epochs = range(1, len(trial.val_accuracy) + 1)
+        style = {"color": "red", "linestyle": "--", "linewidth": 2} if trial.baseline else {}
+        ax.plot(epochs, [100 * a for a in trial.val_accuracy], label=trial.label, **style)
+    ax.axhline(13.2, color="grey", linestyle=":", label="always NN (13.2%)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("Validation accuracy per epoch, every trial of the sweep (baseline dashed)")
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def heatmap_png(trials: list[TrialCurves], path: Path) -> Path:
+    """Best validation accuracy for each (hidden size, depth), over the other axes."""
+    healthy = [t for t in trials if not t.baseline and t.best_val_accuracy is not None]
+    hidden = sorted({t.hidden_size for t in healthy})
+    layers = sorted({t.num_layers for t in healthy})
+    grid = np.full((len(layers), len(hidden)), np.nan)
+    for t in healthy:
+        i, j = layers.index(t.num_layers), hidden.index(t.hidden_size)
+        grid[i, j] = np.fmax(grid[i, j], 100 * t.best_val_accuracy)
+    fig, ax = plt.subplots(figsize=(1.6 * len(hidden) + 3, 1.2 * len(layers) + 2.5))
+    image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+    ax.set_xticks(range(len(hidden)), [str(h) for h in hidden])
+    ax.set_yticks(range(len(layers)), [str(n) for n in layers])
+    for i in range(len(layers)):
+        for j in range(len(hidden)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.1f}%", ha="center", va="center", color="white")
+    ax.set_xlabel("LSTM hidden size")
+    ax.set_ylabel("LSTM layers")
+    ax.set_title("Best validation accuracy by hidden size and depth (baseline excluded)")
+    fig.colorbar(image, ax=ax, label="best validation accuracy (%)")
+    return _save(fig, path)
+
+
+def grad_norms_png(baseline: TrialCurves, healthy: TrialCurves, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for trial, colour in ((baseline, "red"), (healthy, "blue")):
+        epochs = range(1, len(trial.grad_norm_first) + 1)
+        ax.plot(epochs, trial.grad_norm_first, color=colour, marker="o",
+                label=f"{trial.label}: first LSTM layer")  # fmt: skip
+        ax.plot(epochs, trial.grad_norm_last, color=colour, marker="s", linestyle="--",
+                label=f"{trial.label}: last LSTM layer")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean gradient norm per step (log scale)")
+    ax.set_title("Why the deep baseline fails: the gradient vanishes before the first layer")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

@@ -1,0 +1,54 @@
+"""`postag tag`: tag raw text or a CoNLL-U file with a registered model; CoNLL-U out.
+
+.venv/bin/postag tag --input sentences.txt            # one sentence per line, tokens by spaces
+.venv/bin/postag tag --input file.conllu --output tagged.conllu --model models:/postag-tagger/2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import mlflow
+
+from pipelines.tracking import tracking_uri
+from postag.inference import retag_conllu, text_to_conllu
+from postag.readers import DataFormatError
+from postag.registry import ModelNotFound, best_model_uri, load_tagger
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="postag tag",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--input", type=Path, required=True)
+    parser.add_argument("--input-format", choices=["text", "conllu"],
+                        help="default: conllu for *.conllu, text otherwise")  # fmt: skip
+    parser.add_argument("--output", type=Path, help="default: standard output")
+    parser.add_argument("--model", default=best_model_uri())
+    parser.add_argument(
+        "--tag-column", choices=["xpos", "upos"], help="column to fill (default: the model's)"
+    )
+    args = parser.parse_args(argv)
+    fmt = args.input_format or ("conllu" if args.input.suffix == ".conllu" else "text")
+    try:
+        mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
+        tagger, _ = load_tagger(args.model)
+        column = args.tag_column or tagger.config.data.tag_column
+        convert = retag_conllu if fmt == "conllu" else text_to_conllu
+        tagged = convert(args.input, tagger, column)
+    except (ModelNotFound, DataFormatError) as error:
+        print(f"postag tag: error: {error}", file=sys.stderr)
+        return 2
+    if args.output:
+        args.output.write_text(tagged, encoding="utf-8")
+    else:
+        sys.stdout.write(tagged)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

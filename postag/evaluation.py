@@ -1,0 +1,80 @@
+"""Evaluating a loaded tagger on tagged sentences: every token of every sentence, whole."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from postag.checkpoint import LoadedTagger
+from postag.dataset import UNKNOWN_TAG_ID
+from postag.inference import tag_sentences
+from postag.metrics import (
+    TagScore,
+    confusion_matrix,
+    macro_f1,
+    per_tag_scores,
+    token_accuracy,
+)
+from postag.readers import Sentence
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    num_sentences: int
+    num_tokens: int
+    token_accuracy: float
+    seen_accuracy: float
+    unseen_accuracy: float
+    num_unseen: int
+    sentence_accuracy: float
+    macro_f1: float
+    per_tag: list[TagScore]
+    # Gold tags the model's tag set lacks, with counts: each such token counts as an error.
+    unknown_tags: dict[str, int]
+    confusion: torch.Tensor  # (C, C) over the model's tags, rows gold
+    tag_names: tuple[str, ...]
+
+    def headline(self) -> dict:
+        return {
+            "num_sentences": self.num_sentences,
+            "num_tokens": self.num_tokens,
+            "token_accuracy": self.token_accuracy,
+            "seen_accuracy": self.seen_accuracy,
+            "unseen_accuracy": self.unseen_accuracy,
+            "num_unseen": self.num_unseen,
+            "sentence_accuracy": self.sentence_accuracy,
+            "macro_f1": self.macro_f1,
+            "unknown_tags": self.unknown_tags,
+        }
+
+
+def evaluate_tagger(tagger: LoadedTagger, sentences: list[Sentence]) -> EvaluationReport:
+    predicted = tag_sentences(tagger, [list(s.words) for s in sentences])
+    tag_ids = {tag: i for i, tag in enumerate(tagger.tags)}
+    vocabulary = set(tagger.words)
+    gold = torch.tensor([tag_ids.get(t, UNKNOWN_TAG_ID) for s in sentences for t in s.tags])
+    guess = torch.tensor([tag_ids[t] for tags in predicted for t in tags])
+    unseen = torch.tensor([w not in vocabulary for s in sentences for w in s.words])
+    correct = (gold == guess).numpy()
+    starts = np.cumsum([0] + [len(s.words) for s in sentences[:-1]])
+    # A sentence is right when its least-right token is right.
+    sentence_right = np.minimum.reduceat(correct, starts)
+    confusion = confusion_matrix(gold, guess, len(tagger.tags))
+    scores = per_tag_scores(confusion, list(tagger.tags))
+    return EvaluationReport(
+        num_sentences=len(sentences),
+        num_tokens=len(gold),
+        token_accuracy=token_accuracy(gold, guess),
+        seen_accuracy=token_accuracy(gold[~unseen], guess[~unseen]),
+        unseen_accuracy=token_accuracy(gold[unseen], guess[unseen]),
+        num_unseen=int(unseen.sum()),
+        sentence_accuracy=float(sentence_right.mean()),
+        macro_f1=macro_f1(scores),
+        per_tag=scores,
+        unknown_tags=dict(Counter(t for s in sentences for t in s.tags if t not in tag_ids)),
+        confusion=confusion,
+        tag_names=tagger.tags,
+    )
