@@ -11,9 +11,14 @@ UI_PORT ?= 5000
 # `make evaluate BEST` evaluates the alias `best`; MODEL=models:/postag-tagger/3 any version.
 MODEL ?= models:/postag-tagger@best
 DATA ?=
+# Servers bind to this machine only unless told otherwise (SERVER_HOST=0.0.0.0 exposes them).
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 5001
+RAY_PORT ?= 6379
+HEAD ?=
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: install test test-slow lint format train bench sweep ui evaluate BEST clean
+.PHONY: install test test-slow lint format train bench sweep ui evaluate BEST mlflow-server ray-head ray-worker clean
 
 install: $(STAMP)
 
@@ -58,6 +63,20 @@ ui: $(STAMP)
 	mkdir -p mlruns
 	$(BIN)/mlflow ui --host $(UI_HOST) --port $(UI_PORT) --backend-store-uri $(MLFLOW_TRACKING_URI) \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts
+
+# A tracking server for several machines: sqlite backend, artifacts proxied by the server.
+mlflow-server: $(STAMP)
+	mkdir -p mlruns/server
+	$(BIN)/mlflow server --host $(SERVER_HOST) --port $(SERVER_PORT) \
+		--backend-store-uri sqlite:///$(CURDIR)/mlruns/server/mlflow.db \
+		--artifacts-destination $(CURDIR)/mlruns/server/artifacts --serve-artifacts
+
+ray-head: $(STAMP)
+	$(BIN)/ray start --head --node-ip-address $(SERVER_HOST) --port $(RAY_PORT) --include-dashboard=false
+
+ray-worker: $(STAMP)
+	test -n "$(HEAD)" || (echo "usage: make ray-worker HEAD=host:port" && false)
+	$(BIN)/ray start --address $(HEAD)
 
 clean:
 	rm -rf $(VENV) .cache runs .pytest_cache .ruff_cache *.egg-info

@@ -3,7 +3,8 @@
 (a) The seed's way, reproduced as the notebook did it: every sentence padded (and cut) to
     100 tokens, random batches of 256 with the last partial batch dropped, the LSTM run
     over the padding, and validation by a Python loop over tokens.
-(b) postag's way: batches of similar-length sentences, packed sequences, vectorized metrics.
+(b) postag's way: batches padded only to their own longest sentence, packed sequences (the
+    LSTM never runs over padding), every sentence whole, vectorized metrics.
 
 Both train the seed configuration from the same seed until validation accuracy reaches the
 target, and the figures are ratios measured in this one run.

@@ -116,7 +116,7 @@ def sweep_trials(version: ModelVersion | None) -> list[plots.TrialCurves]:
         trials.append(
             plots.TrialCurves(
                 label=f"{'baseline ' if baseline else ''}h{p['hidden_size']} x "
-                f"{p['num_layers']} layers, {p['epochs']} ep",
+                f"{p['num_layers']} layer{'' if p['num_layers'] == '1' else 's'}, {p['epochs']} ep",
                 hidden_size=int(p["hidden_size"]),
                 num_layers=int(p["num_layers"]),
                 baseline=baseline,
@@ -145,8 +145,10 @@ def write_reports(
         written.append(plots.heatmap_png(trials, folder / "sweep_heatmap.png"))
         baseline = [t for t in trials if t.baseline]
         healthy = [t for t in trials if not t.baseline and t.best_val_accuracy is not None]
-        if baseline and healthy:
-            best = max(healthy, key=lambda t: t.best_val_accuracy)
+        # A healthy trial of several layers, so that its first and last layer differ.
+        stacked = [t for t in healthy if t.num_layers > 1] or healthy
+        if baseline and stacked:
+            best = max(stacked, key=lambda t: t.best_val_accuracy)
             written.append(plots.grad_norms_png(baseline[0], best, folder / "sweep_grad_norms.png"))
     return written
 

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 MOST_CONFUSED = 15
+LINE_STYLES = ("-", "-.", ":")
 DPI = 130
 
 
@@ -63,9 +64,14 @@ def confusion_png(confusion: torch.Tensor, tags: tuple[str, ...], path: Path) ->
 
 def val_accuracy_png(trials: list[TrialCurves], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 6))
-    for trial in trials:
+    colours = plt.get_cmap("tab20").colors
+    for i, trial in enumerate(trials):
         epochs = range(1, len(trial.val_accuracy) + 1)
-        style = {"color": "red", "linestyle": "--", "linewidth": 2} if trial.baseline else {}
+        if trial.baseline:
+            style = {"color": "red", "linestyle": "--", "linewidth": 2}
+        else:
+            # 20 distinct colours, then the same colours in other line styles.
+            style = {"color": colours[i % 20], "linestyle": LINE_STYLES[i // 20 % 3]}
         ax.plot(epochs, [100 * a for a in trial.val_accuracy], label=trial.label, **style)
     ax.axhline(13.2, color="grey", linestyle=":", label="always NN (13.2%)")
     ax.set_xlabel("epoch")

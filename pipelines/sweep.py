@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import logging
 import math
+import os
 import sys
 import tempfile
 import time
@@ -33,6 +35,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from pipelines.experiment import read_experiment, run_config_from
+from pipelines.probe import UnreachableService, probe_ray_cluster, probe_tracking_server
 from pipelines.sweep_config import Range, SweepConfig, build_sweep
 from pipelines.tracking import (
     MODEL_URI_TAG,
@@ -160,22 +163,6 @@ def expected_trials(sweep: SweepConfig) -> int:
     return 1 + sweep.num_samples * per_sample
 
 
-def concluded_trials(state: SweepState) -> int:
-    """Trials TERMINATED or ERROR in the saved experiment state.
-
-    Read from disk: after Ctrl-C, the ResultGrid that fit() returns counts trials that never
-    started as concluded.
-    """
-    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # it warns of every trial without results yet
-    try:
-        trials = tune.ExperimentAnalysis(state.tune_dir).trials
-    finally:
-        quiet.setLevel(level)
-    return sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
-
-
 def _axis_max(sweep: SweepConfig, key: str) -> int:
     axis = sweep.space.get(key)
     if axis is None:
@@ -192,6 +179,8 @@ class SweepState:
     tune_dir: str
     parent_run_id: str
     experiment_id: str
+    # The experiment values the sweep was started with: a resume must run the same sweep.
+    config_digest: str
     finished: bool = False
 
     @staticmethod
@@ -207,27 +196,59 @@ def open_sweep_state(
 ) -> tuple[SweepState, bool]:
     """The unfinished sweep to resume, or a new one with its parent run; (state, resuming)."""
     path = SweepState.path(storage, sweep)
+    digest = hashlib.sha256(json.dumps(config_values, sort_keys=True).encode()).hexdigest()
     if path.is_file() and not fresh:
         state = SweepState(**json.loads(path.read_text()))
         if not state.finished and tune.Tuner.can_restore(state.tune_dir):
+            if state.config_digest != digest:
+                raise ConfigError(
+                    f"sweep '{sweep.name}' was interrupted ({path}) and its configuration has "
+                    "changed since: run it unchanged to resume, or add --fresh "
+                    "(make sweep SWEEP_ARGS=--fresh) to start anew"
+                )
             return state, True
     parent = mlflow.MlflowClient().create_run(
         experiment_id,
         tags={"mlflow.runName": f"sweep-{sweep.name}", "sweep": sweep.name, ROLE_TAG: "sweep"},
     )
     tune_dir = storage / f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    state = SweepState(str(tune_dir.resolve()), parent.info.run_id, experiment_id)
+    state = SweepState(str(tune_dir.resolve()), parent.info.run_id, experiment_id, digest)
     state.save(path)
     client = mlflow.MlflowClient()
     client.log_dict(parent.info.run_id, config_values, "experiment.json")
     client.log_batch(
         parent.info.run_id,
         params=[
-            mlflow.entities.Param(f"sweep.{k}", json.dumps(v)[:6000])
-            for k, v in to_dict(sweep).items()
+            mlflow.entities.Param(f"sweep.{k}", json.dumps(v)) for k, v in to_dict(sweep).items()
         ],
     )
     return state, False
+
+
+def concluded_trials(state: SweepState) -> int:
+    """Trials TERMINATED or ERROR in the saved experiment state.
+
+    Read from disk: after Ctrl-C, the ResultGrid that fit() returns counts trials that never
+    started as concluded.
+    """
+    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it warns of every trial without results yet
+    try:
+        trials = tune.ExperimentAnalysis(state.tune_dir).trials
+    finally:
+        quiet.setLevel(level)
+    return sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
+
+
+def mark_interrupted(state: SweepState) -> None:
+    """Runs left open by an interruption become KILLED; a resume reopens them."""
+    client = mlflow.MlflowClient()
+    killed = RunStatus.to_string(RunStatus.KILLED)
+    for run in child_runs(state):
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, killed)
+    client.set_terminated(state.parent_run_id, killed)
 
 
 # Registration of the best trial --------------------------------------------------------
@@ -272,16 +293,6 @@ def register_best_trial(state: SweepState, sweep: SweepConfig, config_path: Path
     client.set_tag(state.parent_run_id, "best_run_id", best.info.run_id)
     client.set_tag(state.parent_run_id, "registered_version", version)
     return version
-
-
-def mark_interrupted(state: SweepState) -> None:
-    """Runs left open by an interruption become KILLED; a resume reopens them."""
-    client = mlflow.MlflowClient()
-    killed = RunStatus.to_string(RunStatus.KILLED)
-    for run in child_runs(state):
-        if run.info.status == "RUNNING":
-            client.set_terminated(run.info.run_id, killed)
-    client.set_terminated(state.parent_run_id, killed)
 
 
 def trial_table(state: SweepState) -> str:
@@ -342,12 +353,16 @@ def trial_resources(sweep: SweepConfig) -> tuple[dict, str]:
 def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: bool) -> dict:
     values, run, sweep = load_sweep(config_path, overrides)
     uri = tracking_uri(Path.cwd())
+    probe_tracking_server(uri)
+    probe_ray_cluster(os.environ.get("RAY_ADDRESS"))
     mlflow.set_tracking_uri(uri)
     experiment_id = ensure_experiment(MLFLOW_EXPERIMENT)
     prepared_dir = datasets.prepare(run.data)
     prepared = datasets.load_prepared(prepared_dir)
     storage = storage.resolve()
     storage.mkdir(parents=True, exist_ok=True)
+
+    state, resuming = open_sweep_state(storage, sweep, experiment_id, fresh, values)
 
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True)
     resources, device = trial_resources(sweep)
@@ -357,7 +372,6 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, dataset=prepared, make_config=make_config), resources
     )
-    state, resuming = open_sweep_state(storage, sweep, experiment_id, fresh, values)
     print(
         f"sweep '{sweep.name}': {'resuming' if resuming else 'starting'} {state.tune_dir}; "
         f"MLflow {uri}, parent run {state.parent_run_id}; trials on {device} with {resources}",
@@ -426,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_sweep(
             args.config or default_experiment(), args.overrides, args.storage, args.fresh
         )
-    except (ConfigError, DataFormatError, DataSourceError) as error:
+    except (ConfigError, DataFormatError, DataSourceError, UnreachableService) as error:
         print(f"postag sweep: error: {error}", file=sys.stderr)
         return 2
     return INTERRUPTED_EXIT_CODE if outcome["interrupted"] else 0

@@ -62,8 +62,11 @@ class TrainConfig:
     # torch intra-op threads; None leaves torch's default (all cores).
     num_threads: int | None = None
     # Sentences are sorted by length inside pools of this many batches, so a batch holds
-    # sentences of similar length and little padding; the pools keep batches random.
-    length_pool_batches: int = 50
+    # sentences of similar length; 1 means plain random batches. Packed sequences already
+    # spare the LSTM all padding, and measured on EWT (seed model, 2 CPU cores) bigger
+    # pools learned more slowly per epoch: 85% dev accuracy after 6 epochs / 119 s with 1,
+    # 7 / 140 s with 2, 9-10 / 151-162 s with 4 or 50, at the same ~11k tokens/s.
+    length_pool_batches: int = 1
     # Stop each epoch after this many batches (CPU sweeps shrink steps, never shape).
     max_batches_per_epoch: int | None = None
     output_dir: str = "runs/latest"
@@ -151,7 +154,10 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
             if not isinstance(child, dict):
                 raise ConfigError(f"override {override!r}: '{part}' is not a section")
             node = child
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
     return result
 
 
@@ -187,15 +193,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
-
-
-def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
-    """{'model': {'hidden_size': 8}} -> {'model.hidden_size': 8}; for MLflow params."""
-    flat = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat

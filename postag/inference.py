@@ -16,6 +16,7 @@ from postag.readers import (
     CONLLU_COLUMNS,
     TAG_COLUMN_INDEX,
     DataFormatError,
+    is_word_line,
     read_conllu,
     read_lines,
 )
@@ -62,7 +63,7 @@ def retag_conllu(path: str | Path, tagger: LoadedTagger, tag_column: TagColumn =
     lines, tags, position = [], next(predicted), 0
     for _, line in read_lines(path):
         columns = line.split("\t")
-        if len(columns) == CONLLU_COLUMNS and columns[0].isdigit():
+        if is_word_line(columns):
             if position == len(tags):
                 tags, position = next(predicted), 0
             columns[column] = tags[position]

@@ -17,8 +17,10 @@ CONLLU_COLUMNS = 10
 # Column index (0-based) of each tag column in CoNLL-U.
 TAG_COLUMN_INDEX = {"upos": 3, "xpos": 4}
 FORM_INDEX = 1
-MULTIWORD_ID = re.compile(r"^\d+-\d+$")
-EMPTY_NODE_ID = re.compile(r"^\d+\.\d+$")
+# ASCII digits only: str.isdigit() also accepts characters such as "²" that int() refuses.
+WORD_ID = re.compile(r"[0-9]+")
+MULTIWORD_ID = re.compile(r"[0-9]+-[0-9]+")
+EMPTY_NODE_ID = re.compile(r"[0-9]+\.[0-9]+")
 # The seed format pads with id 0 in both the word and the tag line.
 SEED_PADDING_ID = 0
 
@@ -36,6 +38,11 @@ class DataFormatError(ValueError):
 class Sentence:
     words: tuple[str, ...]
     tags: tuple[str, ...]
+
+
+def is_word_line(columns: list[str]) -> bool:
+    """A CoNLL-U line of a syntactic word (not a comment, range or empty node)."""
+    return len(columns) == CONLLU_COLUMNS and WORD_ID.fullmatch(columns[0]) is not None
 
 
 def read_sentences(path: str | Path, fmt: DataFormat, tag_column: TagColumn) -> list[Sentence]:
@@ -91,9 +98,9 @@ def read_conllu(path: str | Path, tag_column: TagColumn = "xpos") -> list[Senten
                 f"expected {CONLLU_COLUMNS} tab-separated columns, found {len(columns)}",
             )
         token_id = columns[0]
-        if MULTIWORD_ID.match(token_id) or EMPTY_NODE_ID.match(token_id):
+        if MULTIWORD_ID.fullmatch(token_id) or EMPTY_NODE_ID.fullmatch(token_id):
             continue
-        if not token_id.isdigit():
+        if not WORD_ID.fullmatch(token_id):
             raise DataFormatError(path, number, f"token id {token_id!r} is not an integer")
         if int(token_id) != len(words) + 1:
             raise DataFormatError(
@@ -140,7 +147,7 @@ def read_seed_ids(path: str | Path) -> list[Sentence]:
 def _parse_ids(path: str | Path, number: int, line: str) -> list[int]:
     ids = []
     for position, item in enumerate(line.split(), start=1):
-        if not item.isdigit():
+        if not WORD_ID.fullmatch(item):
             raise DataFormatError(
                 path, number, f"item {position} ({item!r}) is not a non-negative integer"
             )

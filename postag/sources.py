@@ -69,13 +69,19 @@ def default_cache_dir() -> Path:
     return Path(base) / "postag" / f"ud-english-ewt-{EWT_RELEASE}"
 
 
-def ewt_files(cache_dir: Path | None = None) -> TreebankFiles:
-    """Paths to EWT train/dev/test, verified by sha256; downloads into the cache if needed."""
+def ewt_files(
+    cache_dir: Path | None = None, search: list[Path] | None = None, url: str = EWT_URL
+) -> TreebankFiles:
+    """Paths to EWT train/dev/test, verified by sha256; downloads into the cache if needed.
+
+    `search` defaults to candidate_dirs(); `url` is a template with {release} and {name}.
+    """
     cache_dir = cache_dir or default_cache_dir()
-    for directory in [*candidate_dirs(), cache_dir]:
+    search = candidate_dirs() if search is None else search
+    for directory in [*search, cache_dir]:
         if all((directory / name).is_file() for name, _ in EWT_FILES.values()):
             return _verified(directory)
-    _download(cache_dir)
+    _download(cache_dir, search, url)
     return _verified(cache_dir)
 
 
@@ -93,13 +99,13 @@ def _verified(directory: Path) -> TreebankFiles:
     return TreebankFiles(**paths)
 
 
-def _download(cache_dir: Path) -> None:
+def _download(cache_dir: Path, search: list[Path], url_template: str) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
     for name, _ in EWT_FILES.values():
         target = cache_dir / name
         if target.is_file():
             continue
-        url = EWT_URL.format(release=EWT_RELEASE, name=name)
+        url = url_template.format(release=EWT_RELEASE, name=name)
         partial = target.with_suffix(".part")
         try:
             with (
@@ -109,7 +115,7 @@ def _download(cache_dir: Path) -> None:
                 shutil.copyfileobj(response, handle)
         except (urllib.error.URLError, OSError) as error:
             partial.unlink(missing_ok=True)
-            looked = "\n  ".join(str(d) for d in [*candidate_dirs(), cache_dir])
+            looked = "\n  ".join(str(d) for d in [*search, cache_dir])
             raise DataSourceError(
                 f"UD English EWT {EWT_RELEASE} not found and could not be downloaded "
                 f"({url}: {error}).\nPut en_ewt-ud-{{train,dev,test}}.conllu in one of:\n  "

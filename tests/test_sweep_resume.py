@@ -31,9 +31,9 @@ SWEEP = {
 EXPECTED_TRIALS = 6
 
 
-def start(config, tmp_path, env):
+def start(config, tmp_path, env, *extra):
     command = [sys.executable, "-m", "pipelines.sweep", "--config", str(config),
-               "--storage", str(tmp_path / "tune")]  # fmt: skip
+               "--storage", str(tmp_path / "tune"), *extra]  # fmt: skip
     with (tmp_path / "driver.log").open("a") as log:
         # The child keeps its own copy of the file descriptor.
         return subprocess.Popen(
@@ -74,6 +74,11 @@ def test_interrupted_sweep_resumes_without_duplicate_runs(ewt_slice, tmp_path):
     before = {r.info.run_id: r.info.status for r in children(client)}
     assert len(before) < EXPECTED_TRIALS
     assert "RUNNING" not in before.values()
+
+    # A changed configuration is not silently resumed as the old one.
+    changed = start(config, tmp_path, env, "--set", "train.epochs=4")
+    assert changed.wait(timeout=WAIT_LIMIT_SECONDS) == 2
+    assert "its configuration has changed since" in (tmp_path / "driver.log").read_text()
 
     second = start(config, tmp_path, env)
     assert second.wait(timeout=WAIT_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()

@@ -1,0 +1,151 @@
+"""Property-based tests: readers and config either read exactly what the input says or fail
+with the module's own clear error; never another exception, never a silent drop."""
+
+from __future__ import annotations
+
+import contextlib
+import string
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from postag.config import ConfigError, RunConfig, apply_overrides, build
+from postag.readers import DataFormatError, Sentence, read_conllu, read_seed_ids
+
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+# Words and tags as CoNLL-U allows them: no tab, no line break, not empty, not only spaces.
+token = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=8
+).filter(lambda t: t.strip() == t and t != "")
+sentences = st.lists(
+    st.lists(st.tuples(token, token), min_size=1, max_size=6), min_size=1, max_size=5
+)
+
+
+def conllu_text(sentences_: list[list[tuple[str, str]]]) -> str:
+    blocks = []
+    for sentence in sentences_:
+        rows = ["# a comment"]
+        for i, (word, tag) in enumerate(sentence, start=1):
+            rows.append("\t".join([str(i), word, "_", "X", tag, "_", "_", "_", "_", "_"]))
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks) + "\n"
+
+
+@FUZZ
+@given(sentences)
+def test_conllu_reads_back_exactly_what_was_written(tmp_path, written):
+    path = tmp_path / "f.conllu"
+    path.write_text(conllu_text(written), encoding="utf-8")
+    expected = [Sentence(tuple(w for w, _ in s), tuple(t for _, t in s)) for s in written]
+    assert read_conllu(path) == expected
+
+
+@FUZZ
+@given(sentences, st.data())
+def test_mutated_conllu_reads_or_fails_with_a_format_error(tmp_path, written, data):
+    raw = bytearray(conllu_text(written).encode("utf-8"))
+    for _ in range(data.draw(st.integers(1, 4))):
+        position = data.draw(st.integers(0, len(raw) - 1))
+        raw[position] = data.draw(st.integers(0, 255))
+    path = tmp_path / "m.conllu"
+    path.write_bytes(bytes(raw))
+    try:
+        result = read_conllu(path)
+    except DataFormatError as error:
+        assert str(path) in str(error)
+        return
+    # What was read is what the file holds: every word line became one word.
+    text = bytes(raw).decode("utf-8")
+    assert sum(len(s.words) for s in result) == sum(map(holds_a_word, text.split("\n")))
+
+
+def holds_a_word(line: str) -> bool:
+    columns = line.split("\t")
+    return len(columns) == 10 and columns[0].isascii() and columns[0].isdigit()
+
+
+ids = st.lists(st.integers(1, 10**6), min_size=1, max_size=8)
+
+
+@FUZZ
+@given(st.lists(st.tuples(ids, st.integers(0, 3)), min_size=1, max_size=5), st.data())
+def test_seed_format_reads_back_exactly_and_strips_only_padding(tmp_path, rows, data):
+    lines, expected = [], []
+    for words, padding in rows:
+        tags = data.draw(st.lists(st.integers(1, 49), min_size=len(words), max_size=len(words)))
+        lines.append(" ".join(map(str, words + [0] * padding)))
+        lines.append(" ".join(map(str, tags + [0] * padding)))
+        expected.append(Sentence(tuple(map(str, words)), tuple(map(str, tags))))
+    path = tmp_path / "s.txt"
+    path.write_text("\n".join(lines) + "\n")
+    assert read_seed_ids(path) == expected
+
+
+@FUZZ
+@given(st.binary(min_size=0, max_size=200))
+def test_random_bytes_never_crash_the_readers(tmp_path, raw):
+    path = tmp_path / "r.bin"
+    path.write_bytes(raw)
+    for reader in (read_conllu, read_seed_ids):
+        with contextlib.suppress(DataFormatError):
+            reader(path)
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+section_keys = st.sampled_from(["data", "model", "train", "hidden_size", "epochs", "lr", "x"])
+
+
+@FUZZ
+@given(
+    st.dictionaries(
+        section_keys,
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "hidden_size",
+                    "num_layers",
+                    "epochs",
+                    "lr",
+                    "betas",
+                    "ff_dims",
+                    "format",
+                    "max_train_sentences",
+                    "device",
+                    "bogus",
+                ]
+            ),
+            yaml_values,
+            max_size=4,
+        ),
+        max_size=3,
+    )
+)
+def test_config_builds_or_names_what_is_wrong(values):  # fmt: skip
+    try:
+        config = build(RunConfig, values)
+    except ConfigError as error:
+        assert "'" in str(error) or "expected a mapping" in str(error)
+        return
+    for section, fields in values.items():
+        for key, value in fields.items():
+            built = getattr(getattr(config, section), key)
+            assert built == (tuple(value) if isinstance(value, list) else value)
+
+
+@FUZZ
+@given(st.text(alphabet=string.printable, max_size=30))
+def test_any_override_text_applies_or_fails_clearly(text):
+    try:
+        apply_overrides({}, [text])
+    except ConfigError as error:
+        assert repr(text) in str(error)
