@@ -365,41 +365,50 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
     state, resuming = open_sweep_state(storage, sweep, experiment_id, fresh, values)
 
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True)
-    resources, device = trial_resources(sweep)
-    base = {k: v for k, v in values.items() if k != "sweep"}
-    make_config = functools.partial(trial_run_config, base, sweep, device)
-    # with_parameters puts the dataset in Ray's object store once; trials read it from there.
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, dataset=prepared, make_config=make_config), resources
-    )
-    print(
-        f"sweep '{sweep.name}': {'resuming' if resuming else 'starting'} {state.tune_dir}; "
-        f"MLflow {uri}, parent run {state.parent_run_id}; trials on {device} with {resources}",
-        flush=True,
-    )
-    if resuming:
-        mlflow.MlflowClient().update_run(
-            state.parent_run_id, status=RunStatus.to_string(RunStatus.RUNNING)
+    try:
+        resources, device = trial_resources(sweep)
+        base = {k: v for k, v in values.items() if k != "sweep"}
+        make_config = functools.partial(trial_run_config, base, sweep, device)
+        # with_parameters puts the dataset in Ray's object store once; trials read it from there.
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, dataset=prepared, make_config=make_config), resources
         )
-        tuner = tune.Tuner.restore(state.tune_dir, trainable, resume_errored=False)
-    else:
-        callback = MlflowTrials(
-            uri, experiment_id, state.parent_run_id, prepared_dir, make_config, sweep.is_baseline
+        print(
+            f"sweep '{sweep.name}': {'resuming' if resuming else 'starting'} {state.tune_dir}; "
+            f"MLflow {uri}, parent run {state.parent_run_id}; trials on {device} with {resources}",
+            flush=True,
         )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space(sweep),
-            tune_config=tune_config(sweep),
-            run_config=tune.RunConfig(
-                name=Path(state.tune_dir).name,
-                storage_path=str(storage),
-                callbacks=[callback],
-                failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            ),
-        )
-    started = time.perf_counter()
-    tuner.fit()
+        if resuming:
+            mlflow.MlflowClient().update_run(
+                state.parent_run_id, status=RunStatus.to_string(RunStatus.RUNNING)
+            )
+            tuner = tune.Tuner.restore(state.tune_dir, trainable, resume_errored=False)
+        else:
+            callback = MlflowTrials(
+                uri,
+                experiment_id,
+                state.parent_run_id,
+                prepared_dir,
+                make_config,
+                sweep.is_baseline,
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space(sweep),
+                tune_config=tune_config(sweep),
+                run_config=tune.RunConfig(
+                    name=Path(state.tune_dir).name,
+                    storage_path=str(storage),
+                    callbacks=[callback],
+                    failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                ),
+            )
+        started = time.perf_counter()
+        tuner.fit()
+    finally:
+        # A caller in this process (a test, a notebook) must not inherit our Ray instance.
+        ray.shutdown()
     concluded = concluded_trials(state)
     if concluded < expected_trials(sweep):
         mark_interrupted(state)

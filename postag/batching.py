@@ -1,4 +1,8 @@
-"""Batches of sentences of similar length, padded only to the longest in the batch."""
+"""Batches of sentences, each padded only to its own longest sentence.
+
+With length pools (TrainConfig.length_pool_batches > 1) a batch holds sentences of similar
+length; with 1 (the default) batches are plain random samples.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ class Batch:
 def length_pooled_order(
     lengths: np.ndarray, batch_size: int, pool_batches: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
-    """Random batches of similar-length sentences.
+    """Random batches; with `pool_batches` > 1, of similar-length sentences.
 
     Shuffle, sort by length within pools of `pool_batches` batches, cut into batches and
     shuffle the batch order: padding stays small while every epoch sees new batches.

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import ray
 import yaml
 
 from pipelines.sweep import run_sweep
@@ -92,5 +91,4 @@ def swept(ewt_slice, tmp_path_factory):
         filter_string=f"tags.mlflow.parentRunId = '{outcome['state']['parent_run_id']}'",
     )
     yield outcome, runs, client
-    ray.shutdown()
     patch.undo()

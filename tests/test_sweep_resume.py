@@ -64,7 +64,8 @@ def test_interrupted_sweep_resumes_without_duplicate_runs(ewt_slice, tmp_path):
     config = tmp_path / "resume.yaml"
     config.write_text(yaml.safe_dump(values))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    # "local": each driver starts a Ray of its own, whatever else runs on this machine.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"}
     client = mlflow.MlflowClient(uri)
 
     first = start(config, tmp_path, env)
