@@ -11,13 +11,7 @@ import torch
 from postag.checkpoint import LoadedTagger
 from postag.dataset import UNKNOWN_TAG_ID
 from postag.inference import tag_sentences
-from postag.metrics import (
-    TagScore,
-    confusion_matrix,
-    macro_f1,
-    per_tag_scores,
-    token_accuracy,
-)
+from postag.metrics import TagScore, evaluate_predictions, macro_f1, per_tag_scores
 from postag.readers import Sentence
 
 
@@ -58,23 +52,22 @@ def evaluate_tagger(tagger: LoadedTagger, sentences: list[Sentence]) -> Evaluati
     gold = torch.tensor([tag_ids.get(t, UNKNOWN_TAG_ID) for s in sentences for t in s.tags])
     guess = torch.tensor([tag_ids[t] for tags in predicted for t in tags])
     unseen = torch.tensor([w not in vocabulary for s in sentences for w in s.words])
-    correct = (gold == guess).numpy()
+    tokens = evaluate_predictions(gold, guess, unseen, len(tagger.tags))
     starts = np.cumsum([0] + [len(s.words) for s in sentences[:-1]])
     # A sentence is right when its least-right token is right.
-    sentence_right = np.minimum.reduceat(correct, starts)
-    confusion = confusion_matrix(gold, guess, len(tagger.tags))
-    scores = per_tag_scores(confusion, list(tagger.tags))
+    sentence_right = np.minimum.reduceat((gold == guess).numpy(), starts)
+    scores = per_tag_scores(tokens.confusion, list(tagger.tags))
     return EvaluationReport(
         num_sentences=len(sentences),
-        num_tokens=len(gold),
-        token_accuracy=token_accuracy(gold, guess),
-        seen_accuracy=token_accuracy(gold[~unseen], guess[~unseen]),
-        unseen_accuracy=token_accuracy(gold[unseen], guess[unseen]),
-        num_unseen=int(unseen.sum()),
+        num_tokens=tokens.num_tokens,
+        token_accuracy=tokens.accuracy,
+        seen_accuracy=tokens.seen_accuracy,
+        unseen_accuracy=tokens.unseen_accuracy,
+        num_unseen=tokens.num_unseen,
         sentence_accuracy=float(sentence_right.mean()),
         macro_f1=macro_f1(scores),
         per_tag=scores,
         unknown_tags=dict(Counter(t for s in sentences for t in s.tags if t not in tag_ids)),
-        confusion=confusion,
+        confusion=tokens.confusion,
         tag_names=tagger.tags,
     )
