@@ -18,9 +18,10 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines import plots
-from pipelines.tracking import BASELINE_ROLE, ROLE_TAG, tracking_uri
+from pipelines.tracking import BASELINE_ROLE, ROLE_TAG, child_runs, tracking_uri
 from postag.checkpoint import LoadedTagger
 from postag.evaluation import EvaluationReport, evaluate_tagger
 from postag.readers import DataFormatError, read_sentences
@@ -96,14 +97,11 @@ def sweep_trials(version: ModelVersion | None) -> list[plots.TrialCurves]:
         return []
     client = mlflow.MlflowClient()
     run = client.get_run(version.run_id)
-    parent = run.data.tags.get("mlflow.parentRunId")
+    parent = run.data.tags.get(MLFLOW_PARENT_RUN_ID)
     if parent is None:
         return []
-    children = client.search_runs(
-        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'", max_results=1000
-    )
     trials = []
-    for child in children:
+    for child in child_runs(run.info.experiment_id, parent):
         history = {
             key: [m.value for m in sorted(client.get_metric_history(child.info.run_id, key),
                                           key=lambda m: m.step)]

@@ -28,7 +28,7 @@ from pathlib import Path
 import mlflow
 import ray
 import torch
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -43,6 +43,7 @@ from pipelines.tracking import (
     STATE_FILE,
     TRIAL_ROLE,
     MlflowTrials,
+    child_runs,
     ensure_experiment,
     tracking_uri,
 )
@@ -241,11 +242,11 @@ def concluded_trials(state: SweepState) -> int:
     return sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
 
 
-def mark_interrupted(state: SweepState) -> None:
+def mark_interrupted(state: SweepState, runs: list[Run]) -> None:
     """Runs left open by an interruption become KILLED; a resume reopens them."""
     client = mlflow.MlflowClient()
     killed = RunStatus.to_string(RunStatus.KILLED)
-    for run in child_runs(state):
+    for run in runs:
         if run.info.status == "RUNNING":
             client.set_terminated(run.info.run_id, killed)
     client.set_terminated(state.parent_run_id, killed)
@@ -254,19 +255,13 @@ def mark_interrupted(state: SweepState) -> None:
 # Registration of the best trial --------------------------------------------------------
 
 
-def child_runs(state: SweepState) -> list:
-    return mlflow.MlflowClient().search_runs(
-        [state.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{state.parent_run_id}'",
-        max_results=1000,
-    )
-
-
-def register_best_trial(state: SweepState, sweep: SweepConfig, config_path: Path) -> str:
+def register_best_trial(
+    state: SweepState, runs: list[Run], sweep: SweepConfig, config_path: Path
+) -> str:
     """Register the finished non-baseline run with the highest best_val_accuracy."""
     candidates = [
         run
-        for run in child_runs(state)
+        for run in runs
         if run.data.tags.get(ROLE_TAG) == TRIAL_ROLE
         and run.info.status == "FINISHED"
         and MODEL_URI_TAG in run.data.tags
@@ -295,10 +290,10 @@ def register_best_trial(state: SweepState, sweep: SweepConfig, config_path: Path
     return version
 
 
-def trial_table(state: SweepState) -> str:
+def trial_table(runs: list[Run]) -> str:
     """A Markdown table of the sweep's runs, best first, the baseline marked."""
     rows = sorted(
-        child_runs(state),
+        runs,
         key=lambda run: -run.data.metrics.get("best_val_accuracy", -1.0),
     )
     lines = [
@@ -409,17 +404,18 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
     finally:
         # A caller in this process (a test, a notebook) must not inherit our Ray instance.
         ray.shutdown()
+    runs = child_runs(state.experiment_id, state.parent_run_id)
     concluded = concluded_trials(state)
     if concluded < expected_trials(sweep):
-        mark_interrupted(state)
+        mark_interrupted(state, runs)
         print(
             f"sweep '{sweep.name}' interrupted with {concluded} of {expected_trials(sweep)} "
             "trials concluded; run the same command again to resume it",
             flush=True,
         )
         return {"state": asdict(state), "interrupted": True}
-    version = register_best_trial(state, sweep, config_path)
-    table = trial_table(state)
+    version = register_best_trial(state, runs, sweep, config_path)
+    table = trial_table(runs)
     client = mlflow.MlflowClient()
     client.log_text(state.parent_run_id, table, "trials.md")
     client.set_terminated(state.parent_run_id, RunStatus.to_string(RunStatus.FINISHED))

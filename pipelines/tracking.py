@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mlflow
 import torch
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray.tune import Callback
 from ray.tune.experiment import Trial
@@ -34,6 +34,8 @@ BASELINE_ROLE = "deep-baseline"
 TRIAL_ROLE = "trial"
 MODEL_URI_TAG = "model_uri"
 STATE_FILE = "state.pt"
+# Far above any sweep here (the full seed study holds 37 trials).
+MAX_CHILD_RUNS = 1000
 
 
 def tracking_uri(project_dir: Path) -> str:
@@ -47,7 +49,7 @@ def tracking_uri(project_dir: Path) -> str:
         return uri
     database = (project_dir / "mlruns" / "mlflow.db").resolve()
     database.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{database}"
+    return f"{SQLITE_PREFIX}{database}"
 
 
 def ensure_experiment(name: str) -> str:
@@ -65,6 +67,15 @@ def ensure_experiment(name: str) -> str:
         database = Path(uri.removeprefix(SQLITE_PREFIX))
         location = (database.parent / "artifacts").resolve().as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
+
+
+def child_runs(experiment_id: str, parent_run_id: str) -> list[Run]:
+    """The runs nested under `parent_run_id`: a sweep's trials."""
+    return mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent_run_id}'",
+        max_results=MAX_CHILD_RUNS,
+    )
 
 
 def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
