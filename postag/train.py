@@ -108,13 +108,12 @@ def packed_targets(batch: Batch, device: torch.device) -> torch.Tensor:
     return packed.data.to(device)
 
 
-def gradient_norm(parameters: list[nn.Parameter]) -> float:
+def gradient_norm(parameters: list[nn.Parameter]) -> torch.Tensor:
+    """The L2 norm of the parameters' gradients, as a 0-dim tensor on their device."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
-        return 0.0
-    return torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(g) for g in grads])
-    ).item()
+        return torch.zeros((), device=parameters[0].device)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 def train_epoch(
@@ -129,8 +128,12 @@ def train_epoch(
     model.train()
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD_ID, reduction="sum")
     first_layer, last_layer = model.lstm_layer_parameters(0), model.lstm_layer_parameters(-1)
-    total_loss, total_tokens = 0.0, 0
-    first_norms, last_norms = [], []
+    # Sums stay on the device and are read once per epoch: a .item() per step would make
+    # every step wait for the GPU.
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    first_norms = torch.zeros((), dtype=torch.float64, device=device)
+    last_norms = torch.zeros((), dtype=torch.float64, device=device)
+    total_tokens = 0
     for indices in progress(batches, description):
         batch = collate(split, indices)
         scores = model(batch.tokens.to(device), batch.lengths)
@@ -138,16 +141,17 @@ def train_epoch(
         loss = loss_fn(scores.data, targets)
         optimizer.zero_grad(set_to_none=True)
         (loss / batch.num_tokens).backward()
-        first_norms.append(gradient_norm(first_layer))
-        last_norms.append(gradient_norm(last_layer))
+        first_norms += gradient_norm(first_layer)
+        last_norms += gradient_norm(last_layer)
         optimizer.step()
-        total_loss += loss.item()
+        total_loss += loss.detach()
         total_tokens += batch.num_tokens
+    steps = max(len(batches), 1)
     return {
-        "loss": total_loss / max(total_tokens, 1),
+        "loss": total_loss.item() / max(total_tokens, 1),
         "tokens": total_tokens,
-        "grad_norm_first_lstm": float(np.mean(first_norms)) if first_norms else 0.0,
-        "grad_norm_last_lstm": float(np.mean(last_norms)) if last_norms else 0.0,
+        "grad_norm_first_lstm": first_norms.item() / steps,
+        "grad_norm_last_lstm": last_norms.item() / steps,
     }
 
 
