@@ -16,6 +16,8 @@ SERVER_HOST ?= 127.0.0.1
 SERVER_PORT ?= 5001
 RAY_PORT ?= 6379
 HEAD ?=
+# Where Ray Tune keeps checkpoints; on a cluster a location every node reaches (s3://...).
+STORAGE ?=
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
 .PHONY: install test test-slow lint format train bench sweep ui evaluate BEST mlflow-server ray-head ray-worker clean
@@ -50,7 +52,8 @@ bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
 
 sweep: $(STAMP)
-	$(BIN)/python -m pipelines.sweep $(if $(EXPERIMENT),--config $(EXPERIMENT)) $(SWEEP_ARGS)
+	$(BIN)/python -m pipelines.sweep $(if $(EXPERIMENT),--config $(EXPERIMENT)) \
+		$(if $(STORAGE),--storage $(STORAGE)) $(SWEEP_ARGS)
 
 evaluate: $(STAMP)
 	$(BIN)/postag evaluate --model $(MODEL) $(if $(DATA),--data $(DATA))
@@ -64,19 +67,22 @@ ui: $(STAMP)
 	$(BIN)/mlflow ui --host $(UI_HOST) --port $(UI_PORT) --backend-store-uri $(MLFLOW_TRACKING_URI) \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts
 
-# A tracking server for several machines: sqlite backend, artifacts proxied by the server.
+# A tracking server for several machines, artifacts proxied by the server. BACKEND_STORE and
+# ARTIFACTS_DESTINATION move them to PostgreSQL and an object store (README, Scaling out).
+BACKEND_STORE ?= sqlite:///$(CURDIR)/mlruns/server/mlflow.db
+ARTIFACTS_DESTINATION ?= $(CURDIR)/mlruns/server/artifacts
 mlflow-server: $(STAMP)
 	mkdir -p mlruns/server
 	$(BIN)/mlflow server --host $(SERVER_HOST) --port $(SERVER_PORT) \
-		--backend-store-uri sqlite:///$(CURDIR)/mlruns/server/mlflow.db \
-		--artifacts-destination $(CURDIR)/mlruns/server/artifacts --serve-artifacts
+		--backend-store-uri $(BACKEND_STORE) \
+		--artifacts-destination $(ARTIFACTS_DESTINATION) --serve-artifacts
 
 ray-head: $(STAMP)
 	$(BIN)/ray start --head --node-ip-address $(SERVER_HOST) --port $(RAY_PORT) --include-dashboard=false
 
 ray-worker: $(STAMP)
 	test -n "$(HEAD)" || (echo "usage: make ray-worker HEAD=host:port" && false)
-	$(BIN)/ray start --address $(HEAD)
+	$(BIN)/ray start --address $(HEAD) --node-ip-address $(SERVER_HOST)
 
 clean:
 	rm -rf $(VENV) .cache runs .pytest_cache .ruff_cache *.egg-info

@@ -6,10 +6,11 @@ and a wrong RAY_ADDRESS as a hang in ray.init.
 
 from __future__ import annotations
 
+import base64
 import socket
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 PROBE_TIMEOUT_S = 5.0
 HTTP_SCHEMES = ("http", "https")
@@ -21,21 +22,38 @@ class UnreachableService(RuntimeError):
     """A tracking server or Ray cluster that did not answer."""
 
 
+def without_credentials(uri: str) -> str:
+    """`uri` fit to print: a user:password@ part is replaced by ***@."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
 def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     """An http(s) tracking URI must answer its /health endpoint; file stores need no probe."""
-    if urlsplit(uri).scheme not in HTTP_SCHEMES:
+    parts = urlsplit(uri)
+    if parts.scheme not in HTTP_SCHEMES:
         return
-    health = uri.rstrip("/") + "/health"
+    # urllib takes user:password@ for part of the host name: send it as a header instead.
+    host = parts.netloc.rpartition("@")[2]
+    health = urlunsplit(parts._replace(netloc=host, path=parts.path.rstrip("/") + "/health"))
+    request = urllib.request.Request(health)
+    if parts.username is not None:
+        token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(health, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             if response.status == 200:
                 return
             problem = f"HTTP {response.status}"
     except (urllib.error.URLError, OSError) as error:
         problem = str(getattr(error, "reason", error))
     raise UnreachableService(
-        f"MLflow tracking server {uri} did not answer {health} ({problem}); start one with "
-        "`make mlflow-server`, or unset MLFLOW_TRACKING_URI to use the local sqlite store"
+        f"MLflow tracking server {without_credentials(uri)} did not answer /health ({problem}); "
+        "start one with `make mlflow-server`, or unset MLFLOW_TRACKING_URI to use the local "
+        "sqlite store"
     )
 
 

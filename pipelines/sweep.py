@@ -35,10 +35,17 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from pipelines.experiment import read_experiment, run_config_from
-from pipelines.probe import UnreachableService, probe_ray_cluster, probe_tracking_server
+from pipelines.probe import (
+    UnreachableService,
+    probe_ray_cluster,
+    probe_tracking_server,
+    without_credentials,
+)
 from pipelines.sweep_config import Range, SweepConfig, build_sweep
 from pipelines.tracking import (
     MODEL_URI_TAG,
+    NODE_KEY,
+    RESUMED_KEY,
     ROLE_TAG,
     STATE_FILE,
     TRIAL_ROLE,
@@ -58,6 +65,7 @@ from postag.train import EpochResult, TrainingState, fit
 GPU_EXPERIMENT = Path("experiments/seed.yaml")
 CPU_EXPERIMENT = Path("experiments/cpu.yaml")
 MLFLOW_EXPERIMENT = "postag"
+# Sweep state files, and Tune's experiments unless --storage names a shared location.
 STORAGE_DIR = Path("runs/sweeps")
 METRIC = "val_accuracy"
 # What a shell reports for a command ended by Ctrl-C.
@@ -75,19 +83,25 @@ def trial_run_config(base: dict, sweep: SweepConfig, device: str, trial_config: 
     overrides["train.device"] = device
     if device == "cpu":
         # Trials side by side must share the cores, not each spin up all of them.
-        overrides["train.num_threads"] = sweep.cpus_per_trial
+        overrides["train.num_threads"] = max(1, int(sweep.cpus_per_trial))
     values = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
     return run_config_from(values)
 
 
-def train_trial(trial_config: dict, *, dataset: PreparedDataset, make_config) -> None:
+def train_trial(
+    trial_config: dict, *, dataset: PreparedDataset, dataset_digest: str, make_config
+) -> None:
     """Ray Tune function trainable: fit() with a report and a checkpoint per epoch."""
+    # The dataset came through Ray's object store, maybe to another machine: check it first.
+    datasets.check_arrival(dataset, dataset_digest)
     config = make_config(trial_config)
     resume = None
     if checkpoint := tune.get_checkpoint():
         with checkpoint.as_directory() as folder:
             state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
         resume = TrainingState.from_dict(state)
+    resumed_from_epoch = resume.epoch if resume is not None else 0
+    node_id = ray.get_runtime_context().get_node_id()
 
     def report(result: EpochResult, state: TrainingState) -> None:
         with tempfile.TemporaryDirectory() as folder:
@@ -98,6 +112,8 @@ def train_trial(trial_config: dict, *, dataset: PreparedDataset, make_config) ->
                     **result.metrics(),
                     "best_val_accuracy": state.best_val_accuracy,
                     "best_epoch": state.best_epoch,
+                    RESUMED_KEY: resumed_from_epoch,
+                    NODE_KEY: node_id,
                 },
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
@@ -192,11 +208,32 @@ class SweepState:
         path.write_text(json.dumps(asdict(self), indent=1))
 
 
+def sweep_storage(storage: str | Path) -> tuple[str, Path]:
+    """(where Tune keeps experiments and checkpoints, the local folder for sweep state files).
+
+    A URI (s3://bucket/path, gs://..., a path on NFS) goes to Tune as it is: on a cluster,
+    every node must reach it to save and restore checkpoints. State files stay local.
+    """
+    text = str(storage)
+    if "://" in text:
+        tune_storage, state_dir = text.rstrip("/"), STORAGE_DIR.resolve()
+    else:
+        state_dir = Path(text).resolve()
+        tune_storage = str(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return tune_storage, state_dir
+
+
 def open_sweep_state(
-    storage: Path, sweep: SweepConfig, experiment_id: str, fresh: bool, config_values: dict
+    state_dir: Path,
+    tune_storage: str,
+    sweep: SweepConfig,
+    experiment_id: str,
+    fresh: bool,
+    config_values: dict,
 ) -> tuple[SweepState, bool]:
     """The unfinished sweep to resume, or a new one with its parent run; (state, resuming)."""
-    path = SweepState.path(storage, sweep)
+    path = SweepState.path(state_dir, sweep)
     digest = hashlib.sha256(json.dumps(config_values, sort_keys=True).encode()).hexdigest()
     if path.is_file() and not fresh:
         state = SweepState(**json.loads(path.read_text()))
@@ -212,8 +249,8 @@ def open_sweep_state(
         experiment_id,
         tags={"mlflow.runName": f"sweep-{sweep.name}", "sweep": sweep.name, ROLE_TAG: "sweep"},
     )
-    tune_dir = storage / f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    state = SweepState(str(tune_dir.resolve()), parent.info.run_id, experiment_id, digest)
+    tune_dir = f"{tune_storage}/{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    state = SweepState(tune_dir, parent.info.run_id, experiment_id, digest)
     state.save(path)
     client = mlflow.MlflowClient()
     client.log_dict(parent.info.run_id, config_values, "experiment.json")
@@ -345,7 +382,7 @@ def trial_resources(sweep: SweepConfig) -> tuple[dict, str]:
     return {"cpu": sweep.cpus_per_trial}, "cpu"
 
 
-def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: bool) -> dict:
+def run_sweep(config_path: Path, overrides: list[str], storage: str | Path, fresh: bool) -> dict:
     values, run, sweep = load_sweep(config_path, overrides)
     uri = tracking_uri(Path.cwd())
     probe_tracking_server(uri)
@@ -354,10 +391,9 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
     experiment_id = ensure_experiment(MLFLOW_EXPERIMENT)
     prepared_dir = datasets.prepare(run.data)
     prepared = datasets.load_prepared(prepared_dir)
-    storage = storage.resolve()
-    storage.mkdir(parents=True, exist_ok=True)
+    tune_storage, state_dir = sweep_storage(storage)
 
-    state, resuming = open_sweep_state(storage, sweep, experiment_id, fresh, values)
+    state, resuming = open_sweep_state(state_dir, tune_storage, sweep, experiment_id, fresh, values)
 
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True)
     try:
@@ -366,11 +402,18 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
         make_config = functools.partial(trial_run_config, base, sweep, device)
         # with_parameters puts the dataset in Ray's object store once; trials read it from there.
         trainable = tune.with_resources(
-            tune.with_parameters(train_trial, dataset=prepared, make_config=make_config), resources
+            tune.with_parameters(
+                train_trial,
+                dataset=prepared,
+                dataset_digest=prepared.content_digest(),
+                make_config=make_config,
+            ),
+            resources,
         )
         print(
             f"sweep '{sweep.name}': {'resuming' if resuming else 'starting'} {state.tune_dir}; "
-            f"MLflow {uri}, parent run {state.parent_run_id}; trials on {device} with {resources}",
+            f"MLflow {without_credentials(uri)}, parent run {state.parent_run_id}; "
+            f"trials on {device} with {resources}",
             flush=True,
         )
         if resuming:
@@ -380,7 +423,6 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
             tuner = tune.Tuner.restore(state.tune_dir, trainable, resume_errored=False)
         else:
             callback = MlflowTrials(
-                uri,
                 experiment_id,
                 state.parent_run_id,
                 prepared_dir,
@@ -392,8 +434,8 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
                 param_space=param_space(sweep),
                 tune_config=tune_config(sweep),
                 run_config=tune.RunConfig(
-                    name=Path(state.tune_dir).name,
-                    storage_path=str(storage),
+                    name=state.tune_dir.rpartition("/")[2],
+                    storage_path=tune_storage,
                     callbacks=[callback],
                     failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -420,7 +462,7 @@ def run_sweep(config_path: Path, overrides: list[str], storage: Path, fresh: boo
     client.log_text(state.parent_run_id, table, "trials.md")
     client.set_terminated(state.parent_run_id, RunStatus.to_string(RunStatus.FINISHED))
     state = replace(state, finished=True)
-    state.save(SweepState.path(storage, sweep))
+    state.save(SweepState.path(state_dir, sweep))
     print(table)
     print(
         f"sweep '{sweep.name}' done in {time.perf_counter() - started:,.0f} s; registered "
@@ -438,7 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", type=Path, help="experiment YAML with a sweep section")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--storage", type=Path, default=STORAGE_DIR, help="Ray Tune experiments")
+    parser.add_argument(
+        "--storage",
+        default=str(STORAGE_DIR),
+        help="where Ray Tune keeps experiments and checkpoints: a folder, or a URI every "
+        "node of a cluster reaches (s3://bucket/path)",
+    )
     parser.add_argument("--fresh", action="store_true", help="start anew, do not resume")
     args = parser.parse_args(argv)
     try:

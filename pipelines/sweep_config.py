@@ -41,7 +41,8 @@ class SweepConfig:
     scheduler: Literal["fifo", "asha"] = "fifo"
     asha: AshaConfig = field(default_factory=AshaConfig)
     max_concurrent_trials: int = 2
-    cpus_per_trial: int = 1
+    # Ray's CPU share per trial; a fraction packs more trials than cores (one torch thread).
+    cpus_per_trial: float = 1.0
     # Fraction of one GPU per trial where GPUs exist: several trials share one GPU.
     gpus_per_trial: float = 0.25
     # Retries of a failing trial (from its last checkpoint) before it is recorded FAILED.

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import mlflow
 import torch
@@ -34,6 +35,12 @@ BASELINE_ROLE = "deep-baseline"
 TRIAL_ROLE = "trial"
 MODEL_URI_TAG = "model_uri"
 STATE_FILE = "state.pt"
+# Result keys a trial reports beside its epoch metrics, recorded as run tags.
+RESUMED_KEY = "resumed_from_epoch"
+NODE_KEY = "ray_node_id"
+# Tune adds the trial process's pid to every result; a tag lets an operator find the process.
+PID_KEY = "pid"
+PID_TAG = "ray_pid"
 # Far above any sweep here (the full seed study holds 37 trials).
 MAX_CHILD_RUNS = 1000
 
@@ -46,10 +53,28 @@ def tracking_uri(project_dir: Path) -> str:
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
-        return uri
+        return move_credentials_to_environment(uri)
     database = (project_dir / "mlruns" / "mlflow.db").resolve()
     database.parent.mkdir(parents=True, exist_ok=True)
     return f"{SQLITE_PREFIX}{database}"
+
+
+def move_credentials_to_environment(uri: str) -> str:
+    """`uri` without its user:password@ part, which goes where MLflow reads credentials.
+
+    MLflow prints run links built from the tracking URI and Ray passes the environment on:
+    a password inside the URI would end up in logs. MLflow's own variables (which a user may
+    also set directly) keep it out of every URI.
+    """
+    parts = urlsplit(uri)
+    if parts.username is None:
+        return uri
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username))
+    if parts.password is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password))
+    clean = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    os.environ["MLFLOW_TRACKING_URI"] = clean
+    return clean
 
 
 def ensure_experiment(name: str) -> str:
@@ -96,17 +121,16 @@ class MlflowTrials(Callback):
     """One nested MLflow run per Tune trial under the sweep's parent run."""
 
     # Ray pickles callbacks into the experiment state and restores them with it: keep only
-    # plain values here and open the MLflow client and the dataset lazily.
+    # plain values here and open the MLflow client and the dataset lazily. The client uses
+    # the process's tracking URI, so the URI (which may carry credentials) is never pickled.
     def __init__(
         self,
-        tracking_uri: str,
         experiment_id: str,
         parent_run_id: str,
         dataset_dir: Path,
         trial_run_config: Callable[[dict], RunConfig],
         is_baseline: Callable[[dict], bool],
     ):
-        self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.dataset_dir = dataset_dir
@@ -114,10 +138,11 @@ class MlflowTrials(Callback):
         self.is_baseline = is_baseline
         self.run_ids: dict[str, str] = {}
         self.logged_epochs: dict[str, int] = {}
+        self.tags: dict[str, dict[str, str]] = {}
 
     @cached_property
     def client(self) -> mlflow.MlflowClient:
-        return mlflow.MlflowClient(self.tracking_uri)
+        return mlflow.MlflowClient()
 
     @cached_property
     def dataset(self) -> PreparedDataset:
@@ -127,6 +152,11 @@ class MlflowTrials(Callback):
         state = self.__dict__.copy()
         state.pop("client", None)
         state.pop("dataset", None)
+        # A snapshot can lag what was logged before a hard kill: after a restore, runs and
+        # their logged epochs are read again from MLflow, the record that cannot lag.
+        state["run_ids"] = {}
+        state["logged_epochs"] = {}
+        state["tags"] = {}
         return state
 
     # Tune hooks ------------------------------------------------------------------------
@@ -144,6 +174,17 @@ class MlflowTrials(Callback):
         metrics = [Metric(key, float(result[key]), timestamp, epoch) for key in EPOCH_METRICS]
         self.client.log_batch(run_id, metrics=metrics)
         self.logged_epochs[run_id] = epoch
+        self._tag_once(run_id, NODE_KEY, str(result.get(NODE_KEY, "")))
+        self._tag_once(run_id, PID_TAG, str(result.get(PID_KEY, "")))
+        if result.get(RESUMED_KEY):
+            self._tag_once(run_id, RESUMED_KEY, str(result[RESUMED_KEY]))
+
+    def _tag_once(self, run_id: str, key: str, value: str) -> None:
+        """Set a tag when its value changes, not on every epoch."""
+        tags = self.tags.setdefault(run_id, {})
+        if value and tags.get(key) != value:
+            self.client.set_tag(run_id, key, value)
+            tags[key] = value
 
     def on_trial_complete(self, iteration, trials, trial: Trial, **info):
         run_id = self.run_id(trial)
@@ -211,8 +252,11 @@ class MlflowTrials(Callback):
     def _log_model(self, run_id: str, trial: Trial) -> None:
         """Log the trial's best weights (from its last checkpoint) as the run's model."""
         config = self.trial_run_config(trial.config)
-        state_path = Path(trial.checkpoint.path) / STATE_FILE
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        # as_directory() fetches it from wherever Tune keeps checkpoints (a bucket, say).
+        with trial.checkpoint.as_directory() as checkpoint_dir:
+            state = torch.load(
+                Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=True
+            )
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = save_checkpoint(
                 Path(folder) / "tagger.pt", state["best_state"], config, self.dataset

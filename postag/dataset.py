@@ -104,6 +104,36 @@ class PreparedDataset:
     def num_classes(self) -> int:
         return len(self.tags)
 
+    def content_digest(self) -> str:
+        """sha256 of what training reads (vocabularies and arrays), wherever the data lies.
+
+        The fingerprint names the inputs; this checks the content itself, so a copy that
+        travelled to another machine (Ray's object store) can be checked on arrival.
+        """
+        digest = hashlib.sha256()
+        for vocabulary in (self.words, self.tags):
+            digest.update(json.dumps(vocabulary.items).encode())
+        for name in sorted(self.splits):
+            split = self.splits[name]
+            digest.update(name.encode())
+            for array in (split.tokens, split.tags, split.offsets):
+                digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+        return digest.hexdigest()
+
+
+class DatasetMismatch(RuntimeError):
+    """A prepared dataset whose content is not what the sender hashed."""
+
+
+def check_arrival(dataset: PreparedDataset, expected_digest: str) -> None:
+    """Refuse a dataset that changed on its way to this process."""
+    actual = dataset.content_digest()
+    if actual != expected_digest:
+        raise DatasetMismatch(
+            f"prepared dataset {dataset.fingerprint} arrived with content sha256 {actual}, "
+            f"but the driver sent {expected_digest}"
+        )
+
 
 def source_files(config: DataConfig) -> dict[str, Path]:
     """The train/dev/test files a data config names, EWT where it names none."""

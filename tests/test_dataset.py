@@ -1,4 +1,8 @@
+from dataclasses import replace
+
 import pyarrow.parquet as pq
+import pytest
+import ray
 
 from postag.config import DataConfig
 from postag.dataset import (
@@ -6,7 +10,9 @@ from postag.dataset import (
     UNK,
     UNK_ID,
     UNKNOWN_TAG_ID,
+    DatasetMismatch,
     build_vocabularies,
+    check_arrival,
     load,
     load_prepared,
     prepare,
@@ -104,3 +110,26 @@ def test_seed_format_goes_through_the_same_vocabulary(tmp_path):
     assert prepared.words.items == (PAD, UNK, "8", "5")
     assert prepared.splits["dev"].tokens.tolist() == [2, UNK_ID]
     assert prepared.splits["train"].lengths.tolist() == [2, 1]
+
+
+def test_a_dataset_that_travelled_through_ray_is_checked_on_arrival(ewt_slice, tmp_path):
+    config = DataConfig(
+        train=str(ewt_slice["train"]), dev=str(ewt_slice["dev"]), cache_dir=str(tmp_path)
+    )
+    dataset = load(config)
+    digest = dataset.content_digest()
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        arrived = ray.get(ray.put(dataset))
+    finally:
+        ray.shutdown()
+    check_arrival(arrived, digest)  # the same content, whatever the copy
+
+    train = arrived.splits["train"]
+    one_tag_changed = train.tags.copy()
+    one_tag_changed[0] = (one_tag_changed[0] + 1) % dataset.num_classes
+    damaged = replace(
+        arrived, splits={**arrived.splits, "train": replace(train, tags=one_tag_changed)}
+    )
+    with pytest.raises(DatasetMismatch, match="arrived with content sha256"):
+        check_arrival(damaged, digest)

@@ -1,14 +1,22 @@
 """Probes against real sockets on loopback: a listening port passes, a closed one fails fast."""
 
 import http.server
+import os
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from pipelines.probe import UnreachableService, probe_ray_cluster, probe_tracking_server
+from pipelines.probe import (
+    UnreachableService,
+    probe_ray_cluster,
+    probe_tracking_server,
+    without_credentials,
+)
 from pipelines.sweep import main as sweep_main
+from pipelines.tracking import tracking_uri
 
 FAST_SECONDS = 3.0
 
@@ -66,3 +74,19 @@ def test_the_sweep_stops_before_starting_anything(monkeypatch, tmp_path, capsys)
     assert code == 2
     assert "did not answer" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_credentials_in_a_tracking_uri_are_sent_but_never_shown(health_server, monkeypatch):
+    secret_uri = health_server.replace("http://", "http://alice:pa%2Fss@")
+    probe_tracking_server(secret_uri)  # userinfo goes in a header, not the host name
+    assert without_credentials(secret_uri) == health_server.replace("http://", "http://***@")
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", secret_uri)
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    assert tracking_uri(Path.cwd()) == health_server
+    assert os.environ["MLFLOW_TRACKING_URI"] == health_server
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == (
+        "alice",
+        "pa/ss",
+    )
