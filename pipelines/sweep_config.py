@@ -8,7 +8,7 @@ from typing import Literal
 
 from postag.config import ConfigError, RunConfig, build
 
-Value = int | float | str
+Value = bool | int | float | str
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from postag.config import TrainConfig
 from postag.dataset import PAD_ID, Split
 
 
@@ -42,6 +43,43 @@ def length_pooled_order(
         pool = pool[np.argsort(lengths[pool], kind="stable")]
         batches += [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def token_budget_order(
+    lengths: np.ndarray, max_tokens: int, pool_batches: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Random batches cut so that (sentences x longest sentence) stays within `max_tokens`.
+
+    The padded size is what a GPU pays for, so batches of long sentences hold fewer of them.
+    A sentence longer than the budget gets a batch of its own: it is never dropped or cut.
+    `pool_batches` > 1 sorts by length within pools of about that many batches first.
+    """
+    order = rng.permutation(len(lengths))
+    if pool_batches > 1:
+        mean_batch = max(1, max_tokens // max(1, int(lengths.mean())))
+        pool_size = mean_batch * pool_batches
+        pools = [order[i : i + pool_size] for i in range(0, len(order), pool_size)]
+        order = np.concatenate([pool[np.argsort(lengths[pool], kind="stable")] for pool in pools])
+    batches, current, longest = [], [], 0
+    for index in order:
+        length = int(lengths[index])
+        if current and (len(current) + 1) * max(longest, length) > max_tokens:
+            batches.append(np.array(current))
+            current, longest = [], 0
+        current.append(index)
+        longest = max(longest, length)
+    if current:
+        batches.append(np.array(current))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def training_order(
+    lengths: np.ndarray, config: TrainConfig, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One epoch's batches as `config` asks: by sentence count, or by token budget."""
+    if config.batch_tokens is not None:
+        return token_budget_order(lengths, config.batch_tokens, config.length_pool_batches, rng)
+    return length_pooled_order(lengths, config.batch_size, config.length_pool_batches, rng)
 
 
 def sorted_order(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -46,6 +46,12 @@ class ModelConfig:
     num_layers: int = 2
     # Widths of the ReLU feed-forward layers between the LSTM and the output layer.
     ff_dims: tuple[int, ...] = (512, 256)
+    # Dropout on the word embeddings, and on each LSTM layer's output (the seed has none).
+    embedding_dropout: float = 0.0
+    dropout: float = 0.0
+    # Stacked LSTM layers as pre-norm residual blocks, x + LSTM(LayerNorm(x)): the shortcut
+    # carries the gradient past every layer, so a 40-layer stack can train.
+    residual: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,11 @@ class TrainConfig:
     # pools learned more slowly per epoch: 85% dev accuracy after 6 epochs / 119 s with 1,
     # 7 / 140 s with 2, 9-10 / 151-162 s with 4 or 50, at the same ~11k tokens/s.
     length_pool_batches: int = 1
+    # Batches sized by tokens: sentences are added while (sentences x longest) stays within
+    # this many padded tokens, so a GPU sees an even load; None uses batch_size sentences.
+    batch_tokens: int | None = None
+    # bfloat16 autocast on CUDA (no loss scaling needed); the CPU path stays float32.
+    mixed_precision: bool = False
     # Stop each epoch after this many batches (CPU sweeps shrink steps, never shape).
     max_batches_per_epoch: int | None = None
     output_dir: str = "runs/latest"

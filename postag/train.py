@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from postag.batching import Batch, collate, length_pooled_order, sorted_order
-from postag.config import RunConfig, TrainConfig
+from postag.batching import Batch, collate, sorted_order, training_order
+from postag.config import ConfigError, RunConfig, TrainConfig
 from postag.dataset import PAD_ID, UNK_ID, PreparedDataset, Split
 from postag.metrics import Evaluation, evaluate_predictions
 from postag.model import Tagger
@@ -86,6 +86,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def precision(device: torch.device, mixed: bool) -> torch.autocast:
+    """bfloat16 autocast on CUDA when asked: matmuls and the LSTM in bf16, sums in float32.
+
+    bfloat16 keeps float32's exponent range, so unlike float16 it needs no loss scaling.
+    """
+    if mixed and device.type != "cuda":
+        raise ConfigError("train.mixed_precision needs a CUDA device; this run is on the CPU")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=mixed)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -123,6 +133,7 @@ def train_epoch(
     batches: list[np.ndarray],
     device: torch.device,
     description: str = "train",
+    mixed_precision: bool = False,
 ) -> dict[str, float]:
     """One pass over `batches`; returns loss per token, tokens seen and gradient norms."""
     model.train()
@@ -136,9 +147,10 @@ def train_epoch(
     total_tokens = 0
     for indices in progress(batches, description):
         batch = collate(split, indices)
-        scores = model(batch.tokens.to(device), batch.lengths)
-        targets = packed_targets(batch, device)
-        loss = loss_fn(scores.data, targets)
+        with precision(device, mixed_precision):
+            scores = model(batch.tokens.to(device), batch.lengths)
+            targets = packed_targets(batch, device)
+            loss = loss_fn(scores.data.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         (loss / batch.num_tokens).backward()
         first_norms += gradient_norm(first_layer)
@@ -157,14 +169,19 @@ def train_epoch(
 
 @torch.no_grad()
 def predict(
-    model: Tagger, split: Split, batch_size: int, device: torch.device
+    model: Tagger,
+    split: Split,
+    batch_size: int,
+    device: torch.device,
+    mixed_precision: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flat (gold, predicted, word ids) over every token of every sentence of `split`."""
     model.eval()
     gold, predicted, words = [], [], []
     for indices in sorted_order(split.lengths, batch_size):
         batch = collate(split, indices)
-        scores = model(batch.tokens.to(device), batch.lengths)
+        with precision(device, mixed_precision):
+            scores = model(batch.tokens.to(device), batch.lengths)
         predicted.append(scores.data.argmax(dim=-1).cpu())
         gold.append(packed_targets(batch, torch.device("cpu")))
         packed_words = pack_padded_sequence(
@@ -174,8 +191,14 @@ def predict(
     return torch.cat(gold), torch.cat(predicted), torch.cat(words)
 
 
-def evaluate(model: Tagger, split: Split, batch_size: int, device: torch.device) -> Evaluation:
-    gold, predicted, words = predict(model, split, batch_size, device)
+def evaluate(
+    model: Tagger,
+    split: Split,
+    batch_size: int,
+    device: torch.device,
+    mixed_precision: bool = False,
+) -> Evaluation:
+    gold, predicted, words = predict(model, split, batch_size, device, mixed_precision)
     return evaluate_predictions(gold, predicted, words == UNK_ID, model.head[-1].out_features)
 
 
@@ -191,6 +214,8 @@ def fit(
         torch.set_num_threads(train_config.num_threads)
     seed_everything(train_config.seed)
     device = resolve_device(train_config.device)
+    mixed = train_config.mixed_precision
+    precision(device, mixed)  # refuse an impossible setting before any work
     model = Tagger(config.model, len(dataset.words), dataset.num_classes).to(device)
     optimizer = make_optimizer(model, train_config)
     state = resume or TrainingState()
@@ -202,14 +227,14 @@ def fit(
     for epoch in range(state.epoch + 1, train_config.epochs + 1):
         # Batch order depends only on (seed, epoch), so a resumed run repeats a straight one.
         rng = np.random.default_rng([train_config.seed, epoch])
-        batches = length_pooled_order(
-            train_split.lengths, train_config.batch_size, train_config.length_pool_batches, rng
-        )
+        batches = training_order(train_split.lengths, train_config, rng)
         batches = batches[: train_config.max_batches_per_epoch]
         started = time.perf_counter()
-        trained = train_epoch(model, optimizer, train_split, batches, device, f"epoch {epoch}")
+        trained = train_epoch(
+            model, optimizer, train_split, batches, device, f"epoch {epoch}", mixed
+        )
         seconds = time.perf_counter() - started
-        validation = evaluate(model, dev_split, train_config.batch_size, device)
+        validation = evaluate(model, dev_split, train_config.batch_size, device, mixed)
         result = EpochResult(
             epoch=epoch,
             train_loss=trained["loss"],

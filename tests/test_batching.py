@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from postag.batching import collate, length_pooled_order, sorted_order
+from postag.batching import collate, length_pooled_order, sorted_order, token_budget_order
 from postag.dataset import PAD_ID, Split
 
 
@@ -46,3 +46,16 @@ def test_sorted_order_keeps_every_sentence():
     lengths = np.array([5, 1, 9, 3, 3])
     batches = sorted_order(lengths, batch_size=2)
     assert [b.tolist() for b in batches] == [[2, 0], [3, 4], [1]]
+
+
+def test_token_budget_batches_stay_within_budget_and_keep_every_sentence():
+    lengths = np.random.default_rng(0).integers(1, 80, size=1000)
+    lengths[7] = 500  # longer than the whole budget: a batch of its own, never cut
+    for pools in (1, 8):
+        batches = token_budget_order(lengths, 400, pools, np.random.default_rng(1))
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+        for batch in batches:
+            assert len(batch) * lengths[batch].max() <= 400 or batch.tolist() == [7]
+    # Short sentences make big batches and long ones small: sizes follow the budget.
+    sizes = {int(lengths[b].max()) // 20: len(b) for b in batches}
+    assert sizes[0] > sizes[3]

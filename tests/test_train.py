@@ -5,7 +5,7 @@ import torch
 
 from postag import dataset as datasets
 from postag.checkpoint import load_checkpoint, save_checkpoint
-from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from postag.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from postag.train import evaluate, fit
 
 # The most frequent XPOS tag (NN) is 13.2% of EWT: what a one-tag model scores.
@@ -95,3 +95,24 @@ def test_max_batches_per_epoch_shrinks_steps_not_shape(tiny_config):
     # Two batches of 16 sentences out of 600: a small share of the training tokens.
     assert 0 < seen < prepared.splits["train"].num_tokens / 5
     assert result.model.lstm.hidden_size == tiny_config.model.hidden_size
+
+
+def test_every_model_option_trains_with_token_sized_batches(tiny_config):
+    """Dropout, residual stack and token budget together still learn the slice."""
+    config = replace(
+        tiny_config,
+        model=replace(tiny_config.model, num_layers=3, residual=True, dropout=0.2,
+                      embedding_dropout=0.1),
+        train=replace(tiny_config.train, epochs=3, batch_tokens=400),
+    )  # fmt: skip
+    result = fit(config, datasets.load(config.data))
+    assert result.best_val_accuracy > MAJORITY_TAG_RATE + 0.2
+    reloaded = evaluate(result.model, datasets.load(config.data).splits["dev"], 64,
+                        torch.device("cpu"))  # fmt: skip
+    assert reloaded.accuracy == pytest.approx(result.best_val_accuracy)
+
+
+def test_mixed_precision_without_cuda_is_refused_not_ignored(tiny_config):
+    config = replace(tiny_config, train=replace(tiny_config.train, mixed_precision=True))
+    with pytest.raises(ConfigError, match="mixed_precision needs a CUDA device"):
+        fit(config, datasets.load(config.data))
