@@ -117,6 +117,18 @@ def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
     return {k: str(v) for k, v in params.items()}
 
 
+def error_text(trial: Trial) -> str:
+    """The trial's error trace, read from the driver's copy.
+
+    Tune writes it beside the trial's local results and copies it to storage later;
+    trial.get_error() reads storage, so on a busy machine it can come back empty.
+    """
+    local = trial.error_file
+    if local is not None and Path(local).is_file():
+        return Path(local).read_text()
+    return str(trial.get_error() or "trial failed (no error text recorded)")
+
+
 class MlflowTrials(Callback):
     """One nested MLflow run per Tune trial under the sweep's parent run."""
 
@@ -197,11 +209,11 @@ class MlflowTrials(Callback):
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def on_trial_recover(self, iteration, trials, trial: Trial, **info):
-        self.client.set_tag(self.run_id(trial), "retried_after_error", trial.get_error() or "")
+        self.client.set_tag(self.run_id(trial), "retried_after_error", error_text(trial)[-5000:])
 
     def on_trial_error(self, iteration, trials, trial: Trial, **info):
         run_id = self.run_id(trial)
-        error = trial.get_error() or "trial failed (no error text recorded)"
+        error = error_text(trial)
         self.client.set_tag(run_id, "error", error[-5000:])
         self.client.log_text(run_id, error, "error.txt")
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))

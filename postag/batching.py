@@ -21,6 +21,7 @@ class Batch:
     tokens: torch.Tensor  # (B, T) word ids, PAD_ID after each sentence's end
     tags: torch.Tensor  # (B, T) tag ids, PAD_ID after each sentence's end
     lengths: torch.Tensor  # (B,) int64 on the CPU, as pack_padded_sequence wants
+    chars: torch.Tensor | None = None  # (B, T, L) char ids of each token, for the char encoder
 
     @property
     def num_tokens(self) -> int:
@@ -88,8 +89,11 @@ def sorted_order(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate(split: Split, indices: np.ndarray) -> Batch:
-    """Gather sentences `indices` of `split` into padded (B, T) tensors, vectorized."""
+def collate(split: Split, indices: np.ndarray, with_chars: bool = False) -> Batch:
+    """Gather sentences `indices` of `split` into padded (B, T) tensors, vectorized.
+
+    With `with_chars`, also each token's characters as (B, T, L), L the longest word.
+    """
     starts = split.offsets[indices]
     lengths = split.offsets[indices + 1] - starts
     rows = np.repeat(np.arange(len(indices)), lengths)
@@ -101,9 +105,29 @@ def collate(split: Split, indices: np.ndarray) -> Batch:
     tags = np.full(shape, PAD_ID, dtype=np.int64)
     tokens[rows, columns] = split.tokens[sources]
     tags[rows, columns] = split.tags[sources]
+    chars = _collate_chars(split, sources, rows, columns, shape) if with_chars else None
     return Batch(
         indices=indices,
         tokens=torch.from_numpy(tokens),
         tags=torch.from_numpy(tags),
         lengths=torch.from_numpy(lengths),
+        chars=chars,
     )
+
+
+def _collate_chars(
+    split: Split, sources: np.ndarray, rows: np.ndarray, columns: np.ndarray, shape: tuple
+) -> torch.Tensor:
+    """(B, T, L) char ids of the tokens at flat positions `sources`, padded with PAD_ID."""
+    if split.chars is None or split.char_offsets is None:
+        raise ValueError("this split carries no characters; the char encoder needs them")
+    starts = split.char_offsets[sources]
+    word_lengths = split.char_offsets[sources + 1] - starts
+    longest = max(int(word_lengths.max()), 1) if len(word_lengths) else 1
+    chars = np.full((*shape, longest), PAD_ID, dtype=np.int64)
+    first = np.repeat(np.cumsum(word_lengths) - word_lengths, word_lengths)
+    positions = np.arange(word_lengths.sum()) - first
+    chars[np.repeat(rows, word_lengths), np.repeat(columns, word_lengths), positions] = split.chars[
+        np.repeat(starts, word_lengths) + positions
+    ]
+    return torch.from_numpy(chars)

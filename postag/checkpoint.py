@@ -25,6 +25,8 @@ class LoadedTagger:
     words: tuple[str, ...]
     tags: tuple[str, ...]
     dataset_fingerprint: str
+    # The char encoder's alphabet; empty for taggers without one (and older checkpoints).
+    chars: tuple[str, ...] = ()
 
 
 def save_checkpoint(
@@ -39,6 +41,7 @@ def save_checkpoint(
             "model_state": model_state,
             "words": list(dataset.words.items),
             "tags": list(dataset.tags.items),
+            "chars": list(dataset.chars.items),
             "dataset_fingerprint": dataset.fingerprint,
         },
         path,
@@ -51,7 +54,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a postag checkpoint of format {CHECKPOINT_FORMAT}")
     config = build(RunConfig, payload["config"])
-    model = Tagger(config.model, len(payload["words"]), len(payload["tags"]))
+    chars = tuple(payload.get("chars", ()))
+    model = Tagger(config.model, len(payload["words"]), len(payload["tags"]), len(chars))
     model.load_state_dict(payload["model_state"])
     model.to(device).eval()
     return LoadedTagger(
@@ -60,4 +64,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         words=tuple(payload["words"]),
         tags=tuple(payload["tags"]),
         dataset_fingerprint=payload["dataset_fingerprint"],
+        chars=chars,
     )

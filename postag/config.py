@@ -52,6 +52,11 @@ class ModelConfig:
     # Stacked LSTM layers as pre-norm residual blocks, x + LSTM(LayerNorm(x)): the shortcut
     # carries the gradient past every layer, so a 40-layer stack can train.
     residual: bool = False
+    # A char CNN word encoder joined to the word embedding, so that words unseen in training
+    # still get a representation from their spelling. 0 leaves it out (the seed).
+    char_dim: int = 0
+    char_filters: int = 100
+    char_kernel: int = 3
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ UNK_ID = 1
 UNKNOWN_TAG_ID = -1
 SPLITS = ("train", "dev", "test")
 # Bump when the prepared layout or its meaning changes, so old caches are not reused.
-PREPARE_VERSION = 1
+PREPARE_VERSION = 2  # 2: a character vocabulary for the char encoder
 SCHEMA = pa.schema(
     [
         ("words", pa.list_(pa.string())),
@@ -65,6 +65,20 @@ def build_vocabularies(train: list[Sentence]) -> tuple[Vocabulary, Vocabulary]:
     return Vocabulary(tuple(words)), Vocabulary(tuple(tags))
 
 
+def build_char_vocabulary(train: list[Sentence]) -> Vocabulary:
+    """Characters of the training words, most frequent first; 0 padding, 1 unknown."""
+    counts = Counter(c for s in train for w in s.words for c in w)
+    return Vocabulary((PAD, UNK, *_by_frequency(counts)))
+
+
+def char_arrays(words: list[str], char_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(flat char ids of every word, offsets): word i is chars[offsets[i]:offsets[i + 1]]."""
+    chars = np.fromiter((char_index.get(c, UNK_ID) for w in words for c in w), dtype=np.int64)
+    offsets = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum([len(w) for w in words], out=offsets[1:])
+    return chars, offsets
+
+
 def _by_frequency(counts: Counter) -> list[str]:
     # Ties broken alphabetically so the same data always gives the same ids.
     return [item for item, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
@@ -77,6 +91,9 @@ class Split:
     tokens: np.ndarray  # (N,) int64 word ids
     tags: np.ndarray  # (N,) int64 tag ids, UNKNOWN_TAG_ID where the tag set lacks the tag
     offsets: np.ndarray  # (S + 1,) int64
+    # Spelling, for the char encoder: token j is chars[char_offsets[j]:char_offsets[j + 1]].
+    chars: np.ndarray | None = None
+    char_offsets: np.ndarray | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -97,6 +114,7 @@ class PreparedDataset:
     fingerprint: str
     words: Vocabulary
     tags: Vocabulary
+    chars: Vocabulary
     splits: dict[str, Split]
     meta: dict
 
@@ -111,13 +129,15 @@ class PreparedDataset:
         travelled to another machine (Ray's object store) can be checked on arrival.
         """
         digest = hashlib.sha256()
-        for vocabulary in (self.words, self.tags):
+        for vocabulary in (self.words, self.tags, self.chars):
             digest.update(json.dumps(vocabulary.items).encode())
         for name in sorted(self.splits):
             split = self.splits[name]
             digest.update(name.encode())
-            for array in (split.tokens, split.tags, split.offsets):
-                digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+            arrays = (split.tokens, split.tags, split.offsets, split.chars, split.char_offsets)
+            for array in arrays:
+                if array is not None:
+                    digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
         return digest.hexdigest()
 
 
@@ -180,6 +200,7 @@ def prepare(config: DataConfig) -> Path:
         "sources": {split: str(path) for split, path in files.items()},
         "words": list(words.items),
         "tags": list(tags.items),
+        "chars": list(build_char_vocabulary(sentences["train"]).items),
         "splits": {},
     }
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -228,8 +249,9 @@ def _encode(
 def load_prepared(directory: str | Path) -> PreparedDataset:
     directory = Path(directory)
     meta = json.loads((directory / "meta.json").read_text())
+    chars = Vocabulary(tuple(meta["chars"]))
     splits = {
-        split: _load_split(directory / f"{split}.parquet")
+        split: _load_split(directory / f"{split}.parquet", chars.index())
         for split in SPLITS
         if (directory / f"{split}.parquet").is_file()
     }
@@ -238,19 +260,24 @@ def load_prepared(directory: str | Path) -> PreparedDataset:
         fingerprint=meta["fingerprint"],
         words=Vocabulary(tuple(meta["words"])),
         tags=Vocabulary(tuple(meta["tags"])),
+        chars=chars,
         splits=splits,
         meta=meta,
     )
 
 
-def _load_split(path: Path) -> Split:
-    table = pq.read_table(path, columns=["token_ids", "tag_ids"])
+def _load_split(path: Path, char_index: dict[str, int]) -> Split:
+    table = pq.read_table(path, columns=["words", "token_ids", "tag_ids"])
     tokens = table.column("token_ids").combine_chunks()
     tags = table.column("tag_ids").combine_chunks()
+    words = table.column("words").combine_chunks().values.to_pylist()
+    chars, char_offsets = char_arrays(words, char_index)
     return Split(
         tokens=tokens.values.to_numpy().astype(np.int64),
         tags=tags.values.to_numpy().astype(np.int64),
         offsets=tokens.offsets.to_numpy().astype(np.int64),
+        chars=chars,
+        char_offsets=char_offsets,
     )
 
 

@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pad_packed_sequence
 from postag.batching import collate, sorted_order
 from postag.checkpoint import LoadedTagger
 from postag.config import TagColumn
-from postag.dataset import UNK_ID, Split
+from postag.dataset import UNK_ID, Split, char_arrays
 from postag.readers import (
     CONLLU_COLUMNS,
     TAG_COLUMN_INDEX,
@@ -24,12 +24,22 @@ from postag.readers import (
 DEFAULT_BATCH_SIZE = 256
 
 
-def encode(sentences: list[list[str]], words: tuple[str, ...]) -> Split:
-    """Word ids of `sentences` as a Split (unknown words -> UNK_ID; tags unused)."""
+def encode(
+    sentences: list[list[str]], words: tuple[str, ...], chars: tuple[str, ...] = ()
+) -> Split:
+    """Word (and char) ids of `sentences` as a Split (unknown -> UNK_ID; tags unused)."""
     index = {word: i for i, word in enumerate(words)}
-    tokens = np.array([index.get(w, UNK_ID) for s in sentences for w in s], dtype=np.int64)
+    flat = [w for s in sentences for w in s]
+    tokens = np.array([index.get(w, UNK_ID) for w in flat], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])]).astype(np.int64)
-    return Split(tokens=tokens, tags=np.zeros_like(tokens), offsets=offsets)
+    char_ids, char_offsets = char_arrays(flat, {c: i for i, c in enumerate(chars)})
+    return Split(
+        tokens=tokens,
+        tags=np.zeros_like(tokens),
+        offsets=offsets,
+        chars=char_ids,
+        char_offsets=char_offsets,
+    )
 
 
 @torch.no_grad()
@@ -40,13 +50,13 @@ def tag_sentences(
     empty = [i for i, s in enumerate(sentences) if not s]
     if empty:
         raise ValueError(f"sentence {empty[0]} has no tokens")
-    split = encode(sentences, tagger.words)
+    split = encode(sentences, tagger.words, tagger.chars)
     device = next(tagger.model.parameters()).device
     tagger.model.eval()
     tagged: list[list[str]] = [[] for _ in sentences]
     for indices in sorted_order(split.lengths, batch_size):
-        batch = collate(split, indices)
-        scores = tagger.model(batch.tokens.to(device), batch.lengths)
+        batch = collate(split, indices, with_chars=tagger.model.uses_chars)
+        scores = tagger.model.score(batch, device)
         predicted = scores._replace(data=scores.data.argmax(dim=-1))
         padded, lengths = pad_packed_sequence(predicted, batch_first=True)  # (B, T)
         for row, sentence_index in enumerate(indices):

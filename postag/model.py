@@ -11,8 +11,28 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
+from postag.batching import Batch
 from postag.config import ModelConfig
 from postag.dataset import PAD_ID
+
+
+class CharCNN(nn.Module):
+    """A word's vector from its spelling: char embeddings, one convolution, max over time."""
+
+    def __init__(self, num_chars: int, char_dim: int, filters: int, kernel: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=PAD_ID)
+        self.conv = nn.Conv1d(char_dim, filters, kernel, padding=kernel // 2)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        """chars: (B, T, L) char ids -> (B, T, filters); padding tokens give zeros."""
+        batch, length, width = chars.shape
+        flat = chars.reshape(batch * length, width)
+        features = self.conv(self.embedding(flat).transpose(1, 2))  # (B*T, F, L)
+        padding = (flat == PAD_ID).unsqueeze(1)
+        features = features.masked_fill(padding, float("-inf")).amax(dim=2)
+        features = torch.relu(features)  # -inf (tokens with no chars) becomes 0
+        return features.reshape(batch, length, -1)
 
 
 class ResidualLSTMStack(nn.Module):
@@ -48,18 +68,27 @@ class ResidualLSTMStack(nn.Module):
 
 
 class Tagger(nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int, num_classes: int):
+    def __init__(self, config: ModelConfig, vocab_size: int, num_classes: int, num_chars: int = 0):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(vocab_size, config.embedding_dim, padding_idx=PAD_ID)
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        input_size = config.embedding_dim
+        self.chars: CharCNN | None = None
+        if self.uses_chars:
+            if num_chars <= 0:
+                raise ValueError("model.char_dim > 0 needs the dataset's character vocabulary")
+            self.chars = CharCNN(
+                num_chars, config.char_dim, config.char_filters, config.char_kernel
+            )
+            input_size += config.char_filters
         if config.residual:
             self.lstm: nn.Module = ResidualLSTMStack(
-                config.embedding_dim, config.hidden_size, config.num_layers, config.dropout
+                input_size, config.hidden_size, config.num_layers, config.dropout
             )
         else:
             self.lstm = nn.LSTM(
-                input_size=config.embedding_dim,
+                input_size=input_size,
                 hidden_size=config.hidden_size,
                 num_layers=config.num_layers,
                 batch_first=True,
@@ -75,18 +104,35 @@ class Tagger(nn.Module):
         layers.append(nn.Linear(width, num_classes))
         self.head = nn.Sequential(*layers)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
+    @property
+    def uses_chars(self) -> bool:
+        return self.config.char_dim > 0
+
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None
+    ) -> PackedSequence:
         """Tag scores for the real tokens only.
 
-        tokens: (B, T) word ids; lengths: (B,) on the CPU. Returns a PackedSequence whose
-        data is (N, C) for the N = lengths.sum() real tokens: neither the LSTM nor the
-        feed-forward layers spend work on padding.
+        tokens: (B, T) word ids; lengths: (B,) on the CPU; chars: (B, T, L) char ids when
+        the char encoder is on. Returns a PackedSequence whose data is (N, C) for the
+        N = lengths.sum() real tokens: neither the LSTM nor the feed-forward layers spend
+        work on padding.
         """
-        embedded = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
+        embedded = self.embedding(tokens)  # (B, T, E)
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError("this tagger has a char encoder: pass each token's chars")
+            embedded = torch.cat([embedded, self.chars(chars)], dim=-1)  # (B, T, E + F)
+        embedded = self.embedding_dropout(embedded)
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)
         features = self.output_dropout(encoded.data)  # (N, 2H)
         return encoded._replace(data=self.head(features))  # data: (N, C)
+
+    def score(self, batch: Batch, device: torch.device) -> PackedSequence:
+        """forward() on a collated batch, moved to `device`."""
+        chars = batch.chars.to(device) if batch.chars is not None else None
+        return self(batch.tokens.to(device), batch.lengths, chars)
 
     def lstm_layer_parameters(self, layer: int) -> list[nn.Parameter]:
         """Both directions' weights and biases of LSTM layer `layer` (negative counts back)."""

@@ -146,9 +146,9 @@ def train_epoch(
     last_norms = torch.zeros((), dtype=torch.float64, device=device)
     total_tokens = 0
     for indices in progress(batches, description):
-        batch = collate(split, indices)
+        batch = collate(split, indices, with_chars=model.uses_chars)
         with precision(device, mixed_precision):
-            scores = model(batch.tokens.to(device), batch.lengths)
+            scores = model.score(batch, device)
             targets = packed_targets(batch, device)
             loss = loss_fn(scores.data.float(), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -179,9 +179,9 @@ def predict(
     model.eval()
     gold, predicted, words = [], [], []
     for indices in sorted_order(split.lengths, batch_size):
-        batch = collate(split, indices)
+        batch = collate(split, indices, with_chars=model.uses_chars)
         with precision(device, mixed_precision):
-            scores = model(batch.tokens.to(device), batch.lengths)
+            scores = model.score(batch, device)
         predicted.append(scores.data.argmax(dim=-1).cpu())
         gold.append(packed_targets(batch, torch.device("cpu")))
         packed_words = pack_padded_sequence(
@@ -216,7 +216,9 @@ def fit(
     device = resolve_device(train_config.device)
     mixed = train_config.mixed_precision
     precision(device, mixed)  # refuse an impossible setting before any work
-    model = Tagger(config.model, len(dataset.words), dataset.num_classes).to(device)
+    model = Tagger(config.model, len(dataset.words), dataset.num_classes, len(dataset.chars)).to(
+        device
+    )
     optimizer = make_optimizer(model, train_config)
     state = resume or TrainingState()
     if resume is not None:

@@ -1,8 +1,10 @@
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 from postag.batching import collate, length_pooled_order, sorted_order, token_budget_order
-from postag.dataset import PAD_ID, Split
+from postag.dataset import PAD_ID, Split, char_arrays
 
 
 def make_split(lengths):
@@ -59,3 +61,19 @@ def test_token_budget_batches_stay_within_budget_and_keep_every_sentence():
     # Short sentences make big batches and long ones small: sizes follow the budget.
     sizes = {int(lengths[b].max()) // 20: len(b) for b in batches}
     assert sizes[0] > sizes[3]
+
+
+def test_collate_with_chars_gives_each_token_its_spelling():
+    words = ["a", "dog", "ran", "hi", "yes"]
+    char_index = {c: i + 2 for i, c in enumerate(sorted(set("".join(words))))}
+    chars, char_offsets = char_arrays(words, char_index)
+    split = replace(make_split([3, 2]), chars=chars, char_offsets=char_offsets)
+    batch = collate(split, np.array([1, 0]), with_chars=True)
+    assert batch.chars.shape == (2, 3, 3)  # 2 sentences, 3 tokens, longest word 3 chars
+    letter = {i: c for c, i in char_index.items()}
+    spelled = [
+        ["".join(letter[i] for i in token if i != PAD_ID) for token in row]
+        for row in batch.chars.tolist()
+    ]
+    assert spelled == [["hi", "yes", ""], ["a", "dog", "ran"]]
+    assert collate(split, np.array([1, 0])).chars is None  # only when asked

@@ -6,6 +6,8 @@ import torch
 from postag import dataset as datasets
 from postag.checkpoint import load_checkpoint, save_checkpoint
 from postag.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from postag.inference import tag_sentences
+from postag.readers import read_conllu
 from postag.train import evaluate, fit
 
 # The most frequent XPOS tag (NN) is 13.2% of EWT: what a one-tag model scores.
@@ -97,19 +99,25 @@ def test_max_batches_per_epoch_shrinks_steps_not_shape(tiny_config):
     assert result.model.lstm.hidden_size == tiny_config.model.hidden_size
 
 
-def test_every_model_option_trains_with_token_sized_batches(tiny_config):
-    """Dropout, residual stack and token budget together still learn the slice."""
+def test_every_model_option_trains_and_survives_a_checkpoint(tiny_config, ewt_slice, tmp_path):
+    """Char encoder, dropout, residual stack and token-sized batches together."""
+    model = replace(tiny_config.model, num_layers=3, residual=True, dropout=0.2,
+                    embedding_dropout=0.1, char_dim=16, char_filters=32)  # fmt: skip
     config = replace(
-        tiny_config,
-        model=replace(tiny_config.model, num_layers=3, residual=True, dropout=0.2,
-                      embedding_dropout=0.1),
-        train=replace(tiny_config.train, epochs=3, batch_tokens=400),
-    )  # fmt: skip
-    result = fit(config, datasets.load(config.data))
+        tiny_config, model=model, train=replace(tiny_config.train, epochs=3, batch_tokens=400)
+    )
+    prepared = datasets.load(config.data)
+    result = fit(config, prepared)
     assert result.best_val_accuracy > MAJORITY_TAG_RATE + 0.2
-    reloaded = evaluate(result.model, datasets.load(config.data).splits["dev"], 64,
-                        torch.device("cpu"))  # fmt: skip
-    assert reloaded.accuracy == pytest.approx(result.best_val_accuracy)
+
+    path = save_checkpoint(tmp_path / "best.pt", result.model.state_dict(), config, prepared)
+    loaded = load_checkpoint(path)
+    assert loaded.chars == prepared.chars.items
+    sentences = [list(s.words) for s in read_conllu(ewt_slice["dev"])]
+    tagged = [tag for sentence in tag_sentences(loaded, sentences) for tag in sentence]
+    gold = [tag for s in read_conllu(ewt_slice["dev"]) for tag in s.tags]
+    matches = sum(t == g for t, g in zip(tagged, gold, strict=True))
+    assert matches / len(gold) == pytest.approx(result.best_val_accuracy)
 
 
 def test_mixed_precision_without_cuda_is_refused_not_ignored(tiny_config):
