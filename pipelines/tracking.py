@@ -41,6 +41,8 @@ NODE_KEY = "ray_node_id"
 # Tune adds the trial process's pid to every result; a tag lets an operator find the process.
 PID_KEY = "pid"
 PID_TAG = "ray_pid"
+# The end of an error trace kept in a tag (MLflow caps tag values); error.txt keeps it all.
+ERROR_TAG_CHARS = 5000
 # Far above any sweep here (the full seed study holds 37 trials).
 MAX_CHILD_RUNS = 1000
 
@@ -209,12 +211,13 @@ class MlflowTrials(Callback):
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def on_trial_recover(self, iteration, trials, trial: Trial, **info):
-        self.client.set_tag(self.run_id(trial), "retried_after_error", error_text(trial)[-5000:])
+        error = error_text(trial)[-ERROR_TAG_CHARS:]
+        self.client.set_tag(self.run_id(trial), "retried_after_error", error)
 
     def on_trial_error(self, iteration, trials, trial: Trial, **info):
         run_id = self.run_id(trial)
         error = error_text(trial)
-        self.client.set_tag(run_id, "error", error[-5000:])
+        self.client.set_tag(run_id, "error", error[-ERROR_TAG_CHARS:])
         self.client.log_text(run_id, error, "error.txt")
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
