@@ -1,6 +1,9 @@
 import json
+import os
 
 from pipelines.bench import main
+from pipelines.bench_sweep import main as sweep_bench
+from tests.servers import write_experiment
 
 
 def test_bench_races_both_ways_and_prints_the_table(ewt_slice, tmp_path, capsys):
@@ -22,3 +25,34 @@ def test_bench_races_both_ways_and_prints_the_table(ewt_slice, tmp_path, capsys)
     assert [r["name"] for r in races] == ["seed's way", "postag"]
     assert all(r["tokens_per_second"] > 0 and r["epochs"] >= 1 for r in races)
     assert all(r["best_val_accuracy"] > 0.3 for r in races)
+
+
+def test_sweep_bench_times_packed_and_one_at_a_time_runs(ewt_slice, tmp_path, capsys, monkeypatch):
+    values = {
+        "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
+        "train": {"epochs": 1, "batch_size": 32},
+        "sweep": {
+            "name": "bench",
+            "space": {"model.hidden_size": [8, 16]},
+            "baseline": {"model.hidden_size": 4, "model.num_layers": 3},
+            "max_concurrent_trials": 2,
+            "cpus_per_trial": 1,
+        },
+    }
+    config = write_experiment(tmp_path, ewt_slice, values)
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    user_store = tmp_path / "user.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{user_store}")
+    output = tmp_path / "bench_sweep.json"
+    assert sweep_bench(["--config", str(config), "--output", str(output)]) == 0
+
+    runs = json.loads(output.read_text())["runs"]
+    assert [(r["name"], r["max_concurrent_trials"], r["trials"]) for r in runs] == [
+        ("packed", 2, 3),
+        ("one at a time", 1, 3),
+    ]
+    assert all(r["wall_seconds"] > 0 for r in runs)
+    assert "ratio (one at a time / packed)" in capsys.readouterr().out
+    # The bench ran in throwaway stores: the user's tracking store was never touched.
+    assert not user_store.exists()
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{user_store}"

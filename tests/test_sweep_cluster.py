@@ -80,10 +80,14 @@ def test_sweep_on_two_nodes_survives_a_killed_worker_and_logs_everything_to_the_
     client = mlflow.MlflowClient(mlflow_server.uri)
 
     driver = start_sweep(config, tmp_path, env)
-    killed = []
-    wait_for(
-        lambda: killed.append(kill_the_worker_of_a_trial_mid_way(client)) or killed[-1], driver
-    )
+    killed_runs: list[str] = []
+
+    def kill_one_trial_worker() -> bool:
+        if (run_id := kill_the_worker_of_a_trial_mid_way(client)) is not None:
+            killed_runs.append(run_id)
+        return bool(killed_runs)
+
+    wait_for(kill_one_trial_worker, driver)
     assert driver.wait(timeout=420) == 0, (tmp_path / "driver.log").read_text()
 
     runs = trial_runs(client)
@@ -97,7 +101,8 @@ def test_sweep_on_two_nodes_survives_a_killed_worker_and_logs_everything_to_the_
         assert client.get_logged_model(model_id).source_run_id == run.info.run_id
 
     # The killed trial came back from its checkpoint, not from epoch 1.
-    killed = client.get_run(killed[-1])
+    (killed_run,) = killed_runs
+    killed = client.get_run(killed_run)
     assert "retried_after_error" in killed.data.tags
     assert int(killed.data.tags["resumed_from_epoch"]) >= 1
 
