@@ -27,12 +27,15 @@ DEFAULT_BATCH_SIZE = 256
 def encode(
     sentences: list[list[str]], words: tuple[str, ...], chars: tuple[str, ...] = ()
 ) -> Split:
-    """Word (and char) ids of `sentences` as a Split (unknown -> UNK_ID; tags unused)."""
+    """Word ids of `sentences` as a Split (unknown -> UNK_ID; tags unused), and char ids
+    when given an alphabet (for a char encoder); without one, no chars are built."""
     index = {word: i for i, word in enumerate(words)}
     flat = [w for s in sentences for w in s]
     tokens = np.array([index.get(w, UNK_ID) for w in flat], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])]).astype(np.int64)
-    char_ids, char_offsets = char_arrays(flat, {c: i for i, c in enumerate(chars)})
+    char_ids, char_offsets = None, None
+    if chars:
+        char_ids, char_offsets = char_arrays(flat, {c: i for i, c in enumerate(chars)})
     return Split(
         tokens=tokens,
         tags=np.zeros_like(tokens),
@@ -50,12 +53,13 @@ def tag_sentences(
     empty = [i for i, s in enumerate(sentences) if not s]
     if empty:
         raise ValueError(f"sentence {empty[0]} has no tokens")
-    split = encode(sentences, tagger.words, tagger.chars)
+    uses_chars = tagger.model.uses_chars
+    split = encode(sentences, tagger.words, tagger.chars if uses_chars else ())
     device = next(tagger.model.parameters()).device
     tagger.model.eval()
     tagged: list[list[str]] = [[] for _ in sentences]
     for indices in sorted_order(split.lengths, batch_size):
-        batch = collate(split, indices, with_chars=tagger.model.uses_chars)
+        batch = collate(split, indices, with_chars=uses_chars)
         scores = tagger.model.score(batch, device)
         predicted = scores._replace(data=scores.data.argmax(dim=-1))
         padded, lengths = pad_packed_sequence(predicted, batch_first=True)  # (B, T)
