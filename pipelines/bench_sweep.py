@@ -34,16 +34,18 @@ class SweepTiming:
     wall_seconds: float
 
 
-def default_overrides() -> tuple[Path, list[str]]:
+def default_bench() -> tuple[Path, list[str]]:
+    """The experiment to time, and its overrides, when none is given."""
     if torch.cuda.is_available():
         return GPU_EXPERIMENT, []
     return CPU_EXPERIMENT, [f"train.max_batches_per_epoch={CPU_BATCHES_PER_EPOCH}"]
 
 
-def time_sweep(config: Path, overrides: list[str], name: str, concurrent: int) -> SweepTiming:
+def time_sweep(
+    config: Path, overrides: list[str], name: str, concurrent: int, trials: int
+) -> SweepTiming:
     """Run the sweep to completion in a throwaway store; its wall time from start to end."""
     overrides = [*overrides, f"sweep.max_concurrent_trials={concurrent}"]
-    _, _, sweep = load_sweep(config, overrides)
     with tempfile.TemporaryDirectory(prefix="postag-bench-sweep-") as folder:
         previous = os.environ.get("MLFLOW_TRACKING_URI")
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
@@ -58,7 +60,7 @@ def time_sweep(config: Path, overrides: list[str], name: str, concurrent: int) -
                 os.environ["MLFLOW_TRACKING_URI"] = previous
     if outcome["interrupted"]:
         raise RuntimeError(f"bench sweep '{name}' was interrupted")
-    return SweepTiming(name, concurrent, expected_trials(sweep), seconds)
+    return SweepTiming(name, concurrent, trials, seconds)
 
 
 def format_table(packed: SweepTiming, serial: SweepTiming, device: str) -> str:
@@ -87,16 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--output", type=Path, default=Path("runs/bench_sweep.json"))
     args = parser.parse_args(argv)
-    config, overrides = default_overrides()
     if args.config is not None:
-        config, overrides = args.config, []
-    overrides = [*overrides, *args.overrides]
+        config, overrides = args.config, list(args.overrides)
+    else:
+        config, defaults = default_bench()
+        overrides = [*defaults, *args.overrides]
     _, _, sweep = load_sweep(config, overrides)
+    trials = expected_trials(sweep)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(f"bench-sweep: {config} {overrides} on {device}", flush=True)
 
-    packed = time_sweep(config, overrides, "packed", sweep.max_concurrent_trials)
-    serial = time_sweep(config, overrides, "one at a time", 1)
+    packed = time_sweep(config, overrides, "packed", sweep.max_concurrent_trials, trials)
+    serial = time_sweep(config, overrides, "one at a time", 1, trials)
     table = format_table(packed, serial, device)
     print(table, flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
