@@ -50,6 +50,7 @@ train: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
+	$(BIN)/python -m pipelines.bench_chars
 	$(BIN)/python -m pipelines.bench_sweep
 
 sweep: $(STAMP)

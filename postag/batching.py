@@ -21,7 +21,10 @@ class Batch:
     tokens: torch.Tensor  # (B, T) word ids, PAD_ID after each sentence's end
     tags: torch.Tensor  # (B, T) tag ids, PAD_ID after each sentence's end
     lengths: torch.Tensor  # (B,) int64 on the CPU, as pack_padded_sequence wants
-    chars: torch.Tensor | None = None  # (B, T, L) char ids of each token, for the char encoder
+    # For the char encoder: the batch's distinct spellings as (U, L) char ids, row 0 empty,
+    # and (B, T) the row of each token's spelling (0 for padding).
+    spellings: torch.Tensor | None = None
+    spelling_index: torch.Tensor | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -92,7 +95,7 @@ def sorted_order(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 def collate(split: Split, indices: np.ndarray, with_chars: bool = False) -> Batch:
     """Gather sentences `indices` of `split` into padded (B, T) tensors, vectorized.
 
-    With `with_chars`, also each token's characters as (B, T, L), L the longest word.
+    With `with_chars`, also the spellings the char encoder reads (see Batch).
     """
     starts = split.offsets[indices]
     lengths = split.offsets[indices + 1] - starts
@@ -105,29 +108,36 @@ def collate(split: Split, indices: np.ndarray, with_chars: bool = False) -> Batc
     tags = np.full(shape, PAD_ID, dtype=np.int64)
     tokens[rows, columns] = split.tokens[sources]
     tags[rows, columns] = split.tags[sources]
-    chars = _collate_chars(split, sources, rows, columns, shape) if with_chars else None
+    spellings = spelling_index = None
+    if with_chars:
+        spellings, token_rows = _collate_spellings(split, sources)
+        spelling_index = np.zeros(shape, dtype=np.int64)
+        spelling_index[rows, columns] = token_rows
+        spelling_index = torch.from_numpy(spelling_index)
     return Batch(
         indices=indices,
         tokens=torch.from_numpy(tokens),
         tags=torch.from_numpy(tags),
         lengths=torch.from_numpy(lengths),
-        chars=chars,
+        spellings=spellings,
+        spelling_index=spelling_index,
     )
 
 
-def _collate_chars(
-    split: Split, sources: np.ndarray, rows: np.ndarray, columns: np.ndarray, shape: tuple
-) -> torch.Tensor:
-    """(B, T, L) char ids of the tokens at flat positions `sources`, padded with PAD_ID."""
-    if split.chars is None or split.char_offsets is None:
-        raise ValueError("this split carries no characters; the char encoder needs them")
-    starts = split.char_offsets[sources]
-    word_lengths = split.char_offsets[sources + 1] - starts
+def _collate_spellings(split: Split, sources: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """The distinct spellings of the tokens at flat positions `sources`, as (U + 1, L) char
+    ids padded with PAD_ID after an all-padding row 0, and each token's row in it."""
+    if split.spellings is None:
+        raise ValueError("this split carries no spellings; the char encoder needs them")
+    table = split.spellings
+    distinct, inverse = np.unique(table.ids[sources], return_inverse=True)
+    starts = table.offsets[distinct]
+    word_lengths = table.offsets[distinct + 1] - starts
     longest = max(int(word_lengths.max()), 1) if len(word_lengths) else 1
-    chars = np.full((*shape, longest), PAD_ID, dtype=np.int64)
+    chars = np.full((len(distinct) + 1, longest), PAD_ID, dtype=np.int64)
     first = np.repeat(np.cumsum(word_lengths) - word_lengths, word_lengths)
     positions = np.arange(word_lengths.sum()) - first
-    chars[np.repeat(rows, word_lengths), np.repeat(columns, word_lengths), positions] = split.chars[
+    chars[np.repeat(np.arange(1, len(distinct) + 1), word_lengths), positions] = table.chars[
         np.repeat(starts, word_lengths) + positions
     ]
-    return torch.from_numpy(chars)
+    return torch.from_numpy(chars), inverse.reshape(-1) + 1

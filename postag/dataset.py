@@ -71,12 +71,31 @@ def build_char_vocabulary(train: list[Sentence]) -> Vocabulary:
     return Vocabulary((PAD, UNK, *_by_frequency(counts)))
 
 
-def char_arrays(words: list[str], char_index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(flat char ids of every word, offsets): word i is chars[offsets[i]:offsets[i + 1]]."""
-    chars = np.fromiter((char_index.get(c, UNK_ID) for w in words for c in w), dtype=np.int64)
-    offsets = np.zeros(len(words) + 1, dtype=np.int64)
-    np.cumsum([len(w) for w in words], out=offsets[1:])
-    return chars, offsets
+@dataclass(frozen=True)
+class Spellings:
+    """Each token's spelling, as an id into a table of the distinct spellings.
+
+    Token j is spelled chars[offsets[ids[j]]:offsets[ids[j] + 1]]. A word is spelled once
+    in the table however often it occurs, so the char encoder can run once per distinct
+    word of a batch rather than once per token.
+    """
+
+    ids: np.ndarray  # (N,) int64 spelling id of each token
+    chars: np.ndarray  # (total chars,) int64 char ids of the distinct spellings, end to end
+    offsets: np.ndarray  # (distinct spellings + 1,) int64
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return self.ids, self.chars, self.offsets
+
+
+def spell(words: list[str], char_index: dict[str, int]) -> Spellings:
+    """The spelling table of `words` (one entry per token), chars outside the index UNK_ID."""
+    first_seen: dict[str, int] = {}
+    ids = np.fromiter((first_seen.setdefault(w, len(first_seen)) for w in words), dtype=np.int64)
+    chars = np.fromiter((char_index.get(c, UNK_ID) for w in first_seen for c in w), dtype=np.int64)
+    offsets = np.zeros(len(first_seen) + 1, dtype=np.int64)
+    np.cumsum([len(w) for w in first_seen], out=offsets[1:])
+    return Spellings(ids=ids, chars=chars, offsets=offsets)
 
 
 def _by_frequency(counts: Counter) -> list[str]:
@@ -91,9 +110,7 @@ class Split:
     tokens: np.ndarray  # (N,) int64 word ids
     tags: np.ndarray  # (N,) int64 tag ids, UNKNOWN_TAG_ID where the tag set lacks the tag
     offsets: np.ndarray  # (S + 1,) int64
-    # Spelling, for the char encoder: token j is chars[char_offsets[j]:char_offsets[j + 1]].
-    chars: np.ndarray | None = None
-    char_offsets: np.ndarray | None = None
+    spellings: Spellings | None = None  # for the char encoder
 
     @property
     def lengths(self) -> np.ndarray:
@@ -134,10 +151,11 @@ class PreparedDataset:
         for name in sorted(self.splits):
             split = self.splits[name]
             digest.update(name.encode())
-            arrays = (split.tokens, split.tags, split.offsets, split.chars, split.char_offsets)
+            arrays = (split.tokens, split.tags, split.offsets)
+            if split.spellings is not None:
+                arrays += split.spellings.arrays()
             for array in arrays:
-                if array is not None:
-                    digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+                digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
         return digest.hexdigest()
 
 
@@ -271,13 +289,11 @@ def _load_split(path: Path, char_index: dict[str, int]) -> Split:
     tokens = table.column("token_ids").combine_chunks()
     tags = table.column("tag_ids").combine_chunks()
     words = table.column("words").combine_chunks().values.to_pylist()
-    chars, char_offsets = char_arrays(words, char_index)
     return Split(
         tokens=tokens.values.to_numpy().astype(np.int64),
         tags=tags.values.to_numpy().astype(np.int64),
         offsets=tokens.offsets.to_numpy().astype(np.int64),
-        chars=chars,
-        char_offsets=char_offsets,
+        spellings=spell(words, char_index),
     )
 
 

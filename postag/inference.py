@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pad_packed_sequence
 from postag.batching import collate, sorted_order
 from postag.checkpoint import LoadedTagger
 from postag.config import TagColumn
-from postag.dataset import UNK_ID, Split, char_arrays
+from postag.dataset import UNK_ID, Split, spell
 from postag.readers import (
     CONLLU_COLUMNS,
     TAG_COLUMN_INDEX,
@@ -27,22 +27,14 @@ DEFAULT_BATCH_SIZE = 256
 def encode(
     sentences: list[list[str]], words: tuple[str, ...], chars: tuple[str, ...] = ()
 ) -> Split:
-    """Word ids of `sentences` as a Split (unknown -> UNK_ID; tags unused), and char ids
-    when given an alphabet (for a char encoder); without one, no chars are built."""
+    """Word ids of `sentences` as a Split (unknown -> UNK_ID; tags unused), and their
+    spellings when given an alphabet (for a char encoder); without one, none are built."""
     index = {word: i for i, word in enumerate(words)}
     flat = [w for s in sentences for w in s]
     tokens = np.array([index.get(w, UNK_ID) for w in flat], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])]).astype(np.int64)
-    char_ids, char_offsets = None, None
-    if chars:
-        char_ids, char_offsets = char_arrays(flat, {c: i for i, c in enumerate(chars)})
-    return Split(
-        tokens=tokens,
-        tags=np.zeros_like(tokens),
-        offsets=offsets,
-        chars=char_ids,
-        char_offsets=char_offsets,
-    )
+    spellings = spell(flat, {c: i for i, c in enumerate(chars)}) if chars else None
+    return Split(tokens=tokens, tags=np.zeros_like(tokens), offsets=offsets, spellings=spellings)
 
 
 @torch.no_grad()

@@ -24,15 +24,12 @@ class CharCNN(nn.Module):
         self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=PAD_ID)
         self.conv = nn.Conv1d(char_dim, filters, kernel, padding=kernel // 2)
 
-    def forward(self, chars: torch.Tensor) -> torch.Tensor:
-        """chars: (B, T, L) char ids -> (B, T, filters); padding tokens give zeros."""
-        batch, length, width = chars.shape
-        flat = chars.reshape(batch * length, width)
-        features = self.conv(self.embedding(flat).transpose(1, 2))  # (B*T, F, L)
-        padding = (flat == PAD_ID).unsqueeze(1)
+    def forward(self, spellings: torch.Tensor) -> torch.Tensor:
+        """spellings: (U, L) char ids, PAD_ID-padded -> (U, filters); empty rows give zeros."""
+        features = self.conv(self.embedding(spellings).transpose(1, 2))  # (U, F, L)
+        padding = (spellings == PAD_ID).unsqueeze(1)
         features = features.masked_fill(padding, float("-inf")).amax(dim=2)
-        features = torch.relu(features)  # -inf (tokens with no chars) becomes 0
-        return features.reshape(batch, length, -1)
+        return torch.relu(features)  # -inf (a row with no chars) becomes 0
 
 
 class ResidualLSTMStack(nn.Module):
@@ -109,20 +106,26 @@ class Tagger(nn.Module):
         return self.config.char_dim > 0
 
     def forward(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        spellings: torch.Tensor | None = None,
+        spelling_index: torch.Tensor | None = None,
     ) -> PackedSequence:
         """Tag scores for the real tokens only.
 
-        tokens: (B, T) word ids; lengths: (B,) on the CPU; chars: (B, T, L) char ids when
-        the char encoder is on. Returns a PackedSequence whose data is (N, C) for the
-        N = lengths.sum() real tokens: neither the LSTM nor the feed-forward layers spend
-        work on padding.
+        tokens: (B, T) word ids; lengths: (B,) on the CPU. With the char encoder on,
+        spellings: (U, L) char ids of distinct spellings and spelling_index: (B, T) each
+        token's row in them (collate builds both). Returns a PackedSequence whose data is
+        (N, C) for the N = lengths.sum() real tokens: neither the LSTM nor the feed-forward
+        layers spend work on padding, and the char encoder runs once per distinct word.
         """
         embedded = self.embedding(tokens)  # (B, T, E)
         if self.chars is not None:
-            if chars is None:
-                raise ValueError("this tagger has a char encoder: pass each token's chars")
-            embedded = torch.cat([embedded, self.chars(chars)], dim=-1)  # (B, T, E + F)
+            if spellings is None or spelling_index is None:
+                raise ValueError("this tagger has a char encoder: pass each token's spelling")
+            spelled = self.chars(spellings)[spelling_index]  # (B, T, F)
+            embedded = torch.cat([embedded, spelled], dim=-1)  # (B, T, E + F)
         embedded = self.embedding_dropout(embedded)
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)
@@ -131,8 +134,11 @@ class Tagger(nn.Module):
 
     def score(self, batch: Batch, device: torch.device) -> PackedSequence:
         """forward() on a collated batch, moved to `device`."""
-        chars = batch.chars.to(device) if batch.chars is not None else None
-        return self(batch.tokens.to(device), batch.lengths, chars)
+        spellings = spelling_index = None
+        if batch.spellings is not None and batch.spelling_index is not None:
+            spellings = batch.spellings.to(device)
+            spelling_index = batch.spelling_index.to(device)
+        return self(batch.tokens.to(device), batch.lengths, spellings, spelling_index)
 
     def lstm_layer_parameters(self, layer: int) -> list[nn.Parameter]:
         """Both directions' weights and biases of LSTM layer `layer` (negative counts back)."""

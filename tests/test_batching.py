@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from postag.batching import collate, length_pooled_order, sorted_order, token_budget_order
-from postag.dataset import PAD_ID, Split, char_arrays
+from postag.dataset import PAD_ID, Split, spell
 
 
 def make_split(lengths):
@@ -63,17 +63,16 @@ def test_token_budget_batches_stay_within_budget_and_keep_every_sentence():
     assert sizes[0] > sizes[3]
 
 
-def test_collate_with_chars_gives_each_token_its_spelling():
-    words = ["a", "dog", "ran", "hi", "yes"]
+def test_collate_with_chars_gives_each_token_its_spelling_once_per_batch():
+    words = ["a", "dog", "ran", "dog", "yes"]
     char_index = {c: i + 2 for i, c in enumerate(sorted(set("".join(words))))}
-    chars, char_offsets = char_arrays(words, char_index)
-    split = replace(make_split([3, 2]), chars=chars, char_offsets=char_offsets)
+    split = replace(make_split([3, 2]), spellings=spell(words, char_index))
     batch = collate(split, np.array([1, 0]), with_chars=True)
-    assert batch.chars.shape == (2, 3, 3)  # 2 sentences, 3 tokens, longest word 3 chars
+    # "dog" occurs twice but is spelled once: an empty row 0, then a, dog, ran, yes.
+    assert batch.spellings.shape == (5, 3)
     letter = {i: c for c, i in char_index.items()}
-    spelled = [
-        ["".join(letter[i] for i in token if i != PAD_ID) for token in row]
-        for row in batch.chars.tolist()
-    ]
-    assert spelled == [["hi", "yes", ""], ["a", "dog", "ran"]]
-    assert collate(split, np.array([1, 0])).chars is None  # only when asked
+    table = ["".join(letter[i] for i in row if i != PAD_ID) for row in batch.spellings.tolist()]
+    assert table[0] == "" and sorted(table[1:]) == ["a", "dog", "ran", "yes"]
+    spelled = [[table[i] for i in row] for row in batch.spelling_index.tolist()]
+    assert spelled == [["dog", "yes", ""], ["a", "dog", "ran"]]  # padding -> the empty row
+    assert collate(split, np.array([1, 0])).spellings is None  # only when asked

@@ -2,6 +2,7 @@ import json
 import os
 
 from pipelines.bench import main
+from pipelines.bench_chars import main as chars_bench
 from pipelines.bench_sweep import main as sweep_bench
 from tests.servers import write_experiment
 
@@ -56,3 +57,19 @@ def test_sweep_bench_times_packed_and_one_at_a_time_runs(ewt_slice, tmp_path, ca
     # The bench ran in throwaway stores: the user's tracking store was never touched.
     assert not user_store.exists()
     assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{user_store}"
+
+
+def test_chars_bench_encodes_fewer_rows_once_per_spelling(ewt_slice, tmp_path, capsys):
+    output = tmp_path / "bench_chars.json"
+    code = chars_bench(
+        ["--batches", "3", "--output", str(output), "--set", f"data.train={ewt_slice['train']}",
+         "--set", f"data.dev={ewt_slice['dev']}", "--set", f"data.cache_dir={tmp_path}",
+         "--set", "train.batch_size=32", "--set", "model.char_filters=8"]
+    )  # fmt: skip
+    assert code == 0
+    assert "ratio (positions / spellings)" in capsys.readouterr().out
+    figures = json.loads(output.read_text())
+    assert figures["batches"] == 3
+    # Every real token is one padded position; repeats and padding are what spellings save.
+    assert figures["positions"] > figures["tokens"] > figures["spellings"] > 0
+    assert figures["per_position_seconds"] > 0 and figures["per_spelling_seconds"] > 0

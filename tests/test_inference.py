@@ -22,7 +22,24 @@ def tagger():
     return LoadedTagger(model, config, WORDS, TAGS, "test")
 
 
-def test_tags_come_back_per_sentence_in_the_given_order(tagger):
+@pytest.fixture(scope="module")
+def char_tagger():
+    torch.manual_seed(0)
+    config = RunConfig(
+        model=ModelConfig(
+            embedding_dim=8, hidden_size=8, num_layers=1, ff_dims=(8,), char_dim=4, char_filters=6
+        )  # fmt: skip
+    )
+    chars = ("<pad>", "<unk>", *sorted(set("thedogrunsfast")))
+    model = Tagger(config.model, len(WORDS), len(TAGS), len(chars)).eval()
+    return LoadedTagger(model, config, WORDS, TAGS, "test", chars)
+
+
+@pytest.mark.parametrize("name", ["tagger", "char_tagger"])
+def test_tags_come_back_per_sentence_in_the_given_order(name, request):
+    # A char tagger's batch spells each distinct word once; which words share a batch
+    # must not change any tag.
+    tagger = request.getfixturevalue(name)
     sentences = [["the", "dog", "runs"], ["fast"], ["the", "zebra", "runs", "fast", "the"]]
     together = tag_sentences(tagger, sentences, batch_size=2)
     alone = [tag_sentences(tagger, [s])[0] for s in sentences]

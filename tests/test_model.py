@@ -84,13 +84,13 @@ def test_seed_settings_keep_the_seed_state_dict():
 def test_the_char_encoder_tells_unseen_words_apart_by_their_spelling():
     torch.manual_seed(0)
     tokens, lengths = torch.tensor([[UNK_ID, UNK_ID]]), torch.tensor([2])
-    spelled = torch.tensor([[[5, 6, 7, 0], [8, 9, 9, 9]]])  # two different unseen words
+    spellings = torch.tensor([[0, 0, 0, 0], [5, 6, 7, 0], [8, 9, 9, 9]])  # two unseen words
     # A word-only tagger sees both as the same UNK id; the char encoder sees their letters.
     config = ModelConfig(embedding_dim=8, hidden_size=8, num_layers=1, ff_dims=(), char_dim=4,
                          char_filters=6)  # fmt: skip
     with_chars = Tagger(config, vocab_size=20, num_classes=5, num_chars=10).eval()
-    alone = [with_chars(tokens[:, i : i + 1], torch.tensor([1]), spelled[:, i : i + 1]).data
-             for i in range(2)]  # fmt: skip
+    alone = [with_chars(tokens[:, :1], torch.tensor([1]), spellings, torch.tensor([[row]])).data
+             for row in (1, 2)]  # fmt: skip
     assert not torch.allclose(alone[0], alone[1])
-    with pytest.raises(ValueError, match="pass each token's chars"):
+    with pytest.raises(ValueError, match="pass each token's spelling"):
         with_chars(tokens, lengths)
