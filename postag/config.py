@@ -57,6 +57,17 @@ class ModelConfig:
     char_dim: int = 0
     char_filters: int = 100
     char_kernel: int = 3
+    # In training, each word id is replaced by the unknown-word id with this probability
+    # (its spelling stays). Every training word is in the vocabulary, so without this the
+    # model never learns what to do with an unknown word; with a char encoder it learns to
+    # tag from the spelling alone, as it must for words unseen in training.
+    word_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("embedding_dropout", "dropout", "word_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"'model.{name}' must be at least 0 and below 1, got {value!r}")
 
 
 @dataclass(frozen=True)

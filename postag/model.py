@@ -13,7 +13,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from postag.batching import Batch
 from postag.config import ModelConfig
-from postag.dataset import PAD_ID
+from postag.dataset import PAD_ID, UNK_ID
 
 
 class CharCNN(nn.Module):
@@ -120,6 +120,9 @@ class Tagger(nn.Module):
         (N, C) for the N = lengths.sum() real tokens: neither the LSTM nor the feed-forward
         layers spend work on padding, and the char encoder runs once per distinct word.
         """
+        if self.training and self.config.word_dropout > 0:
+            dropped = torch.rand(tokens.shape, device=tokens.device) < self.config.word_dropout
+            tokens = tokens.masked_fill(dropped & (tokens != PAD_ID), UNK_ID)
         embedded = self.embedding(tokens)  # (B, T, E)
         if self.chars is not None:
             if spellings is None or spelling_index is None:

@@ -46,6 +46,8 @@ def test_build_fills_nested_sections_and_keeps_defaults():
         ({"train": {"betas": [0.9]}}, "'train.betas' must have 2 items, got 1"),
         ({"model": {"ff_dims": [512, "x"]}}, "'model.ff_dims[1]' must be int"),
         ({"model": 3}, "model: expected a mapping, got int"),
+        ({"model": {"dropout": 1.0}}, "'model.dropout' must be at least 0 and below 1, got 1.0"),
+        ({"model": {"word_dropout": -0.1}}, "'model.word_dropout' must be at least 0"),
     ],
 )
 def test_bad_values_fail_naming_the_key(values, message):

@@ -94,3 +94,24 @@ def test_the_char_encoder_tells_unseen_words_apart_by_their_spelling():
     assert not torch.allclose(alone[0], alone[1])
     with pytest.raises(ValueError, match="pass each token's spelling"):
         with_chars(tokens, lengths)
+
+
+def test_word_dropout_hides_words_as_unknown_in_training_only():
+    config = ModelConfig(embedding_dim=4, hidden_size=4, num_layers=1, ff_dims=(),
+                         word_dropout=0.5)  # fmt: skip
+    model = Tagger(config, vocab_size=20, num_classes=3)
+    seen: list[torch.Tensor] = []
+    model.embedding.register_forward_hook(lambda _, args, __: seen.append(args[0].clone()))
+    torch.manual_seed(0)
+    tokens, lengths = torch.randint(2, 20, (16, 10)), torch.full((16,), 10)
+    tokens[0, 4:], lengths[0] = PAD_ID, 4
+    model.train()
+    model(tokens, lengths)
+    model.eval()
+    model(tokens, lengths)
+    trained, evaluated = seen
+    hidden = trained != tokens
+    assert (trained[hidden] == UNK_ID).all()  # hidden words become the unknown word
+    assert (trained[tokens == PAD_ID] == PAD_ID).all()  # padding stays padding
+    assert 0.35 < hidden[tokens != PAD_ID].float().mean() < 0.65
+    assert torch.equal(evaluated, tokens)  # evaluation sees every word
