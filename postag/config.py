@@ -75,6 +75,9 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
+    # "cosine" decays the learning rate from `lr` towards 0 over `epochs` (one step an
+    # epoch); "constant" keeps it (the seed).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.01

@@ -53,6 +53,7 @@ class TrainingState:
     epoch: int = 0
     model_state: dict = field(default_factory=dict)
     optimizer_state: dict = field(default_factory=dict)
+    scheduler_state: dict = field(default_factory=dict)
     best_state: dict = field(default_factory=dict)
     best_epoch: int = 0
     best_val_accuracy: float = -1.0
@@ -110,6 +111,15 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         eps=config.eps,
         weight_decay=config.weight_decay,
     )
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch learning-rate schedule `config.lr_schedule` names."""
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
 def packed_targets(batch: Batch, device: torch.device) -> torch.Tensor:
@@ -220,10 +230,13 @@ def fit(
         device
     )
     optimizer = make_optimizer(model, train_config)
+    scheduler = make_scheduler(optimizer, train_config)
     state = resume or TrainingState()
     if resume is not None:
         model.load_state_dict(resume.model_state)
         optimizer.load_state_dict(resume.optimizer_state)
+        if resume.scheduler_state:
+            scheduler.load_state_dict(resume.scheduler_state)
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
 
     for epoch in range(state.epoch + 1, train_config.epochs + 1):
@@ -236,6 +249,7 @@ def fit(
             model, optimizer, train_split, batches, device, f"epoch {epoch}", mixed
         )
         seconds = time.perf_counter() - started
+        scheduler.step()
         validation = evaluate(model, dev_split, train_config.batch_size, device, mixed)
         result = EpochResult(
             epoch=epoch,
@@ -246,7 +260,7 @@ def fit(
             grad_norm_first_lstm=trained["grad_norm_first_lstm"],
             grad_norm_last_lstm=trained["grad_norm_last_lstm"],
         )
-        state = _next_state(state, result, model, optimizer)
+        state = _next_state(state, result, model, optimizer, scheduler)
         for callback in callbacks:
             callback(result, state)
 
@@ -261,7 +275,11 @@ def fit(
 
 
 def _next_state(
-    state: TrainingState, result: EpochResult, model: Tagger, optimizer: torch.optim.Optimizer
+    state: TrainingState,
+    result: EpochResult,
+    model: Tagger,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> TrainingState:
     """The state after `result`'s epoch; the best weights change only on a strict gain."""
     improved = result.val_accuracy > state.best_val_accuracy
@@ -270,6 +288,7 @@ def _next_state(
         epoch=result.epoch,
         model_state=model_state,
         optimizer_state=copy.deepcopy(optimizer.state_dict()),
+        scheduler_state=scheduler.state_dict(),
         best_state=model_state if improved else state.best_state,
         best_epoch=result.epoch if improved else state.best_epoch,
         best_val_accuracy=result.val_accuracy if improved else state.best_val_accuracy,

@@ -1,3 +1,4 @@
+import math
 from dataclasses import replace
 
 import pytest
@@ -57,6 +58,20 @@ def test_resumed_run_matches_a_straight_run(trained):
     resumed = fit(config, prepared, resume=states[2])
     assert [e.train_loss for e in resumed.history] == [e.train_loss for e in result.history]
     assert resumed.best_val_accuracy == result.best_val_accuracy
+
+
+def test_cosine_schedule_decays_the_lr_and_survives_a_resume(tiny_config):
+    config = replace(tiny_config, train=replace(tiny_config.train, epochs=4, lr_schedule="cosine"))
+    prepared = datasets.load(config.data)
+    states = []
+    straight = fit(config, prepared, callbacks=[lambda r, s: states.append(s)])
+    rates = [state.optimizer_state["param_groups"][0]["lr"] for state in states]
+    # After epoch e of E the rate is lr * (1 + cos(pi * e / E)) / 2, reaching 0 at the end.
+    lr = config.train.lr
+    assert rates == pytest.approx([lr * (1 + math.cos(math.pi * e / 4)) / 2 for e in (1, 2, 3, 4)])
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12)
+    resumed = fit(config, prepared, resume=states[1])
+    assert [e.train_loss for e in resumed.history] == [e.train_loss for e in straight.history]
 
 
 def test_two_sentences_are_learned_perfectly(tmp_path):
