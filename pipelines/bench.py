@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.experiment import read_experiment, run_config_from
+from pipelines.experiment import SEED_EXPERIMENT, add_config_arguments, config_from_args
 from postag import dataset as datasets
 from postag.config import RunConfig
 from postag.dataset import PAD_ID, PreparedDataset, Split
@@ -202,15 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, default=Path("experiments/seed.yaml"))
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(parser, default=SEED_EXPERIMENT)
     parser.add_argument(
         "--target", type=float, default=DEFAULT_TARGET, help="validation accuracy to reach"
     )
     parser.add_argument("--max-epochs", type=int, default=DEFAULT_MAX_EPOCHS)
     parser.add_argument("--output", type=Path, default=Path("runs/bench.json"))
     args = parser.parse_args(argv)
-    config = run_config_from(read_experiment(args.config, args.overrides), args.config)
+    config = config_from_args(args)
     prepared = datasets.load(config.data)
     print(
         f"bench: {config.model} on {prepared.directory}, {torch.get_num_threads()} torch threads",

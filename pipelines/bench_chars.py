@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipelines.experiment import read_experiment, run_config_from
+from pipelines.experiment import SEED_EXPERIMENT, add_config_arguments, config_from_args
 from postag import dataset as datasets
 from postag.batching import Batch, collate, training_order
 from postag.model import CharCNN
@@ -49,12 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, default=Path("experiments/seed.yaml"))
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_arguments(parser, default=SEED_EXPERIMENT)
     parser.add_argument("--batches", type=int, default=DEFAULT_BATCHES)
     parser.add_argument("--output", type=Path, default=Path("runs/bench_chars.json"))
     args = parser.parse_args(argv)
-    config = run_config_from(read_experiment(args.config, args.overrides), args.config)
+    config = config_from_args(args)
     if config.model.char_dim <= 0:
         config = replace(config, model=replace(config.model, char_dim=DEFAULT_CHAR_DIM))
     prepared = datasets.load(config.data)

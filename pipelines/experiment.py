@@ -7,13 +7,20 @@ from pathlib import Path
 
 from postag.config import ConfigError, RunConfig, apply_overrides, build, read_yaml
 
+SEED_EXPERIMENT = Path("experiments/seed.yaml")  # the seed notebook's configuration
 RUN_SECTIONS = ("data", "model", "train")
 # The sweep section belongs to `make sweep`; `postag train` runs the base configuration.
 EXPERIMENT_SECTIONS = (*RUN_SECTIONS, "sweep")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="experiment YAML (default: built-in defaults)")
+def add_config_arguments(parser: argparse.ArgumentParser, default: Path | None = None) -> None:
+    """--config (`default`, else the built-in defaults), --set overrides and data flags."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default,
+        help=f"experiment YAML (default: {default or 'built-in defaults'})",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",

@@ -34,7 +34,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from pipelines.experiment import read_experiment, run_config_from
+from pipelines.experiment import SEED_EXPERIMENT, read_experiment, run_config_from
 from pipelines.probe import (
     UnreachableService,
     probe_ray_cluster,
@@ -62,7 +62,7 @@ from postag.registry import REGISTERED_MODEL, best_model_uri, register_best
 from postag.sources import DataSourceError
 from postag.train import EpochResult, TrainingState, fit
 
-GPU_EXPERIMENT = Path("experiments/seed.yaml")
+GPU_EXPERIMENT = SEED_EXPERIMENT
 CPU_EXPERIMENT = Path("experiments/cpu.yaml")
 MLFLOW_EXPERIMENT = "postag"
 # Sweep state files, and Tune's experiments unless --storage names a shared location.
