@@ -6,13 +6,14 @@ Only tensors and plain containers are saved, so loading works with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from postag.config import RunConfig, build, to_dict
-from postag.dataset import PreparedDataset
+from postag.dataset import PreparedDataset, vocabulary_form
 from postag.model import Tagger
 
 CHECKPOINT_FORMAT = 1
@@ -27,6 +28,11 @@ class LoadedTagger:
     dataset_fingerprint: str
     # The char encoder's alphabet; empty for taggers without one (and older checkpoints).
     chars: tuple[str, ...] = ()
+
+    @property
+    def word_form(self) -> Callable[[str], str]:
+        """How this tagger looks a word up in `words` (as its training data did)."""
+        return vocabulary_form(self.config.data.lowercase_words)
 
 
 def save_checkpoint(

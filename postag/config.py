@@ -37,6 +37,10 @@ class DataConfig:
     cache_dir: str = ".cache/postag"
     # Keep only the first N training sentences (smoke runs, CPU sweeps); None keeps all.
     max_train_sentences: int | None = None
+    # Look words up in the vocabulary lowercased. Of the 2,292 EWT test tokens missing from
+    # the training vocabulary, 410 are in it lowercased ("FOUND", "Monkey"); the word
+    # embedding then knows them, and the char encoder still sees the case.
+    lowercase_words: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +57,16 @@ class Vocabulary:
         return {item: i for i, item in enumerate(self.items)}
 
 
-def build_vocabularies(train: list[Sentence]) -> tuple[Vocabulary, Vocabulary]:
+def vocabulary_form(lowercase: bool) -> Callable[[str], str]:
+    """How a word is looked up in the word vocabulary (`data.lowercase_words`)."""
+    return str.lower if lowercase else str
+
+
+def build_vocabularies(
+    train: list[Sentence], form: Callable[[str], str] = str
+) -> tuple[Vocabulary, Vocabulary]:
     """Word and tag vocabularies from the training sentences, most frequent first."""
-    word_counts = Counter(w for s in train for w in s.words)
+    word_counts = Counter(form(w) for s in train for w in s.words)
     tag_counts = Counter(t for s in train for t in s.tags)
     words = [PAD, UNK, *_by_frequency(word_counts)]
     tags = [PAD, *_by_frequency(tag_counts)]
@@ -192,6 +200,7 @@ def fingerprint(config: DataConfig, files: dict[str, Path]) -> str:
         "format": config.format,
         "tag_column": config.tag_column,
         "max_train_sentences": config.max_train_sentences,
+        "lowercase_words": config.lowercase_words,
         "files": {split: sha256_of(path) for split, path in sorted(files.items())},
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -210,7 +219,8 @@ def prepare(config: DataConfig) -> Path:
     }
     if config.max_train_sentences is not None:
         sentences["train"] = sentences["train"][: config.max_train_sentences]
-    words, tags = build_vocabularies(sentences["train"])
+    form = vocabulary_form(config.lowercase_words)
+    words, tags = build_vocabularies(sentences["train"], form)
     meta = {
         "fingerprint": digest,
         "prepare_version": PREPARE_VERSION,
@@ -226,7 +236,7 @@ def prepare(config: DataConfig) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{digest}-"))
     try:
         for split, split_sentences in sentences.items():
-            table, stats = _encode(split_sentences, words, tags)
+            table, stats = _encode(split_sentences, words, tags, form)
             pq.write_table(table, staging / f"{split}.parquet")
             meta["splits"][split] = stats
         (staging / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -240,10 +250,10 @@ def prepare(config: DataConfig) -> Path:
 
 
 def _encode(
-    sentences: list[Sentence], words: Vocabulary, tags: Vocabulary
+    sentences: list[Sentence], words: Vocabulary, tags: Vocabulary, form: Callable[[str], str]
 ) -> tuple[pa.Table, dict]:
     word_ids, tag_ids = words.index(), tags.index()
-    token_column = [[word_ids.get(w, UNK_ID) for w in s.words] for s in sentences]
+    token_column = [[word_ids.get(form(w), UNK_ID) for w in s.words] for s in sentences]
     tag_column = [[tag_ids.get(t, UNKNOWN_TAG_ID) for t in s.tags] for s in sentences]
     unknown_tags = Counter(t for s in sentences for t in s.tags if t not in tag_ids)
     table = pa.table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,17 @@ DEFAULT_BATCH_SIZE = 256
 
 
 def encode(
-    sentences: list[list[str]], words: tuple[str, ...], chars: tuple[str, ...] = ()
+    sentences: list[list[str]],
+    words: tuple[str, ...],
+    chars: tuple[str, ...] = (),
+    form: Callable[[str], str] = str,
 ) -> Split:
-    """Word ids of `sentences` as a Split (unknown -> UNK_ID; tags unused), and their
-    spellings when given an alphabet (for a char encoder); without one, none are built."""
+    """Word ids of `sentences` as a Split (unknown -> UNK_ID; tags unused), words looked up
+    as `form(word)`, and their spellings when given an alphabet (for a char encoder);
+    without one, none are built."""
     index = {word: i for i, word in enumerate(words)}
     flat = [w for s in sentences for w in s]
-    tokens = np.array([index.get(w, UNK_ID) for w in flat], dtype=np.int64)
+    tokens = np.array([index.get(form(w), UNK_ID) for w in flat], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])]).astype(np.int64)
     spellings = spell(flat, {c: i for i, c in enumerate(chars)}) if chars else None
     return Split(tokens=tokens, tags=np.zeros_like(tokens), offsets=offsets, spellings=spellings)
@@ -46,7 +51,7 @@ def tag_sentences(
     if empty:
         raise ValueError(f"sentence {empty[0]} has no tokens")
     uses_chars = tagger.model.uses_chars
-    split = encode(sentences, tagger.words, tagger.chars if uses_chars else ())
+    split = encode(sentences, tagger.words, tagger.chars if uses_chars else (), tagger.word_form)
     device = next(tagger.model.parameters()).device
     tagger.model.eval()
     tagged: list[list[str]] = [[] for _ in sentences]

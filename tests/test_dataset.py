@@ -54,6 +54,26 @@ def test_prepare_encodes_unseen_words_and_tags(tmp_path):
     assert prepared.meta["splits"]["dev"]["unknown_words"] == 1
 
 
+def test_lowercase_words_share_one_vocabulary_entry_and_keep_their_spelling(tmp_path):
+    config = DataConfig(
+        train=write_conllu(
+            tmp_path / "train.conllu", [(["The", "dog", "the"], ["DT", "NN", "DT"])]
+        ),
+        dev=write_conllu(tmp_path / "dev.conllu", [(["THE", "Dog", "cat"], ["DT", "NN", "NN"])]),
+        cache_dir=str(tmp_path / "cache"),
+        lowercase_words=True,
+    )
+    prepared = load(config)
+    assert prepared.words.items == (PAD, UNK, "the", "dog")
+    index = prepared.words.index()
+    assert prepared.splits["dev"].tokens.tolist() == [index["the"], index["dog"], UNK_ID]
+    assert prepared.meta["splits"]["dev"]["unknown_words"] == 1
+    # The char encoder still sees the case: "THE" and "The" are spelled apart.
+    train_spellings = prepared.splits["train"].spellings
+    assert len(set(train_spellings.ids.tolist())) == 3
+    assert prepare(config) != prepare(replace(config, lowercase_words=False))
+
+
 def test_prepared_parquet_keeps_words_ids_and_lengths(ewt_slice, tmp_path):
     directory = prepare(
         DataConfig(

@@ -1,8 +1,10 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from postag.checkpoint import LoadedTagger
-from postag.config import ModelConfig, RunConfig
+from postag.config import DataConfig, ModelConfig, RunConfig
 from postag.evaluation import evaluate_tagger
 from postag.inference import tag_sentences
 from postag.model import Tagger
@@ -72,3 +74,18 @@ def test_evaluation_counts_tokens_sentences_and_unseen_words(tagger):
     assert report.unseen_accuracy == float(right[1][0])
     assert report.unknown_tags == {"NEW": 1}
     assert not right[2][0]  # a tag outside the tag set is never right
+
+
+def test_a_lowercasing_tagger_knows_words_in_any_case(tagger):
+    lowercasing = replace(
+        tagger, config=replace(tagger.config, data=DataConfig(lowercase_words=True))
+    )
+    sentences = [
+        Sentence(("The", "DOG", "runs"), ("DT", "NN", "VBZ")),
+        Sentence(("Zebra",), ("NN",)),
+    ]
+    assert tag_sentences(lowercasing, [["The", "DOG", "runs"]]) == tag_sentences(
+        tagger, [["the", "dog", "runs"]]
+    )
+    assert evaluate_tagger(lowercasing, sentences).num_unseen == 1  # only "Zebra"
+    assert evaluate_tagger(tagger, sentences).num_unseen == 3

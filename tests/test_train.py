@@ -115,11 +115,15 @@ def test_max_batches_per_epoch_shrinks_steps_not_shape(tiny_config):
 
 
 def test_every_model_option_trains_and_survives_a_checkpoint(tiny_config, ewt_slice, tmp_path):
-    """Char encoder, dropout, residual stack and token-sized batches together."""
+    """Char encoder, dropout, residual stack, lowercased words and token-sized batches
+    together; the reloaded tagger must look words up as training did to score the same."""
     model = replace(tiny_config.model, num_layers=3, residual=True, dropout=0.2,
                     embedding_dropout=0.1, char_dim=16, char_filters=32)  # fmt: skip
     config = replace(
-        tiny_config, model=model, train=replace(tiny_config.train, epochs=3, batch_tokens=400)
+        tiny_config,
+        data=replace(tiny_config.data, lowercase_words=True),
+        model=model,
+        train=replace(tiny_config.train, epochs=3, batch_tokens=400),
     )
     prepared = datasets.load(config.data)
     result = fit(config, prepared)
