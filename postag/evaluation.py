@@ -51,6 +51,7 @@ def evaluate_tagger(tagger: LoadedTagger, sentences: list[Sentence]) -> Evaluati
     vocabulary = set(tagger.words)
     gold = torch.tensor([tag_ids.get(t, UNKNOWN_TAG_ID) for s in sentences for t in s.tags])
     guess = torch.tensor([tag_ids[t] for tags in predicted for t in tags])
+    # Unseen as the tagger sees it: missing from its vocabulary under its own lookup.
     form = tagger.word_form
     unseen = torch.tensor([form(w) not in vocabulary for s in sentences for w in s.words])
     tokens = evaluate_predictions(gold, guess, unseen, len(tagger.tags))
