@@ -64,10 +64,39 @@ class ResidualLSTMStack(nn.Module):
         return list(self.layers[layer].parameters())
 
 
+def hiding_probability(
+    config: ModelConfig, vocab_size: int, word_counts: torch.Tensor | None
+) -> torch.Tensor:
+    """Per word id, the chance that training shows it as the unknown word: `word_dropout`
+    for every word, and a / (a + count) on top for `rare_word_dropout` a when the training
+    counts are given (a tagger loaded for tagging has none and hides nothing anyway)."""
+    rare = torch.zeros(vocab_size, dtype=torch.float64)
+    if word_counts is not None and config.rare_word_dropout > 0:
+        rare = config.rare_word_dropout / (config.rare_word_dropout + word_counts.double())
+    probability = 1 - (1 - config.word_dropout) * (1 - rare)
+    probability[PAD_ID] = probability[UNK_ID] = 0.0
+    return probability.float()
+
+
 class Tagger(nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int, num_classes: int, num_chars: int = 0):
+    def __init__(
+        self,
+        config: ModelConfig,
+        vocab_size: int,
+        num_classes: int,
+        num_chars: int = 0,
+        word_counts: torch.Tensor | None = None,
+    ):
+        """word_counts: (vocab_size,) each word id's count in the training data, which
+        `rare_word_dropout` needs; `fit` passes them."""
         super().__init__()
         self.config = config
+        # Not saved with the weights: it describes the training data, not the model.
+        self.register_buffer(
+            "hide_probability",
+            hiding_probability(config, vocab_size, word_counts),
+            persistent=False,
+        )
         self.embedding = nn.Embedding(vocab_size, config.embedding_dim, padding_idx=PAD_ID)
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         input_size = config.embedding_dim
@@ -105,6 +134,10 @@ class Tagger(nn.Module):
     def uses_chars(self) -> bool:
         return self.config.char_dim > 0
 
+    @property
+    def hides_words(self) -> bool:
+        return self.config.word_dropout > 0 or self.config.rare_word_dropout > 0
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -120,9 +153,9 @@ class Tagger(nn.Module):
         (N, C) for the N = lengths.sum() real tokens: neither the LSTM nor the feed-forward
         layers spend work on padding, and the char encoder runs once per distinct word.
         """
-        if self.training and self.config.word_dropout > 0:
-            dropped = torch.rand(tokens.shape, device=tokens.device) < self.config.word_dropout
-            tokens = tokens.masked_fill(dropped & (tokens != PAD_ID), UNK_ID)
+        if self.training and self.hides_words:
+            hidden = torch.rand(tokens.shape, device=tokens.device) < self.hide_probability[tokens]
+            tokens = tokens.masked_fill(hidden, UNK_ID)  # PAD and UNK have probability 0
         embedded = self.embedding(tokens)  # (B, T, E)
         if self.chars is not None:
             if spellings is None or spelling_index is None:

@@ -226,9 +226,11 @@ def fit(
     device = resolve_device(train_config.device)
     mixed = train_config.mixed_precision
     precision(device, mixed)  # refuse an impossible setting before any work
-    model = Tagger(config.model, len(dataset.words), dataset.num_classes, len(dataset.chars)).to(
-        device
-    )
+    train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
+    word_counts = torch.from_numpy(np.bincount(train_split.tokens, minlength=len(dataset.words)))
+    model = Tagger(
+        config.model, len(dataset.words), dataset.num_classes, len(dataset.chars), word_counts
+    ).to(device)
     optimizer = make_optimizer(model, train_config)
     scheduler = make_scheduler(optimizer, train_config)
     state = resume or TrainingState()
@@ -237,7 +239,6 @@ def fit(
         optimizer.load_state_dict(resume.optimizer_state)
         if resume.scheduler_state:
             scheduler.load_state_dict(resume.scheduler_state)
-    train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
 
     for epoch in range(state.epoch + 1, train_config.epochs + 1):
         # Batch order depends only on (seed, epoch), so a resumed run repeats a straight one.

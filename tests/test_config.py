@@ -48,6 +48,7 @@ def test_build_fills_nested_sections_and_keeps_defaults():
         ({"model": 3}, "model: expected a mapping, got int"),
         ({"model": {"dropout": 1.0}}, "'model.dropout' must be at least 0 and below 1, got 1.0"),
         ({"model": {"word_dropout": -0.1}}, "'model.word_dropout' must be at least 0"),
+        ({"model": {"rare_word_dropout": -1}}, "'model.rare_word_dropout' must be at least 0"),
     ],
 )
 def test_bad_values_fail_naming_the_key(values, message):

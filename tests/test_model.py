@@ -115,3 +115,20 @@ def test_word_dropout_hides_words_as_unknown_in_training_only():
     assert (trained[tokens == PAD_ID] == PAD_ID).all()  # padding stays padding
     assert 0.35 < hidden[tokens != PAD_ID].float().mean() < 0.65
     assert torch.equal(evaluated, tokens)  # evaluation sees every word
+
+
+def test_rare_word_dropout_hides_rare_words_far_more_often_than_common_ones():
+    config = ModelConfig(embedding_dim=4, hidden_size=4, num_layers=1, ff_dims=(),
+                         rare_word_dropout=0.25)  # fmt: skip
+    counts = torch.tensor([0, 0, 1000, 1])  # PAD, UNK, a common word, a word seen once
+    model = Tagger(config, vocab_size=4, num_classes=3, word_counts=counts).train()
+    seen: list[torch.Tensor] = []
+    model.embedding.register_forward_hook(lambda _, args, __: seen.append(args[0].clone()))
+    torch.manual_seed(0)
+    tokens = torch.tensor([[2, 3] * 2000])
+    model(tokens, torch.tensor([tokens.shape[1]]))
+    hidden = seen[0] == UNK_ID
+    assert hidden[tokens == 3].float().mean() == pytest.approx(0.25 / 1.25, abs=0.03)
+    assert hidden[tokens == 2].float().mean() < 0.01  # 0.25 / 1000.25
+    assert model.hide_probability[[PAD_ID, UNK_ID]].tolist() == [0.0, 0.0]
+    assert "hide_probability" not in model.state_dict()  # training data, not weights

@@ -68,6 +68,8 @@ def test_search_yaml_samples_with_optuna_and_registers_a_char_tagger(
         assert params["char_dim"] == "8"
         assert 8 <= int(params["hidden_size"]) <= 32 and 8 <= int(params["char_filters"]) <= 16
         assert 0.0 <= float(params["word_dropout"]) <= 0.3
+        assert 0.0 <= float(params["rare_word_dropout"]) <= 1.0
+        assert params["data.lowercase_words"] == "True"
         assert 0.0003 <= float(params["lr"]) <= 0.003
         # ASHA may stop a trial early, never let it run past the epochs it drew.
         epochs = mlflow.MlflowClient(uri).get_metric_history(run.info.run_id, "val_accuracy")
