@@ -69,11 +69,12 @@ class MlflowServer:
 
 
 def write_experiment(folder: Path, ewt_slice: dict, values: dict) -> Path:
-    """An experiment file over the EWT slice, its prepared data cached in `folder`."""
+    """An experiment file over the EWT slice, its prepared data cached in `folder`; the
+    experiment's other data settings (`lowercase_words`) are kept."""
     data = {"train": str(ewt_slice["train"]), "dev": str(ewt_slice["dev"]),
             "cache_dir": str(folder / "cache")}  # fmt: skip
     path = folder / f"{values['sweep']['name']}.yaml"
-    path.write_text(yaml.safe_dump({**values, "data": data}))
+    path.write_text(yaml.safe_dump({**values, "data": {**values.get("data", {}), **data}}))
     return path
 
 
