@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from postag.checkpoint import LoadedTagger
-from postag.dataset import UNKNOWN_TAG_ID
-from postag.inference import tag_sentences
+from postag.dataset import UNK_ID, UNKNOWN_TAG_ID
+from postag.inference import encode, tag_sentences
 from postag.metrics import TagScore, evaluate_predictions, macro_f1, per_tag_scores
 from postag.readers import Sentence
 
@@ -46,14 +46,13 @@ class EvaluationReport:
 
 
 def evaluate_tagger(tagger: LoadedTagger, sentences: list[Sentence]) -> EvaluationReport:
-    predicted = tag_sentences(tagger, [list(s.words) for s in sentences])
+    words = [list(s.words) for s in sentences]
+    predicted = tag_sentences(tagger, words)
     tag_ids = {tag: i for i, tag in enumerate(tagger.tags)}
-    vocabulary = set(tagger.words)
     gold = torch.tensor([tag_ids.get(t, UNKNOWN_TAG_ID) for s in sentences for t in s.tags])
     guess = torch.tensor([tag_ids[t] for tags in predicted for t in tags])
-    # Unseen as the tagger sees it: missing from its vocabulary under its own lookup.
-    form = tagger.word_form
-    unseen = torch.tensor([form(w) not in vocabulary for s in sentences for w in s.words])
+    # Unseen as the tagger sees it: the word ids its own lookup gives (as in training).
+    unseen = torch.from_numpy(encode(words, tagger.words, form=tagger.word_form).tokens == UNK_ID)
     tokens = evaluate_predictions(gold, guess, unseen, len(tagger.tags))
     starts = np.cumsum([0] + [len(s.words) for s in sentences[:-1]])
     # A sentence is right when its least-right token is right.
