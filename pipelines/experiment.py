@@ -38,15 +38,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: Path | None =
 
 
 def read_experiment(path: Path | None, overrides: list[str]) -> dict:
-    """The experiment's raw values with overrides applied; unknown sections are an error."""
+    """The experiment's raw values with overrides applied; unknown sections are an error.
+
+    Checked after the overrides, so that a mistyped `--set epochs=3` fails rather than
+    leaving train.epochs as it was.
+    """
     values = read_yaml(path) if path is not None else {}
     where = f"{path}: " if path is not None else ""
-    for key in values:
+    merged = apply_overrides(values, overrides)
+    for key in merged:
         if key not in EXPERIMENT_SECTIONS:
+            given = [o for o in overrides if o.partition("=")[0].split(".")[0] == key]
+            source = f"--set {given[0]}: " if given else where
             raise ConfigError(
-                f"{where}unknown key '{key}' (expected one of: {', '.join(EXPERIMENT_SECTIONS)})"
+                f"{source}unknown key '{key}' (expected one of: {', '.join(EXPERIMENT_SECTIONS)}"
+                f"; a run setting is data.*, model.* or train.*, as in --set train.epochs=3)"
             )
-    return apply_overrides(values, overrides)
+    return merged
 
 
 def run_config_from(values: dict, source: Path | None = None) -> RunConfig:

@@ -8,6 +8,7 @@ key's dotted name.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,12 +18,31 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 T = TypeVar("T")
+YAML12_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 DataFormat = Literal["conllu", "seed-ids"]
 TagColumn = Literal["xpos", "upos"]
 
 
 class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
+
+
+def require_at_least(section: str, config: Any, minimum: int, names: tuple[str, ...]) -> None:
+    """Each named field (None allowed for optional ones) must be at least `minimum`."""
+    for name in names:
+        value = getattr(config, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(v is not None and v < minimum for v in values):
+            raise ConfigError(f"'{section}.{name}' must be at least {minimum}, got {value!r}")
+
+
+def require_fraction(section: str, config: Any, names: tuple[str, ...]) -> None:
+    """Each named field must lie in [0, 1): a probability that leaves something behind."""
+    for name in names:
+        value = getattr(config, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if not all(0.0 <= v < 1.0 for v in values):
+            raise ConfigError(f"'{section}.{name}' must be at least 0 and below 1, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +61,9 @@ class DataConfig:
     # the training vocabulary, 410 are in it lowercased ("FOUND", "Monkey"); the word
     # embedding then knows them, and the char encoder still sees the case.
     lowercase_words: bool = False
+
+    def __post_init__(self) -> None:
+        require_at_least("data", self, 1, ("max_train_sentences",))
 
 
 @dataclass(frozen=True)
@@ -73,14 +96,10 @@ class ModelConfig:
     rare_word_dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("embedding_dropout", "dropout", "word_dropout"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ConfigError(f"'model.{name}' must be at least 0 and below 1, got {value!r}")
-        if self.rare_word_dropout < 0.0:
-            raise ConfigError(
-                f"'model.rare_word_dropout' must be at least 0, got {self.rare_word_dropout!r}"
-            )
+        sizes = ("embedding_dim", "hidden_size", "num_layers", "ff_dims")
+        require_at_least("model", self, 1, (*sizes, "char_filters", "char_kernel"))
+        require_at_least("model", self, 0, ("char_dim", "rare_word_dropout"))
+        require_fraction("model", self, ("embedding_dropout", "dropout", "word_dropout"))
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,16 @@ class TrainConfig:
     max_batches_per_epoch: int | None = None
     output_dir: str = "runs/latest"
 
+    def __post_init__(self) -> None:
+        counts = ("epochs", "batch_size", "num_threads", "length_pool_batches", "batch_tokens",
+                  "max_batches_per_epoch")  # fmt: skip
+        require_at_least("train", self, 1, counts)
+        require_at_least("train", self, 0, ("weight_decay",))
+        require_fraction("train", self, ("betas",))
+        for name in ("lr", "eps"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"'train.{name}' must be above 0, got {getattr(self, name)!r}")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -134,7 +163,13 @@ def build(cls: type[T], values: Any, where: str = "") -> T:
         if key not in fields:
             raise ConfigError(f"unknown key '{name}' (expected one of: {', '.join(fields)})")
         kwargs[key] = _coerce(hints[key], value, name)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        # A check in __post_init__ that could not know where the values came from.
+        if where and where not in str(error):
+            raise ConfigError(f"'{where}': {error}") from None
+        raise
 
 
 def _coerce(hint: Any, value: Any, name: str) -> Any:
@@ -150,8 +185,9 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
             try:
                 return _coerce(option, value, name)
             except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0])
+                # A mapping meant the dataclass option: its error says what is wrong.
+                errors.append((isinstance(value, dict) and dataclasses.is_dataclass(option), error))
+        raise max(errors, key=lambda pair: pair[0])[1]
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
@@ -177,6 +213,10 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         )
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and YAML12_FLOAT.match(value):
+        # PyYAML reads YAML 1.1, where `1e-4` (no dot) is a string; YAML 1.2 and users
+        # read it as the number.
+        return float(value)
     # bool is an int subclass; `epochs: true` must not pass as 1.
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"'{name}' must be {hint.__name__}, got {value!r}")
@@ -190,18 +230,24 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
         key, sep, raw = override.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {override!r} must look like key.sub=value")
-        node = result
-        *parents, leaf = key.split(".")
-        for part in parents:
-            child = node.setdefault(part, {})
+        node, parts = result, key.split(".")
+        while len(parts) > 1 and not _holds_dotted_keys(node):
+            child = node.setdefault(parts[0], {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {override!r}: '{part}' is not a section")
-            node = child
+                raise ConfigError(f"override {override!r}: '{parts[0]}' is not a section")
+            node, parts = child, parts[1:]
+        leaf = ".".join(parts)
         try:
             node[leaf] = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
     return result
+
+
+def _holds_dotted_keys(node: dict) -> bool:
+    """A mapping keyed by dotted field names (a sweep's space or baseline): the rest of an
+    override's key is one of its keys, `--set sweep.space.train.epochs=[5]`."""
+    return any("." in str(k) for k in node)
 
 
 def _deep_copy(values: dict) -> dict:

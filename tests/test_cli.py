@@ -77,3 +77,24 @@ def test_unknown_top_level_section_is_an_error(tmp_path, capsys):
     config.write_text("modle:\n  hidden_size: 3\n")
     assert main(["train", "--config", str(config)]) == 2
     assert "unknown key 'modle'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # A top-level key from --set is checked like one from the file, not dropped.
+        (["train", "--config", "experiments/seed.yaml", "--set", "epochs=3"],
+         "--set epochs=3: unknown key 'epochs'"),
+        (["train", "--set", "train.epochs=0"], "'train.epochs' must be at least 1, got 0"),
+        (["train", "--set", "train.lr=-1"], "'train.lr' must be above 0, got -1.0"),
+        (["sweep", "--config", "experiments/cpu.yaml", "--set",
+          "sweep.space.data.max_train_sentences=[10, 20]"],
+         "data settings cannot vary between trials"),
+        (["sweep", "--config", "experiments/cpu.yaml", "--set", "sweep.space.train.epochs=[0, 5]"],
+         "sweep.space.train.epochs: 'train.epochs' must be at least 1, got 0"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_refused_before_any_work_naming_the_key(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -49,11 +49,41 @@ def test_build_fills_nested_sections_and_keeps_defaults():
         ({"model": {"dropout": 1.0}}, "'model.dropout' must be at least 0 and below 1, got 1.0"),
         ({"model": {"word_dropout": -0.1}}, "'model.word_dropout' must be at least 0"),
         ({"model": {"rare_word_dropout": -1}}, "'model.rare_word_dropout' must be at least 0"),
+        ({"train": {"epochs": 0}}, "'train.epochs' must be at least 1, got 0"),
+        ({"train": {"batch_size": -4}}, "'train.batch_size' must be at least 1, got -4"),
+        (
+            {"train": {"max_batches_per_epoch": 0}},
+            "'train.max_batches_per_epoch' must be at least 1",
+        ),
+        ({"train": {"lr": -1}}, "'train.lr' must be above 0, got -1.0"),
+        ({"train": {"lr": 0}}, "'train.lr' must be above 0, got 0.0"),
+        ({"train": {"betas": [0.9, 1.0]}}, "'train.betas' must be at least 0 and below 1"),
+        ({"model": {"hidden_size": 0}}, "'model.hidden_size' must be at least 1, got 0"),
+        ({"model": {"num_layers": 0}}, "'model.num_layers' must be at least 1, got 0"),
+        ({"model": {"ff_dims": [512, 0]}}, "'model.ff_dims' must be at least 1, got \\(512, 0\\)"),
+        ({"model": {"embedding_dropout": 1.5}}, "'model.embedding_dropout' must be at least 0"),
+        ({"data": {"max_train_sentences": 0}}, "'data.max_train_sentences' must be at least 1"),
     ],
 )
 def test_bad_values_fail_naming_the_key(values, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         build(RunConfig, values)
+
+
+def test_floats_in_exponent_form_need_no_dot():
+    # PyYAML (YAML 1.1) reads `1e-4` as a string; a user writing --set train.lr=1e-4 means
+    # the number.
+    values = apply_overrides({}, ["train.lr=1e-4", "train.eps=2E-9"])
+    config = build(RunConfig, values)
+    assert (config.train.lr, config.train.eps) == (1e-4, 2e-9)
+    with pytest.raises(ConfigError, match="'train.lr' must be float, got 'fast'"):
+        build(RunConfig, {"train": {"lr": "fast"}})
+
+
+def test_overrides_reach_dotted_keys_of_a_sweep_space():
+    values = {"sweep": {"space": {"train.epochs": [5, 10]}}}
+    changed = apply_overrides(values, ["sweep.space.train.epochs=[1]", "sweep.name=x"])
+    assert changed["sweep"] == {"space": {"train.epochs": [1]}, "name": "x"}
 
 
 def test_optional_fields_take_none_or_their_type():
