@@ -14,6 +14,7 @@ import torch
 
 from postag.config import RunConfig, build, to_dict
 from postag.dataset import PreparedDataset, vocabulary_form
+from postag.files import replaced_atomically
 from postag.model import Tagger
 
 CHECKPOINT_FORMAT = 1
@@ -39,19 +40,18 @@ def save_checkpoint(
     path: str | Path, model_state: dict, config: RunConfig, dataset: PreparedDataset
 ) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "config": to_dict(config),
-            "model_state": model_state,
-            "words": list(dataset.words.items),
-            "tags": list(dataset.tags.items),
-            "chars": list(dataset.chars.items),
-            "dataset_fingerprint": dataset.fingerprint,
-        },
-        path,
-    )
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": to_dict(config),
+        "model_state": model_state,
+        "words": list(dataset.words.items),
+        "tags": list(dataset.tags.items),
+        "chars": list(dataset.chars.items),
+        "dataset_fingerprint": dataset.fingerprint,
+    }
+    # A run killed while saving keeps its previous best.pt rather than half of a new one.
+    with replaced_atomically(path) as temporary:
+        torch.save(payload, temporary)
     return path
 
 

@@ -7,8 +7,10 @@ It is the only contract between data preparation and training: trials read it, n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +27,9 @@ from postag.config import DataConfig, to_dict
 from postag.readers import Sentence, read_sentences
 from postag.sources import TreebankFiles, ewt_files, sha256_of
 
+log = logging.getLogger(__name__)
+META_FILE = "meta.json"
+
 PAD = "<pad>"
 UNK = "<unk>"
 PAD_ID = 0
@@ -33,7 +38,8 @@ UNK_ID = 1
 UNKNOWN_TAG_ID = -1
 SPLITS = ("train", "dev", "test")
 # Bump when the prepared layout or its meaning changes, so old caches are not reused.
-PREPARE_VERSION = 2  # 2: a character vocabulary for the char encoder
+# 2: a character vocabulary for the char encoder; 3: checksums and the validation digest.
+PREPARE_VERSION = 3
 SCHEMA = pa.schema(
     [
         ("words", pa.list_(pa.string())),
@@ -147,6 +153,10 @@ class PreparedDataset:
     def num_classes(self) -> int:
         return len(self.tags)
 
+    @property
+    def validation_digest(self) -> str:
+        return self.meta["validation_digest"]
+
     def content_digest(self) -> str:
         """sha256 of what training reads (vocabularies and arrays), wherever the data lies.
 
@@ -206,13 +216,30 @@ def fingerprint(config: DataConfig, files: dict[str, Path]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def validation_digest(config: DataConfig, dev_file: Path, tags: Vocabulary) -> str:
+    """What a validation accuracy was measured on: the dev file's content and the tag set.
+
+    Two models compare by validation accuracy only when this digest is the same.
+    """
+    key = {
+        "dev": sha256_of(dev_file),
+        "format": config.format,
+        "tag_column": config.tag_column,
+        "tags": sorted(tags.items),
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def prepare(config: DataConfig) -> Path:
-    """Parse the data once into `<cache_dir>/prepared/<fingerprint>/`; reuse it if present."""
+    """Parse the data once into `<cache_dir>/prepared/<fingerprint>/`; reuse it if intact."""
     files = source_files(config)
     digest = fingerprint(config, files)
     target = Path(config.cache_dir).resolve() / "prepared" / digest
-    if (target / "meta.json").is_file():
-        return target
+    if target.exists():
+        damage = cache_damage(target)
+        if damage is None:
+            return target
+        log.warning("prepared data %s is damaged (%s); preparing it again", target, damage)
     sentences = {
         split: read_sentences(path, config.format, config.tag_column)
         for split, path in files.items()
@@ -226,27 +253,60 @@ def prepare(config: DataConfig) -> Path:
         "prepare_version": PREPARE_VERSION,
         "data_config": to_dict(config),
         "sources": {split: str(path) for split, path in files.items()},
+        "validation_digest": validation_digest(config, files["dev"], tags),
         "words": list(words.items),
         "tags": list(tags.items),
         "chars": list(build_char_vocabulary(sentences["train"]).items),
         "splits": {},
+        "sha256": {},
     }
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Written to a temporary folder and renamed, so concurrent trials never read a half.
+    # Written to a temporary folder and renamed, so concurrent readers never see a half.
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{digest}-"))
     try:
         for split, split_sentences in sentences.items():
             table, stats = _encode(split_sentences, words, tags, form)
             pq.write_table(table, staging / f"{split}.parquet")
             meta["splits"][split] = stats
-        (staging / "meta.json").write_text(json.dumps(meta, indent=1))
-        os.replace(staging, target)
-    except OSError:
-        if not (target / "meta.json").is_file():
-            raise
+            meta["sha256"][f"{split}.parquet"] = sha256_of(staging / f"{split}.parquet")
+        (staging / META_FILE).write_text(json.dumps(meta, indent=1))
+        _replace_folder(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def cache_damage(folder: Path) -> str | None:
+    """What is wrong with a prepared folder (unreadable meta, a file missing or changed)."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        checksums = meta["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{META_FILE} is missing or unreadable"
+    if meta.get("prepare_version") != PREPARE_VERSION:
+        return f"prepared by layout version {meta.get('prepare_version')}, not {PREPARE_VERSION}"
+    for name, expected in checksums.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if sha256_of(path) != expected:
+            return f"{name} does not match its sha256 in {META_FILE}"
+    return None
+
+
+def _replace_folder(staging: Path, target: Path) -> None:
+    """Move `staging` to `target`, putting aside what was there; a racing writer may win."""
+    if target.exists():
+        condemned = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
+        with contextlib.suppress(FileNotFoundError):  # another process moved it first
+            os.replace(target, condemned / target.name)
+        shutil.rmtree(condemned, ignore_errors=True)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        # Another process prepared the same data at the same moment: keep theirs if intact.
+        if cache_damage(target) is not None:
+            raise
 
 
 def _encode(
@@ -276,7 +336,7 @@ def _encode(
 
 def load_prepared(directory: str | Path) -> PreparedDataset:
     directory = Path(directory)
-    meta = json.loads((directory / "meta.json").read_text())
+    meta = json.loads((directory / META_FILE).read_text())
     chars = Vocabulary(tuple(meta["chars"]))
     splits = {
         split: _load_split(directory / f"{split}.parquet", chars.index())

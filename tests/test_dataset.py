@@ -104,6 +104,47 @@ def test_prepare_is_reused_for_the_same_inputs_and_redone_for_new_settings(ewt_s
     assert set(load_prepared(upos).tags.items) == {PAD} | upos_tags
 
 
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda folder: _truncate(folder / "train.parquet"), "train.parquet does not match"),
+        (lambda folder: (folder / "dev.parquet").unlink(), "dev.parquet is missing"),
+        (lambda folder: (folder / "meta.json").write_text('{"fingerp'), "meta.json is missing"),
+    ],
+)
+def test_a_damaged_prepared_cache_is_noticed_and_prepared_again(
+    ewt_slice, tmp_path, caplog, damage, why
+):
+    config = DataConfig(
+        train=str(ewt_slice["train"]), dev=str(ewt_slice["dev"]), cache_dir=str(tmp_path)
+    )
+    folder = prepare(config)
+    intact = load_prepared(folder).content_digest()
+    damage(folder)
+    assert prepare(config) == folder
+    assert f"prepared data {folder} is damaged ({why}" in caplog.text
+    assert load_prepared(folder).content_digest() == intact
+    assert [p.name for p in tmp_path.joinpath("prepared").iterdir()] == [folder.name]
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_validation_digest_follows_the_dev_file_and_tag_set_not_the_training_data(
+    ewt_slice, tmp_path
+):
+    base = DataConfig(
+        train=str(ewt_slice["train"]), dev=str(ewt_slice["dev"]), cache_dir=str(tmp_path)
+    )
+    digest = load(base).validation_digest
+    # Less training data (the same tags) and lowercased lookup: the same validation data.
+    assert load(replace(base, max_train_sentences=500)).validation_digest == digest
+    assert load(replace(base, lowercase_words=True)).validation_digest == digest
+    assert load(replace(base, dev=str(ewt_slice["test"]))).validation_digest != digest
+    assert load(replace(base, tag_column="upos")).validation_digest != digest
+
+
 def test_max_train_sentences_slices_train_only(ewt_slice, tmp_path):
     config = DataConfig(
         train=str(ewt_slice["train"]),
