@@ -12,9 +12,10 @@ from pipelines.experiment import add_config_arguments, config_from_args
 from postag import dataset as datasets
 from postag.checkpoint import save_checkpoint
 from postag.config import ConfigError, RunConfig, to_dict
+from postag.files import write_text_atomically
 from postag.readers import DataFormatError
 from postag.sources import DataSourceError
-from postag.train import EpochResult, TrainingState, evaluate, fit
+from postag.train import EpochResult, TrainingDiverged, TrainingState, evaluate, fit
 
 CHECKPOINT_NAME = "best.pt"
 SUMMARY_NAME = "summary.json"
@@ -66,7 +67,7 @@ def run(config: RunConfig) -> dict:
         )
         summary["test"] = test.as_dict()
     summary["wall_seconds"] = time.perf_counter() - started
-    (output_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2))
+    write_text_atomically(output_dir / SUMMARY_NAME, json.dumps(summary, indent=2))
     print(
         f"best epoch {fitted.best_epoch}: val_acc {100 * fitted.best_val_accuracy:.2f}%"
         + (f", test_acc {100 * summary['test']['accuracy']:.2f}%" if "test" in summary else "")
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataFormatError, DataSourceError) as error:
         print(f"postag train: error: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        print(f"postag train: training diverged: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,6 +8,7 @@ resumable training state (the caller decides what to print, log or checkpoint).
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -77,6 +78,10 @@ class FitResult:
 
 
 EpochCallback = Callable[[EpochResult, TrainingState], None]
+
+
+class TrainingDiverged(ArithmeticError):
+    """The training loss became NaN or infinite: nothing after it can be trusted."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -250,6 +255,11 @@ def fit(
             model, optimizer, train_split, batches, device, f"epoch {epoch}", mixed
         )
         seconds = time.perf_counter() - started
+        if not math.isfinite(trained["loss"]):
+            raise TrainingDiverged(
+                f"epoch {epoch}: the training loss is {trained['loss']} (lr {train_config.lr}); "
+                "the weights are no longer usable, so the run stops here"
+            )
         scheduler.step()
         validation = evaluate(model, dev_split, train_config.batch_size, device, mixed)
         result = EpochResult(
