@@ -13,24 +13,30 @@ same sweep resumes (Ray Tune's restore); `--fresh` abandons it and starts anew.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import mlflow
 import ray
 import torch
+from filelock import FileLock, Timeout
 from mlflow.entities import Run, RunStatus
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
@@ -57,8 +63,9 @@ from pipelines.tracking import (
 from postag import dataset as datasets
 from postag.config import ConfigError, RunConfig, apply_overrides, to_dict
 from postag.dataset import PreparedDataset
+from postag.files import write_text_atomically
 from postag.readers import DataFormatError
-from postag.registry import REGISTERED_MODEL, best_model_uri, register_best
+from postag.registry import REGISTERED_MODEL, Promotion, alias_for, register_candidate
 from postag.sources import DataSourceError
 from postag.train import EpochResult, TrainingState, fit
 
@@ -145,17 +152,21 @@ def _range_domain(axis: Range):
     return (tune.loguniform if axis.log else tune.uniform)(axis.low, axis.high)
 
 
-def tune_config(sweep: SweepConfig) -> tune.TuneConfig:
+def tune_config(sweep: SweepConfig, run: RunConfig) -> tune.TuneConfig:
     point = sweep.baseline_point()
+    limit = sweep.max_concurrent_trials
+    # The limit goes to the search algorithm itself: Tune ignores TuneConfig's
+    # max_concurrent_trials (with a warning) once a BasicVariantGenerator is passed.
     if sweep.search == "optuna":
-        searcher = OptunaSearch(points_to_evaluate=[point], seed=sweep.optuna_seed)
+        searcher = ConcurrencyLimiter(
+            OptunaSearch(points_to_evaluate=[point], seed=sweep.optuna_seed), max_concurrent=limit
+        )
     else:
-        searcher = BasicVariantGenerator(points_to_evaluate=[point])
+        searcher = BasicVariantGenerator(points_to_evaluate=[point], max_concurrent=limit)
     if sweep.scheduler == "asha":
-        max_epochs = max(_axis_max(sweep, "train.epochs"), 1)
         scheduler = ASHAScheduler(
             time_attr="training_iteration",
-            max_t=max_epochs,
+            max_t=max_epochs(sweep, run),
             grace_period=sweep.asha.grace_period,
             reduction_factor=sweep.asha.reduction_factor,
         )
@@ -168,7 +179,6 @@ def tune_config(sweep: SweepConfig) -> tune.TuneConfig:
         scheduler=scheduler,
         # The baseline point takes the place of one sample.
         num_samples=sweep.num_samples + 1,
-        max_concurrent_trials=sweep.max_concurrent_trials,
     )
 
 
@@ -180,15 +190,25 @@ def expected_trials(sweep: SweepConfig) -> int:
     return 1 + sweep.num_samples * per_sample
 
 
-def _axis_max(sweep: SweepConfig, key: str) -> int:
-    axis = sweep.space.get(key)
+def max_epochs(sweep: SweepConfig, run: RunConfig) -> int:
+    """The most epochs any trial trains: the epochs axis, the baseline, else the run's own."""
+    axis = sweep.space.get("train.epochs")
     if axis is None:
-        return int(sweep.baseline.get(key, 0))
-    values = [axis.high] if isinstance(axis, Range) else axis
-    return int(max([*values, sweep.baseline[key]]))
+        values = [run.train.epochs]
+    else:
+        values = [axis.high] if isinstance(axis, Range) else list(axis)
+    return int(max([*values, sweep.baseline.get("train.epochs", 0)]))
 
 
 # Sweep state: which Tune experiment and MLflow parent run an unfinished sweep owns -----
+
+
+class SweepBusy(RuntimeError):
+    """Another driver is running the same sweep."""
+
+
+class SweepFailed(RuntimeError):
+    """The sweep concluded but left nothing to register (every trial failed)."""
 
 
 @dataclass
@@ -205,7 +225,8 @@ class SweepState:
         return storage / f"{sweep.name}.json"
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=1))
+        # Whole or not at all: a driver killed mid-write must leave a state a rerun can read.
+        write_text_atomically(path, json.dumps(asdict(self), indent=1))
 
 
 def sweep_storage(storage: str | Path) -> tuple[str, Path]:
@@ -224,6 +245,25 @@ def sweep_storage(storage: str | Path) -> tuple[str, Path]:
     return tune_storage, state_dir
 
 
+@contextlib.contextmanager
+def sole_driver(state_dir: Path, sweep: SweepConfig):
+    """Hold the sweep's lock file while it runs: two drivers of one sweep would both write
+    its state and runs. The OS drops the lock when the holder dies, even by SIGKILL."""
+    path = state_dir / f"{sweep.name}.lock"
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SweepBusy(
+            f"sweep '{sweep.name}' is already running in another driver (it holds {path}); "
+            "wait for it to end, or stop it (Ctrl-C) and run this command again to resume"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def open_sweep_state(
     state_dir: Path,
     tune_storage: str,
@@ -235,16 +275,24 @@ def open_sweep_state(
     """The unfinished sweep to resume, or a new one with its parent run; (state, resuming)."""
     path = SweepState.path(state_dir, sweep)
     digest = hashlib.sha256(json.dumps(config_values, sort_keys=True).encode()).hexdigest()
-    if path.is_file() and not fresh:
-        state = SweepState(**json.loads(path.read_text()))
-        if not state.finished and tune.Tuner.can_restore(state.tune_dir):
-            if state.config_digest != digest:
+    previous = SweepState(**json.loads(path.read_text())) if path.is_file() else None
+    if previous is not None and not previous.finished:
+        restorable = tune.Tuner.can_restore(previous.tune_dir)
+        if restorable and not fresh:
+            if previous.config_digest != digest:
                 raise ConfigError(
                     f"sweep '{sweep.name}' was interrupted ({path}) and its configuration has "
                     "changed since: run it unchanged to resume, or add --fresh "
                     "(make sweep SWEEP_ARGS=--fresh) to start anew"
                 )
-            return state, True
+            return previous, True
+        why = "--fresh" if fresh else f"its Tune state {previous.tune_dir} cannot be restored"
+        abandon(previous, why)
+        print(
+            f"sweep '{sweep.name}': the unfinished sweep is abandoned ({why}); its runs are "
+            f"closed as KILLED under parent run {previous.parent_run_id}; starting anew",
+            flush=True,
+        )
     parent = mlflow.MlflowClient().create_run(
         experiment_id,
         tags={"mlflow.runName": f"sweep-{sweep.name}", "sweep": sweep.name, ROLE_TAG: "sweep"},
@@ -263,8 +311,26 @@ def open_sweep_state(
     return state, False
 
 
-def concluded_trials(state: SweepState) -> int:
-    """Trials TERMINATED or ERROR in the saved experiment state.
+def abandon(state: SweepState, why: str) -> None:
+    """Close an unfinished sweep that will never resume: its open runs become KILLED."""
+    close_open_runs(state, RunStatus.KILLED)
+    mlflow.MlflowClient().set_tag(state.parent_run_id, "abandoned", why)
+
+
+def close_open_runs(state: SweepState, parent_status: int) -> None:
+    """Every RUNNING trial run becomes KILLED (a resume reopens it); the parent run takes
+    `parent_status` unless it is already closed."""
+    client = mlflow.MlflowClient()
+    killed = RunStatus.to_string(RunStatus.KILLED)
+    for run in child_runs(state.experiment_id, state.parent_run_id):
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, killed)
+    if client.get_run(state.parent_run_id).info.status == "RUNNING":
+        client.set_terminated(state.parent_run_id, RunStatus.to_string(parent_status))
+
+
+def concluded_trials(state: SweepState) -> list[Trial]:
+    """The saved experiment's trials that are TERMINATED or ERROR.
 
     Read from disk: after Ctrl-C, the ResultGrid that fit() returns counts trials that never
     started as concluded.
@@ -276,26 +342,20 @@ def concluded_trials(state: SweepState) -> int:
         trials = tune.ExperimentAnalysis(state.tune_dir).trials
     finally:
         quiet.setLevel(level)
-    return sum(trial.status in ("TERMINATED", "ERROR") for trial in trials)
-
-
-def mark_interrupted(state: SweepState, runs: list[Run]) -> None:
-    """Runs left open by an interruption become KILLED; a resume reopens them."""
-    client = mlflow.MlflowClient()
-    killed = RunStatus.to_string(RunStatus.KILLED)
-    for run in runs:
-        if run.info.status == "RUNNING":
-            client.set_terminated(run.info.run_id, killed)
-    client.set_terminated(state.parent_run_id, killed)
+    return [trial for trial in trials if trial.status in (Trial.TERMINATED, Trial.ERROR)]
 
 
 # Registration of the best trial --------------------------------------------------------
 
 
 def register_best_trial(
-    state: SweepState, runs: list[Run], sweep: SweepConfig, config_path: Path
-) -> str:
-    """Register the finished non-baseline run with the highest best_val_accuracy."""
+    state: SweepState, runs: list[Run], sweep: SweepConfig, config_path: Path, force: bool
+) -> Promotion:
+    """Register the finished non-baseline run with the highest best_val_accuracy.
+
+    It always becomes a new version under the sweep's own alias; `best` follows the
+    champion rule (postag.registry.champion_decision) unless `force`.
+    """
     candidates = [
         run
         for run in runs
@@ -305,7 +365,13 @@ def register_best_trial(
         and "best_val_accuracy" in run.data.metrics
     ]
     if not candidates:
-        raise RuntimeError(f"sweep '{sweep.name}': no trial finished with a model to register")
+        failed = [run for run in runs if run.info.status == "FAILED"]
+        last_error = next((r.data.tags["error"] for r in failed if "error" in r.data.tags), "")
+        raise SweepFailed(
+            f"sweep '{sweep.name}': no trial finished with a model to register "
+            f"({len(failed)} of {len(runs)} failed); the last lines of one error:\n"
+            + "\n".join(last_error.strip().splitlines()[-3:])
+        )
     best = max(candidates, key=lambda run: run.data.metrics["best_val_accuracy"])
     params = best.data.params
     accuracy = best.data.metrics["best_val_accuracy"]
@@ -315,16 +381,21 @@ def register_best_trial(
         f"num_layers {params['num_layers']}, epochs {params['epochs']}; best validation "
         f"accuracy {100 * accuracy:.2f}% at epoch {int(best.data.metrics['best_epoch'])}."
     )
-    version = register_best(
+    promotion = register_candidate(
         best.data.tags[MODEL_URI_TAG],
         description,
-        tags={"sweep": sweep.name, "run_id": best.info.run_id, "val_accuracy": f"{accuracy:.6f}"},
+        tags={"sweep": sweep.name, "run_id": best.info.run_id},
+        val_accuracy=accuracy,
+        validation_digest=params["validation_digest"],
+        alias=alias_for(sweep.name),
+        force=force,
     )
     client = mlflow.MlflowClient()
     client.log_metric(state.parent_run_id, "best_val_accuracy", accuracy)
     client.set_tag(state.parent_run_id, "best_run_id", best.info.run_id)
-    client.set_tag(state.parent_run_id, "registered_version", version)
-    return version
+    client.set_tag(state.parent_run_id, "registered_version", promotion.version)
+    client.set_tag(state.parent_run_id, "best_alias", promotion.reason)
+    return promotion
 
 
 def trial_table(runs: list[Run]) -> str:
@@ -377,28 +448,63 @@ def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, Sweep
 
 
 def trial_resources(sweep: SweepConfig) -> tuple[dict, str]:
-    if ray.cluster_resources().get("GPU", 0) > 0:
+    if sweep.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) > 0:
         return {"cpu": 1, "gpu": sweep.gpus_per_trial}, "cuda"
     return {"cpu": sweep.cpus_per_trial}, "cpu"
 
 
-def run_sweep(config_path: Path, overrides: list[str], storage: str | Path, fresh: bool) -> dict:
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """SIGTERM (a job scheduler, `timeout`, `kill`) stops the sweep as Ctrl-C does.
+
+    Tune stops gracefully on SIGINT, saving its state; on SIGTERM Ray's own handler would
+    end the process at once. Set after ray.init, which installs that handler.
+    """
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_sweep(
+    config_path: Path, overrides: list[str], storage: str | Path, fresh: bool, force_best=False
+) -> dict:
     values, run, sweep = load_sweep(config_path, overrides)
     uri = tracking_uri(Path.cwd())
     probe_tracking_server(uri)
     probe_ray_cluster(os.environ.get("RAY_ADDRESS"))
     mlflow.set_tracking_uri(uri)
     experiment_id = ensure_experiment(MLFLOW_EXPERIMENT)
-    prepared_dir = datasets.prepare(run.data)
-    prepared = datasets.load_prepared(prepared_dir)
     tune_storage, state_dir = sweep_storage(storage)
+    with sole_driver(state_dir, sweep):
+        prepared_dir = datasets.prepare(run.data)
+        prepared = datasets.load_prepared(prepared_dir)
+        state, resuming = open_sweep_state(
+            state_dir, tune_storage, sweep, experiment_id, fresh, values
+        )
+        base = {k: v for k, v in values.items() if k != "sweep"}
+        try:
+            callback = fit_trials(state, resuming, sweep, run, base, prepared, tune_storage)
+            return conclude(state, state_dir, sweep, config_path, callback, force_best)
+        except BaseException as error:
+            close_after_failure(state, error)
+            raise
 
-    state, resuming = open_sweep_state(state_dir, tune_storage, sweep, experiment_id, fresh, values)
 
+def fit_trials(
+    state: SweepState,
+    resuming: bool,
+    sweep: SweepConfig,
+    run: RunConfig,
+    base: dict,
+    prepared: PreparedDataset,
+    tune_storage: str,
+) -> MlflowTrials:
+    """Run (or resume) the Tune experiment; the MLflow callback, to settle runs afterwards."""
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True)
     try:
         resources, device = trial_resources(sweep)
-        base = {k: v for k, v in values.items() if k != "sweep"}
         make_config = functools.partial(trial_run_config, base, sweep, device)
         # with_parameters puts the dataset in Ray's object store once; trials read it from there.
         trainable = tune.with_resources(
@@ -410,29 +516,30 @@ def run_sweep(config_path: Path, overrides: list[str], storage: str | Path, fres
             ),
             resources,
         )
+        callback = MlflowTrials(
+            state.experiment_id,
+            state.parent_run_id,
+            prepared.directory,
+            make_config,
+            sweep.is_baseline,
+        )
         print(
             f"sweep '{sweep.name}': {'resuming' if resuming else 'starting'} {state.tune_dir}; "
-            f"MLflow {without_credentials(uri)}, parent run {state.parent_run_id}; "
-            f"trials on {device} with {resources}",
+            f"MLflow {without_credentials(mlflow.get_tracking_uri())}, parent run "
+            f"{state.parent_run_id}; trials on {device} with {resources}",
             flush=True,
         )
         if resuming:
             mlflow.MlflowClient().update_run(
                 state.parent_run_id, status=RunStatus.to_string(RunStatus.RUNNING)
             )
+            # The callback comes back from Tune's saved state, with the rest of the run config.
             tuner = tune.Tuner.restore(state.tune_dir, trainable, resume_errored=False)
         else:
-            callback = MlflowTrials(
-                experiment_id,
-                state.parent_run_id,
-                prepared_dir,
-                make_config,
-                sweep.is_baseline,
-            )
             tuner = tune.Tuner(
                 trainable,
                 param_space=param_space(sweep),
-                tune_config=tune_config(sweep),
+                tune_config=tune_config(sweep, run),
                 run_config=tune.RunConfig(
                     name=state.tune_dir.rpartition("/")[2],
                     storage_path=tune_storage,
@@ -441,35 +548,75 @@ def run_sweep(config_path: Path, overrides: list[str], storage: str | Path, fres
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 ),
             )
-        started = time.perf_counter()
-        tuner.fit()
+        with sigterm_as_ctrl_c():
+            tuner.fit()
     finally:
         # A caller in this process (a test, a notebook) must not inherit our Ray instance.
         ray.shutdown()
-    runs = child_runs(state.experiment_id, state.parent_run_id)
+    return callback
+
+
+def conclude(
+    state: SweepState,
+    state_dir: Path,
+    sweep: SweepConfig,
+    config_path: Path,
+    callback: MlflowTrials,
+    force_best: bool,
+) -> dict:
+    """After fit(): settle every concluded trial's run, then register, or say it stopped."""
     concluded = concluded_trials(state)
-    if concluded < expected_trials(sweep):
-        mark_interrupted(state, runs)
+    callback.settle(concluded)
+    runs = child_runs(state.experiment_id, state.parent_run_id)
+    if len(concluded) < expected_trials(sweep):
+        close_open_runs(state, RunStatus.KILLED)
         print(
-            f"sweep '{sweep.name}' interrupted with {concluded} of {expected_trials(sweep)} "
+            f"sweep '{sweep.name}' interrupted with {len(concluded)} of {expected_trials(sweep)} "
             "trials concluded; run the same command again to resume it",
             flush=True,
         )
         return {"state": asdict(state), "interrupted": True}
-    version = register_best_trial(state, runs, sweep, config_path)
-    table = trial_table(runs)
     client = mlflow.MlflowClient()
-    client.log_text(state.parent_run_id, table, "trials.md")
-    client.set_terminated(state.parent_run_id, RunStatus.to_string(RunStatus.FINISHED))
+    client.log_text(state.parent_run_id, trial_table(runs), "trials.md")
+    try:
+        promotion = register_best_trial(state, runs, sweep, config_path, force_best)
+    except SweepFailed:
+        # Every trial failed: nothing is left to resume, so a rerun starts a new sweep.
+        replace(state, finished=True).save(SweepState.path(state_dir, sweep))
+        raise
     state = replace(state, finished=True)
     state.save(SweepState.path(state_dir, sweep))
+    client.set_terminated(state.parent_run_id, RunStatus.to_string(RunStatus.FINISHED))
+    table = trial_table(runs)
     print(table)
     print(
-        f"sweep '{sweep.name}' done in {time.perf_counter() - started:,.0f} s; registered "
-        f"{REGISTERED_MODEL} version {version} as {best_model_uri()}",
+        f"sweep '{sweep.name}' done; registered {REGISTERED_MODEL} version "
+        f"{promotion.version} as models:/{REGISTERED_MODEL}@{alias_for(sweep.name)}; "
+        f"{promotion.reason}",
         flush=True,
     )
-    return {"state": asdict(state), "version": version, "table": table, "interrupted": False}
+    return {
+        "state": asdict(state),
+        "version": promotion.version,
+        "promotion": promotion,
+        "table": table,
+        "interrupted": False,
+    }
+
+
+def close_after_failure(state: SweepState, error: BaseException) -> None:
+    """Leave no run RUNNING after whatever stopped the driver; say so if MLflow is away too."""
+    interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+    try:
+        close_open_runs(state, RunStatus.KILLED if interrupted else RunStatus.FAILED)
+        if not interrupted:
+            mlflow.MlflowClient().set_tag(state.parent_run_id, "error", repr(error)[:500])
+    except Exception as closing:  # the tracking server may be what failed
+        print(
+            f"postag sweep: could not close the sweep's MLflow runs ({type(closing).__name__}); "
+            "they are closed when the sweep resumes",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -487,15 +634,48 @@ def main(argv: list[str] | None = None) -> int:
         "node of a cluster reaches (s3://bucket/path)",
     )
     parser.add_argument("--fresh", action="store_true", help="start anew, do not resume")
+    parser.add_argument(
+        "--force-best",
+        action="store_true",
+        help="point the `best` alias at this sweep's winner even if it does not beat the "
+        "current best, or was validated on other data",
+    )
     args = parser.parse_args(argv)
     try:
         outcome = run_sweep(
-            args.config or default_experiment(), args.overrides, args.storage, args.fresh
+            args.config or default_experiment(),
+            args.overrides,
+            args.storage,
+            args.fresh,
+            args.force_best,
         )
-    except (ConfigError, DataFormatError, DataSourceError, UnreachableService) as error:
+    except (ConfigError, DataFormatError, DataSourceError, UnreachableService, SweepBusy) as error:
         print(f"postag sweep: error: {error}", file=sys.stderr)
         return 2
+    except SweepFailed as error:
+        print(f"postag sweep: failed: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("postag sweep: interrupted; run the same command again to resume", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
+    except Exception as error:
+        log = write_crash_log(args.storage)
+        print(
+            f"postag sweep: failed: {type(error).__name__}: {error}\n"
+            f"The traceback is in {log}. The sweep's runs are closed; once the cause is "
+            "fixed, the same command resumes the sweep.",
+            file=sys.stderr,
+        )
+        return 1
     return INTERRUPTED_EXIT_CODE if outcome["interrupted"] else 0
+
+
+def write_crash_log(storage: str) -> Path:
+    """The current exception's traceback, in a file beside the sweep states."""
+    _, state_dir = sweep_storage(storage)
+    path = state_dir / "driver-error.log"
+    path.write_text(traceback.format_exc())
+    return path
 
 
 if __name__ == "__main__":

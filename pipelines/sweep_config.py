@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-from postag.config import ConfigError, RunConfig, build
+from postag.config import ConfigError, RunConfig, apply_overrides, build, require_at_least, to_dict
 
 Value = bool | int | float | str
 
@@ -19,11 +20,21 @@ class Range:
     high: int | float
     log: bool = False
 
+    def __post_init__(self) -> None:
+        if self.low > self.high:
+            raise ConfigError(f"low {self.low!r} is above high {self.high!r}")
+        if self.log and self.low <= 0:
+            raise ConfigError(f"a log range needs low above 0, got {self.low!r}")
+
 
 @dataclass(frozen=True)
 class AshaConfig:
     grace_period: int = 2
     reduction_factor: int = 3
+
+    def __post_init__(self) -> None:
+        require_at_least("sweep.asha", self, 1, ("grace_period",))
+        require_at_least("sweep.asha", self, 2, ("reduction_factor",))
 
 
 @dataclass(frozen=True)
@@ -43,11 +54,24 @@ class SweepConfig:
     max_concurrent_trials: int = 2
     # Ray's CPU share per trial; a fraction packs more trials than cores (one torch thread).
     cpus_per_trial: float = 1.0
-    # Fraction of one GPU per trial where GPUs exist: several trials share one GPU.
+    # Fraction of one GPU per trial where GPUs exist: several trials share one GPU. 0 keeps
+    # trials on the CPU even there.
     gpus_per_trial: float = 0.25
     # Retries of a failing trial (from its last checkpoint) before it is recorded FAILED.
     max_failures: int = 1
     optuna_seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_at_least("sweep", self, 1, ("num_samples", "max_concurrent_trials"))
+        require_at_least("sweep", self, 0, ("max_failures",))
+        if not self.cpus_per_trial > 0:
+            raise ConfigError(
+                f"'sweep.cpus_per_trial' must be above 0, got {self.cpus_per_trial!r}"
+            )
+        if self.gpus_per_trial < 0:
+            raise ConfigError(
+                f"'sweep.gpus_per_trial' must be at least 0, got {self.gpus_per_trial!r}"
+            )
 
     def baseline_point(self) -> dict[str, Value]:
         """The baseline's values on the searched axes: how a trial is known as the baseline."""
@@ -61,7 +85,11 @@ class SweepConfig:
 
 
 def build_sweep(values: dict, run: RunConfig) -> SweepConfig:
-    """Validate the sweep section, including that every key names a run-config field."""
+    """Validate the sweep section: every key a run-config field, every value one it accepts.
+
+    Each value a trial can take is checked here, so that a bad one stops the sweep before
+    any work rather than failing its trials one by one.
+    """
     sweep = build(SweepConfig, values, "sweep")
     for section in ("space", "baseline"):
         for key in getattr(sweep, section):
@@ -75,6 +103,13 @@ def build_sweep(values: dict, run: RunConfig) -> SweepConfig:
             raise ConfigError(
                 f"sweep.space.{ranges[0]}: a range needs search: optuna (grid: lists)"
             )
+    for key, axis in sweep.space.items():
+        values = [axis.low, axis.high] if isinstance(axis, Range) else axis
+        if not values:
+            raise ConfigError(f"sweep.space.{key}: an axis needs at least one value")
+        for value in values:
+            check_value(run, {key: value}, f"sweep.space.{key}")
+    check_value(run, sweep.baseline, "sweep.baseline")
     return sweep
 
 
@@ -85,3 +120,18 @@ def check_field(dotted: str, where: str, run: RunConfig) -> None:
         f.name for f in dataclasses.fields(getattr(run, section))
     }:
         raise ConfigError(f"unknown key '{where}': not a field of the run config")
+    if section == "data":
+        # Data is prepared once, before any trial, and shared by all of them.
+        raise ConfigError(
+            f"'{where}': data settings cannot vary between trials (the data is prepared once "
+            f"for the whole sweep); set {dotted} in the experiment's data section instead"
+        )
+
+
+def check_value(run: RunConfig, values: dict[str, Value], where: str) -> None:
+    """The run config with `values` (dotted keys) set must be valid."""
+    try:
+        overrides = [f"{key}={json.dumps(value)}" for key, value in values.items()]
+        build(RunConfig, apply_overrides(to_dict(run), overrides))
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None

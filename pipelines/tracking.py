@@ -43,6 +43,11 @@ PID_KEY = "pid"
 PID_TAG = "ray_pid"
 # The end of an error trace kept in a tag (MLflow caps tag values); error.txt keeps it all.
 ERROR_TAG_CHARS = 5000
+# The status a concluded trial's run ends in.
+CLOSED_STATUS = {
+    Trial.TERMINATED: RunStatus.to_string(RunStatus.FINISHED),
+    Trial.ERROR: RunStatus.to_string(RunStatus.FAILED),
+}
 # Far above any sweep here (the full seed study holds 37 trials).
 MAX_CHILD_RUNS = 1000
 
@@ -113,6 +118,7 @@ def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
     params.update(values["train"])
     params.update(
         dataset_fingerprint=dataset.fingerprint,
+        validation_digest=dataset.validation_digest,
         vocabulary_size=len(dataset.words),
         num_classes=dataset.num_classes,
     )
@@ -151,7 +157,7 @@ class MlflowTrials(Callback):
         self.trial_run_config = trial_run_config
         self.is_baseline = is_baseline
         self.run_ids: dict[str, str] = {}
-        self.logged_epochs: dict[str, int] = {}
+        self.logged_epochs: dict[str, set[int]] = {}
         self.tags: dict[str, dict[str, str]] = {}
 
     @cached_property
@@ -182,16 +188,21 @@ class MlflowTrials(Callback):
         run_id = self.run_id(trial)
         epoch = int(result["epoch"])
         # A trial resumed from a checkpoint repeats epochs the run already holds.
-        if epoch <= self.logged_epochs.get(run_id, 0):
-            return
-        timestamp = int(result["timestamp"] * 1000)
-        metrics = [Metric(key, float(result[key]), timestamp, epoch) for key in EPOCH_METRICS]
-        self.client.log_batch(run_id, metrics=metrics)
-        self.logged_epochs[run_id] = epoch
+        if epoch not in self.logged_epochs[run_id]:
+            self._log_epochs(run_id, [result], int(result["timestamp"] * 1000))
         self._tag_once(run_id, NODE_KEY, str(result.get(NODE_KEY, "")))
         self._tag_once(run_id, PID_TAG, str(result.get(PID_KEY, "")))
         if result.get(RESUMED_KEY):
             self._tag_once(run_id, RESUMED_KEY, str(result[RESUMED_KEY]))
+
+    def _log_epochs(self, run_id: str, epochs: list[dict], timestamp: int) -> None:
+        metrics = [
+            Metric(key, float(epoch[key]), timestamp, int(epoch["epoch"]))
+            for epoch in epochs
+            for key in EPOCH_METRICS
+        ]
+        self.client.log_batch(run_id, metrics=metrics)
+        self.logged_epochs[run_id].update(int(epoch["epoch"]) for epoch in epochs)
 
     def _tag_once(self, run_id: str, key: str, value: str) -> None:
         """Set a tag when its value changes, not on every epoch."""
@@ -201,13 +212,25 @@ class MlflowTrials(Callback):
             tags[key] = value
 
     def on_trial_complete(self, iteration, trials, trial: Trial, **info):
+        self.finish(trial)
+
+    def finish(self, trial: Trial) -> None:
+        """Close a completed trial's run: any epoch MLflow missed, best figures, the model.
+
+        Also called by the driver for trials that completed while MLflow could not be
+        reached: the trial's last checkpoint holds its whole history.
+        """
         run_id = self.run_id(trial)
         result = trial.last_result or {}
+        if trial.checkpoint is not None:
+            state = self._checkpoint_state(trial)
+            missing = [e for e in state["history"] if e["epoch"] not in self.logged_epochs[run_id]]
+            if missing:
+                self._log_epochs(run_id, missing, int(result.get("timestamp", 0) * 1000))
+            self._log_model(run_id, trial, state)
         if "best_val_accuracy" in result:
             self.client.log_metric(run_id, "best_val_accuracy", float(result["best_val_accuracy"]))
             self.client.log_metric(run_id, "best_epoch", float(result["best_epoch"]))
-        if trial.checkpoint is not None:
-            self._log_model(run_id, trial)
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def on_trial_recover(self, iteration, trials, trial: Trial, **info):
@@ -215,11 +238,33 @@ class MlflowTrials(Callback):
         self.client.set_tag(self.run_id(trial), "retried_after_error", error)
 
     def on_trial_error(self, iteration, trials, trial: Trial, **info):
+        self.fail(trial)
+
+    def fail(self, trial: Trial) -> None:
         run_id = self.run_id(trial)
         error = error_text(trial)
         self.client.set_tag(run_id, "error", error[-ERROR_TAG_CHARS:])
         self.client.log_text(run_id, error, "error.txt")
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+
+    def settle(self, trials: list[Trial]) -> int:
+        """Close the run of every concluded trial whose run is still open; how many.
+
+        A trial that concluded while MLflow could not be reached, or just before the driver
+        died, is not run again on resume, so no Tune hook would ever close its run.
+        """
+        settled = 0
+        for trial in trials:
+            closed = CLOSED_STATUS.get(trial.status)
+            found = self._find_run(trial)
+            if closed is None or (found is not None and found.info.status == closed):
+                continue
+            if trial.status == Trial.TERMINATED:
+                self.finish(trial)
+            else:
+                self.fail(trial)
+            settled += 1
+        return settled
 
     # Runs ------------------------------------------------------------------------------
 
@@ -227,6 +272,19 @@ class MlflowTrials(Callback):
         """The trial's run: found again by its trial-id tag after a restore, else created."""
         if trial.trial_id in self.run_ids:
             return self.run_ids[trial.trial_id]
+        if (found := self._find_run(trial)) is not None:
+            run_id = found.info.run_id
+            # An interruption left it KILLED; the resumed trial makes it RUNNING again.
+            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            history = self.client.get_metric_history(run_id, "val_accuracy")
+            self.logged_epochs[run_id] = {m.step for m in history}
+        else:
+            run_id = self._create_run(trial)
+            self.logged_epochs[run_id] = set()
+        self.run_ids[trial.trial_id] = run_id
+        return run_id
+
+    def _find_run(self, trial: Trial) -> Run | None:
         found = self.client.search_runs(
             [self.experiment_id],
             filter_string=(
@@ -235,16 +293,7 @@ class MlflowTrials(Callback):
             ),
             max_results=1,
         )
-        if found:
-            run_id = found[0].info.run_id
-            # An interruption left it KILLED; the resumed trial makes it RUNNING again.
-            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-            history = self.client.get_metric_history(run_id, "val_accuracy")
-            self.logged_epochs[run_id] = max((m.step for m in history), default=0)
-        else:
-            run_id = self._create_run(trial)
-        self.run_ids[trial.trial_id] = run_id
-        return run_id
+        return found[0] if found else None
 
     def _create_run(self, trial: Trial) -> str:
         baseline = self.is_baseline(trial.config)
@@ -264,14 +313,18 @@ class MlflowTrials(Callback):
         self.client.log_dict(run_id, to_dict(config), "config.json")
         return run_id
 
-    def _log_model(self, run_id: str, trial: Trial) -> None:
-        """Log the trial's best weights (from its last checkpoint) as the run's model."""
-        config = self.trial_run_config(trial.config)
+    @staticmethod
+    def _checkpoint_state(trial: Trial) -> dict:
+        """The TrainingState dict of the trial's last checkpoint, wherever Tune keeps it."""
         # as_directory() fetches it from wherever Tune keeps checkpoints (a bucket, say).
         with trial.checkpoint.as_directory() as checkpoint_dir:
-            state = torch.load(
+            return torch.load(
                 Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=True
             )
+
+    def _log_model(self, run_id: str, trial: Trial, state: dict) -> None:
+        """Log the trial's best weights (from its last checkpoint) as the run's model."""
+        config = self.trial_run_config(trial.config)
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = save_checkpoint(
                 Path(folder) / "tagger.pt", state["best_state"], config, self.dataset
