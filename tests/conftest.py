@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 import yaml
+from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from pipelines.sweep import run_sweep
 from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from postag.sources import ewt_files
+from tests.servers import start_sweep
 
 SLICE_SENTENCES = {"train": 600, "dev": 150, "test": 150}
 
@@ -19,6 +25,16 @@ def conllu_blocks(path: Path, count: int) -> str:
     """The first `count` sentences of a CoNLL-U file, comments and all."""
     blocks = path.read_text(encoding="utf-8").split("\n\n")
     return "\n\n".join(blocks[:count]) + "\n\n"
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `gpu` skip, saying why, where torch sees no CUDA device (CI never does)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; torch sees none")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -51,17 +67,21 @@ def tiny_config(ewt_slice, tmp_path_factory) -> RunConfig:
     )
 
 
+# A learning rate this size makes the loss NaN in epoch 1: the trial that fails (and is
+# retried, and fails again) while the sweep goes on.
+DIVERGING_LR = 1.0e30
 TINY_SWEEP = {
-    "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
-    "train": {"epochs": 2, "batch_size": 32, "lr": 0.005},
+    "model": {"embedding_dim": 16, "hidden_size": 24, "num_layers": 1, "ff_dims": [16]},
+    "train": {"epochs": 2, "batch_size": 32},
     "sweep": {
         "name": "tiny",
-        "space": {
-            # hidden_size 0 makes torch raise: the trial that fails while the sweep goes on.
-            "model.hidden_size": [8, 24, 0],
-            "model.num_layers": [1],
+        "space": {"train.lr": [0.005, 0.002, DIVERGING_LR]},
+        "baseline": {
+            "train.lr": 0.001,
+            "model.hidden_size": 8,
+            "model.num_layers": 6,
+            "train.epochs": 1,
         },
-        "baseline": {"model.hidden_size": 8, "model.num_layers": 6, "train.epochs": 1},
         "max_concurrent_trials": 2,
         "cpus_per_trial": 1,
         "max_failures": 1,
@@ -72,23 +92,68 @@ TINY_SWEEP = {
 def write_sweep(tmp_path, ewt_slice, values=TINY_SWEEP):
     values = {**values, "data": {"train": str(ewt_slice["train"]), "dev": str(ewt_slice["dev"]),
                                  "cache_dir": str(tmp_path / "cache")}}  # fmt: skip
-    path = tmp_path / "tiny.yaml"
+    path = tmp_path / f"{values['sweep']['name']}.yaml"
     path.write_text(yaml.safe_dump(values))
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_leaks_between_tests():
+    """Each test leaves the process as it found it: environment, MLflow URI, no active run."""
+    environ = dict(os.environ)
+    # What mlflow.set_tracking_uri set (None: unset); MLflow has no public getter for it.
+    uri = mlflow_tracking._tracking_uri
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    os.environ.clear()
+    os.environ.update(environ)
+    mlflow.set_tracking_uri(uri)
+
+
 @pytest.fixture(scope="session")
 def swept(ewt_slice, tmp_path_factory):
-    """A real tiny sweep (Ray, sqlite MLflow) that registered `postag-tagger@best`."""
+    """A real tiny sweep (Ray, sqlite MLflow) that registered `postag-tagger@best`.
+
+    Yields (outcome, runs, client, uri); tests that use the store through MLflow's global
+    tracking URI take `in_swept_store` as well.
+    """
     tmp_path = tmp_path_factory.mktemp("sweep")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    outcome = run_sweep(write_sweep(tmp_path, ewt_slice), [], tmp_path / "tune", fresh=False)
-    client = mlflow.MlflowClient()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("RAY_ADDRESS", "local")
+        outcome = run_sweep(write_sweep(tmp_path, ewt_slice), [], tmp_path / "tune", fresh=False)
+    mlflow.set_tracking_uri(None)
+    client = mlflow.MlflowClient(uri)
     runs = client.search_runs(
         [outcome["state"]["experiment_id"]],
         filter_string=f"tags.mlflow.parentRunId = '{outcome['state']['parent_run_id']}'",
     )
-    yield outcome, runs, client
-    patch.undo()
+    yield outcome, runs, client, uri
+
+
+@pytest.fixture
+def in_swept_store(swept, monkeypatch):
+    """The tiny sweep's store as this test's tracking URI (environment and MLflow's global)."""
+    uri = swept[3]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    return swept
+
+
+@pytest.fixture
+def sweep_driver():
+    """Starts sweep drivers (tests.servers.start_sweep); any still running at the end of the
+    test, failed or not, is killed with its whole process group."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args, **kwargs) -> subprocess.Popen:
+        started.append(start_sweep(*args, **kwargs))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

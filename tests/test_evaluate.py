@@ -19,13 +19,16 @@ PICTURES = ("confusion.png", "sweep_val_accuracy.png", "sweep_heatmap.png", "swe
 @pytest.fixture(scope="module")
 def evaluated(swept, ewt_slice, tmp_path_factory):
     folder = tmp_path_factory.mktemp("evaluate")
-    code = main(["evaluate", "--data", str(ewt_slice["test"]), "--json", str(folder / "out.json"),
-                 "--reports", str(folder / "reports")])  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", swept[3])
+        code = main(["evaluate", "--data", str(ewt_slice["test"]), "--json",
+                     str(folder / "out.json"), "--reports", str(folder / "reports")])  # fmt: skip
+    mlflow.set_tracking_uri(None)
     assert code == 0
     return json.loads((folder / "out.json").read_text()), folder / "reports", swept
 
 
-def test_accuracy_matches_an_independent_count(evaluated, ewt_slice):
+def test_accuracy_matches_an_independent_count(evaluated, in_swept_store, ewt_slice):
     result, _, _ = evaluated
     sentences = read_conllu(ewt_slice["test"])
     model = mlflow.pyfunc.load_model(best_model_uri())
@@ -52,7 +55,7 @@ def test_reports_hold_tables_and_pictures(evaluated):
 
 
 def test_evaluation_run_is_linked_to_the_model_version(evaluated):
-    result, _, (outcome, _, client) = evaluated
+    result, _, (outcome, _, client, _) = evaluated
     run = client.get_run(result["mlflow_run_id"])
     assert run.data.tags["registered_model_version"] == str(outcome["version"])
     assert run.data.metrics["token_accuracy"] == result["token_accuracy"]
@@ -70,7 +73,7 @@ def test_evaluation_run_is_linked_to_the_model_version(evaluated):
         ("models:/no-such-model@best", "no registered model 'no-such-model'"),
     ],
 )
-def test_missing_models_are_clear_errors(swept, model, message, capsys):
+def test_missing_models_are_clear_errors(in_swept_store, model, message, capsys):
     assert main(["evaluate", "--model", model]) == 2
     assert message in capsys.readouterr().err
 
@@ -81,7 +84,7 @@ def test_empty_store_says_to_run_the_sweep(tmp_path, monkeypatch, capsys):
     assert "run `make sweep` first" in capsys.readouterr().err
 
 
-def test_tags_the_model_never_saw_count_as_errors_and_are_listed(swept, tmp_path, capsys):
+def test_tags_the_model_never_saw_count_as_errors_and_are_listed(in_swept_store, tmp_path, capsys):
     data = tmp_path / "odd.conllu"
     data.write_text("1\tThe\t_\t_\tDT\t_\t_\t_\t_\t_\n2\tthing\t_\t_\tNEWTAG\t_\t_\t_\t_\t_\n")
     assert main(["evaluate", "--data", str(data), "--json", str(tmp_path / "o.json"),
@@ -92,7 +95,7 @@ def test_tags_the_model_never_saw_count_as_errors_and_are_listed(swept, tmp_path
     assert "tags the model never saw, counted as errors: NEWTAG (1)" in capsys.readouterr().out
 
 
-def test_tag_rewrites_only_the_tag_column_of_conllu(swept, ewt_slice, tmp_path):
+def test_tag_rewrites_only_the_tag_column_of_conllu(in_swept_store, ewt_slice, tmp_path):
     out = tmp_path / "tagged.conllu"
     assert main(["tag", "--input", str(ewt_slice["test"]), "--output", str(out)]) == 0
     before = ewt_slice["test"].read_text().splitlines()
@@ -110,7 +113,7 @@ def test_tag_rewrites_only_the_tag_column_of_conllu(swept, ewt_slice, tmp_path):
             assert old == new
 
 
-def test_tag_reads_raw_text(swept, tmp_path):
+def test_tag_reads_raw_text(in_swept_store, tmp_path):
     text = tmp_path / "raw.txt"
     text.write_text("I like green tea .\n\nWhere is it ?\n")
     out = tmp_path / "raw.conllu"

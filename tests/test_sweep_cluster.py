@@ -15,7 +15,7 @@ import psutil
 import pytest
 from ray.cluster_utils import Cluster
 
-from tests.servers import MlflowServer, start_sweep, trial_runs, wait_for, write_experiment
+from tests.servers import MlflowServer, trial_runs, wait_for, write_experiment
 
 EPOCHS = 6
 SWEEP = {
@@ -72,14 +72,14 @@ def kill_the_worker_of_a_trial_mid_way(client) -> str | None:
 
 
 def test_sweep_on_two_nodes_survives_a_killed_worker_and_logs_everything_to_the_server(
-    ewt_slice, tmp_path, two_node_cluster, mlflow_server
+    ewt_slice, tmp_path, two_node_cluster, mlflow_server, sweep_driver
 ):
     config = write_experiment(tmp_path, ewt_slice, SWEEP)
     secret_uri = mlflow_server.uri.replace("http://", f"http://postag:{SECRET}@")
     env = {"RAY_ADDRESS": two_node_cluster.address, "MLFLOW_TRACKING_URI": secret_uri}
     client = mlflow.MlflowClient(mlflow_server.uri)
 
-    driver = start_sweep(config, tmp_path, env)
+    driver = sweep_driver(config, tmp_path, env)
     killed_runs: list[str] = []
 
     def kill_one_trial_worker() -> bool:

@@ -33,6 +33,23 @@ def test_baseline_is_known_by_its_point_and_gets_its_extras():
         ({"search": "random"}, "'sweep.search' must be one of 'grid', 'optuna'"),
         ({"gpus_per_trial": "half"}, "'sweep.gpus_per_trial' must be float"),
         ({"colour": 1}, "unknown key 'sweep.colour'"),
+        # Every value a trial can take is checked before any trial starts.
+        ({"space": {"model.hidden_size": [64, 0], "train.epochs": [1]}},
+         "sweep.space.model.hidden_size: 'model.hidden_size' must be at least 1, got 0"),
+        ({"space": {"model.hidden_size": [64], "train.epochs": [0, 2]}},
+         "sweep.space.train.epochs: 'train.epochs' must be at least 1, got 0"),
+        ({"baseline": {**SWEEP["baseline"], "train.max_batches_per_epoch": -1}},
+         "sweep.baseline: 'train.max_batches_per_epoch' must be at least 1, got -1"),
+        ({"space": {"model.hidden_size": [], "train.epochs": [1]}},
+         "sweep.space.model.hidden_size: an axis needs at least one value"),
+        # Data is prepared once for the whole sweep: it cannot vary per trial.
+        ({"space": {**SWEEP["space"], "data.max_train_sentences": [10, 20]}},
+         "'sweep.space.data.max_train_sentences': data settings cannot vary between trials"),
+        ({"baseline": {**SWEEP["baseline"], "data.lowercase_words": True}},
+         "'sweep.baseline.data.lowercase_words': data settings cannot vary between trials"),
+        ({"max_concurrent_trials": 0}, "'sweep.max_concurrent_trials' must be at least 1, got 0"),
+        ({"cpus_per_trial": 0}, "'sweep.cpus_per_trial' must be above 0"),
+        ({"asha": {"reduction_factor": 1}}, "'sweep.asha.reduction_factor' must be at least 2"),
     ],
 )  # fmt: skip
 def test_bad_sweep_sections_fail_naming_the_key(change, message):
@@ -47,3 +64,20 @@ def test_optuna_space_uses_integer_ranges_and_choices():
     assert isinstance(sweep.space["model.hidden_size"], Range)
     assert (space["model.hidden_size"].lower, space["model.hidden_size"].upper) == (8, 65)
     assert space["train.epochs"].categories == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("axis", "message"),
+    [
+        ({"low": 1e-2, "high": 1e-4}, "'sweep.space.train.lr': low 0.01 is above high 0.0001"),
+        ({"low": 0.0, "high": 1e-2, "log": True}, "a log range needs low above 0"),
+        ({"low": -1.0, "high": 1e-2}, "sweep.space.train.lr: 'train.lr' must be above 0"),
+    ],
+)
+def test_bad_search_ranges_fail_naming_the_key(axis, message):
+    space = {**SWEEP["space"], "train.lr": axis}
+    baseline = {**SWEEP["baseline"], "train.lr": 1e-3}
+    with pytest.raises(ConfigError, match=message):
+        build_sweep(
+            {**SWEEP, "search": "optuna", "space": space, "baseline": baseline}, RunConfig()
+        )

@@ -1,5 +1,5 @@
-"""Faults the tracking side must ride out: its server restarting mid-sweep, and many trials
-logging at once to the default sqlite store."""
+"""Faults the tracking side must ride out: its server restarting mid-sweep, down for longer
+than the client retries, and many trials logging at once to the default sqlite store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import mlflow
 
-from tests.servers import MlflowServer, start_sweep, trial_runs, wait_for, write_experiment
+from tests.servers import MlflowServer, trial_runs, wait_for, write_experiment
 
 SWEEP_LIMIT_SECONDS = 420
 SERVER_DOWN_SECONDS = 3
@@ -36,19 +36,19 @@ def assert_every_epoch_logged_once(client, runs) -> None:
             assert steps == list(range(1, int(run.data.params["epochs"]) + 1)), metric
 
 
-def test_tracking_server_restart_mid_sweep_loses_no_metric(ewt_slice, tmp_path):
+def logging_mid_trial(client) -> bool:
+    return any(r.info.status == "RUNNING" and r.data.metrics for r in trial_runs(client))
+
+
+def test_tracking_server_restart_mid_sweep_loses_no_metric(ewt_slice, tmp_path, sweep_driver):
     server = MlflowServer(tmp_path / "server")
     server.start()
     try:
         config = write_experiment(tmp_path, ewt_slice, small_sweep("restart", [8, 16], 2, 1, 5))
         env = {"MLFLOW_TRACKING_URI": server.uri, "RAY_ADDRESS": "local"}
         client = mlflow.MlflowClient(server.uri)
-        driver = start_sweep(config, tmp_path, env)
-
-        def mid_trial():
-            return any(r.info.status == "RUNNING" and r.data.metrics for r in trial_runs(client))
-
-        wait_for(mid_trial, driver)
+        driver = sweep_driver(config, tmp_path, env)
+        wait_for(lambda: logging_mid_trial(client), driver)
         server.stop()
         # Trials go on training and reporting while nothing answers; the driver's MLflow
         # client retries with backoff until the server is back.
@@ -63,12 +63,44 @@ def test_tracking_server_restart_mid_sweep_loses_no_metric(ewt_slice, tmp_path):
         server.stop()
 
 
-def test_eight_trials_at_once_on_the_default_sqlite_store(ewt_slice, tmp_path):
+def test_server_down_past_the_retry_budget_stops_the_sweep_and_the_rerun_fills_every_gap(
+    ewt_slice, tmp_path, sweep_driver
+):
+    server = MlflowServer(tmp_path / "server")
+    server.start()
+    try:
+        config = write_experiment(tmp_path, ewt_slice, small_sweep("outage", [8, 16], 2, 1, 5))
+        env = {"MLFLOW_TRACKING_URI": server.uri, "RAY_ADDRESS": "local"}
+        client = mlflow.MlflowClient(server.uri)
+        # No retries: the budget (about 4 minutes by default) runs out at the first miss.
+        impatient = {**env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+        driver = sweep_driver(config, tmp_path, impatient)
+        wait_for(lambda: logging_mid_trial(client), driver)
+        server.stop()
+        assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 1
+        log = (tmp_path / "driver.log").read_text()
+        assert "postag sweep: failed:" in log and "the same command resumes the sweep" in log
+        assert "could not close the sweep's MLflow runs" in log
+
+        # Trials trained on while nothing was logged; the rerun resumes them from their
+        # checkpoints and back-fills every epoch MLflow missed from their histories.
+        server.start()
+        rerun = sweep_driver(config, tmp_path, env)
+        assert rerun.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
+        runs = trial_runs(client)
+        assert len(runs) == 3
+        assert_every_epoch_logged_once(client, runs)
+        assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == "outage"
+    finally:
+        server.stop()
+
+
+def test_eight_trials_at_once_on_the_default_sqlite_store(ewt_slice, tmp_path, sweep_driver):
     # Seven grid trials and the baseline, a quarter CPU each: eight side by side on 2 cores.
     values = small_sweep("eight", [6, 8, 10, 12, 14, 16, 20], 8, 0.25, 5)
     config = write_experiment(tmp_path, ewt_slice, values)
     env = {"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": "local"}  # empty: the project's sqlite
-    driver = start_sweep(config, tmp_path, env)
+    driver = sweep_driver(config, tmp_path, env)
     assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
     assert "database is locked" not in (tmp_path / "driver.log").read_text()
 

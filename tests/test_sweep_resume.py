@@ -1,5 +1,5 @@
-"""A sweep stopped mid-way (Ctrl-C, or its driver killed outright), then the same command again:
-it resumes, with no run made twice and no epoch logged twice."""
+"""A sweep stopped mid-way (SIGTERM, Ctrl-C, or its driver killed outright), then the same
+command again: it resumes, with no run made twice and no epoch logged twice."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import mlflow
 import pytest
 
 from pipelines.sweep import INTERRUPTED_EXIT_CODE
-from tests.servers import start_sweep, trial_runs, wait_for, write_experiment
+from tests.servers import trial_runs, wait_for, write_experiment
 
 STOP_LIMIT_SECONDS = 240
 SWEEP = {
@@ -56,31 +56,60 @@ def assert_resumed_completely(client, before: dict[str, str]) -> None:
     assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == "resume"
 
 
-def test_interrupted_sweep_resumes_without_duplicate_runs(sweep_setup, tmp_path):
+def stop(driver, how: signal.Signals) -> None:
+    driver.send_signal(how)
+    assert driver.wait(timeout=STOP_LIMIT_SECONDS) == INTERRUPTED_EXIT_CODE
+
+
+def assert_nothing_left_running(client) -> dict[str, str]:
+    runs = {r.info.run_id: r.info.status for r in trial_runs(client)}
+    assert len(runs) < EXPECTED_TRIALS
+    assert "RUNNING" not in runs.values()
+    experiment = trial_runs(client)[0].info.experiment_id
+    assert [p.info.status for p in client.search_runs([experiment], "tags.role = 'sweep'")] == [
+        "KILLED"
+    ]
+    return runs
+
+
+def test_stopped_sweep_resumes_without_duplicate_runs_and_one_driver_at_a_time(
+    sweep_setup, sweep_driver, tmp_path
+):
     config, env, client = sweep_setup
-    first = start_sweep(config, tmp_path, env)
-    wait_for(lambda: finished(client) >= 2, first)
-    first.send_signal(signal.SIGINT)  # what Ctrl-C sends
-    assert first.wait(timeout=STOP_LIMIT_SECONDS) == INTERRUPTED_EXIT_CODE
-    before = {r.info.run_id: r.info.status for r in trial_runs(client)}
-    assert len(before) < EXPECTED_TRIALS
-    assert "RUNNING" not in before.values()
+    log = tmp_path / "driver.log"
+    first = sweep_driver(config, tmp_path, env)
+    wait_for(lambda: finished(client) >= 1, first)
+
+    # A second driver of the same sweep stops at once, before touching its runs.
+    second = sweep_driver(config, tmp_path, env)
+    assert second.wait(timeout=STOP_LIMIT_SECONDS) == 2
+    assert "sweep 'resume' is already running in another driver" in log.read_text()
+    assert first.poll() is None
+
+    # SIGTERM (`timeout`, `kill`, a job scheduler) stops it as Ctrl-C does.
+    stop(first, signal.SIGTERM)
+    before = assert_nothing_left_running(client)
 
     # A changed configuration is not silently resumed as the old one.
-    changed = start_sweep(config, tmp_path, env, "--set", "train.epochs=4")
+    changed = sweep_driver(config, tmp_path, env, "--set", "train.epochs=4")
     assert changed.wait(timeout=STOP_LIMIT_SECONDS) == 2
-    assert "its configuration has changed since" in (tmp_path / "driver.log").read_text()
+    assert "its configuration has changed since" in log.read_text()
 
-    second = start_sweep(config, tmp_path, env)
-    assert second.wait(timeout=STOP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
+    third = sweep_driver(config, tmp_path, env)
+    wait_for(lambda: finished(client) > list(before.values()).count("FINISHED"), third)
+    stop(third, signal.SIGINT)  # what Ctrl-C sends
+    before = assert_nothing_left_running(client)
+
+    last = sweep_driver(config, tmp_path, env)
+    assert last.wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
     assert_resumed_completely(client, before)
 
 
-def test_killed_driver_resumes_on_rerun(sweep_setup, tmp_path):
+def test_killed_driver_resumes_on_rerun(sweep_setup, sweep_driver, tmp_path):
     config, env, client = sweep_setup
     # Storage as a URI, the way a cluster names a bucket (s3://...) all nodes reach.
     storage = ("--storage", f"file://{tmp_path}/bucket")
-    first = start_sweep(config, tmp_path, env, *storage)
+    first = sweep_driver(config, tmp_path, env, *storage)
     # Mid-trial: a run has epochs logged that Tune's last snapshot may not know of.
     wait_for(
         lambda: (
@@ -94,7 +123,7 @@ def test_killed_driver_resumes_on_rerun(sweep_setup, tmp_path):
     before = {r.info.run_id: r.info.status for r in trial_runs(client)}
     assert len(before) < EXPECTED_TRIALS
 
-    second = start_sweep(config, tmp_path, env, *storage)
+    second = sweep_driver(config, tmp_path, env, *storage)
     assert second.wait(timeout=STOP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
     assert "resuming" in (tmp_path / "driver.log").read_text()
     assert_resumed_completely(client, before)

@@ -37,7 +37,6 @@ def shrunk_search() -> dict:
             "num_samples": SAMPLES,
             "max_concurrent_trials": 2,
             "cpus_per_trial": 1,
-            "gpus_per_trial": 0,
         }  # fmt: skip
     )
     return values

@@ -9,7 +9,7 @@ from postag.checkpoint import load_checkpoint, save_checkpoint
 from postag.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from postag.inference import tag_sentences
 from postag.readers import read_conllu
-from postag.train import evaluate, fit
+from postag.train import TrainingDiverged, evaluate, fit
 
 # The most frequent XPOS tag (NN) is 13.2% of EWT: what a one-tag model scores.
 MAJORITY_TAG_RATE = 0.132
@@ -143,3 +143,22 @@ def test_mixed_precision_without_cuda_is_refused_not_ignored(tiny_config):
     config = replace(tiny_config, train=replace(tiny_config.train, mixed_precision=True))
     with pytest.raises(ConfigError, match="mixed_precision needs a CUDA device"):
         fit(config, datasets.load(config.data))
+
+
+def test_a_loss_that_turns_nan_stops_training_naming_the_epoch(tiny_config):
+    prepared = datasets.load(tiny_config.data)
+    diverging = replace(tiny_config, train=replace(tiny_config.train, lr=1e30))
+    epochs = []
+    with pytest.raises(TrainingDiverged, match="epoch 1: the training loss is nan"):
+        fit(diverging, prepared, callbacks=[lambda result, state: epochs.append(result)])
+    assert epochs == []  # no callback ever saw the broken epoch
+
+
+@pytest.mark.gpu
+def test_bf16_autocast_on_cuda_learns_like_float32(tiny_config):
+    config = replace(tiny_config, train=replace(tiny_config.train, device="cuda"))
+    prepared = datasets.load(config.data)
+    full = fit(config, prepared)
+    mixed = fit(replace(config, train=replace(config.train, mixed_precision=True)), prepared)
+    assert mixed.history[-1].train_loss < mixed.history[0].train_loss / 2
+    assert mixed.best_val_accuracy == pytest.approx(full.best_val_accuracy, abs=0.03)
