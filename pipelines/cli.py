@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+# What a shell reports for a command ended by Ctrl-C; the commands return it when stopped.
+INTERRUPTED_EXIT_CODE = 130
 # Imported on use, so `postag train` does not pay for importing Ray and MLflow.
 COMMANDS = {
     "train": "pipelines.train",

@@ -40,6 +40,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from pipelines.cli import INTERRUPTED_EXIT_CODE
 from pipelines.experiment import SEED_EXPERIMENT, read_experiment, run_config_from
 from pipelines.probe import (
     UnreachableService,
@@ -75,8 +76,6 @@ MLFLOW_EXPERIMENT = "postag"
 # Sweep state files, and Tune's experiments unless --storage names a shared location.
 STORAGE_DIR = Path("runs/sweeps")
 METRIC = "val_accuracy"
-# What a shell reports for a command ended by Ctrl-C.
-INTERRUPTED_EXIT_CODE = 130
 
 
 # The trial: a thin wrapper around postag.train.fit ------------------------------------
@@ -457,8 +456,9 @@ def trial_resources(sweep: SweepConfig) -> tuple[dict, str]:
 def sigterm_as_ctrl_c():
     """SIGTERM (a job scheduler, `timeout`, `kill`) stops the sweep as Ctrl-C does.
 
-    Tune stops gracefully on SIGINT, saving its state; on SIGTERM Ray's own handler would
-    end the process at once. Set after ray.init, which installs that handler.
+    Tune stops gracefully on SIGINT, saving its state; outside Tune, Ctrl-C raises
+    KeyboardInterrupt, which closes the sweep's runs. Set again after ray.init, whose own
+    SIGTERM handler would end the process at once.
     """
     previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
@@ -642,13 +642,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        outcome = run_sweep(
-            args.config or default_experiment(),
-            args.overrides,
-            args.storage,
-            args.fresh,
-            args.force_best,
-        )
+        with sigterm_as_ctrl_c():
+            outcome = run_sweep(
+                args.config or default_experiment(),
+                args.overrides,
+                args.storage,
+                args.fresh,
+                args.force_best,
+            )
     except (ConfigError, DataFormatError, DataSourceError, UnreachableService, SweepBusy) as error:
         print(f"postag sweep: error: {error}", file=sys.stderr)
         return 2

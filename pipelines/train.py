@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipelines.cli import INTERRUPTED_EXIT_CODE
 from pipelines.experiment import add_config_arguments, config_from_args
 from postag import dataset as datasets
 from postag.checkpoint import save_checkpoint
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as error:
         print(f"postag train: training diverged: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # best.pt is written only at the end, whole: an earlier one is left as it was.
+        print("postag train: interrupted; no checkpoint was written", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
     return 0
 
 

@@ -10,7 +10,7 @@ from collections import Counter
 import mlflow
 import pytest
 
-from pipelines.sweep import INTERRUPTED_EXIT_CODE
+from pipelines.cli import INTERRUPTED_EXIT_CODE
 from tests.servers import trial_runs, wait_for, write_experiment
 
 STOP_LIMIT_SECONDS = 240
