@@ -43,6 +43,23 @@ def time_encoder(encoder: CharCNN, batches: list[Batch], per_position: bool) -> 
     return time.perf_counter() - started
 
 
+def format_table(
+    batches: int, tokens: int, positions: int, spellings: int, grid: float, distinct: float
+) -> str:
+    return "\n".join(
+        [
+            f"| char encoder, {batches} batches of {tokens:,} tokens | rows encoded "
+            "| seconds | tokens/s |",
+            "| --- | ---: | ---: | ---: |",
+            f"| every padded position | {positions:,} | {grid:.2f} | {tokens / grid:,.0f} |",
+            f"| each distinct spelling | {spellings:,} | {distinct:.2f} "
+            f"| {tokens / distinct:,.0f} |",
+            f"| ratio (positions / spellings) | {positions / spellings:.2f}x "
+            f"| {grid / distinct:.2f}x | |",
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="postag bench-chars",
@@ -69,18 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     positions = sum(int(b.spelling_index.numel()) for b in batches)
     spellings = sum(len(b.spellings) for b in batches)
     tokens = sum(b.num_tokens for b in batches)
-    table = "\n".join(
-        [
-            f"| char encoder, {len(batches)} batches of {tokens:,} tokens | rows encoded "
-            "| seconds | tokens/s |",
-            "| --- | ---: | ---: | ---: |",
-            f"| every padded position | {positions:,} | {grid:.2f} | {tokens / grid:,.0f} |",
-            f"| each distinct spelling | {spellings:,} | {distinct:.2f} "
-            f"| {tokens / distinct:,.0f} |",
-            f"| ratio (positions / spellings) | {positions / spellings:.2f}x "
-            f"| {grid / distinct:.2f}x | |",
-        ]
-    )
+    table = format_table(len(batches), tokens, positions, spellings, grid, distinct)
     print(table, flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(

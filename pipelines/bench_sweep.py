@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from pipelines.sweep import CPU_EXPERIMENT, GPU_EXPERIMENT, expected_trials, load_sweep, run_sweep
+from pipelines.experiment import add_experiment_arguments, load_sweep, sweep_experiment
+from pipelines.sweep import run_sweep
 
 # Without a GPU the CPU study would take ~15 minutes a run: cap each epoch's steps instead.
 CPU_BATCHES_PER_EPOCH = 10
@@ -36,9 +37,10 @@ class SweepTiming:
 
 def default_bench() -> tuple[Path, list[str]]:
     """The experiment to time, and its overrides, when none is given."""
+    path, _ = sweep_experiment()
     if torch.cuda.is_available():
-        return GPU_EXPERIMENT, []
-    return CPU_EXPERIMENT, [f"train.max_batches_per_epoch={CPU_BATCHES_PER_EPOCH}"]
+        return path, []
+    return path, [f"train.max_batches_per_epoch={CPU_BATCHES_PER_EPOCH}"]
 
 
 def time_sweep(
@@ -85,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="experiment YAML with a sweep section")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_experiment_arguments(parser, help="experiment YAML with a sweep section")
     parser.add_argument("--output", type=Path, default=Path("runs/bench_sweep.json"))
     args = parser.parse_args(argv)
     if args.config is not None:
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         config, defaults = default_bench()
         overrides = [*defaults, *args.overrides]
     _, _, sweep = load_sweep(config, overrides)
-    trials = expected_trials(sweep)
+    trials = sweep.expected_trials()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(f"bench-sweep: {config} {overrides} on {device}", flush=True)
 

@@ -11,6 +11,8 @@ INTERRUPTED_EXIT_CODE = 130
 COMMANDS = {
     "train": "pipelines.train",
     "bench": "pipelines.bench",
+    "bench-chars": "pipelines.bench_chars",
+    "bench-sweep": "pipelines.bench_sweep",
     "sweep": "pipelines.sweep",
     "evaluate": "pipelines.evaluate",
     "tag": "pipelines.tag",

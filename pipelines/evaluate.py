@@ -21,7 +21,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines import plots
-from pipelines.tracking import BASELINE_ROLE, ROLE_TAG, child_runs, tracking_uri
+from pipelines.registration import not_found_message
+from pipelines.tracking import BASELINE_ROLE, ROLE_TAG, child_runs, log_evaluation, tracking_uri
 from postag.checkpoint import LoadedTagger
 from postag.evaluation import EvaluationReport, evaluate_tagger
 from postag.readers import DataFormatError, read_sentences
@@ -30,7 +31,6 @@ from postag.sources import DataSourceError, ewt_files
 
 SEED_TEST_ACCURACY = 0.9261  # the notebook's figure, on its author's own data
 REPORTS_DIR = Path("reports")
-EVALUATION_ROLE = "evaluation"
 
 
 def per_tag_rows(report: EvaluationReport) -> list[dict]:
@@ -151,35 +151,6 @@ def write_reports(
     return written
 
 
-def log_evaluation(
-    uri: str, version: ModelVersion | None, data: Path, report: EvaluationReport, files: list[Path]
-) -> str:
-    """An MLflow run holding the evaluation, tagged with (and tagging) the model version."""
-    tags = {ROLE_TAG: EVALUATION_ROLE, "model_uri": uri, "data": str(data)}
-    if version is not None:
-        tags.update(registered_model=version.name, registered_model_version=version.version,
-                    source_run_id=version.run_id or "")  # fmt: skip
-    experiment = mlflow.get_experiment_by_name("postag")
-    name = f"evaluate-{version.name}-v{version.version}" if version else "evaluate"
-    with mlflow.start_run(
-        experiment_id=experiment.experiment_id if experiment else None, run_name=name, tags=tags
-    ) as run:
-        headline = report.headline()
-        mlflow.log_metrics({k: float(v) for k, v in headline.items() if k != "unknown_tags"})
-        mlflow.log_dict(headline, "evaluation.json")
-        for path in files:
-            mlflow.log_artifact(str(path), artifact_path="reports")
-    if version is not None:
-        client = mlflow.MlflowClient()
-        client.set_model_version_tag(
-            version.name, version.version, "evaluation_run_id", run.info.run_id
-        )
-        client.set_model_version_tag(
-            version.name, version.version, "test_token_accuracy", f"{report.token_accuracy:.6f}"
-        )
-    return run.info.run_id
-
-
 def default_data(tagger: LoadedTagger) -> Path:
     if tagger.config.data.format == "conllu" and tagger.config.data.test is None:
         return ewt_files().test
@@ -199,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     print()
     print(markdown_table(per_tag_rows(report)))
     files = write_reports(report, sweep_trials(version), args.reports)
-    run_id = log_evaluation(args.model, version, data, report, files)
+    run_id = log_evaluation(args.model, version, data, report.headline(), files)
     result = {**report.headline(), "model": args.model, "data": str(data), "mlflow_run_id": run_id}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -222,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run(args)
-    except (ModelNotFound, DataFormatError, DataSourceError) as error:
+    except ModelNotFound as error:
+        print(f"postag evaluate: error: {not_found_message(error)}", file=sys.stderr)
+        return 2
+    except (DataFormatError, DataSourceError) as error:
         print(f"postag evaluate: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -5,21 +5,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pipelines.sweep_config import SweepConfig, build_sweep
 from postag.config import ConfigError, RunConfig, apply_overrides, build, read_yaml
 
 SEED_EXPERIMENT = Path("experiments/seed.yaml")  # the seed notebook's configuration
+GPU_EXPERIMENT = SEED_EXPERIMENT
+CPU_EXPERIMENT = Path("experiments/cpu.yaml")
 RUN_SECTIONS = ("data", "model", "train")
 # The sweep section belongs to `make sweep`; `postag train` runs the base configuration.
 EXPERIMENT_SECTIONS = (*RUN_SECTIONS, "sweep")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, default: Path | None = None) -> None:
-    """--config (`default`, else the built-in defaults), --set overrides and data flags."""
+def add_experiment_arguments(
+    parser: argparse.ArgumentParser, default: Path | None = None, help: str | None = None
+) -> None:
+    """--config (`default`) and repeatable --set overrides."""
     parser.add_argument(
         "--config",
         type=Path,
         default=default,
-        help=f"experiment YAML (default: {default or 'built-in defaults'})",
+        help=help or f"experiment YAML (default: {default or 'built-in defaults'})",
     )
     parser.add_argument(
         "--set",
@@ -29,12 +34,39 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: Path | None =
         metavar="KEY=VALUE",
         help="override one field, e.g. --set train.epochs=5 (repeatable)",
     )
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, default: Path | None = None) -> None:
+    """--config, --set and the data flags of a single run."""
+    add_experiment_arguments(parser, default)
     data = parser.add_argument_group("data (overrides the YAML's data section)")
     data.add_argument("--train", help="training file")
     data.add_argument("--dev", help="validation file")
     data.add_argument("--test", help="test file")
     data.add_argument("--format", choices=["conllu", "seed-ids"])
     data.add_argument("--tag-column", choices=["xpos", "upos"])
+
+
+def sweep_experiment() -> tuple[Path, str]:
+    """The sweep this machine runs when none is named, and why."""
+    import torch  # here, not at the top: `postag --help` need not load torch
+
+    if torch.cuda.is_available():
+        return GPU_EXPERIMENT, "a CUDA GPU is visible (the full study)"
+    return CPU_EXPERIMENT, "no CUDA GPU is visible (the study sized for a small CPU)"
+
+
+def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, SweepConfig]:
+    """An experiment file with a sweep section: raw values, base run config, sweep config."""
+    values = read_experiment(path, overrides)
+    run = run_config_from(values, path)
+    if "sweep" not in values:
+        raise ConfigError(f"{path}: no 'sweep' section; `postag train` runs a single config")
+    try:
+        sweep = build_sweep(values["sweep"], run)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return values, run, sweep
 
 
 def read_experiment(path: Path | None, overrides: list[str]) -> dict:

@@ -12,6 +12,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit, urlunsplit
 
+from pipelines.tracking import without_credentials
+
 PROBE_TIMEOUT_S = 5.0
 HTTP_SCHEMES = ("http", "https")
 # RAY_ADDRESS values that do not name a host: ray.init resolves them itself.
@@ -20,15 +22,6 @@ LOCAL_RAY_ADDRESSES = ("", "auto", "local")
 
 class UnreachableService(RuntimeError):
     """A tracking server or Ray cluster that did not answer."""
-
-
-def without_credentials(uri: str) -> str:
-    """`uri` fit to print: a user:password@ part is replaced by ***@."""
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:

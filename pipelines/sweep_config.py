@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -82,6 +83,22 @@ class SweepConfig:
 
     def is_baseline(self, trial_config: dict) -> bool:
         return all(trial_config.get(k) == v for k, v in self.baseline_point().items())
+
+    def expected_trials(self) -> int:
+        """Trials a complete sweep holds: the baseline and the samples (each a grid, for grid)."""
+        per_sample = 1
+        if self.search == "grid":
+            per_sample = math.prod(len(axis) for axis in self.space.values())
+        return 1 + self.num_samples * per_sample
+
+    def max_epochs(self, run: RunConfig) -> int:
+        """The most epochs a trial trains: the epochs axis, the baseline, else `run`'s own."""
+        axis = self.space.get("train.epochs")
+        if axis is None:
+            values = [run.train.epochs]
+        else:
+            values = [axis.high] if isinstance(axis, Range) else list(axis)
+        return int(max([*values, self.baseline.get("train.epochs", 0)]))
 
 
 def build_sweep(values: dict, run: RunConfig) -> SweepConfig:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 
+from pipelines.registration import not_found_message
 from pipelines.tracking import tracking_uri
 from postag.inference import retag_conllu, text_to_conllu
 from postag.readers import DataFormatError
@@ -40,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         column = args.tag_column or tagger.config.data.tag_column
         convert = retag_conllu if fmt == "conllu" else text_to_conllu
         tagged = convert(args.input, tagger, column)
-    except (ModelNotFound, DataFormatError) as error:
+    except ModelNotFound as error:
+        print(f"postag tag: error: {not_found_message(error)}", file=sys.stderr)
+        return 2
+    except DataFormatError as error:
         print(f"postag tag: error: {error}", file=sys.stderr)
         return 2
     if args.output:

@@ -1,55 +1,52 @@
-"""MLflow for sweeps: where runs go, and a Ray Tune callback that records every trial.
+"""Every MLflow write of the pipelines: where runs go, the runs of a sweep, evaluation runs.
 
-All MLflow writes of a sweep happen on the driver, in this callback: one writer, so a sqlite
-store never sees racing processes, and a trial's run never outlives the driver's view of it.
-Ray's MLflowLoggerCallback is close but cannot find a trial's run again after a restore (it
-would duplicate runs), log the trial's model, or mark the deep baseline, hence this one.
+Ray-free, so that `postag tag` and `postag evaluate` do not load Ray to find a tracking URI.
+A sweep's writes all happen in its driver process: one writer, so a sqlite store never sees
+racing processes. `SweepRecord` is the sweep's parent run through its life; `TrialRecords`
+are its trial runs, which the Tune callback (`pipelines.trial_logger`) feeds per epoch.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from collections.abc import Callable
-from functools import cached_property
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import mlflow
-import torch
 from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-from ray.tune import Callback
-from ray.tune.experiment import Trial
 
 from postag.checkpoint import save_checkpoint
 from postag.config import RunConfig, to_dict
-from postag.dataset import PreparedDataset, load_prepared
+from postag.dataset import PreparedDataset
 from postag.registry import log_tagger
 from postag.train import EPOCH_METRICS
 
+EXPERIMENT_NAME = "postag"
 SQLITE_PREFIX = "sqlite:///"
-TRIAL_TAG = "ray_trial_id"
+# What a run is, in the tag ROLE_TAG.
 ROLE_TAG = "role"
-BASELINE_ROLE = "deep-baseline"
+SWEEP_ROLE = "sweep"
 TRIAL_ROLE = "trial"
+BASELINE_ROLE = "deep-baseline"
+EVALUATION_ROLE = "evaluation"
+TRIAL_TAG = "ray_trial_id"
 MODEL_URI_TAG = "model_uri"
-STATE_FILE = "state.pt"
-# Result keys a trial reports beside its epoch metrics, recorded as run tags.
-RESUMED_KEY = "resumed_from_epoch"
-NODE_KEY = "ray_node_id"
-# Tune adds the trial process's pid to every result; a tag lets an operator find the process.
-PID_KEY = "pid"
-PID_TAG = "ray_pid"
 # The end of an error trace kept in a tag (MLflow caps tag values); error.txt keeps it all.
 ERROR_TAG_CHARS = 5000
-# The status a concluded trial's run ends in.
-CLOSED_STATUS = {
-    Trial.TERMINATED: RunStatus.to_string(RunStatus.FINISHED),
-    Trial.ERROR: RunStatus.to_string(RunStatus.FAILED),
-}
 # Far above any sweep here (the full seed study holds 37 trials).
 MAX_CHILD_RUNS = 1000
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+FAILED = RunStatus.to_string(RunStatus.FAILED)
+KILLED = RunStatus.to_string(RunStatus.KILLED)
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)
+
+
+# Where runs go ---------------------------------------------------------------------------
 
 
 def tracking_uri(project_dir: Path) -> str:
@@ -79,12 +76,21 @@ def move_credentials_to_environment(uri: str) -> str:
     os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username))
     if parts.password is not None:
         os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password))
-    clean = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    clean = without_credentials(uri, mask="")
     os.environ["MLFLOW_TRACKING_URI"] = clean
     return clean
 
 
-def ensure_experiment(name: str) -> str:
+def without_credentials(uri: str, mask: str = "***@") -> str:
+    """`uri` fit to print: a user:password@ part is replaced by `mask`."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{mask}{host}"))
+
+
+def ensure_experiment(name: str = EXPERIMENT_NAME) -> str:
     """The id of MLflow experiment `name`, created if new.
 
     With a sqlite store, artifacts go to `artifacts/` beside the database file, so that the
@@ -110,6 +116,72 @@ def child_runs(experiment_id: str, parent_run_id: str) -> list[Run]:
     )
 
 
+# A sweep's parent run --------------------------------------------------------------------
+
+
+@dataclass
+class SweepRecord:
+    """A sweep's parent run from start to end: started, resumed, stopped, abandoned, finished.
+
+    Stopping never leaves a run RUNNING: open trial runs become KILLED (a resume reopens
+    them) and the parent takes the stop's status.
+    """
+
+    experiment_id: str
+    parent_run_id: str
+    client: mlflow.MlflowClient = field(default_factory=mlflow.MlflowClient, repr=False)
+
+    @classmethod
+    def start(cls, experiment_id: str, name: str, experiment: dict, settings: dict) -> SweepRecord:
+        """A new parent run holding the experiment file's values and the sweep settings."""
+        client = mlflow.MlflowClient()
+        parent = client.create_run(
+            experiment_id,
+            tags={MLFLOW_RUN_NAME: f"sweep-{name}", "sweep": name, ROLE_TAG: SWEEP_ROLE},
+        )
+        record = cls(experiment_id, parent.info.run_id, client)
+        client.log_dict(record.parent_run_id, experiment, "experiment.json")
+        params = [Param(f"sweep.{k}", json.dumps(v)) for k, v in settings.items()]
+        client.log_batch(record.parent_run_id, params=params)
+        return record
+
+    def trial_runs(self) -> list[Run]:
+        return child_runs(self.experiment_id, self.parent_run_id)
+
+    def resume(self) -> None:
+        self.client.update_run(self.parent_run_id, status=RUNNING)
+
+    def stop(self, status: str, error: str | None = None) -> None:
+        """Close every open run: trials KILLED, the parent `status` (unless already closed)."""
+        for run in self.trial_runs():
+            if run.info.status == RUNNING:
+                self.client.set_terminated(run.info.run_id, KILLED)
+        if error is not None:
+            self.client.set_tag(self.parent_run_id, "error", error[:ERROR_TAG_CHARS])
+        if self.client.get_run(self.parent_run_id).info.status == RUNNING:
+            self.client.set_terminated(self.parent_run_id, status)
+
+    def abandon(self, why: str) -> None:
+        """A sweep that will never resume: its runs closed KILLED, the reason tagged."""
+        self.stop(KILLED)
+        self.client.set_tag(self.parent_run_id, "abandoned", why)
+
+    def finish(self, table: str, winner: Run, version: str, promotion: str) -> None:
+        self.client.log_text(self.parent_run_id, table, "trials.md")
+        accuracy = winner.data.metrics["best_val_accuracy"]
+        self.client.log_metric(self.parent_run_id, "best_val_accuracy", accuracy)
+        for key, value in (
+            ("best_run_id", winner.info.run_id),
+            ("registered_version", version),
+            ("best_alias", promotion),
+        ):
+            self.client.set_tag(self.parent_run_id, key, value)
+        self.client.set_terminated(self.parent_run_id, FINISHED)
+
+
+# A sweep's trial runs --------------------------------------------------------------------
+
+
 def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
     """Every config field, model and train fields by their own name, plus the dataset's."""
     values = to_dict(config)
@@ -125,210 +197,155 @@ def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
     return {k: str(v) for k, v in params.items()}
 
 
-def error_text(trial: Trial) -> str:
-    """The trial's error trace, read from the driver's copy.
+class TrialRecords:
+    """The trial runs nested under one sweep's parent run, found again after a restore.
 
-    Tune writes it beside the trial's local results and copies it to storage later;
-    trial.get_error() reads storage, so on a busy machine it can come back empty.
+    Knows which epochs each run holds, so that an epoch is logged once however often a
+    resumed trial reports it, and missing ones can be back-filled from a trial's history.
     """
-    local = trial.error_file
-    if local is not None and Path(local).is_file():
-        return Path(local).read_text()
-    return str(trial.get_error() or "trial failed (no error text recorded)")
 
-
-class MlflowTrials(Callback):
-    """One nested MLflow run per Tune trial under the sweep's parent run."""
-
-    # Ray pickles callbacks into the experiment state and restores them with it: keep only
-    # plain values here and open the MLflow client and the dataset lazily. The client uses
-    # the process's tracking URI, so the URI (which may carry credentials) is never pickled.
-    def __init__(
-        self,
-        experiment_id: str,
-        parent_run_id: str,
-        dataset_dir: Path,
-        trial_run_config: Callable[[dict], RunConfig],
-        is_baseline: Callable[[dict], bool],
-    ):
+    def __init__(self, experiment_id: str, parent_run_id: str):
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
-        self.dataset_dir = dataset_dir
-        self.trial_run_config = trial_run_config
-        self.is_baseline = is_baseline
-        self.run_ids: dict[str, str] = {}
+        self.client = mlflow.MlflowClient()
         self.logged_epochs: dict[str, set[int]] = {}
         self.tags: dict[str, dict[str, str]] = {}
 
-    @cached_property
-    def client(self) -> mlflow.MlflowClient:
-        return mlflow.MlflowClient()
-
-    @cached_property
-    def dataset(self) -> PreparedDataset:
-        return load_prepared(self.dataset_dir)
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.pop("client", None)
-        state.pop("dataset", None)
-        # A snapshot can lag what was logged before a hard kill: after a restore, runs and
-        # their logged epochs are read again from MLflow, the record that cannot lag.
-        state["run_ids"] = {}
-        state["logged_epochs"] = {}
-        state["tags"] = {}
-        return state
-
-    # Tune hooks ------------------------------------------------------------------------
-
-    def on_trial_start(self, iteration, trials, trial: Trial, **info):
-        self.run_id(trial)
-
-    def on_trial_result(self, iteration, trials, trial: Trial, result: dict, **info):
-        run_id = self.run_id(trial)
-        epoch = int(result["epoch"])
-        # A trial resumed from a checkpoint repeats epochs the run already holds.
-        if epoch not in self.logged_epochs[run_id]:
-            self._log_epochs(run_id, [result], int(result["timestamp"] * 1000))
-        self._tag_once(run_id, NODE_KEY, str(result.get(NODE_KEY, "")))
-        self._tag_once(run_id, PID_TAG, str(result.get(PID_KEY, "")))
-        if result.get(RESUMED_KEY):
-            self._tag_once(run_id, RESUMED_KEY, str(result[RESUMED_KEY]))
-
-    def _log_epochs(self, run_id: str, epochs: list[dict], timestamp: int) -> None:
-        metrics = [
-            Metric(key, float(epoch[key]), timestamp, int(epoch["epoch"]))
-            for epoch in epochs
-            for key in EPOCH_METRICS
-        ]
-        self.client.log_batch(run_id, metrics=metrics)
-        self.logged_epochs[run_id].update(int(epoch["epoch"]) for epoch in epochs)
-
-    def _tag_once(self, run_id: str, key: str, value: str) -> None:
-        """Set a tag when its value changes, not on every epoch."""
-        tags = self.tags.setdefault(run_id, {})
-        if value and tags.get(key) != value:
-            self.client.set_tag(run_id, key, value)
-            tags[key] = value
-
-    def on_trial_complete(self, iteration, trials, trial: Trial, **info):
-        self.finish(trial)
-
-    def finish(self, trial: Trial) -> None:
-        """Close a completed trial's run: any epoch MLflow missed, best figures, the model.
-
-        Also called by the driver for trials that completed while MLflow could not be
-        reached: the trial's last checkpoint holds its whole history.
-        """
-        run_id = self.run_id(trial)
-        result = trial.last_result or {}
-        if trial.checkpoint is not None:
-            state = self._checkpoint_state(trial)
-            missing = [e for e in state["history"] if e["epoch"] not in self.logged_epochs[run_id]]
-            if missing:
-                self._log_epochs(run_id, missing, int(result.get("timestamp", 0) * 1000))
-            self._log_model(run_id, trial, state)
-        if "best_val_accuracy" in result:
-            self.client.log_metric(run_id, "best_val_accuracy", float(result["best_val_accuracy"]))
-            self.client.log_metric(run_id, "best_epoch", float(result["best_epoch"]))
-        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
-
-    def on_trial_recover(self, iteration, trials, trial: Trial, **info):
-        error = error_text(trial)[-ERROR_TAG_CHARS:]
-        self.client.set_tag(self.run_id(trial), "retried_after_error", error)
-
-    def on_trial_error(self, iteration, trials, trial: Trial, **info):
-        self.fail(trial)
-
-    def fail(self, trial: Trial) -> None:
-        run_id = self.run_id(trial)
-        error = error_text(trial)
-        self.client.set_tag(run_id, "error", error[-ERROR_TAG_CHARS:])
-        self.client.log_text(run_id, error, "error.txt")
-        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-
-    def settle(self, trials: list[Trial]) -> int:
-        """Close the run of every concluded trial whose run is still open; how many.
-
-        A trial that concluded while MLflow could not be reached, or just before the driver
-        died, is not run again on resume, so no Tune hook would ever close its run.
-        """
-        settled = 0
-        for trial in trials:
-            closed = CLOSED_STATUS.get(trial.status)
-            found = self._find_run(trial)
-            if closed is None or (found is not None and found.info.status == closed):
-                continue
-            if trial.status == Trial.TERMINATED:
-                self.finish(trial)
-            else:
-                self.fail(trial)
-            settled += 1
-        return settled
-
-    # Runs ------------------------------------------------------------------------------
-
-    def run_id(self, trial: Trial) -> str:
-        """The trial's run: found again by its trial-id tag after a restore, else created."""
-        if trial.trial_id in self.run_ids:
-            return self.run_ids[trial.trial_id]
-        if (found := self._find_run(trial)) is not None:
-            run_id = found.info.run_id
-            # An interruption left it KILLED; the resumed trial makes it RUNNING again.
-            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-            history = self.client.get_metric_history(run_id, "val_accuracy")
-            self.logged_epochs[run_id] = {m.step for m in history}
-        else:
-            run_id = self._create_run(trial)
-            self.logged_epochs[run_id] = set()
-        self.run_ids[trial.trial_id] = run_id
-        return run_id
-
-    def _find_run(self, trial: Trial) -> Run | None:
+    def find(self, trial_id: str) -> Run | None:
         found = self.client.search_runs(
             [self.experiment_id],
             filter_string=(
-                f"tags.{TRIAL_TAG} = '{trial.trial_id}' "
+                f"tags.{TRIAL_TAG} = '{trial_id}' "
                 f"and tags.{MLFLOW_PARENT_RUN_ID} = '{self.parent_run_id}'"
             ),
             max_results=1,
         )
         return found[0] if found else None
 
-    def _create_run(self, trial: Trial) -> str:
-        baseline = self.is_baseline(trial.config)
-        config = self.trial_run_config(trial.config)
+    def reopen(self, run: Run) -> str:
+        """A run an interruption left KILLED is RUNNING again; its logged epochs are read."""
+        run_id = run.info.run_id
+        self.client.update_run(run_id, status=RUNNING)
+        history = self.client.get_metric_history(run_id, "val_accuracy")
+        self.logged_epochs[run_id] = {m.step for m in history}
+        return run_id
+
+    def create(self, trial_id: str, name: str, role: str, params: dict, config: dict) -> str:
         run = self.client.create_run(
             self.experiment_id,
             tags={
                 MLFLOW_PARENT_RUN_ID: self.parent_run_id,
-                MLFLOW_RUN_NAME: f"{'baseline-' if baseline else ''}{trial.trial_id}",
-                TRIAL_TAG: trial.trial_id,
-                ROLE_TAG: BASELINE_ROLE if baseline else TRIAL_ROLE,
+                MLFLOW_RUN_NAME: name,
+                TRIAL_TAG: trial_id,
+                ROLE_TAG: role,
             },
         )
         run_id = run.info.run_id
-        params = [Param(k, v) for k, v in run_params(config, self.dataset).items()]
-        self.client.log_batch(run_id, params=params)
-        self.client.log_dict(run_id, to_dict(config), "config.json")
+        self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        self.client.log_dict(run_id, config, "config.json")
+        self.logged_epochs[run_id] = set()
         return run_id
 
-    @staticmethod
-    def _checkpoint_state(trial: Trial) -> dict:
-        """The TrainingState dict of the trial's last checkpoint, wherever Tune keeps it."""
-        # as_directory() fetches it from wherever Tune keeps checkpoints (a bucket, say).
-        with trial.checkpoint.as_directory() as checkpoint_dir:
-            return torch.load(
-                Path(checkpoint_dir) / STATE_FILE, map_location="cpu", weights_only=True
-            )
+    def log_epochs(self, run_id: str, epochs: Iterable[dict], timestamp_ms: int) -> None:
+        """Log the epochs (dicts with `epoch` and the EPOCH_METRICS) the run does not hold."""
+        new = [e for e in epochs if int(e["epoch"]) not in self.logged_epochs[run_id]]
+        if not new:
+            return
+        metrics = [
+            Metric(key, float(epoch[key]), timestamp_ms, int(epoch["epoch"]))
+            for epoch in new
+            for key in EPOCH_METRICS
+        ]
+        self.client.log_batch(run_id, metrics=metrics)
+        self.logged_epochs[run_id].update(int(epoch["epoch"]) for epoch in new)
 
-    def _log_model(self, run_id: str, trial: Trial, state: dict) -> None:
-        """Log the trial's best weights (from its last checkpoint) as the run's model."""
-        config = self.trial_run_config(trial.config)
+    def tag_once(self, run_id: str, key: str, value: str) -> None:
+        """Set a tag when its value changes, not on every epoch."""
+        tags = self.tags.setdefault(run_id, {})
+        if value and tags.get(key) != value:
+            self.client.set_tag(run_id, key, value)
+            tags[key] = value
+
+    def finish(self, run_id: str, best: dict | None, model: ModelFiles | None) -> None:
+        """Close a completed trial's run with its best figures and model."""
+        if best is not None:
+            for key in ("best_val_accuracy", "best_epoch"):
+                self.client.log_metric(run_id, key, float(best[key]))
+        if model is not None:
+            self.client.set_tag(run_id, MODEL_URI_TAG, model.log(run_id))
+        self.client.set_terminated(run_id, FINISHED)
+
+    def fail(self, run_id: str, error: str) -> None:
+        self.client.set_tag(run_id, "error", error[-ERROR_TAG_CHARS:])
+        self.client.log_text(run_id, error, "error.txt")
+        self.client.set_terminated(run_id, FAILED)
+
+    def note_retry(self, run_id: str, error: str) -> None:
+        self.client.set_tag(run_id, "retried_after_error", error[-ERROR_TAG_CHARS:])
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What a trial's model is made of: its best weights, config and dataset."""
+
+    weights: dict
+    config: RunConfig
+    dataset: PreparedDataset
+
+    def log(self, run_id: str) -> str:
+        """Log it as the run's MLflow model; its URI."""
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = save_checkpoint(
-                Path(folder) / "tagger.pt", state["best_state"], config, self.dataset
+                Path(folder) / "tagger.pt", self.weights, self.config, self.dataset
             )
             with mlflow.start_run(run_id=run_id, nested=True):
-                info = log_tagger(checkpoint)
-        self.client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
+                return log_tagger(checkpoint).model_uri
+
+
+# Evaluation runs -------------------------------------------------------------------------
+
+
+def log_evaluation(model_uri: str, version, data: Path, headline: dict, files: list[Path]) -> str:
+    """An MLflow run holding an evaluation, tagged with (and tagging) the model version."""
+    tags = {ROLE_TAG: EVALUATION_ROLE, "model_uri": model_uri, "data": str(data)}
+    if version is not None:
+        tags.update(registered_model=version.name, registered_model_version=version.version,
+                    source_run_id=version.run_id or "")  # fmt: skip
+    name = f"evaluate-{version.name}-v{version.version}" if version else "evaluate"
+    with mlflow.start_run(experiment_id=ensure_experiment(), run_name=name, tags=tags) as run:
+        mlflow.log_metrics({k: float(v) for k, v in headline.items() if k != "unknown_tags"})
+        mlflow.log_dict(headline, "evaluation.json")
+        for path in files:
+            mlflow.log_artifact(str(path), artifact_path="reports")
+    if version is not None:
+        client = mlflow.MlflowClient()
+        client.set_model_version_tag(
+            version.name, version.version, "evaluation_run_id", run.info.run_id
+        )
+        client.set_model_version_tag(
+            version.name, version.version, "test_token_accuracy",
+            f"{headline['token_accuracy']:.6f}",
+        )  # fmt: skip
+    return run.info.run_id
+
+
+# Links into the MLflow UI ----------------------------------------------------------------
+
+# `make ui` serves a local store here.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def ui_base(uri: str) -> str:
+    """Where the UI for tracking URI `uri` is: a tracking server serves its own."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+
+
+def compare_runs_url(uri: str, experiment_id: str, run_ids: list[str]) -> str:
+    """The UI's comparison of `run_ids` (parallel coordinates, the metrics side by side)."""
+    runs = quote(json.dumps(run_ids, separators=(",", ":")), safe="")
+    experiments = quote(json.dumps([experiment_id]), safe="")
+    return f"{ui_base(uri)}/#/compare-runs?runs={runs}&experiments={experiments}"
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}"

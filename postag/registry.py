@@ -33,6 +33,8 @@ REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<ver
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec(Array(DataType.string), TOKENS_COLUMN)]),
 )
+# Shown in the MLflow UI as how to call the model (and checked against it when logged).
+INPUT_EXAMPLE = pd.DataFrame({TOKENS_COLUMN: [["I", "saw", "her", "duck", "."]]})
 
 
 class TaggerModel(PythonModel):
@@ -58,6 +60,7 @@ def log_tagger(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
         python_model=str(MODEL_CODE),
         artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
         signature=SIGNATURE,
+        input_example=INPUT_EXAMPLE,
     )
 
 
@@ -162,7 +165,12 @@ def best_model_uri() -> str:
 
 
 class ModelNotFound(LookupError):
-    """A model URI that names nothing loadable; the message says what to run."""
+    """A model URI that names nothing loadable; `missing` says what: "model", "alias",
+    "version" or "files"."""
+
+    def __init__(self, message: str, missing: str):
+        super().__init__(message)
+        self.missing = missing
 
 
 def find_version(uri: str) -> ModelVersion | None:
@@ -179,8 +187,7 @@ def find_version(uri: str) -> ModelVersion | None:
         client.get_registered_model(name)
     except MlflowException:
         raise ModelNotFound(
-            f"no registered model '{name}' in {mlflow.get_tracking_uri()} yet: "
-            "run `make sweep` first"
+            f"no registered model '{name}' in {mlflow.get_tracking_uri()} yet", "model"
         ) from None
     try:
         if alias is not None:
@@ -190,11 +197,10 @@ def find_version(uri: str) -> ModelVersion | None:
         versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
         if alias is not None:
             raise ModelNotFound(
-                f"'{name}' has no alias '{alias}' yet (versions: {versions}): "
-                "run `make sweep` first"
+                f"'{name}' has no alias '{alias}' yet (versions: {versions})", "alias"
             ) from None
         raise ModelNotFound(
-            f"'{name}' has no version {number} (versions: {versions}); see them with `make ui`"
+            f"'{name}' has no version {number} (versions: {versions})", "version"
         ) from None
 
 
@@ -204,5 +210,5 @@ def load_tagger(uri: str) -> tuple[LoadedTagger, ModelVersion | None]:
     try:
         model = mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as error:
-        raise ModelNotFound(f"cannot load model {uri}: {error}") from None
+        raise ModelNotFound(f"cannot load model {uri}: {error}", "files") from None
     return model.unwrap_python_model().tagger, version

@@ -232,18 +232,8 @@ def fit(
     mixed = train_config.mixed_precision
     precision(device, mixed)  # refuse an impossible setting before any work
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
-    word_counts = torch.from_numpy(np.bincount(train_split.tokens, minlength=len(dataset.words)))
-    model = Tagger(
-        config.model, len(dataset.words), dataset.num_classes, len(dataset.chars), word_counts
-    ).to(device)
-    optimizer = make_optimizer(model, train_config)
-    scheduler = make_scheduler(optimizer, train_config)
+    model, optimizer, scheduler = _build(config, dataset, device, resume)
     state = resume or TrainingState()
-    if resume is not None:
-        model.load_state_dict(resume.model_state)
-        optimizer.load_state_dict(resume.optimizer_state)
-        if resume.scheduler_state:
-            scheduler.load_state_dict(resume.scheduler_state)
 
     for epoch in range(state.epoch + 1, train_config.epochs + 1):
         # Batch order depends only on (seed, epoch), so a resumed run repeats a straight one.
@@ -255,11 +245,7 @@ def fit(
             model, optimizer, train_split, batches, device, f"epoch {epoch}", mixed
         )
         seconds = time.perf_counter() - started
-        if not math.isfinite(trained["loss"]):
-            raise TrainingDiverged(
-                f"epoch {epoch}: the training loss is {trained['loss']} (lr {train_config.lr}); "
-                "the weights are no longer usable, so the run stops here"
-            )
+        _check_finite(epoch, trained["loss"], train_config.lr)
         scheduler.step()
         validation = evaluate(model, dev_split, train_config.batch_size, device, mixed)
         result = EpochResult(
@@ -276,13 +262,35 @@ def fit(
             callback(result, state)
 
     model.load_state_dict(state.best_state)
-    return FitResult(
-        model=model,
-        best_epoch=state.best_epoch,
-        best_val_accuracy=state.best_val_accuracy,
-        history=[EpochResult(**h) for h in state.history],
-        device=device,
-    )
+    history = [EpochResult(**h) for h in state.history]
+    return FitResult(model, state.best_epoch, state.best_val_accuracy, history, device)
+
+
+def _check_finite(epoch: int, loss: float, lr: float) -> None:
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"epoch {epoch}: the training loss is {loss} (lr {lr}); "
+            "the weights are no longer usable, so the run stops here"
+        )
+
+
+def _build(
+    config: RunConfig, dataset: PreparedDataset, device: torch.device, resume: TrainingState | None
+) -> tuple[Tagger, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The model, optimizer and schedule, as `resume` left them if given."""
+    train_tokens = dataset.splits["train"].tokens
+    word_counts = torch.from_numpy(np.bincount(train_tokens, minlength=len(dataset.words)))
+    model = Tagger(
+        config.model, len(dataset.words), dataset.num_classes, len(dataset.chars), word_counts
+    ).to(device)
+    optimizer = make_optimizer(model, config.train)
+    scheduler = make_scheduler(optimizer, config.train)
+    if resume is not None:
+        model.load_state_dict(resume.model_state)
+        optimizer.load_state_dict(resume.optimizer_state)
+        if resume.scheduler_state:
+            scheduler.load_state_dict(resume.scheduler_state)
+    return model, optimizer, scheduler
 
 
 def _next_state(

@@ -7,7 +7,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipelines.sweep import CPU_EXPERIMENT, run_sweep
+from pipelines.experiment import CPU_EXPERIMENT
+from pipelines.sweep import run_sweep
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL
 from tests.servers import trial_runs
 

@@ -1,13 +1,13 @@
 """Architecture rules: the library stands alone, and every experiment file validates."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipelines.experiment import read_experiment, run_config_from
-from pipelines.sweep import load_sweep
+from pipelines.experiment import load_sweep, read_experiment, run_config_from
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.yaml"))
@@ -44,3 +44,32 @@ def test_the_sweeps_the_makefile_picks_hold_the_deep_baseline():
             40,
             256,
         )
+
+
+@pytest.mark.parametrize("module", ["pipelines.tag", "pipelines.evaluate", "pipelines.tracking"])
+def test_tagging_and_evaluating_load_no_ray(module):
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('ray')))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+# A reader holds a function in mind at about this length; longer ones are split.
+MAX_FUNCTION_LINES = 50
+
+
+def test_no_function_is_longer_than_a_reader_holds_in_mind():
+    long = []
+    for path in sorted([*(ROOT / "postag").glob("*.py"), *(ROOT / "pipelines").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert long == []
+
+
+def test_the_library_gives_no_advice_about_orchestration_commands():
+    for path in (ROOT / "postag").glob("*.py"):
+        assert "make " not in path.read_text(), path

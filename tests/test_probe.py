@@ -9,14 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.probe import (
-    UnreachableService,
-    probe_ray_cluster,
-    probe_tracking_server,
-    without_credentials,
-)
+from pipelines.probe import UnreachableService, probe_ray_cluster, probe_tracking_server
 from pipelines.sweep import main as sweep_main
-from pipelines.tracking import tracking_uri
+from pipelines.tracking import tracking_uri, without_credentials
 
 FAST_SECONDS = 3.0
 

@@ -1,7 +1,8 @@
 import pytest
 
-from pipelines.sweep import param_space, trial_run_config
+from pipelines.search import param_space
 from pipelines.sweep_config import Range, build_sweep
+from pipelines.trial import trial_run_config
 from postag.config import ConfigError, RunConfig
 
 SWEEP = {

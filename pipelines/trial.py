@@ -1,0 +1,82 @@
+"""Where a trial trains: the Ray Tune trainable around postag.train.fit, and its contract
+with the driver.
+
+Each epoch the trial reports a result (the epoch's metrics, its best so far, where it runs)
+and a checkpoint holding `STATE_FILE`, the whole TrainingState. The driver reads nothing
+else from a trial: its MLflow run, its model and any epoch MLflow missed all come from
+these two (`pipelines.trial_logger`).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import ray
+import torch
+from ray import tune
+
+from pipelines.experiment import run_config_from
+from pipelines.sweep_config import SweepConfig
+from postag import dataset as datasets
+from postag.config import RunConfig, apply_overrides
+from postag.dataset import PreparedDataset
+from postag.train import EpochResult, TrainingState, fit
+
+STATE_FILE = "state.pt"
+# Result keys a trial reports beside its epoch metrics.
+RESUMED_KEY = "resumed_from_epoch"
+NODE_KEY = "ray_node_id"
+# Tune adds the trial process's pid to every result.
+PID_KEY = "pid"
+
+
+def trial_run_config(base: dict, sweep: SweepConfig, device: str, trial_config: dict) -> RunConfig:
+    """The run config of one trial: the base run, the trial's values, baseline extras."""
+    overrides = dict(trial_config)
+    if sweep.is_baseline(trial_config):
+        overrides.update(sweep.baseline_overrides())
+    overrides["train.device"] = device
+    if device == "cpu":
+        # Trials side by side must share the cores, not each spin up all of them.
+        overrides["train.num_threads"] = max(1, int(sweep.cpus_per_trial))
+    values = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+    return run_config_from(values)
+
+
+def load_training_state(checkpoint: tune.Checkpoint) -> TrainingState:
+    """The TrainingState in a trial's checkpoint, fetched from wherever Tune keeps it."""
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+    return TrainingState.from_dict(state)
+
+
+def train_trial(
+    trial_config: dict, *, dataset: PreparedDataset, dataset_digest: str, make_config
+) -> None:
+    """Ray Tune function trainable: fit() with a report and a checkpoint per epoch."""
+    # The dataset came through Ray's object store, maybe to another machine: check it first.
+    datasets.check_arrival(dataset, dataset_digest)
+    config = make_config(trial_config)
+    checkpoint = tune.get_checkpoint()
+    resume = load_training_state(checkpoint) if checkpoint else None
+    resumed_from_epoch = resume.epoch if resume is not None else 0
+    node_id = ray.get_runtime_context().get_node_id()
+
+    def report(result: EpochResult, state: TrainingState) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state.to_dict(), Path(folder) / STATE_FILE)
+            tune.report(
+                {
+                    "epoch": result.epoch,
+                    **result.metrics(),
+                    "best_val_accuracy": state.best_val_accuracy,
+                    "best_epoch": state.best_epoch,
+                    RESUMED_KEY: resumed_from_epoch,
+                    NODE_KEY: node_id,
+                },
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
+
+    fit(config, dataset, callbacks=[report], resume=resume)
