@@ -12,7 +12,6 @@ target, and the figures are ratios measured in this one run.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipelines.cli import command_parser
 from pipelines.experiment import SEED_EXPERIMENT, add_config_arguments, config_from_args
 from postag import dataset as datasets
 from postag.config import RunConfig
@@ -197,11 +197,7 @@ def format_table(seed: Race, ours: Race, target: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="postag bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("postag bench", __doc__)
     add_config_arguments(parser, default=SEED_EXPERIMENT)
     parser.add_argument(
         "--target", type=float, default=DEFAULT_TARGET, help="validation accuracy to reach"

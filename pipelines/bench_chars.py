@@ -10,7 +10,6 @@ measured in this run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipelines.cli import command_parser
 from pipelines.experiment import SEED_EXPERIMENT, add_config_arguments, config_from_args
 from postag import dataset as datasets
 from postag.batching import Batch, collate, training_order
@@ -61,11 +61,7 @@ def format_table(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="postag bench-chars",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("postag bench-chars", __doc__)
     add_config_arguments(parser, default=SEED_EXPERIMENT)
     parser.add_argument("--batches", type=int, default=DEFAULT_BATCHES)
     parser.add_argument("--output", type=Path, default=Path("runs/bench_chars.json"))

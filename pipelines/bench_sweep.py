@@ -9,7 +9,6 @@ Each run gets a fresh MLflow store and Tune storage in a temporary folder, so th
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from pipelines.cli import command_parser
 from pipelines.experiment import add_experiment_arguments, load_sweep, sweep_experiment
 from pipelines.sweep import run_sweep
 
@@ -82,11 +82,7 @@ def format_table(packed: SweepTiming, serial: SweepTiming, device: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="postag bench-sweep",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("postag bench-sweep", __doc__)
     add_experiment_arguments(parser, help="experiment YAML with a sweep section")
     parser.add_argument("--output", type=Path, default=Path("runs/bench_sweep.json"))
     args = parser.parse_args(argv)

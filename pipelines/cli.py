@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
@@ -17,6 +18,19 @@ COMMANDS = {
     "evaluate": "pipelines.evaluate",
     "tag": "pipelines.tag",
 }
+
+
+def command_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """A sub-command's parser: its module docstring, with its layout kept, as the help."""
+    return argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def fail(prog: str, error: BaseException | str, code: int, kind: str = "error") -> int:
+    """One line on stderr in place of a traceback; the exit code to return."""
+    print(f"{prog}: {kind}: {error}", file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines import plots
+from pipelines.cli import command_parser
 from pipelines.registration import not_found_message
 from pipelines.tracking import BASELINE_ROLE, ROLE_TAG, child_runs, log_evaluation, tracking_uri
 from postag.checkpoint import LoadedTagger
@@ -179,11 +180,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="postag evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("postag evaluate", __doc__)
     parser.add_argument("--model", default=best_model_uri(), help="MLflow model URI")
     parser.add_argument("--data", help="test file (default: the model's, else EWT test)")
     parser.add_argument("--format", choices=["conllu", "seed-ids"])

@@ -34,7 +34,7 @@ import ray
 from ray import tune
 from ray.tune.experiment import Trial
 
-from pipelines.cli import INTERRUPTED_EXIT_CODE
+from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
 from pipelines.console import SweepProgress, duration, library_output_to, say
 from pipelines.experiment import add_experiment_arguments, load_sweep, sweep_experiment
 from pipelines.probe import UnreachableService, probe_ray_cluster, probe_tracking_server
@@ -67,7 +67,8 @@ from postag.dataset import PreparedDataset
 from postag.readers import DataFormatError
 from postag.sources import DataSourceError
 
-LOG_NAME = "sweep.log"
+PROG = "postag sweep"
+RESUME_HINT = "run the same command again to resume"
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ def conclude(job: Sweep, state: SweepState, callback: MlflowTrials, force_best: 
         record.stop(KILLED)
         say(
             f"sweep '{job.sweep.name}' interrupted with {len(concluded)} of {expected} trials "
-            "concluded; run the same command again to resume it"
+            f"concluded; {RESUME_HINT}"
         )
         return {"state": asdict(state), "interrupted": True}
     runs = record.trial_runs()
@@ -289,23 +290,18 @@ def main(argv: list[str] | None = None) -> int:
                 config, args.overrides, args.storage, args.fresh, args.force_best, args.verbose
             )
     except (ConfigError, DataFormatError, DataSourceError, UnreachableService, SweepBusy) as error:
-        print(f"postag sweep: error: {error}", file=sys.stderr)
-        return 2
+        return fail(PROG, error, 2)
     except SweepFailed as error:
-        print(f"postag sweep: failed: {error}", file=sys.stderr)
-        return 1
+        return fail(PROG, error, 1, kind="failed")
     except KeyboardInterrupt:
-        print("postag sweep: interrupted; run the same command again to resume", file=sys.stderr)
-        return INTERRUPTED_EXIT_CODE
+        return fail(PROG, RESUME_HINT, INTERRUPTED_EXIT_CODE, kind="interrupted")
     except Exception as error:
         log = write_crash_log(args.storage)
-        print(
-            f"postag sweep: failed: {type(error).__name__}: {error}\n"
-            f"The traceback is in {log}. The sweep's runs are closed; once the cause is "
-            "fixed, the same command resumes the sweep.",
-            file=sys.stderr,
+        why = (
+            f"{type(error).__name__}: {error}\nThe traceback is in {log}. The sweep's runs are "
+            "closed; once the cause is fixed, the same command resumes the sweep."
         )
-        return 1
+        return fail(PROG, why, 1, kind="failed")
     say(f"  ({duration(time.monotonic() - started)} in all)")
     return INTERRUPTED_EXIT_CODE if outcome["interrupted"] else 0
 
@@ -317,11 +313,7 @@ def say_default_experiment() -> Path:
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="postag sweep",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser(PROG, __doc__)
     add_experiment_arguments(parser, help="experiment YAML with a sweep section "
                              "(default: seed.yaml with a CUDA GPU, cpu.yaml without)")  # fmt: skip
     parser.add_argument(

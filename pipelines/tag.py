@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import mlflow
 
+from pipelines.cli import command_parser
 from pipelines.registration import not_found_message
 from pipelines.tracking import tracking_uri
 from postag.inference import retag_conllu, text_to_conllu
@@ -20,11 +20,7 @@ from postag.registry import ModelNotFound, best_model_uri, load_tagger
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="postag tag",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("postag tag", __doc__)
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--input-format", choices=["text", "conllu"],
                         help="default: conllu for *.conllu, text otherwise")  # fmt: skip

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.cli import INTERRUPTED_EXIT_CODE
+from pipelines.cli import INTERRUPTED_EXIT_CODE, fail
 from pipelines.experiment import add_config_arguments, config_from_args
 from postag import dataset as datasets
 from postag.checkpoint import save_checkpoint
@@ -20,6 +20,7 @@ from postag.train import EpochResult, TrainingDiverged, TrainingState, evaluate,
 
 CHECKPOINT_NAME = "best.pt"
 SUMMARY_NAME = "summary.json"
+PROG = "postag train"
 
 
 def format_epoch(result: EpochResult, epochs: int) -> str:
@@ -79,21 +80,18 @@ def run(config: RunConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="postag train", description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     add_config_arguments(parser)
     args = parser.parse_args(argv)
     try:
         run(config_from_args(args))
     except (ConfigError, DataFormatError, DataSourceError) as error:
-        print(f"postag train: error: {error}", file=sys.stderr)
-        return 2
+        return fail(PROG, error, 2)
     except TrainingDiverged as error:
-        print(f"postag train: training diverged: {error}", file=sys.stderr)
-        return 1
+        return fail(PROG, error, 1, kind="training diverged")
     except KeyboardInterrupt:
         # best.pt is written only at the end, whole: an earlier one is left as it was.
-        print("postag train: interrupted; no checkpoint was written", file=sys.stderr)
-        return INTERRUPTED_EXIT_CODE
+        return fail(PROG, "no checkpoint was written", INTERRUPTED_EXIT_CODE, kind="interrupted")
     return 0
 
 
