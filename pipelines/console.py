@@ -32,6 +32,7 @@ QUIET_ENVIRONMENT = {
 }
 # How often a non-terminal console gets a progress line.
 PROGRESS_EVERY_S = 30.0
+BAR_EVERY_S = 1.0
 
 
 @contextlib.contextmanager
@@ -131,12 +132,16 @@ class SweepProgress(Callback):
         self._concluded(trials, trial, f"FAILED  {error[-1] if error else ''}")
 
     def on_step_end(self, iteration, trials, **info):
+        # Tune steps many times a second: redraw the bar once a second, a line every 30 s.
+        every = BAR_EVERY_S if self.bar is not None else PROGRESS_EVERY_S
+        if time.monotonic() - self.last_line < every:
+            return
+        self.last_line = time.monotonic()
         counts = self._counts(trials)
         if self.bar is not None:
             self.bar.n = counts["done"]
             self.bar.set_postfix_str(self._summary(trials, counts), refresh=True)
-        elif time.monotonic() - self.last_line >= PROGRESS_EVERY_S:
-            self.last_line = time.monotonic()
+        else:
             say(f"progress: {self._summary(trials, counts)}")
 
     def on_experiment_end(self, trials, **info):

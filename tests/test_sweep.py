@@ -34,6 +34,10 @@ def test_baseline_is_tagged_recorded_and_keeps_its_shape(swept):
     assert len(baseline) == 1
     assert (baseline[0].data.params["num_layers"], baseline[0].data.params["epochs"]) == ("6", "1")
     assert baseline[0].info.status == "FINISHED"
+    # Runs are named by what varies, so a reader tells them apart in the UI's table.
+    assert baseline[0].info.run_name == "baseline-lr0.001"
+    names = {r.info.run_name for r in runs if r.data.tags["role"] == "trial"}
+    assert names == {"lr0.005", "lr0.002", "lr1e+30"}
     assert "grad_norm_first_lstm" in baseline[0].data.metrics
 
 

@@ -104,6 +104,12 @@ def test_stopped_sweep_resumes_without_duplicate_runs_and_one_driver_at_a_time(
     assert last.wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
     assert_resumed_completely(client, before)
 
+    # What the person at the console read: our lines only, ending with the answer.
+    console = log.read_text()
+    assert "WARNING" not in console and "Traceback" not in console
+    assert "trial 6/6" in console and "sweep 'resume' done: registered version 1" in console
+    assert "compare its runs: http://127.0.0.1:5000/#/compare-runs?runs=" in console
+
 
 def test_killed_driver_resumes_on_rerun(sweep_setup, sweep_driver, tmp_path):
     config, env, client = sweep_setup
