@@ -4,8 +4,10 @@ than the client retries, and many trials logging at once to the default sqlite s
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import mlflow
+import pytest
 
 from tests.servers import MlflowServer, trial_runs, wait_for, write_experiment
 
@@ -40,59 +42,61 @@ def logging_mid_trial(client) -> bool:
     return any(r.info.status == "RUNNING" and r.data.metrics for r in trial_runs(client))
 
 
-def test_tracking_server_restart_mid_sweep_loses_no_metric(ewt_slice, tmp_path, sweep_driver):
+@pytest.fixture
+def served(ewt_slice, tmp_path):
+    """A real `mlflow server`, and a small sweep (two trials, the baseline) logging to it."""
     server = MlflowServer(tmp_path / "server")
     server.start()
-    try:
-        config = write_experiment(tmp_path, ewt_slice, small_sweep("restart", [8, 16], 2, 1, 5))
-        env = {"MLFLOW_TRACKING_URI": server.uri, "RAY_ADDRESS": "local"}
-        client = mlflow.MlflowClient(server.uri)
-        driver = sweep_driver(config, tmp_path, env)
-        wait_for(lambda: logging_mid_trial(client), driver)
-        server.stop()
-        # Trials go on training and reporting while nothing answers; the driver's MLflow
-        # client retries with backoff until the server is back.
-        time.sleep(SERVER_DOWN_SECONDS)
-        server.start()
-        assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
-        runs = trial_runs(client)
-        assert len(runs) == 3
-        assert_every_epoch_logged_once(client, runs)
-        assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == "restart"
-    finally:
-        server.stop()
+
+    def sweep(name: str) -> tuple[Path, dict]:
+        config = write_experiment(tmp_path, ewt_slice, small_sweep(name, [8, 16], 2, 1, 5))
+        return config, {"MLFLOW_TRACKING_URI": server.uri, "RAY_ADDRESS": "local"}
+
+    yield server, sweep, mlflow.MlflowClient(server.uri)
+    server.stop()
+
+
+def assert_recorded_whole(client, sweep_name: str) -> None:
+    runs = trial_runs(client)
+    assert len(runs) == 3
+    assert_every_epoch_logged_once(client, runs)
+    assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == sweep_name
+
+
+def test_tracking_server_restart_mid_sweep_loses_no_metric(served, tmp_path, sweep_driver):
+    server, sweep, client = served
+    config, env = sweep("restart")
+    driver = sweep_driver(config, tmp_path, env)
+    wait_for(lambda: logging_mid_trial(client), driver)
+    server.stop()
+    # Trials go on training and reporting while nothing answers; the driver's MLflow
+    # client retries with backoff until the server is back.
+    time.sleep(SERVER_DOWN_SECONDS)
+    server.start()
+    assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
+    assert_recorded_whole(client, "restart")
 
 
 def test_server_down_past_the_retry_budget_stops_the_sweep_and_the_rerun_fills_every_gap(
-    ewt_slice, tmp_path, sweep_driver
+    served, tmp_path, sweep_driver
 ):
-    server = MlflowServer(tmp_path / "server")
-    server.start()
-    try:
-        config = write_experiment(tmp_path, ewt_slice, small_sweep("outage", [8, 16], 2, 1, 5))
-        env = {"MLFLOW_TRACKING_URI": server.uri, "RAY_ADDRESS": "local"}
-        client = mlflow.MlflowClient(server.uri)
-        # No retries: the budget (about 4 minutes by default) runs out at the first miss.
-        impatient = {**env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
-        driver = sweep_driver(config, tmp_path, impatient)
-        wait_for(lambda: logging_mid_trial(client), driver)
-        server.stop()
-        assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 1
-        log = (tmp_path / "driver.log").read_text()
-        assert "postag sweep: failed:" in log and "the same command resumes the sweep" in log
-        assert "could not close the sweep's MLflow runs" in log
+    server, sweep, client = served
+    config, env = sweep("outage")
+    # No retries: the budget (about 4 minutes by default) runs out at the first miss.
+    driver = sweep_driver(config, tmp_path, {**env, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    wait_for(lambda: logging_mid_trial(client), driver)
+    server.stop()
+    assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 1
+    log = (tmp_path / "driver.log").read_text()
+    assert "postag sweep: failed:" in log and "the same command resumes the sweep" in log
+    assert "could not close the sweep's MLflow runs" in log
 
-        # Trials trained on while nothing was logged; the rerun resumes them from their
-        # checkpoints and back-fills every epoch MLflow missed from their histories.
-        server.start()
-        rerun = sweep_driver(config, tmp_path, env)
-        assert rerun.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
-        runs = trial_runs(client)
-        assert len(runs) == 3
-        assert_every_epoch_logged_once(client, runs)
-        assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == "outage"
-    finally:
-        server.stop()
+    # Trials trained on while nothing was logged; the rerun resumes them from their
+    # checkpoints and back-fills every epoch MLflow missed from their histories.
+    server.start()
+    rerun = sweep_driver(config, tmp_path, env)
+    assert rerun.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
+    assert_recorded_whole(client, "outage")
 
 
 def test_eight_trials_at_once_on_the_default_sqlite_store(ewt_slice, tmp_path, sweep_driver):
