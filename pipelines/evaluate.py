@@ -181,7 +181,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser("postag evaluate", __doc__)
-    parser.add_argument("--model", default=best_model_uri(), help="MLflow model URI")
+    parser.add_argument(
+        "--model", default=best_model_uri(), help="MLflow model URI, or a postag train best.pt"
+    )
     parser.add_argument("--data", help="test file (default: the model's, else EWT test)")
     parser.add_argument("--format", choices=["conllu", "seed-ids"])
     parser.add_argument("--tag-column", choices=["xpos", "upos"])

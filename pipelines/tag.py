@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-format", choices=["text", "conllu"],
                         help="default: conllu for *.conllu, text otherwise")  # fmt: skip
     parser.add_argument("--output", type=Path, help="default: standard output")
-    parser.add_argument("--model", default=best_model_uri())
+    parser.add_argument(
+        "--model", default=best_model_uri(), help="MLflow model URI, or a postag train best.pt"
+    )
     parser.add_argument(
         "--tag-column", choices=["xpos", "upos"], help="column to fill (default: the model's)"
     )

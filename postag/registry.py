@@ -28,6 +28,7 @@ MODEL_ARTIFACT = "model"
 CHECKPOINT_ARTIFACT = "checkpoint"
 TOKENS_COLUMN = "tokens"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+CHECKPOINT_SUFFIX = ".pt"  # what `postag train` writes
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 # Input: a DataFrame with a `tokens` column holding one list of tokens per sentence.
 SIGNATURE = ModelSignature(
@@ -205,7 +206,15 @@ def find_version(uri: str) -> ModelVersion | None:
 
 
 def load_tagger(uri: str) -> tuple[LoadedTagger, ModelVersion | None]:
-    """The tagger inside an MLflow model, and its registry version where it has one."""
+    """The tagger behind `uri`, and its registry version where it has one.
+
+    `uri` is an MLflow model URI (`models:/postag-tagger@best`, `runs:/...`) or the path of
+    a checkpoint that `postag train` wrote (`runs/seed/best.pt`).
+    """
+    if uri.endswith(CHECKPOINT_SUFFIX) and "://" not in uri and ":/" not in uri:
+        if not Path(uri).is_file():
+            raise ModelNotFound(f"no checkpoint file {uri}", "files")
+        return load_checkpoint(uri), None
     version = find_version(uri)
     try:
         model = mlflow.pyfunc.load_model(uri)

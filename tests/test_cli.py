@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.cli import main
 from postag.checkpoint import load_checkpoint
+from postag.readers import read_conllu
 
 TINY = [
     "--set", "model.embedding_dim=16", "--set", "model.hidden_size=16",
@@ -14,7 +15,7 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_train_writes_checkpoint_and_summary(ewt_slice, tmp_path, capsys):
+def test_train_writes_checkpoint_and_summary(ewt_slice, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     code = main(
         ["train", "--config", "experiments/seed.yaml", *TINY,
@@ -35,6 +36,21 @@ def test_train_writes_checkpoint_and_summary(ewt_slice, tmp_path, capsys):
         if line and line.split("\t")[0].isdigit()
     )
     assert load_checkpoint(out / "best.pt").config.train.epochs == 2
+
+    # The checkpoint tags and evaluates as a registered model would, no registry needed.
+    tagged = tmp_path / "tagged.conllu"
+    assert main(["tag", "--model", str(out / "best.pt"), "--input", str(ewt_slice["test"]),
+                 "--output", str(tagged)]) == 0  # fmt: skip
+    assert len(read_conllu(tagged)) == len(read_conllu(ewt_slice["test"]))
+    capsys.readouterr()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    report = ["--json", str(tmp_path / "eval.json"), "--reports", str(tmp_path / "r")]
+    data = ["--data", str(ewt_slice["test"])]
+    assert main(["evaluate", "--model", str(out / "best.pt"), *data, *report]) == 0
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["token_accuracy"] == pytest.approx(summary["test"]["accuracy"])
+    assert main(["tag", "--model", str(tmp_path / "nope.pt"), "--input", str(tagged)]) == 2
+    assert "no checkpoint file" in capsys.readouterr().err
 
 
 def test_train_takes_the_seed_format(tmp_path, capsys):
