@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from postag.config import ConfigError, RunConfig, apply_overrides, build, require_at_least, to_dict
+from postag.config import (
+    ConfigError,
+    RunConfig,
+    apply_values,
+    build,
+    require_above,
+    require_at_least,
+    to_dict,
+)
 
 Value = bool | int | float | str
 
@@ -65,14 +72,8 @@ class SweepConfig:
     def __post_init__(self) -> None:
         require_at_least("sweep", self, 1, ("num_samples", "max_concurrent_trials"))
         require_at_least("sweep", self, 0, ("max_failures",))
-        if not self.cpus_per_trial > 0:
-            raise ConfigError(
-                f"'sweep.cpus_per_trial' must be above 0, got {self.cpus_per_trial!r}"
-            )
-        if self.gpus_per_trial < 0:
-            raise ConfigError(
-                f"'sweep.gpus_per_trial' must be at least 0, got {self.gpus_per_trial!r}"
-            )
+        require_above("sweep", self, 0, ("cpus_per_trial",))
+        require_at_least("sweep", self, 0, ("gpus_per_trial",))
 
     def baseline_point(self) -> dict[str, Value]:
         """The baseline's values on the searched axes: how a trial is known as the baseline."""
@@ -148,7 +149,6 @@ def check_field(dotted: str, where: str, run: RunConfig) -> None:
 def check_value(run: RunConfig, values: dict[str, Value], where: str) -> None:
     """The run config with `values` (dotted keys) set must be valid."""
     try:
-        overrides = [f"{key}={json.dumps(value)}" for key, value in values.items()]
-        build(RunConfig, apply_overrides(to_dict(run), overrides))
+        build(RunConfig, apply_values(to_dict(run), values))
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None

@@ -9,7 +9,6 @@ these two (`pipelines.trial_logger`).
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from ray import tune
 from pipelines.experiment import run_config_from
 from pipelines.sweep_config import SweepConfig
 from postag import dataset as datasets
-from postag.config import RunConfig, apply_overrides
+from postag.config import RunConfig, apply_values
 from postag.dataset import PreparedDataset
 from postag.train import EpochResult, TrainingState, fit
 
@@ -41,8 +40,7 @@ def trial_run_config(base: dict, sweep: SweepConfig, device: str, trial_config: 
     if device == "cpu":
         # Trials side by side must share the cores, not each spin up all of them.
         overrides["train.num_threads"] = max(1, int(sweep.cpus_per_trial))
-    values = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
-    return run_config_from(values)
+    return run_config_from(apply_values(base, overrides))
 
 
 def load_training_state(checkpoint: tune.Checkpoint) -> TrainingState:

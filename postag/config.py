@@ -8,6 +8,7 @@ key's dotted name.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 import typing
@@ -34,6 +35,14 @@ def require_at_least(section: str, config: Any, minimum: int, names: tuple[str, 
         values = value if isinstance(value, tuple) else (value,)
         if any(v is not None and v < minimum for v in values):
             raise ConfigError(f"'{section}.{name}' must be at least {minimum}, got {value!r}")
+
+
+def require_above(section: str, config: Any, bound: float, names: tuple[str, ...]) -> None:
+    """Each named field must be strictly above `bound` (a rate, a share of a resource)."""
+    for name in names:
+        value = getattr(config, name)
+        if not value > bound:
+            raise ConfigError(f"'{section}.{name}' must be above {bound}, got {value!r}")
 
 
 def require_fraction(section: str, config: Any, names: tuple[str, ...]) -> None:
@@ -139,9 +148,7 @@ class TrainConfig:
         require_at_least("train", self, 1, counts)
         require_at_least("train", self, 0, ("weight_decay",))
         require_fraction("train", self, ("betas",))
-        for name in ("lr", "eps"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"'train.{name}' must be above 0, got {getattr(self, name)!r}")
+        require_above("train", self, 0, ("lr", "eps"))
 
 
 @dataclass(frozen=True)
@@ -242,6 +249,11 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
         except yaml.YAMLError:
             raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
     return result
+
+
+def apply_values(values: dict, dotted: dict[str, Any]) -> dict:
+    """`apply_overrides` for values already parsed: {"train.epochs": 5, ...}."""
+    return apply_overrides(values, [f"{key}={json.dumps(value)}" for key, value in dotted.items()])
 
 
 def _holds_dotted_keys(node: dict) -> bool:
