@@ -32,7 +32,6 @@ class Registered:
     winner: Run
     version: str
     alias: str
-    moved_best: bool
     # One line: did `best` move, and why.
     reason: str
 
@@ -80,7 +79,7 @@ def register_winner(runs: list[Run], sweep: SweepConfig, source: str, force: boo
         alias=alias,
         force=force,
     )
-    return Registered(winner, promotion.version, alias, promotion.moved, promotion.reason)
+    return Registered(winner, promotion.version, alias, promotion.reason)
 
 
 def nothing_to_register(runs: list[Run], sweep: SweepConfig) -> str:

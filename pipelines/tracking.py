@@ -345,7 +345,3 @@ def compare_runs_url(uri: str, experiment_id: str, run_ids: list[str]) -> str:
     runs = quote(json.dumps(run_ids, separators=(",", ":")), safe="")
     experiments = quote(json.dumps([experiment_id]), safe="")
     return f"{ui_base(uri)}/#/compare-runs?runs={runs}&experiments={experiments}"
-
-
-def run_url(uri: str, experiment_id: str, run_id: str) -> str:
-    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}"
