@@ -20,7 +20,7 @@ HEAD ?=
 STORAGE ?=
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: install test test-slow lint format train bench sweep ui evaluate BEST mlflow-server ray-head ray-worker clean
+.PHONY: install test test-slow lint format train bench sweep ui evaluate BEST serve mlflow-server ray-head ray-worker clean
 
 install: $(STAMP)
 
@@ -59,6 +59,13 @@ sweep: $(STAMP)
 
 evaluate: $(STAMP)
 	$(BIN)/postag evaluate --model $(MODEL) $(if $(DATA),--data $(DATA))
+
+# MODEL over HTTP on this machine (POST /invocations), with this venv: no conda, no download.
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 5002
+serve: $(STAMP)
+	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(BIN)/postag serve \
+		--host $(SERVE_HOST) --port $(SERVE_PORT) --model $(MODEL)
 
 # A word, not a task: it lets `make evaluate BEST` read as it should.
 BEST:

@@ -17,6 +17,7 @@ COMMANDS = {
     "sweep": "pipelines.sweep",
     "evaluate": "pipelines.evaluate",
     "tag": "pipelines.tag",
+    "serve": "pipelines.serve",
 }
 
 

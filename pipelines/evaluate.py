@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -23,7 +24,14 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pipelines import plots
 from pipelines.cli import command_parser
 from pipelines.registration import not_found_message
-from pipelines.tracking import BASELINE_ROLE, ROLE_TAG, child_runs, log_evaluation, tracking_uri
+from pipelines.tracking import (
+    BASELINE_ROLE,
+    ROLE_TAG,
+    DataInput,
+    child_runs,
+    log_evaluation,
+    tracking_uri,
+)
 from postag.checkpoint import LoadedTagger
 from postag.evaluation import EvaluationReport, evaluate_tagger
 from postag.readers import DataFormatError, read_sentences
@@ -160,22 +168,45 @@ def default_data(tagger: LoadedTagger) -> Path:
     raise DataFormatError(Path("--data"), None, "the model names no test file: pass --data PATH")
 
 
+@dataclass(frozen=True)
+class Evaluated:
+    report: EvaluationReport
+    version: ModelVersion | None
+    data: Path
+    run_id: str
+
+
+def evaluate_model(
+    uri: str, data: Path | None, fmt: str | None, tag_column: str | None, reports: Path | None
+) -> Evaluated:
+    """Evaluate the model at `uri` on a test file and log it as an MLflow evaluation run.
+
+    `data`, `fmt` and `tag_column` default to the model's own; `reports`, where given, gets
+    the tables and pictures, which the run then holds too.
+    """
+    tagger, version = load_tagger(uri)
+    data = data or default_data(tagger)
+    fmt = fmt or tagger.config.data.format
+    sentences = read_sentences(data, fmt, tag_column or tagger.config.data.tag_column)
+    report = evaluate_tagger(tagger, sentences)
+    files = write_reports(report, sweep_trials(version), reports) if reports else []
+    test = DataInput.test_file(data, report.num_sentences, report.num_tokens)
+    run_id = log_evaluation(uri, version, test, report.headline(), files)
+    return Evaluated(report, version, data, run_id)
+
+
 def run(args: argparse.Namespace) -> dict:
     mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
-    tagger, version = load_tagger(args.model)
-    data = Path(args.data) if args.data else default_data(tagger)
-    fmt = args.format or tagger.config.data.format
-    sentences = read_sentences(data, fmt, args.tag_column or tagger.config.data.tag_column)
-    report = evaluate_tagger(tagger, sentences)
-    print(terminal_report(args.model, version, data, report))
+    data = Path(args.data) if args.data else None
+    done = evaluate_model(args.model, data, args.format, args.tag_column, args.reports)
+    print(terminal_report(args.model, done.version, done.data, done.report))
     print()
-    print(markdown_table(per_tag_rows(report)))
-    files = write_reports(report, sweep_trials(version), args.reports)
-    run_id = log_evaluation(args.model, version, data, report.headline(), files)
-    result = {**report.headline(), "model": args.model, "data": str(data), "mlflow_run_id": run_id}
+    print(markdown_table(per_tag_rows(done.report)))
+    result = {**done.report.headline(), "model": args.model, "data": str(done.data),
+              "mlflow_run_id": done.run_id}  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
-    print(f"\nreports in {args.reports}/; MLflow evaluation run {run_id}")
+    print(f"\nreports in {args.reports}/; MLflow evaluation run {done.run_id}")
     return result
 
 

@@ -39,6 +39,10 @@ class Registered:
     def uri(self) -> str:
         return f"models:/{REGISTERED_MODEL}@{self.alias}"
 
+    @property
+    def version_uri(self) -> str:
+        return f"models:/{REGISTERED_MODEL}/{self.version}"
+
 
 def candidates(runs: list[Run]) -> list[Run]:
     """Finished non-baseline trials that logged a model and a best validation accuracy."""

@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator
@@ -31,12 +32,20 @@ from pathlib import Path
 
 import mlflow
 import ray
+from mlflow.entities import Run
 from ray import tune
 from ray.tune.experiment import Trial
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
 from pipelines.console import SweepProgress, duration, library_output_to, say
+from pipelines.evaluate import Evaluated, evaluate_model
 from pipelines.experiment import add_experiment_arguments, load_sweep, sweep_experiment
+from pipelines.importance import (
+    Importance,
+    importance_figures,
+    importance_markdown,
+    parameter_importance,
+)
 from pipelines.probe import UnreachableService, probe_ray_cluster, probe_tracking_server
 from pipelines.registration import Registered, SweepFailed, register_winner, trial_table
 from pipelines.search import param_space, tune_config
@@ -53,6 +62,7 @@ from pipelines.sweep_state import (
 from pipelines.tracking import (
     FAILED,
     KILLED,
+    SweepRecord,
     compare_runs_url,
     ensure_experiment,
     tracking_uri,
@@ -241,30 +251,75 @@ def conclude(job: Sweep, state: SweepState, callback: MlflowTrials, force_best: 
         )
         return {"state": asdict(state), "interrupted": True}
     runs = record.trial_runs()
-    table = trial_table(runs)
     try:
         registered = register_winner(runs, job.sweep, f"{job.config_path}", force_best)
     except SweepFailed:
         mark_finished(state, job.state_dir, job.sweep)  # nothing to resume
         raise
-    record.finish(table, registered.winner, registered.version, registered.reason)
+    tested = test_version(job, registered)
+    importance, why = parameter_importance(runs, job.sweep)
+    finish_record(record, runs, job.sweep, registered, tested, importance, why)
     state = mark_finished(state, job.state_dir, job.sweep)
-    say_end(job, state, table, registered, [run.info.run_id for run in runs])
+    say_end(job, state, runs, registered, findings(tested, importance, why))
     return {"state": asdict(state), "version": registered.version, "registered": registered,
-            "table": table, "interrupted": False}  # fmt: skip
+            "interrupted": False}  # fmt: skip
 
 
-def say_end(
-    job: Sweep, state: SweepState, table: str, registered: Registered, run_ids: list[str]
+def test_version(job: Sweep, registered: Registered) -> Evaluated | None:
+    """The new version on the data's test file, logged as an evaluation run nested under its
+    trial, so that its registry page shows test accuracy beside validation accuracy."""
+    test = datasets.source_files(job.run.data).get("test")
+    if test is None:
+        return None
+    data = job.run.data
+    return evaluate_model(registered.version_uri, test, data.format, data.tag_column, None)
+
+
+def finish_record(
+    record: SweepRecord,
+    runs: list[Run],
+    sweep: SweepConfig,
+    registered: Registered,
+    tested: Evaluated | None,
+    importance: Importance | None,
+    why: str,
 ) -> None:
+    """Close the parent run with the trial table, what mattered and the winner's figures."""
+    summary = f"{trial_table(runs)}\n\n{importance_markdown(importance, why)}\n"
+    metrics = {f"importance.{axis}": share for axis, share in (importance.shares.items()
+               if importance else ())}  # fmt: skip
+    if tested is not None:
+        metrics["test_token_accuracy"] = tested.report.token_accuracy
+    with tempfile.TemporaryDirectory() as folder:
+        figures = importance_figures(runs, sweep, Path(folder)) if importance else []
+        record.finish(summary, registered.winner, registered.version, registered.reason,
+                      metrics, figures)  # fmt: skip
+
+
+def say_end(job: Sweep, state: SweepState, runs: list[Run], registered: Registered,
+            findings: list[str]) -> None:  # fmt: skip
     uri = mlflow.get_tracking_uri()
+    run_ids = [run.info.run_id for run in runs]
     say(
-        f"\n{table}\n\n"
+        f"\n{trial_table(runs)}\n\n"
         f"sweep '{job.sweep.name}' done: registered version {registered.version} as "
         f"{registered.uri}; {registered.reason}\n"
-        f"  compare its runs: {compare_runs_url(uri, state.experiment_id, run_ids)}\n"
-        f"  then: make evaluate BEST"
+        + "".join(f"  {line}\n" for line in findings)
+        + f"  compare its runs: {compare_runs_url(uri, state.experiment_id, run_ids)}\n"
+        f"  then: make evaluate BEST, or make serve to tag over HTTP"
     )
+
+
+def findings(tested: Evaluated | None, importance: Importance | None, why: str) -> list[str]:
+    """The winner's test accuracy and what mattered, a line each."""
+    lines = []
+    if tested is not None:
+        lines.append(
+            f"test accuracy of version {tested.version.version}: "
+            f"{100 * tested.report.token_accuracy:.2f}% on {tested.data.name}"
+        )
+    lines.append(f"what mattered (fANOVA): {importance.line() if importance else why}")
+    return lines
 
 
 def close_after_failure(state: SweepState, error: BaseException) -> None:

@@ -8,6 +8,7 @@ are its trial runs, which the Tune callback (`pipelines.trial_logger`) feeds per
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -17,13 +18,14 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import mlflow
-from mlflow.entities import Metric, Param, Run, RunStatus
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunStatus
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from postag.checkpoint import save_checkpoint
 from postag.config import RunConfig, to_dict
-from postag.dataset import PreparedDataset
+from postag.dataset import PreparedDataset, SourceFile
 from postag.registry import log_tagger
+from postag.sources import sha256_of
 from postag.train import EPOCH_METRICS
 
 EXPERIMENT_NAME = "postag"
@@ -116,6 +118,64 @@ def child_runs(experiment_id: str, parent_run_id: str) -> list[Run]:
     )
 
 
+# Datasets as MLflow inputs ---------------------------------------------------------------
+
+# The MLflow context of each split: what fills the UI's Dataset column and filter.
+CONTEXTS = {"train": "training", "dev": "validation", "test": "test"}
+# MLflow stores a dataset digest in 36 characters; the full sha256 goes into the profile.
+DIGEST_CHARS = 16
+
+
+@dataclass(frozen=True)
+class DataInput:
+    """One data file as an MLflow dataset input: what it is, how big, in which role."""
+
+    name: str
+    digest: str
+    path: Path
+    sha256: str
+    sentences: int
+    tokens: int
+    context: str
+
+    @classmethod
+    def of(cls, source: SourceFile, first: int | None = None) -> DataInput:
+        """`source` in the role its split plays; `first` marks a training set cut short."""
+        name, digest = source.path.name, source.sha256[:DIGEST_CHARS]
+        if first is not None:
+            # A prefix of a file is other data than the whole file: it says so in both.
+            name = f"{name}[:{first}]"
+            digest = hashlib.sha256(f"{source.sha256}:{first}".encode()).hexdigest()
+            digest = digest[:DIGEST_CHARS]
+        return cls(name, digest, source.path, source.sha256, source.sentences, source.tokens,
+                   CONTEXTS[source.split])  # fmt: skip
+
+    @classmethod
+    def test_file(cls, path: Path, sentences: int, tokens: int) -> DataInput:
+        sha256 = sha256_of(path)
+        return cls(path.name, sha256[:DIGEST_CHARS], path, sha256, sentences, tokens, "test")
+
+    def entity(self) -> DatasetInput:
+        profile = {"num_rows": self.sentences, "num_tokens": self.tokens, "sha256": self.sha256}
+        dataset = Dataset(
+            name=self.name,
+            digest=self.digest,
+            source_type="local",
+            source=json.dumps({"uri": self.path.resolve().as_uri()}),
+            profile=json.dumps(profile),
+        )
+        return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, self.context)])
+
+
+def training_inputs(dataset: PreparedDataset) -> dict[str, DataInput]:
+    """A prepared dataset's train and dev files as MLflow inputs, by split."""
+    first = dataset.meta["data_config"].get("max_train_sentences")
+    return {
+        "train": DataInput.of(dataset.source("train"), first),
+        "dev": DataInput.of(dataset.source("dev")),
+    }
+
+
 # A sweep's parent run --------------------------------------------------------------------
 
 
@@ -166,10 +226,22 @@ class SweepRecord:
         self.stop(KILLED)
         self.client.set_tag(self.parent_run_id, "abandoned", why)
 
-    def finish(self, table: str, winner: Run, version: str, promotion: str) -> None:
-        self.client.log_text(self.parent_run_id, table, "trials.md")
-        accuracy = winner.data.metrics["best_val_accuracy"]
-        self.client.log_metric(self.parent_run_id, "best_val_accuracy", accuracy)
+    def finish(
+        self,
+        summary: str,
+        winner: Run,
+        version: str,
+        promotion: str,
+        metrics: dict[str, float],
+        figures: list[Path],
+    ) -> None:
+        """Close the parent with `trials.md` (`summary`), its figures, metrics and winner."""
+        self.client.log_text(self.parent_run_id, summary, "trials.md")
+        for path in figures:
+            self.client.log_artifact(self.parent_run_id, str(path))
+        metrics = {"best_val_accuracy": winner.data.metrics["best_val_accuracy"], **metrics}
+        for key, value in metrics.items():
+            self.client.log_metric(self.parent_run_id, key, value)
         for key, value in (
             ("best_run_id", winner.info.run_id),
             ("registered_version", version),
@@ -230,7 +302,15 @@ class TrialRecords:
         self.logged_epochs[run_id] = {m.step for m in history}
         return run_id
 
-    def create(self, trial_id: str, name: str, role: str, params: dict, config: dict) -> str:
+    def create(
+        self,
+        trial_id: str,
+        name: str,
+        role: str,
+        params: dict,
+        config: dict,
+        inputs: Iterable[DataInput] = (),
+    ) -> str:
         run = self.client.create_run(
             self.experiment_id,
             tags={
@@ -243,6 +323,7 @@ class TrialRecords:
         run_id = run.info.run_id
         self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         self.client.log_dict(run_id, config, "config.json")
+        self.client.log_inputs(run_id, datasets=[data.entity() for data in inputs])
         self.logged_epochs[run_id] = set()
         return run_id
 
@@ -267,12 +348,20 @@ class TrialRecords:
             tags[key] = value
 
     def finish(self, run_id: str, best: dict | None, model: ModelFiles | None) -> None:
-        """Close a completed trial's run with its best figures and model."""
+        """Close a completed trial's run with its model and best figures, linked together.
+
+        The best figures are logged against the model and the validation data, so the
+        model's page in the UI shows what it scored, and on what.
+        """
+        link = {}
+        if model is not None:
+            info = model.log(run_id)
+            self.client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
+            dev = training_inputs(model.dataset)["dev"]
+            link = dict(model_id=info.model_id, dataset_name=dev.name, dataset_digest=dev.digest)
         if best is not None:
             for key in ("best_val_accuracy", "best_epoch"):
-                self.client.log_metric(run_id, key, float(best[key]))
-        if model is not None:
-            self.client.set_tag(run_id, MODEL_URI_TAG, model.log(run_id))
+                self.client.log_metric(run_id, key, float(best[key]), **link)
         self.client.set_terminated(run_id, FINISHED)
 
     def fail(self, run_id: str, error: str) -> None:
@@ -292,41 +381,76 @@ class ModelFiles:
     config: RunConfig
     dataset: PreparedDataset
 
-    def log(self, run_id: str) -> str:
-        """Log it as the run's MLflow model; its URI."""
+    def log(self, run_id: str) -> mlflow.models.model.ModelInfo:
+        """Log it as the run's MLflow model, carrying the run's parameters."""
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = save_checkpoint(
                 Path(folder) / "tagger.pt", self.weights, self.config, self.dataset
             )
             with mlflow.start_run(run_id=run_id, nested=True):
-                return log_tagger(checkpoint).model_uri
+                return log_tagger(checkpoint, params=run_params(self.config, self.dataset))
 
 
 # Evaluation runs -------------------------------------------------------------------------
 
 
-def log_evaluation(model_uri: str, version, data: Path, headline: dict, files: list[Path]) -> str:
-    """An MLflow run holding an evaluation, tagged with (and tagging) the model version."""
-    tags = {ROLE_TAG: EVALUATION_ROLE, "model_uri": model_uri, "data": str(data)}
+def log_evaluation(
+    model_uri: str, version, test: DataInput, headline: dict, files: list[Path]
+) -> str:
+    """An MLflow run holding an evaluation; its id.
+
+    A registered version's evaluation is nested under the run that trained it, its figures
+    linked to the logged model and the test data, and the version links back to it.
+    """
+    tags = {ROLE_TAG: EVALUATION_ROLE, "model_uri": model_uri, "data": str(test.path)}
+    experiment_id, parent, model_id = ensure_experiment(), None, None
     if version is not None:
-        tags.update(registered_model=version.name, registered_model_version=version.version,
-                    source_run_id=version.run_id or "")  # fmt: skip
+        tags.update(registered_model=version.name, registered_model_version=version.version)
+        if version.run_id:
+            parent = version.run_id
+            experiment_id = mlflow.MlflowClient().get_run(parent).info.experiment_id
+        model_id = getattr(version, "model_id", None)
     name = f"evaluate-{version.name}-v{version.version}" if version else "evaluate"
-    with mlflow.start_run(experiment_id=ensure_experiment(), run_name=name, tags=tags) as run:
-        mlflow.log_metrics({k: float(v) for k, v in headline.items() if k != "unknown_tags"})
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=name, tags=tags, parent_run_id=parent
+    ) as run:
+        client = mlflow.MlflowClient()
+        client.log_inputs(run.info.run_id, datasets=[test.entity()])
+        link = dict(model_id=model_id, dataset_name=test.name, dataset_digest=test.digest)
+        for key, value in headline.items():
+            if key != "unknown_tags":
+                client.log_metric(run.info.run_id, key, float(value), **link)
         mlflow.log_dict(headline, "evaluation.json")
         for path in files:
             mlflow.log_artifact(str(path), artifact_path="reports")
     if version is not None:
-        client = mlflow.MlflowClient()
-        client.set_model_version_tag(
-            version.name, version.version, "evaluation_run_id", run.info.run_id
-        )
-        client.set_model_version_tag(
-            version.name, version.version, "test_token_accuracy",
-            f"{headline['token_accuracy']:.6f}",
-        )  # fmt: skip
+        link_evaluation(version, run.info, test, headline["token_accuracy"])
     return run.info.run_id
+
+
+# The version description's last paragraph: the latest evaluation, replaced by the next one.
+EVALUATION_HEADING = "**Latest evaluation**"
+
+
+def link_evaluation(version, run, test: DataInput, accuracy: float) -> None:
+    """Tag the model version with an evaluation's figures and link the run from its page."""
+    client = mlflow.MlflowClient()
+    url = run_url(mlflow.get_tracking_uri(), run.experiment_id, run.run_id)
+    for key, value in (
+        ("evaluation_run_id", run.run_id),
+        ("test_token_accuracy", f"{accuracy:.6f}"),
+        ("test_data", test.name),
+    ):
+        client.set_model_version_tag(version.name, version.version, key, value)
+    before = client.get_model_version(version.name, version.version).description or ""
+    kept = before.split(EVALUATION_HEADING)[0].rstrip()
+    paragraph = (
+        f"{EVALUATION_HEADING}: {100 * accuracy:.2f}% token accuracy on {test.name} "
+        f"({test.tokens:,} tokens), [evaluation run]({url})."
+    )
+    client.update_model_version(
+        version.name, version.version, description=f"{kept}\n\n{paragraph}".lstrip()
+    )
 
 
 # Links into the MLflow UI ----------------------------------------------------------------
@@ -338,6 +462,10 @@ LOCAL_UI = "http://127.0.0.1:5000"
 def ui_base(uri: str) -> str:
     """Where the UI for tracking URI `uri` is: a tracking server serves its own."""
     return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def compare_runs_url(uri: str, experiment_id: str, run_ids: list[str]) -> str:

@@ -23,6 +23,7 @@ from pipelines.tracking import (
     ModelFiles,
     TrialRecords,
     run_params,
+    training_inputs,
 )
 from pipelines.trial import NODE_KEY, PID_KEY, RESUMED_KEY, load_training_state
 from postag.config import RunConfig, to_dict
@@ -176,4 +177,5 @@ class MlflowTrials(Callback):
             role=BASELINE_ROLE if baseline else TRIAL_ROLE,
             params=run_params(config, self.dataset),
             config=to_dict(config),
+            inputs=training_inputs(self.dataset).values(),
         )

@@ -38,8 +38,9 @@ UNK_ID = 1
 UNKNOWN_TAG_ID = -1
 SPLITS = ("train", "dev", "test")
 # Bump when the prepared layout or its meaning changes, so old caches are not reused.
-# 2: a character vocabulary for the char encoder; 3: checksums and the validation digest.
-PREPARE_VERSION = 3
+# 2: a character vocabulary for the char encoder; 3: checksums and the validation digest;
+# 4: the source files' sha256, which MLflow records as each dataset's digest.
+PREPARE_VERSION = 4
 SCHEMA = pa.schema(
     [
         ("words", pa.list_(pa.string())),
@@ -140,6 +141,17 @@ class Split:
 
 
 @dataclass(frozen=True)
+class SourceFile:
+    """One treebank file a dataset was prepared from: where, its sha256, how big."""
+
+    split: str
+    path: Path
+    sha256: str
+    sentences: int
+    tokens: int
+
+
+@dataclass(frozen=True)
 class PreparedDataset:
     directory: Path
     fingerprint: str
@@ -156,6 +168,17 @@ class PreparedDataset:
     @property
     def validation_digest(self) -> str:
         return self.meta["validation_digest"]
+
+    def source(self, split: str) -> SourceFile:
+        """The text file `split` was prepared from, as it was when prepared."""
+        stats = self.meta["splits"][split]
+        return SourceFile(
+            split=split,
+            path=Path(self.meta["sources"][split]),
+            sha256=self.meta["source_sha256"][split],
+            sentences=stats["sentences"],
+            tokens=stats["tokens"],
+        )
 
     def content_digest(self) -> str:
         """sha256 of what training reads (vocabularies and arrays), wherever the data lies.
@@ -253,6 +276,7 @@ def prepare(config: DataConfig) -> Path:
         "prepare_version": PREPARE_VERSION,
         "data_config": to_dict(config),
         "sources": {split: str(path) for split, path in files.items()},
+        "source_sha256": {split: sha256_of(path) for split, path in files.items()},
         "validation_digest": validation_digest(config, files["dev"], tags),
         "words": list(words.items),
         "tags": list(tags.items),

@@ -27,19 +27,22 @@ BEST_ALIAS = "best"
 MODEL_ARTIFACT = "model"
 CHECKPOINT_ARTIFACT = "checkpoint"
 TOKENS_COLUMN = "tokens"
+TAGS_COLUMN = "tags"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 CHECKPOINT_SUFFIX = ".pt"  # what `postag train` writes
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-# Input: a DataFrame with a `tokens` column holding one list of tokens per sentence.
+# A DataFrame with a `tokens` column holding one list of tokens per sentence in, one with a
+# `tags` column holding their tags out (over HTTP: {"predictions": [{"tags": [...]}]}).
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec(Array(DataType.string), TOKENS_COLUMN)]),
+    outputs=Schema([ColSpec(Array(DataType.string), TAGS_COLUMN)]),
 )
 # Shown in the MLflow UI as how to call the model (and checked against it when logged).
 INPUT_EXAMPLE = pd.DataFrame({TOKENS_COLUMN: [["I", "saw", "her", "duck", "."]]})
 
 
 class TaggerModel(PythonModel):
-    """pyfunc wrapper: DataFrame with a `tokens` column -> a list of tag lists."""
+    """pyfunc wrapper: DataFrame with a `tokens` column -> DataFrame with a `tags` column."""
 
     def __init__(self) -> None:
         self.tagger: LoadedTagger | None = None
@@ -47,21 +50,24 @@ class TaggerModel(PythonModel):
     def load_context(self, context: PythonModelContext) -> None:
         self.tagger = load_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT])
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[list[str]]:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if TOKENS_COLUMN not in model_input.columns:
             raise ValueError(f"input needs a '{TOKENS_COLUMN}' column of token lists")
         sentences = [list(tokens) for tokens in model_input[TOKENS_COLUMN]]
-        return tag_sentences(self.tagger, sentences)
+        return pd.DataFrame({TAGS_COLUMN: tag_sentences(self.tagger, sentences)})
 
 
-def log_tagger(checkpoint: str | Path) -> mlflow.models.model.ModelInfo:
-    """Log a checkpoint as this run's model, named `model`."""
+def log_tagger(
+    checkpoint: str | Path, params: dict[str, str] | None = None
+) -> mlflow.models.model.ModelInfo:
+    """Log a checkpoint as this run's model, named `model`; `params` show on its page."""
     return mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
         python_model=str(MODEL_CODE),
         artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
         signature=SIGNATURE,
         input_example=INPUT_EXAMPLE,
+        params=params,
     )
 
 

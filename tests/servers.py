@@ -50,22 +50,57 @@ class MlflowServer:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + START_LIMIT_SECONDS
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, (self.folder / "server.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(POLL_SECONDS)
-        raise AssertionError(f"mlflow server did not start: {self.folder / 'server.log'}")
+        answers(self.process, f"{self.uri}/health", self.folder / "server.log")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            # The whole group: the server's own worker processes too.
-            os.killpg(self.process.pid, 9)
-            self.process.wait()
+        stop_group(self.process)
+
+
+def answers(process: subprocess.Popen, url: str, log: Path) -> None:
+    """Wait until `url` answers 200; fail with the log if the process ends first."""
+    deadline = time.monotonic() + START_LIMIT_SECONDS
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(POLL_SECONDS)
+    raise AssertionError(f"{url} did not answer in {START_LIMIT_SECONDS} s: {log}")
+
+
+def stop_group(process: subprocess.Popen | None) -> None:
+    """Kill a server started in a session of its own, with the workers it started."""
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, 9)
+        process.wait()
+
+
+class ModelServer:
+    """`postag serve` (what `make serve` runs) on loopback, serving a store's model."""
+
+    def __init__(self, folder: Path, tracking_uri: str, model: str = "models:/postag-tagger@best"):
+        self.folder, self.tracking_uri, self.model = folder, tracking_uri, model
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pipelines.serve", "--model", self.model,
+                   "--port", str(self.port)]  # fmt: skip
+        env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri}
+        with (self.folder / "serve.log").open("a") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                            env=env, start_new_session=True)  # fmt: skip
+        answers(self.process, f"{self.url}/ping", self.folder / "serve.log")
+
+    def stop(self) -> None:
+        stop_group(self.process)
 
 
 def write_experiment(folder: Path, ewt_slice: dict, values: dict) -> Path:

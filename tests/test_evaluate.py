@@ -32,7 +32,7 @@ def test_accuracy_matches_an_independent_count(evaluated, in_swept_store, ewt_sl
     result, _, _ = evaluated
     sentences = read_conllu(ewt_slice["test"])
     model = mlflow.pyfunc.load_model(best_model_uri())
-    predicted = model.predict(pd.DataFrame({"tokens": [list(s.words) for s in sentences]}))
+    predicted = model.predict(pd.DataFrame({"tokens": [list(s.words) for s in sentences]}))["tags"]
     right = total = 0
     for sentence, tags in zip(sentences, predicted, strict=True):
         for gold, guess in zip(sentence.tags, tags, strict=True):
@@ -54,15 +54,24 @@ def test_reports_hold_tables_and_pictures(evaluated):
         assert height > 300 and width > 300, name
 
 
-def test_evaluation_run_is_linked_to_the_model_version(evaluated):
+def test_evaluation_run_sits_with_the_model_version(evaluated, ewt_slice):
     result, _, (outcome, _, client, _) = evaluated
     run = client.get_run(result["mlflow_run_id"])
+    version = client.get_model_version("postag-tagger", outcome["version"])
     assert run.data.tags["registered_model_version"] == str(outcome["version"])
+    # Nested under the trial that trained the version, not loose beside the sweeps.
+    assert run.data.tags["mlflow.parentRunId"] == version.run_id
     assert run.data.metrics["token_accuracy"] == result["token_accuracy"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
     assert "reports/confusion.png" in artifacts
-    version = client.get_model_version("postag-tagger", outcome["version"])
+    (test,) = run.inputs.dataset_inputs
+    assert test.dataset.name == ewt_slice["test"].name
+    assert {t.key: t.value for t in test.tags}["mlflow.data.context"] == "test"
+    # The version's page links the latest evaluation and shows its figure.
     assert version.tags["evaluation_run_id"] == run.info.run_id
+    assert float(version.tags["test_token_accuracy"]) == pytest.approx(result["token_accuracy"])
+    assert f"/runs/{run.info.run_id})" in version.description
+    assert version.description.count("**Latest evaluation**") == 1
 
 
 @pytest.mark.parametrize(
@@ -103,8 +112,8 @@ def test_tag_rewrites_only_the_tag_column_of_conllu(in_swept_store, ewt_slice, t
     assert len(after) == len(before)
     sentences = read_conllu(ewt_slice["test"])
     model = mlflow.pyfunc.load_model(best_model_uri())
-    expected = model.predict(pd.DataFrame({"tokens": [list(s.words) for s in sentences]}))
-    assert [list(s.tags) for s in read_conllu(out)] == expected
+    expected = model.predict(pd.DataFrame({"tokens": [list(s.words) for s in sentences]}))["tags"]
+    assert [list(s.tags) for s in read_conllu(out)] == [list(tags) for tags in expected]
     for old, new in zip(before, after, strict=True):
         old_columns, new_columns = old.split("\t"), new.split("\t")
         if len(old_columns) == 10 and old_columns[0].isdigit():

@@ -1,0 +1,70 @@
+"""`make serve` / `postag serve`: a registered tagger over HTTP, with MLflow's own server.
+
+    make serve                                    # models:/postag-tagger@best, 127.0.0.1:5002
+    make serve MODEL=models:/postag-tagger/3 SERVE_PORT=8080
+    curl -s 127.0.0.1:5002/invocations -H 'Content-Type: application/json' \\
+        -d '{"dataframe_records": [{"tokens": ["I", "saw", "her", "duck", "."]}]}'
+    # {"predictions": [{"tags": ["PRP", "VBD", "PRP$", "NN", "."]}]}
+
+The model is found first, so a missing one is a one-line error, not a server's traceback;
+then `mlflow models serve` takes over this process. It runs in this virtual environment
+(`--env-manager local`): no conda, nothing downloaded. A malformed request gets a 400 with
+MLflow's message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import mlflow
+
+from pipelines.cli import command_parser, fail
+from pipelines.registration import not_found_message
+from pipelines.tracking import tracking_uri
+from postag.registry import ModelNotFound, best_model_uri, find_version
+
+PROG = "postag serve"
+DEFAULT_HOST = "127.0.0.1"  # this machine only; put a proxy with TLS in front to share it
+DEFAULT_PORT = 5002
+EXAMPLE = '{"dataframe_records": [{"tokens": ["I", "saw", "her", "duck", "."]}]}'
+
+
+def serve_command(uri: str, host: str, port: int) -> list[str]:
+    """`mlflow models serve` from this environment's own mlflow."""
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    return [mlflow_cli, "models", "serve", "--model-uri", uri, "--host", host,
+            "--port", str(port), "--env-manager", "local"]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = command_parser(PROG, __doc__)
+    parser.add_argument("--model", default=best_model_uri(), help="a models:/ URI")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    args = parser.parse_args(argv)
+    uri = tracking_uri(Path.cwd())
+    mlflow.set_tracking_uri(uri)
+    try:
+        version = find_version(args.model)
+    except ModelNotFound as error:
+        return fail(PROG, not_found_message(error), 2)
+    which = f" (version {version.version})" if version is not None else ""
+    print(
+        f"serving {args.model}{which} at http://{args.host}:{args.port}/invocations; try:\n"
+        f"  curl -s http://{args.host}:{args.port}/invocations "
+        f"-H 'Content-Type: application/json' -d '{EXAMPLE}'",
+        flush=True,
+    )
+    # MLflow starts uvicorn by name: this environment's bin must come first on PATH.
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    command = serve_command(args.model, args.host, args.port)
+    os.execve(command[0], command, env)
+    return 0  # not reached: the server replaced this process
+
+
+if __name__ == "__main__":
+    sys.exit(main())
