@@ -62,10 +62,13 @@ from pipelines.sweep_state import (
 from pipelines.tracking import (
     FAILED,
     KILLED,
+    ROLE_TAG,
+    TRIAL_ROLE,
     SweepRecord,
     compare_runs_url,
     ensure_experiment,
     tracking_uri,
+    training_inputs,
     ui_base,
     without_credentials,
 )
@@ -143,6 +146,8 @@ def run_sweep(
         state, resuming = open_sweep_state(
             job.state_dir, job.tune_storage, sweep, experiment_id, fresh, values
         )
+        if not resuming:
+            state.record().log_data(training_inputs(prepared).values())
         try:
             callback = fit_trials(job, state, resuming, prepared, verbose)
             return conclude(job, state, callback, force_best)
@@ -299,7 +304,9 @@ def finish_record(
 def say_end(job: Sweep, state: SweepState, runs: list[Run], registered: Registered,
             findings: list[str]) -> None:  # fmt: skip
     uri = mlflow.get_tracking_uri()
-    run_ids = [run.info.run_id for run in runs]
+    # The searched trials only: the baseline's own overrides would otherwise be among the
+    # parameters that differ, which the compare view plots first.
+    run_ids = [run.info.run_id for run in runs if run.data.tags.get(ROLE_TAG) == TRIAL_ROLE]
     say(
         f"\n{trial_table(runs)}\n\n"
         f"sweep '{job.sweep.name}' done: registered version {registered.version} as "

@@ -29,6 +29,9 @@ from postag.sources import sha256_of
 from postag.train import EPOCH_METRICS
 
 EXPERIMENT_NAME = "postag"
+# Tells the MLflow UI that this experiment trains models (its runs pages, not GenAI traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 SQLITE_PREFIX = "sqlite:///"
 # What a run is, in the tag ROLE_TAG.
 ROLE_TAG = "role"
@@ -100,13 +103,19 @@ def ensure_experiment(name: str = EXPERIMENT_NAME) -> str:
     """
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
+        if EXPERIMENT_KIND_TAG not in existing.tags:
+            mlflow.MlflowClient().set_experiment_tag(
+                existing.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING
+            )
         return existing.experiment_id
     location = None
     uri = mlflow.get_tracking_uri()
     if uri.startswith(SQLITE_PREFIX):
         database = Path(uri.removeprefix(SQLITE_PREFIX))
         location = (database.parent / "artifacts").resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    return mlflow.create_experiment(
+        name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+    )
 
 
 def child_runs(experiment_id: str, parent_run_id: str) -> list[Run]:
@@ -207,6 +216,10 @@ class SweepRecord:
 
     def trial_runs(self) -> list[Run]:
         return child_runs(self.experiment_id, self.parent_run_id)
+
+    def log_data(self, inputs: Iterable[DataInput]) -> None:
+        """The data every trial of the sweep trains and validates on."""
+        self.client.log_inputs(self.parent_run_id, datasets=[data.entity() for data in inputs])
 
     def resume(self) -> None:
         self.client.update_run(self.parent_run_id, status=RUNNING)

@@ -29,8 +29,9 @@ class MlflowServer:
     It can be stopped and started again on the same port and store, as a restart would.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, backend_store: str | None = None):
         self.folder = folder
+        self.backend_store = backend_store or f"sqlite:///{folder / 'mlflow.db'}"
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
@@ -43,7 +44,7 @@ class MlflowServer:
         command = [
             str(Path(sys.executable).with_name("mlflow")), "server",
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+            "--backend-store-uri", self.backend_store,
             "--artifacts-destination", str(self.folder / "artifacts"), "--serve-artifacts",
         ]  # fmt: skip
         with (self.folder / "server.log").open("a") as log:

@@ -1,0 +1,139 @@
+"""The MLflow UI on a swept store, as a user sees it: headless Chromium drives the real pages.
+
+Selenium drives Debian's `chromium` through its `chromedriver`; `.ci/run` installs both, and
+the `browser` fixture does when they are missing and it can (root with apt-get).
+The compare view's screenshot goes to reports/, where the README shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.servers import MlflowServer
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# Headless on a machine with no network beyond loopback: no background calls home.
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1400,1700",
+)  # fmt: skip
+PAGE_LIMIT_SECONDS = 60
+SCREENSHOT = Path(__file__).resolve().parents[1] / "reports" / "mlflow-compare-runs.png"
+# The UI's classic machine-learning pages (its default view is the GenAI one).
+ML_VIEW = "workflowType=machine_learning"
+
+
+def install_chromium() -> None:
+    """Debian's chromium and chromedriver, where this process may install packages."""
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        reason = f"{CHROMIUM} or {CHROMEDRIVER} missing: apt-get install chromium chromium-driver"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        install_chromium()
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def ui(swept, tmp_path_factory):
+    """`mlflow server` (what `make ui` starts) on the tiny sweep's store."""
+    server = MlflowServer(tmp_path_factory.mktemp("ui"), backend_store=swept[3])
+    server.start()
+    yield server
+    server.stop()
+
+
+def page_text(driver) -> str:
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def shows(driver, *texts: str) -> None:
+    """Wait until the page shows every one of `texts`; fail naming those it never showed."""
+    try:
+        WebDriverWait(driver, PAGE_LIMIT_SECONDS).until(
+            lambda d: all(text in page_text(d) for text in texts)
+        )
+    except Exception:
+        missing = [text for text in texts if text not in page_text(driver)]
+        raise AssertionError(f"the page never showed {missing}") from None
+
+
+def close_assistant(driver) -> None:
+    """The assistant panel opens beside every page on a first visit; it hides the runs."""
+    for button in driver.find_elements(By.CSS_SELECTOR, "button[aria-label='Close']"):
+        button.click()
+
+
+def trial_names(runs) -> list[str]:
+    return [run.info.run_name for run in runs]
+
+
+def test_training_runs_show_each_trial_by_name_with_its_data(swept, ui, browser, ewt_slice):
+    outcome, runs, _, _ = swept
+    experiment = outcome["state"]["experiment_id"]
+    browser.get(f"{ui.uri}/#/experiments/{experiment}/runs?{ML_VIEW}")
+    shows(browser, "sweep-tiny")
+    close_assistant(browser)
+    # Trials sit under their sweep's run: open it.
+    browser.find_element(By.CSS_SELECTOR, "[data-component-id*=runnamecellrenderer]").click()
+    shows(browser, *trial_names(runs), ewt_slice["train"].name)
+
+
+def test_compare_view_shows_what_varied_against_best_val_accuracy(swept, ui, browser):
+    outcome, runs, _, _ = swept
+    ids = quote(json.dumps([run.info.run_id for run in runs]))
+    experiments = quote(json.dumps([outcome["state"]["experiment_id"]]))
+    browser.get(f"{ui.uri}/#/compare-runs?runs={ids}&experiments={experiments}&{ML_VIEW}")
+    shows(browser, "Parallel Coordinates Plot", *trial_names(runs))
+    close_assistant(browser)
+    plot_metric(browser, "best_val_accuracy")
+    # What a reader compares: the parameters and metrics that differ between the runs.
+    for switch in browser.find_elements(By.XPATH, "//*[text()='Show diff only']"):
+        switch.click()
+    shows(browser, "hidden_size", "num_layers", "epochs", "best_val_accuracy")
+    heading = browser.find_element(By.XPATH, "//*[starts-with(text(),'Comparing')]")
+    browser.execute_script("arguments[0].scrollIntoView();", heading)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
+
+
+def plot_metric(driver, metric: str) -> None:
+    """Pick `metric` in the parallel-coordinates plot's Metrics box, as a user types it."""
+    box = driver.find_element(
+        By.XPATH,
+        "//*[contains(text(),'Please select metrics')]"
+        "/ancestor::div[contains(@class,'select-selector')]//input",
+    )
+    driver.execute_script("arguments[0].focus();", box)
+    box.send_keys(metric)
+    box.send_keys(Keys.ENTER)
+    box.send_keys(Keys.ESCAPE)
