@@ -156,13 +156,21 @@ class DataInput:
             name = f"{name}[:{first}]"
             digest = hashlib.sha256(f"{source.sha256}:{first}".encode()).hexdigest()
             digest = digest[:DIGEST_CHARS]
-        return cls(name, digest, source.path, source.sha256, source.sentences, source.tokens,
-                   CONTEXTS[source.split])  # fmt: skip
+        return cls(
+            name=name,
+            digest=digest,
+            path=source.path,
+            sha256=source.sha256,
+            sentences=source.sentences,
+            tokens=source.tokens,
+            context=CONTEXTS[source.split],
+        )
 
     @classmethod
     def test_file(cls, path: Path, sentences: int, tokens: int) -> DataInput:
         sha256 = sha256_of(path)
-        return cls(path.name, sha256[:DIGEST_CHARS], path, sha256, sentences, tokens, "test")
+        digest = sha256[:DIGEST_CHARS]
+        return cls(path.name, digest, path, sha256, sentences, tokens, CONTEXTS["test"])
 
     def entity(self) -> DatasetInput:
         profile = {"num_rows": self.sentences, "num_tokens": self.tokens, "sha256": self.sha256}
