@@ -121,6 +121,9 @@ def parameter_importance(runs: list[Run], sweep: SweepConfig) -> tuple[Importanc
     study = study_of(runs, sweep)
     if len(study.trials) < 2:
         return None, f"{len(study.trials)} finished trial(s); importance needs two or more"
+    # fANOVA splits the variance of the scores: with none, there is nothing to share out.
+    if len({trial.value for trial in study.trials}) == 1:
+        return None, "every finished trial scored the same"
     shares = optuna.importance.get_param_importances(
         study, evaluator=FanovaImportanceEvaluator(seed=FANOVA_SEED)
     )

@@ -141,8 +141,10 @@ def wait_for(condition, process: subprocess.Popen, limit: float = SWEEP_LIMIT_SE
 
 
 def trial_runs(client) -> list:
-    """Every trial and baseline run of experiment `postag` (not the sweep's parent runs)."""
+    """Every trial and baseline run of experiment `postag` (not sweeps' parent runs, nor the
+    evaluation runs nested under registered trials)."""
     experiment = client.get_experiment_by_name("postag")
     if experiment is None:
         return []
-    return client.search_runs([experiment.experiment_id], "tags.role != 'sweep'")
+    runs = client.search_runs([experiment.experiment_id], "tags.role != 'sweep'")
+    return [run for run in runs if run.data.tags.get("role") in ("trial", "deep-baseline")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
+from pipelines.importance import parameter_importance
+from pipelines.sweep_config import SweepConfig
 from postag.readers import read_conllu
 from postag.registry import REGISTERED_MODEL, best_model_uri
 from postag.sources import sha256_of
@@ -135,3 +138,14 @@ def test_the_sweep_records_what_mattered(swept, tmp_path):
     for name in ("param_importance.png", "parallel_coordinates.png"):
         height, width, _ = imread(client.download_artifacts(parent, name, str(tmp_path))).shape
         assert height > 300 and width > 300, name
+
+
+def test_importance_is_not_told_from_trials_that_all_scored_the_same(swept):
+    _, runs, _, _ = swept
+    finished = [copy.deepcopy(r) for r in runs
+                if r.data.tags["role"] == "trial" and r.info.status == "FINISHED"]  # fmt: skip
+    for run in finished:
+        run.data.metrics["best_val_accuracy"] = 0.5
+    sweep = SweepConfig(name="same", space={"train.lr": [0.005, 0.002]}, baseline={})
+    importance, why = parameter_importance(finished, sweep)
+    assert importance is None and why == "every finished trial scored the same"
