@@ -20,7 +20,7 @@ HEAD ?=
 STORAGE ?=
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: install test test-slow lint format train bench sweep ui evaluate BEST serve mlflow-server ray-head ray-worker clean
+.PHONY: install test test-slow test-gpu lint format train bench bench-scale sweep ui evaluate BEST serve mlflow-server ray-head ray-worker clean
 
 install: $(STAMP)
 
@@ -37,6 +37,13 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow or gpu"
 
+# The GPU path on a machine with CUDA (skipped, saying so, without): bf16 autocast, trials
+# packed on a GPU, the 40 x 256 stack for an epoch of EWT, then make bench's GPU figures.
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -m gpu -rs
+	@if $(BIN)/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; \
+	then $(MAKE) bench; else echo "test-gpu: torch sees no CUDA device; make bench's GPU figures skipped"; fi
+
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -52,6 +59,10 @@ bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
 	$(BIN)/python -m pipelines.bench_chars
 	$(BIN)/python -m pipelines.bench_sweep
+
+# Eight small trials on one node with 1 CPU, two nodes with 1 CPU each, one node with 2 CPUs.
+bench-scale: $(STAMP)
+	$(BIN)/python -m pipelines.bench_scale
 
 sweep: $(STAMP)
 	$(BIN)/python -m pipelines.sweep $(if $(EXPERIMENT),--config $(EXPERIMENT)) \
@@ -77,21 +88,24 @@ ui: $(STAMP)
 		--default-artifact-root $(CURDIR)/mlruns/artifacts
 
 # A tracking server for several machines, artifacts proxied by the server. BACKEND_STORE and
-# ARTIFACTS_DESTINATION move them to PostgreSQL and an object store (README, Scaling out).
+# ARTIFACTS_DESTINATION move them to PostgreSQL and an object store (README, Scaling out);
+# AUTH=1 requires logins (the admin's password from MLFLOW_AUTH_ADMIN_PASSWORD).
 BACKEND_STORE ?= sqlite:///$(CURDIR)/mlruns/server/mlflow.db
 ARTIFACTS_DESTINATION ?= $(CURDIR)/mlruns/server/artifacts
+AUTH ?=
 mlflow-server: $(STAMP)
 	mkdir -p mlruns/server
-	$(BIN)/mlflow server --host $(SERVER_HOST) --port $(SERVER_PORT) \
-		--backend-store-uri $(BACKEND_STORE) \
-		--artifacts-destination $(ARTIFACTS_DESTINATION) --serve-artifacts
+	$(BIN)/postag mlflow-server --host $(SERVER_HOST) --port $(SERVER_PORT) \
+		--backend-store $(BACKEND_STORE) --artifacts-destination $(ARTIFACTS_DESTINATION) \
+		$(if $(AUTH),--auth --auth-folder mlruns/server)
 
+# Nodes that ask each other for Ray's auth token (the file RAY_AUTH_TOKEN_PATH, default
+# ~/.ray/auth_token): the head makes it once; copy it to each worker and driver machine.
 ray-head: $(STAMP)
-	$(BIN)/ray start --head --node-ip-address $(SERVER_HOST) --port $(RAY_PORT) --include-dashboard=false
+	$(BIN)/postag ray-node head --host $(SERVER_HOST) --port $(RAY_PORT)
 
 ray-worker: $(STAMP)
-	test -n "$(HEAD)" || (echo "usage: make ray-worker HEAD=host:port" && false)
-	$(BIN)/ray start --address $(HEAD) --node-ip-address $(SERVER_HOST)
+	$(BIN)/postag ray-node worker --host $(SERVER_HOST) --address "$(HEAD)"
 
 clean:
 	rm -rf $(VENV) .cache runs .pytest_cache .ruff_cache *.egg-info

@@ -9,6 +9,7 @@ Each run gets a fresh MLflow store and Tune storage in a temporary folder, so th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -37,18 +38,26 @@ class SweepTiming:
 
 def default_bench() -> tuple[Path, list[str]]:
     """The experiment to time, and its overrides, when none is given."""
-    path, _ = sweep_experiment()
+    path, _ = sweep_experiment(os.environ.get("RAY_ADDRESS"))
     if torch.cuda.is_available():
         return path, []
     return path, [f"train.max_batches_per_epoch={CPU_BATCHES_PER_EPOCH}"]
 
 
 def time_sweep(
-    config: Path, overrides: list[str], name: str, concurrent: int, trials: int
+    config: Path, overrides: list[str], name: str, concurrent: int, trials: int, log: Path
 ) -> SweepTiming:
-    """Run the sweep to completion in a throwaway store; its wall time from start to end."""
+    """Run the sweep to completion in a throwaway store; its wall time from start to end.
+
+    The sweep's own console goes to `log`: the bench prints only its figures.
+    """
     overrides = [*overrides, f"sweep.max_concurrent_trials={concurrent}"]
-    with tempfile.TemporaryDirectory(prefix="postag-bench-sweep-") as folder:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="postag-bench-sweep-") as folder,
+        log.open("a") as console,
+        contextlib.redirect_stdout(console),
+    ):
         previous = os.environ.get("MLFLOW_TRACKING_URI")
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
         try:
@@ -96,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(f"bench-sweep: {config} {overrides} on {device}", flush=True)
 
-    packed = time_sweep(config, overrides, "packed", sweep.max_concurrent_trials, trials)
-    serial = time_sweep(config, overrides, "one at a time", 1, trials)
+    log = args.output.with_suffix(".log")
+    print(f"  each sweep's own output: {log}", flush=True)
+    packed = time_sweep(config, overrides, "packed", sweep.max_concurrent_trials, trials, log)
+    serial = time_sweep(config, overrides, "one at a time", 1, trials, log)
     table = format_table(packed, serial, device)
     print(table, flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)

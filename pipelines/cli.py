@@ -14,10 +14,13 @@ COMMANDS = {
     "bench": "pipelines.bench",
     "bench-chars": "pipelines.bench_chars",
     "bench-sweep": "pipelines.bench_sweep",
+    "bench-scale": "pipelines.bench_scale",
     "sweep": "pipelines.sweep",
     "evaluate": "pipelines.evaluate",
     "tag": "pipelines.tag",
     "serve": "pipelines.serve",
+    "mlflow-server": "pipelines.tracking_server",
+    "ray-node": "pipelines.ray_node",
 }
 
 

@@ -11,6 +11,7 @@ from postag.config import ConfigError, RunConfig, apply_overrides, build, read_y
 SEED_EXPERIMENT = Path("experiments/seed.yaml")  # the seed notebook's configuration
 GPU_EXPERIMENT = SEED_EXPERIMENT
 CPU_EXPERIMENT = Path("experiments/cpu.yaml")
+SCALE_EXPERIMENT = Path("experiments/scale-out.yaml")  # `postag bench-scale`'s eight trials
 RUN_SECTIONS = ("data", "model", "train")
 # The sweep section belongs to `make sweep`; `postag train` runs the base configuration.
 EXPERIMENT_SECTIONS = (*RUN_SECTIONS, "sweep")
@@ -47,12 +48,21 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: Path | None =
     data.add_argument("--tag-column", choices=["xpos", "upos"])
 
 
-def sweep_experiment() -> tuple[Path, str]:
-    """The sweep this machine runs when none is named, and why."""
+def sweep_experiment(ray_address: str | None) -> tuple[Path, str]:
+    """The sweep to run when none is named, and why: the full study wherever trials get a
+    GPU, on this machine or on the Ray cluster that `ray_address` names."""
     import torch  # here, not at the top: `postag --help` need not load torch
+
+    from pipelines.probe import cluster_gpus
 
     if torch.cuda.is_available():
         return GPU_EXPERIMENT, "a CUDA GPU is visible (the full study)"
+    gpus = cluster_gpus(ray_address)
+    if gpus > 0:
+        return (
+            GPU_EXPERIMENT,
+            f"the Ray cluster at {ray_address} has {gpus:g} GPU(s) (the full study)",
+        )
     return CPU_EXPERIMENT, "no CUDA GPU is visible (the study sized for a small CPU)"
 
 

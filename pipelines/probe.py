@@ -7,21 +7,29 @@ and a wrong RAY_ADDRESS as a hang in ray.init.
 from __future__ import annotations
 
 import base64
+import logging
+import os
 import socket
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from pipelines.tracking import without_credentials
+from pipelines.tracking import EXPERIMENT_NAME, without_credentials
 
 PROBE_TIMEOUT_S = 5.0
 HTTP_SCHEMES = ("http", "https")
 # RAY_ADDRESS values that do not name a host: ray.init resolves them itself.
 LOCAL_RAY_ADDRESSES = ("", "auto", "local")
+# A read every logged-in user may make: whether it answers 401 tells if the login is good.
+LOGIN_PROBE_PATH = "/api/2.0/mlflow/experiments/get-by-name"
 
 
 class UnreachableService(RuntimeError):
     """A tracking server or Ray cluster that did not answer."""
+
+
+class LoginRefused(UnreachableService):
+    """A tracking server that answered, but not to this login."""
 
 
 def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
@@ -50,6 +58,43 @@ def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     )
 
 
+def check_login(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """A tracking server that asks for a login must accept this one, before any trial runs.
+
+    The credentials are MLflow's own variables, MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD (`tracking_uri` moves a user:password@ part of the URI there).
+    """
+    parts = urlsplit(uri)
+    if parts.scheme not in HTTP_SCHEMES:
+        return
+    query = urlencode({"experiment_name": EXPERIMENT_NAME})
+    url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + LOGIN_PROBE_PATH, query=query))
+    request = urllib.request.Request(url)
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if user is not None:
+        password = os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError as error:
+        if error.code not in (401, 403):
+            return  # the login passed; what the server thinks of the question does not matter
+        raise LoginRefused(login_problem(without_credentials(uri), user, error.code)) from None
+    except (urllib.error.URLError, OSError):
+        return  # not a login problem: the sweep's own calls will retry and report it
+
+
+def login_problem(server: str, user: str | None, code: int) -> str:
+    if user is None:
+        return (f"MLflow tracking server {server} asks for a login (HTTP {code}): set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")  # fmt: skip
+    if code == 401:
+        return (f"MLflow tracking server {server} refused the login of user '{user}' (HTTP "
+                "401): check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")  # fmt: skip
+    return f"MLflow tracking server {server}: user '{user}' may not use it (HTTP {code})"
+
+
 def probe_ray_cluster(address: str | None, timeout: float = PROBE_TIMEOUT_S) -> None:
     """A RAY_ADDRESS naming host:port (or ray://host:port) must accept a connection."""
     if address is None or address in LOCAL_RAY_ADDRESSES:
@@ -65,3 +110,21 @@ def probe_ray_cluster(address: str | None, timeout: float = PROBE_TIMEOUT_S) -> 
             f"Ray cluster at RAY_ADDRESS={address} did not answer ({error}); start its head "
             "with `make ray-head`, or unset RAY_ADDRESS to run Ray on this machine"
         ) from None
+
+
+def cluster_gpus(address: str | None) -> float:
+    """The GPUs of the Ray cluster that RAY_ADDRESS names (0 for a local Ray).
+
+    Asked of the cluster, not of this machine: a driver without a GPU may drive workers
+    that have them.
+    """
+    if address is None or address in LOCAL_RAY_ADDRESSES:
+        return 0.0
+    probe_ray_cluster(address)
+    import ray  # here: only a sweep on a named cluster pays for it
+
+    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        return float(ray.cluster_resources().get("GPU", 0.0))
+    finally:
+        ray.shutdown()

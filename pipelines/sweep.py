@@ -46,7 +46,12 @@ from pipelines.importance import (
     importance_markdown,
     parameter_importance,
 )
-from pipelines.probe import UnreachableService, probe_ray_cluster, probe_tracking_server
+from pipelines.probe import (
+    UnreachableService,
+    check_login,
+    probe_ray_cluster,
+    probe_tracking_server,
+)
 from pipelines.registration import Registered, SweepFailed, register_winner, trial_table
 from pipelines.search import param_space, tune_config
 from pipelines.sweep_config import SweepConfig
@@ -137,6 +142,7 @@ def run_sweep(
     values, run, sweep = load_sweep(config_path, overrides)
     uri = tracking_uri(Path.cwd())
     probe_tracking_server(uri)
+    check_login(uri)
     probe_ray_cluster(os.environ.get("RAY_ADDRESS"))
     job = Sweep(config_path, values, run, sweep, *sweep_storage(storage))
     with sole_driver(job.state_dir, sweep), library_output_to(job.log_file, verbose):
@@ -163,7 +169,7 @@ def fit_trials(
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=verbose)
     try:
         resources, device = trial_resources(job.sweep)
-        make_config = functools.partial(trial_run_config, job.base, job.sweep, device)
+        make_config = functools.partial(trial_run_config, job.base, job.sweep)
         # with_parameters puts the dataset in Ray's object store once; trials read it there.
         trainable = tune.with_resources(
             tune.with_parameters(
@@ -171,6 +177,7 @@ def fit_trials(
                 dataset=prepared,
                 dataset_digest=prepared.content_digest(),
                 make_config=make_config,
+                logical_gpus=job.sweep.logical_gpus,
             ),
             resources,
         )
@@ -178,7 +185,8 @@ def fit_trials(
             state.experiment_id,
             state.parent_run_id,
             prepared.directory,
-            make_config,
+            # The driver's view of a trial's config; the trial reports the device it found.
+            functools.partial(make_config, device=device),
             job.sweep.is_baseline,
         )
         say_start(job, state, resuming, device, resources)
@@ -369,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def say_default_experiment() -> Path:
-    path, why = sweep_experiment()
+    path, why = sweep_experiment(os.environ.get("RAY_ADDRESS"))
     say(f"sweep: {why}, so {path}")
     return path
 

@@ -65,6 +65,10 @@ class SweepConfig:
     # Fraction of one GPU per trial where GPUs exist: several trials share one GPU. 0 keeps
     # trials on the CPU even there.
     gpus_per_trial: float = 0.25
+    # True: the cluster's GPUs may be logical (a node started with --num-gpus, no CUDA), and
+    # a trial given a share trains on its CPU. Only for testing GPU packing without a GPU;
+    # otherwise such a trial fails, rather than quietly training on the CPU.
+    logical_gpus: bool = False
     # Retries of a failing trial (from its last checkpoint) before it is recorded FAILED.
     max_failures: int = 1
     optuna_seed: int = 0
@@ -115,6 +119,7 @@ def build_sweep(values: dict, run: RunConfig) -> SweepConfig:
     missing = [k for k in sweep.space if k not in sweep.baseline]
     if missing:
         raise ConfigError(f"sweep.baseline needs a value for every space key; missing {missing}")
+    check_baseline_stands_apart(sweep)
     if sweep.search == "grid":
         ranges = [k for k, v in sweep.space.items() if isinstance(v, Range)]
         if ranges:
@@ -129,6 +134,21 @@ def build_sweep(values: dict, run: RunConfig) -> SweepConfig:
             check_value(run, {key: value}, f"sweep.space.{key}")
     check_value(run, sweep.baseline, "sweep.baseline")
     return sweep
+
+
+def check_baseline_stands_apart(sweep: SweepConfig) -> None:
+    """The baseline is known by its values on the searched axes: they must not name a point
+    the search can also pick, or that trial would be taken for the baseline."""
+    point = sweep.baseline_point()
+    if any(isinstance(axis, Range) for axis in sweep.space.values()):
+        return  # a sampled value equal to the baseline's is vanishingly unlikely
+    if all(point[key] in axis for key, axis in sweep.space.items()):
+        values = ", ".join(f"{key}={value}" for key, value in point.items())
+        raise ConfigError(
+            f"sweep.baseline: its values on the searched axes ({values}) are also a point of "
+            "sweep.space, so that trial would be taken for the baseline; give the baseline a "
+            "value outside at least one axis"
+        )
 
 
 def check_field(dotted: str, where: str, run: RunConfig) -> None:

@@ -10,6 +10,7 @@ these two (`pipelines.trial_logger`).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
@@ -27,12 +28,18 @@ STATE_FILE = "state.pt"
 # Result keys a trial reports beside its epoch metrics.
 RESUMED_KEY = "resumed_from_epoch"
 NODE_KEY = "ray_node_id"
+DEVICE_KEY = "device"  # where the trial trained, as its worker found it
 # Tune adds the trial process's pid to every result.
 PID_KEY = "pid"
 
 
-def trial_run_config(base: dict, sweep: SweepConfig, device: str, trial_config: dict) -> RunConfig:
-    """The run config of one trial: the base run, the trial's values, baseline extras."""
+class NoCudaForGpu(RuntimeError):
+    """Ray gave a trial a GPU share on a worker where torch finds no CUDA device."""
+
+
+def trial_run_config(base: dict, sweep: SweepConfig, trial_config: dict, device: str) -> RunConfig:
+    """The run config of one trial on `device`: the base run, the trial's values, baseline
+    extras."""
     overrides = dict(trial_config)
     if sweep.is_baseline(trial_config):
         overrides.update(sweep.baseline_overrides())
@@ -43,6 +50,27 @@ def trial_run_config(base: dict, sweep: SweepConfig, device: str, trial_config: 
     return run_config_from(apply_values(base, overrides))
 
 
+def worker_device(logical_gpus: bool) -> str:
+    """Where this trial trains: what Ray gave its own worker, whatever the driver has.
+
+    A GPU share on a worker without CUDA is an error, never a quiet fall back to the CPU,
+    unless the sweep says its GPUs are logical (`sweep.logical_gpus`, for testing packing).
+    """
+    gpus = ray.get_gpu_ids()
+    if not gpus:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if logical_gpus:
+        return "cpu"
+    node = ray.get_runtime_context().get_node_id()
+    raise NoCudaForGpu(
+        f"Ray gave this trial GPU {gpus} on node {node}, but torch sees no CUDA device there "
+        "(a node declared with --num-gpus but without a working CUDA driver?); set "
+        "sweep.logical_gpus: true only to test GPU packing on the CPU"
+    )
+
+
 def load_training_state(checkpoint: tune.Checkpoint) -> TrainingState:
     """The TrainingState in a trial's checkpoint, fetched from wherever Tune keeps it."""
     with checkpoint.as_directory() as folder:
@@ -51,12 +79,18 @@ def load_training_state(checkpoint: tune.Checkpoint) -> TrainingState:
 
 
 def train_trial(
-    trial_config: dict, *, dataset: PreparedDataset, dataset_digest: str, make_config
+    trial_config: dict,
+    *,
+    dataset: PreparedDataset,
+    dataset_digest: str,
+    make_config: Callable[[dict, str], RunConfig],
+    logical_gpus: bool,
 ) -> None:
     """Ray Tune function trainable: fit() with a report and a checkpoint per epoch."""
     # The dataset came through Ray's object store, maybe to another machine: check it first.
     datasets.check_arrival(dataset, dataset_digest)
-    config = make_config(trial_config)
+    device = worker_device(logical_gpus)
+    config = make_config(trial_config, device)
     checkpoint = tune.get_checkpoint()
     resume = load_training_state(checkpoint) if checkpoint else None
     resumed_from_epoch = resume.epoch if resume is not None else 0
@@ -73,6 +107,7 @@ def train_trial(
                     "best_epoch": state.best_epoch,
                     RESUMED_KEY: resumed_from_epoch,
                     NODE_KEY: node_id,
+                    DEVICE_KEY: device,
                 },
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )

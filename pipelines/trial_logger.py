@@ -25,7 +25,7 @@ from pipelines.tracking import (
     run_params,
     training_inputs,
 )
-from pipelines.trial import NODE_KEY, PID_KEY, RESUMED_KEY, load_training_state
+from pipelines.trial import DEVICE_KEY, NODE_KEY, PID_KEY, RESUMED_KEY, load_training_state
 from postag.config import RunConfig, to_dict
 from postag.dataset import PreparedDataset, load_prepared
 
@@ -106,6 +106,7 @@ class MlflowTrials(Callback):
         # A trial resumed from a checkpoint repeats epochs the run already holds.
         self.records.log_epochs(run_id, [result], int(result["timestamp"] * 1000))
         self.records.tag_once(run_id, NODE_KEY, str(result.get(NODE_KEY, "")))
+        self.records.tag_once(run_id, DEVICE_KEY, str(result.get(DEVICE_KEY, "")))
         self.records.tag_once(run_id, PID_TAG, str(result.get(PID_KEY, "")))
         if result.get(RESUMED_KEY):
             self.records.tag_once(run_id, RESUMED_KEY, str(result[RESUMED_KEY]))

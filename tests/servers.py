@@ -1,8 +1,10 @@
-"""Real services for the scaling-out tests: an `mlflow server` process and sweep drivers."""
+"""Real services for the scaling-out tests: `mlflow server`, `mlflow models serve`,
+PostgreSQL, and sweep drivers."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 START_LIMIT_SECONDS = 90
@@ -24,14 +27,19 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """`mlflow server` on loopback, as `make mlflow-server` starts it: sqlite, proxied artifacts.
+    """`mlflow server` on loopback, started as `make mlflow-server` starts it (`postag
+    mlflow-server`): sqlite unless told otherwise, proxied artifacts, logins if asked.
 
     It can be stopped and started again on the same port and store, as a restart would.
     """
 
-    def __init__(self, folder: Path, backend_store: str | None = None):
+    def __init__(
+        self, folder: Path, backend_store: str | None = None, admin_password: str | None = None
+    ):
         self.folder = folder
         self.backend_store = backend_store or f"sqlite:///{folder / 'mlflow.db'}"
+        # With a password, logins are required (`make mlflow-server AUTH=1`) and it is admin's.
+        self.admin_password = admin_password
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
@@ -42,15 +50,18 @@ class MlflowServer:
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         command = [
-            str(Path(sys.executable).with_name("mlflow")), "server",
+            sys.executable, "-m", "pipelines.tracking_server",
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-            "--backend-store-uri", self.backend_store,
-            "--artifacts-destination", str(self.folder / "artifacts"), "--serve-artifacts",
+            "--backend-store", self.backend_store,
+            "--artifacts-destination", str(self.folder / "artifacts"),
         ]  # fmt: skip
+        env = dict(os.environ)
+        if self.admin_password is not None:
+            command += ["--auth", "--auth-folder", str(self.folder)]
+            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin_password
         with (self.folder / "server.log").open("a") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                            env=env, start_new_session=True)  # fmt: skip
         answers(self.process, f"{self.uri}/health", self.folder / "server.log")
 
     def stop(self) -> None:
@@ -140,6 +151,17 @@ def wait_for(condition, process: subprocess.Popen, limit: float = SWEEP_LIMIT_SE
     raise AssertionError("timed out waiting for the sweep")
 
 
+def most_at_once(runs) -> int:
+    """The most runs open at the same time, from MLflow's start and end times."""
+    # At equal times an end comes before a start: a slot freed and taken is not an overlap.
+    events = sorted([(r.info.end_time, -1) for r in runs] + [(r.info.start_time, 1) for r in runs])
+    open_runs = peak = 0
+    for _, change in events:
+        open_runs += change
+        peak = max(peak, open_runs)
+    return peak
+
+
 def trial_runs(client) -> list:
     """Every trial and baseline run of experiment `postag` (not sweeps' parent runs, nor the
     evaluation runs nested under registered trials)."""
@@ -148,3 +170,71 @@ def trial_runs(client) -> list:
         return []
     runs = client.search_runs([experiment.experiment_id], "tags.role != 'sweep'")
     return [run for run in runs if run.data.tags.get("role") in ("trial", "deep-baseline")]
+
+
+class PostgresServer:
+    """Debian's PostgreSQL on loopback, in a data folder of the test's own.
+
+    PostgreSQL refuses to run as root: as root, its programs run as the `postgres` user
+    that Debian's package creates. It can be restarted on the same port and data.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.data = folder / "pgdata"
+        self.port = free_port()
+        self.bin = postgres_bin()
+
+    @property
+    def uri(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
+
+    def run(self, program: str, *args: str) -> None:
+        command = [str(self.bin / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=START_LIMIT_SECONDS)
+
+    def start(self) -> None:
+        if not self.data.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                shutil.chown(self.folder, "postgres", "postgres")
+            self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust")
+            self.pg_ctl("start")
+            self.run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                     "mlflow")  # fmt: skip
+            return
+        self.pg_ctl("start")
+
+    def pg_ctl(self, action: str, *args: str) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder}"
+        self.run("pg_ctl", action, "-D", str(self.data), "-w", "-o", options,
+                 "-l", str(self.folder / "postgres.log"), *args)  # fmt: skip
+
+    def restart(self) -> None:
+        self.pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        self.pg_ctl("stop", "-m", "immediate")
+
+
+def postgres_bin() -> Path:
+    """The newest installed PostgreSQL's programs (Debian keeps them off PATH)."""
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        install_debian_packages("postgresql")
+    return sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1].parent
+
+
+def install_debian_packages(*packages: str) -> None:
+    """Install what a test needs from Debian, as .ci/run does, where this process may (root
+    with apt-get); elsewhere skip the test saying what to install (fail it in CI)."""
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        reason = f"needs Debian's {' '.join(packages)}: apt-get install {' '.join(packages)}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env,
+                   capture_output=True)  # fmt: skip

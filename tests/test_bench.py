@@ -3,6 +3,7 @@ import os
 
 from pipelines.bench import main
 from pipelines.bench_chars import main as chars_bench
+from pipelines.bench_scale import main as scale_bench
 from pipelines.bench_sweep import main as sweep_bench
 from tests.servers import write_experiment
 
@@ -73,3 +74,28 @@ def test_chars_bench_encodes_fewer_rows_once_per_spelling(ewt_slice, tmp_path, c
     # Every real token is one padded position; repeats and padding are what spellings save.
     assert figures["positions"] > figures["tokens"] > figures["spellings"] > 0
     assert figures["per_position_seconds"] > 0 and figures["per_spelling_seconds"] > 0
+
+
+def test_scale_bench_runs_the_same_trials_on_each_cluster_layout(ewt_slice, tmp_path, capsys):
+    values = {
+        "model": {"embedding_dim": 8, "hidden_size": 8, "num_layers": 1, "ff_dims": [8]},
+        "train": {"epochs": 1, "batch_size": 32, "max_batches_per_epoch": 5},
+        "sweep": {
+            "name": "scale",
+            "space": {"model.hidden_size": [8, 16]},
+            "baseline": {"model.hidden_size": 4, "model.num_layers": 2},
+            "max_concurrent_trials": 3,
+            "gpus_per_trial": 0,
+        },
+    }
+    config = write_experiment(tmp_path, ewt_slice, values)
+    output = tmp_path / "bench_scale.json"
+    assert scale_bench(["--config", str(config), "--output", str(output)]) == 0
+    runs = json.loads(output.read_text())["runs"]
+    assert [(r["name"], r["trials"]) for r in runs] == [
+        ("one node, 1 CPU", 3),
+        ("two nodes, 1 CPU each", 3),
+        ("one node, 2 CPUs", 3),
+    ]
+    assert all(r["wall_seconds"] > 0 for r in runs)
+    assert "| two nodes, 1 CPU each |" in capsys.readouterr().out

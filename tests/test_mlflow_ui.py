@@ -8,9 +8,6 @@ The compare view's screenshot goes to reports/, where the README shows it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.servers import MlflowServer
+from tests.servers import MlflowServer, install_debian_packages
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Headless on a machine with no network beyond loopback: no background calls home.
@@ -37,23 +34,10 @@ SCREENSHOT = Path(__file__).resolve().parents[1] / "reports" / "mlflow-compare-r
 ML_VIEW = "workflowType=machine_learning"
 
 
-def install_chromium() -> None:
-    """Debian's chromium and chromedriver, where this process may install packages."""
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        reason = f"{CHROMIUM} or {CHROMEDRIVER} missing: apt-get install chromium chromium-driver"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def browser():
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        install_chromium()
+        install_debian_packages("chromium", "chromium-driver")
     options = Options()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:

@@ -17,10 +17,10 @@ def test_baseline_is_known_by_its_point_and_gets_its_extras():
     assert sweep.baseline_point() == {"model.hidden_size": 256, "train.epochs": 1}
     assert sweep.is_baseline({"model.hidden_size": 256, "train.epochs": 1})
     assert not sweep.is_baseline({"model.hidden_size": 128, "train.epochs": 1})
-    config = trial_run_config({}, sweep, "cpu", {"model.hidden_size": 256, "train.epochs": 1})
+    config = trial_run_config({}, sweep, {"model.hidden_size": 256, "train.epochs": 1}, "cpu")
     assert config.train.max_batches_per_epoch == 3
     assert config.train.num_threads == sweep.cpus_per_trial
-    ordinary = trial_run_config({}, sweep, "cpu", {"model.hidden_size": 64, "train.epochs": 2})
+    ordinary = trial_run_config({}, sweep, {"model.hidden_size": 64, "train.epochs": 2}, "cpu")
     assert (ordinary.model.hidden_size, ordinary.train.max_batches_per_epoch) == (64, None)
 
 
@@ -51,6 +51,11 @@ def test_baseline_is_known_by_its_point_and_gets_its_extras():
         ({"max_concurrent_trials": 0}, "'sweep.max_concurrent_trials' must be at least 1, got 0"),
         ({"cpus_per_trial": 0}, "'sweep.cpus_per_trial' must be above 0"),
         ({"asha": {"reduction_factor": 1}}, "'sweep.asha.reduction_factor' must be at least 2"),
+        # A baseline on a grid point would be mistaken for that trial.
+        ({"baseline": {"model.hidden_size": 64, "train.epochs": 1},
+          "space": {"model.hidden_size": [64, 128], "train.epochs": [1, 2]}},
+         "sweep.baseline: its values on the searched axes \\(model.hidden_size=64, "
+         "train.epochs=1\\) are also a point of sweep.space"),
     ],
 )  # fmt: skip
 def test_bad_sweep_sections_fail_naming_the_key(change, message):

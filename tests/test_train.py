@@ -162,3 +162,17 @@ def test_bf16_autocast_on_cuda_learns_like_float32(tiny_config):
     mixed = fit(replace(config, train=replace(config.train, mixed_precision=True)), prepared)
     assert mixed.history[-1].train_loss < mixed.history[0].train_loss / 2
     assert mixed.best_val_accuracy == pytest.approx(full.best_val_accuracy, abs=0.03)
+
+
+@pytest.mark.gpu
+def test_the_seeds_40_layer_stack_trains_an_epoch_of_ewt_on_cuda_and_its_gradient_vanishes(
+    tmp_path,
+):
+    """The failing configuration at full size (40 x 256, the seed's shape, all of EWT train)."""
+    config = RunConfig(
+        data=DataConfig(cache_dir=str(tmp_path / "cache")),
+        model=ModelConfig(embedding_dim=100, hidden_size=256, num_layers=40, ff_dims=(512, 256)),
+        train=TrainConfig(epochs=1, batch_size=256, device="cuda", output_dir=str(tmp_path)),
+    )
+    (epoch,) = fit(config, datasets.load(config.data)).history
+    assert epoch.grad_norm_first_lstm < 1e-6 * epoch.grad_norm_last_lstm

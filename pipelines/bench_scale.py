@@ -1,0 +1,100 @@
+"""`make bench-scale` / `postag bench-scale`: the same eight small trials on one node with
+1 CPU, on two nodes with 1 CPU each, and packed on one node with 2 CPUs.
+
+Each layout is a real Ray cluster on this machine (a raylet per node, on loopback), started
+for its run and stopped after, with a throwaway MLflow store. The figures are wall times
+from the sweep's start to its registered winner, and ratios against one node with 1 CPU
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ray.cluster_utils import Cluster
+
+from pipelines.bench_sweep import SweepTiming, time_sweep
+from pipelines.cli import command_parser
+from pipelines.experiment import SCALE_EXPERIMENT, load_sweep
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Ray nodes on this machine, by their CPU counts: (1,), (1, 1), (2,)."""
+
+    name: str
+    node_cpus: tuple[int, ...]
+
+
+LAYOUTS = (
+    Layout("one node, 1 CPU", (1,)),
+    Layout("two nodes, 1 CPU each", (1, 1)),
+    Layout("one node, 2 CPUs", (2,)),
+)
+
+
+def time_on(layout: Layout, config: Path, trials: int, log: Path) -> SweepTiming:
+    """The sweep's wall time on a fresh cluster of `layout`."""
+    head, *workers = layout.node_cpus
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head, "num_gpus": 0})
+    for cpus in workers:
+        cluster.add_node(num_cpus=cpus, num_gpus=0)
+    cluster.wait_for_nodes()
+    previous = os.environ.get("RAY_ADDRESS")
+    os.environ["RAY_ADDRESS"] = cluster.address
+    try:
+        return time_sweep(config, [], layout.name, trials, trials, log)
+    finally:
+        os.environ.pop("RAY_ADDRESS")
+        if previous is not None:
+            os.environ["RAY_ADDRESS"] = previous
+        cluster.shutdown()
+
+
+def format_table(timings: list[SweepTiming]) -> str:
+    reference = timings[0].wall_seconds
+    lines = [
+        f"The same {timings[0].trials} trials on Ray clusters on this machine:",
+        "",
+        "| layout | wall time | speed-up against one node, 1 CPU |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [
+        f"| {t.name} | {t.wall_seconds:,.0f} s | {reference / t.wall_seconds:.2f}x |"
+        for t in timings
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = command_parser("postag bench-scale", __doc__)
+    parser.add_argument("--config", type=Path, default=SCALE_EXPERIMENT)
+    parser.add_argument("--output", type=Path, default=Path("runs/bench_scale.json"))
+    args = parser.parse_args(argv)
+    _, _, sweep = load_sweep(args.config, [])
+    trials = sweep.expected_trials()
+    log = args.output.with_suffix(".log")
+    print(f"bench-scale: {args.config}, {trials} trials on each layout; each sweep's own "
+          f"output: {log}", flush=True)  # fmt: skip
+    timings = []
+    for layout in LAYOUTS:
+        timings.append(time_on(layout, args.config, trials, log))
+        print(f"  {layout.name}: {timings[-1].wall_seconds:,.0f} s", flush=True)
+    table = format_table(timings)
+    print(table, flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {"config": str(args.config), "runs": [asdict(t) for t in timings], "table": table},
+            indent=2,
+        )  # fmt: skip
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
