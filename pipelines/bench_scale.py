@@ -2,7 +2,8 @@
 1 CPU, on two nodes with 1 CPU each, and packed on one node with 2 CPUs.
 
 Each layout is a real Ray cluster on this machine (a raylet per node, on loopback), started
-for its run and stopped after, with a throwaway MLflow store. The figures are wall times
+for its run and stopped after; the sweep's driver is a process of its own, with a
+throwaway MLflow store. The figures are wall times
 from the sweep's start to its registered winner, and ratios against one node with 1 CPU
 measured in the same run.
 """
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ray.cluster_utils import Cluster
 
-from pipelines.bench_sweep import SweepTiming, time_sweep
+from pipelines.bench_sweep import SweepTiming
 from pipelines.cli import command_parser
 from pipelines.experiment import SCALE_EXPERIMENT, load_sweep
 
@@ -38,21 +42,29 @@ LAYOUTS = (
 
 
 def time_on(layout: Layout, config: Path, trials: int, log: Path) -> SweepTiming:
-    """The sweep's wall time on a fresh cluster of `layout`."""
+    """The sweep's wall time on a fresh cluster of `layout`, its driver a process of its
+    own that connects to the cluster, as `make sweep` with RAY_ADDRESS does."""
     head, *workers = layout.node_cpus
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head, "num_gpus": 0})
-    for cpus in workers:
-        cluster.add_node(num_cpus=cpus, num_gpus=0)
-    cluster.wait_for_nodes()
-    previous = os.environ.get("RAY_ADDRESS")
-    os.environ["RAY_ADDRESS"] = cluster.address
     try:
-        return time_sweep(config, [], layout.name, trials, trials, log)
+        for cpus in workers:
+            cluster.add_node(num_cpus=cpus, num_gpus=0)
+        cluster.wait_for_nodes()
+        with tempfile.TemporaryDirectory(prefix="postag-bench-scale-") as folder:
+            env = {**os.environ, "RAY_ADDRESS": cluster.address,
+                   "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"}  # fmt: skip
+            command = [sys.executable, "-m", "pipelines.sweep", "--config", str(config),
+                       "--storage", f"{folder}/tune",
+                       "--set", f"sweep.max_concurrent_trials={trials}"]  # fmt: skip
+            with log.open("a") as console:
+                started = time.perf_counter()
+                done = subprocess.run(command, env=env, stdout=console, stderr=subprocess.STDOUT)
+                seconds = time.perf_counter() - started
     finally:
-        os.environ.pop("RAY_ADDRESS")
-        if previous is not None:
-            os.environ["RAY_ADDRESS"] = previous
         cluster.shutdown()
+    if done.returncode != 0:
+        raise RuntimeError(f"the sweep on {layout.name} failed (exit {done.returncode}): {log}")
+    return SweepTiming(layout.name, trials, trials, seconds)
 
 
 def format_table(timings: list[SweepTiming]) -> str:
@@ -78,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     _, _, sweep = load_sweep(args.config, [])
     trials = sweep.expected_trials()
     log = args.output.with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     print(f"bench-scale: {args.config}, {trials} trials on each layout; each sweep's own "
           f"output: {log}", flush=True)  # fmt: skip
     timings = []
