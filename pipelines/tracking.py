@@ -478,6 +478,8 @@ def link_evaluation(version, run, test: DataInput, accuracy: float) -> None:
 
 # `make ui` serves a local store here.
 LOCAL_UI = "http://127.0.0.1:5000"
+# Opens MLflow 3's UI on its model-training pages (it starts on its GenAI view otherwise).
+ML_VIEW = "workflowType=machine_learning"
 
 
 def ui_base(uri: str) -> str:
@@ -486,11 +488,11 @@ def ui_base(uri: str) -> str:
 
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:
-    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW}"
 
 
 def compare_runs_url(uri: str, experiment_id: str, run_ids: list[str]) -> str:
     """The UI's comparison of `run_ids` (parallel coordinates, the metrics side by side)."""
     runs = quote(json.dumps(run_ids, separators=(",", ":")), safe="")
     experiments = quote(json.dumps([experiment_id]), safe="")
-    return f"{ui_base(uri)}/#/compare-runs?runs={runs}&experiments={experiments}"
+    return f"{ui_base(uri)}/#/compare-runs?runs={runs}&experiments={experiments}&{ML_VIEW}"

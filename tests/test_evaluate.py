@@ -10,6 +10,7 @@ import pytest
 from matplotlib.image import imread
 
 from pipelines.cli import main
+from pipelines.tracking import run_url
 from postag.readers import read_conllu
 from postag.registry import best_model_uri
 
@@ -55,7 +56,7 @@ def test_reports_hold_tables_and_pictures(evaluated):
 
 
 def test_evaluation_run_sits_with_the_model_version(evaluated, ewt_slice):
-    result, _, (outcome, _, client, _) = evaluated
+    result, _, (outcome, _, client, uri) = evaluated
     run = client.get_run(result["mlflow_run_id"])
     version = client.get_model_version("postag-tagger", outcome["version"])
     assert run.data.tags["registered_model_version"] == str(outcome["version"])
@@ -70,7 +71,7 @@ def test_evaluation_run_sits_with_the_model_version(evaluated, ewt_slice):
     # The version's page links the latest evaluation and shows its figure.
     assert version.tags["evaluation_run_id"] == run.info.run_id
     assert float(version.tags["test_token_accuracy"]) == pytest.approx(result["token_accuracy"])
-    assert f"/runs/{run.info.run_id})" in version.description
+    assert run_url(uri, run.info.experiment_id, run.info.run_id) in version.description
     assert version.description.count("**Latest evaluation**") == 1
 
 

@@ -7,9 +7,7 @@ The compare view's screenshot goes to reports/, where the README shows it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from selenium import webdriver
@@ -19,6 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from pipelines.tracking import ML_VIEW, compare_runs_url
 from tests.servers import MlflowServer, install_debian_packages
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -30,8 +29,6 @@ CHROMIUM_FLAGS = (
 )  # fmt: skip
 PAGE_LIMIT_SECONDS = 60
 SCREENSHOT = Path(__file__).resolve().parents[1] / "reports" / "mlflow-compare-runs.png"
-# The UI's classic machine-learning pages (its default view is the GenAI one).
-ML_VIEW = "workflowType=machine_learning"
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +91,9 @@ def test_training_runs_show_each_trial_by_name_with_its_data(swept, ui, browser,
 
 def test_compare_view_shows_what_varied_against_best_val_accuracy(swept, ui, browser):
     outcome, runs, _, _ = swept
-    ids = quote(json.dumps([run.info.run_id for run in runs]))
-    experiments = quote(json.dumps([outcome["state"]["experiment_id"]]))
-    browser.get(f"{ui.uri}/#/compare-runs?runs={ids}&experiments={experiments}&{ML_VIEW}")
+    # The link a sweep prints, here over all its runs, the baseline included.
+    ids = [run.info.run_id for run in runs]
+    browser.get(compare_runs_url(ui.uri, outcome["state"]["experiment_id"], ids))
     shows(browser, "Parallel Coordinates Plot", *trial_names(runs))
     close_assistant(browser)
     plot_metric(browser, "best_val_accuracy")
