@@ -43,6 +43,10 @@ class Importance:
     shares: dict[str, float]
     trials: int
 
+    def metrics(self) -> dict[str, float]:
+        """As the parent run's metrics: `importance.<axis>`."""
+        return {f"importance.{axis}": share for axis, share in self.shares.items()}
+
     def line(self) -> str:
         return ", ".join(f"{axis} {share:.2f}" for axis, share in self.shares.items())
 

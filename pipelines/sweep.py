@@ -269,7 +269,7 @@ def conclude(job: Sweep, state: SweepState, callback: MlflowTrials, force_best: 
     except SweepFailed:
         mark_finished(state, job.state_dir, job.sweep)  # nothing to resume
         raise
-    tested = test_version(job, registered)
+    tested = evaluate_version(job, registered)
     importance, why = parameter_importance(runs, job.sweep)
     finish_record(record, runs, job.sweep, registered, tested, importance, why)
     state = mark_finished(state, job.state_dir, job.sweep)
@@ -278,7 +278,7 @@ def conclude(job: Sweep, state: SweepState, callback: MlflowTrials, force_best: 
             "interrupted": False}  # fmt: skip
 
 
-def test_version(job: Sweep, registered: Registered) -> Evaluated | None:
+def evaluate_version(job: Sweep, registered: Registered) -> Evaluated | None:
     """The new version on the data's test file, logged as an evaluation run nested under its
     trial, so that its registry page shows test accuracy beside validation accuracy."""
     test = datasets.source_files(job.run.data).get("test")
@@ -299,8 +299,7 @@ def finish_record(
 ) -> None:
     """Close the parent run with the trial table, what mattered and the winner's figures."""
     summary = f"{trial_table(runs)}\n\n{importance_markdown(importance, why)}\n"
-    metrics = {f"importance.{axis}": share for axis, share in (importance.shares.items()
-               if importance else ())}  # fmt: skip
+    metrics = importance.metrics() if importance else {}
     if tested is not None:
         metrics["test_token_accuracy"] = tested.report.token_accuracy
     with tempfile.TemporaryDirectory() as folder:
