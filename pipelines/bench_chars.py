@@ -18,18 +18,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from pipelines.cli import command_parser
 from pipelines.experiment import SEED_EXPERIMENT, add_config_arguments, config_from_args
 from postag import dataset as datasets
 from postag.batching import Batch, collate, training_order
-from postag.model import CharCNN
+from postag.model import char_encoder
 
 DEFAULT_BATCHES = 10
 DEFAULT_CHAR_DIM = 50  # what the README's char-model figures use
 
 
-def time_encoder(encoder: CharCNN, batches: list[Batch], per_position: bool) -> float:
+def time_encoder(encoder: nn.Module, batches: list[Batch], per_position: bool) -> float:
     """Seconds for forward and backward of the char encoder over `batches`."""
     started = time.perf_counter()
     for batch in batches:
@@ -74,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     order = training_order(train.lengths, config.train, np.random.default_rng(config.train.seed))
     batches = [collate(train, indices, with_chars=True) for indices in order[: args.batches]]
     torch.manual_seed(config.train.seed)
-    model = config.model
-    encoder = CharCNN(len(prepared.chars), model.char_dim, model.char_filters, model.char_kernel)
+    encoder = char_encoder(config.model, len(prepared.chars))
     time_encoder(encoder, batches[:2], per_position=False)  # warm-up: first-call allocations
     grid = time_encoder(encoder, batches, per_position=True)
     distinct = time_encoder(encoder, batches, per_position=False)

@@ -55,10 +55,23 @@ def save_checkpoint(
     return path
 
 
+def upgrade(payload: dict) -> None:
+    """Bring a checkpoint saved by an earlier postag up to date, in place, so that the
+    models already registered keep loading: the char CNN's one width (`char_kernel`, one
+    `chars.conv`) became a list of widths (`char_kernels`, `chars.convs.N`)."""
+    model = payload["config"].get("model", {})
+    if "char_kernel" in model:
+        model["char_kernels"] = [model.pop("char_kernel")]
+        state = payload["model_state"]
+        for key in [k for k in state if k.startswith("chars.conv.")]:
+            state[key.replace("chars.conv.", "chars.convs.0.")] = state.pop(key)
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedTagger:
     payload = torch.load(Path(path), map_location=device, weights_only=True)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a postag checkpoint of format {CHECKPOINT_FORMAT}")
+    upgrade(payload)
     config = build(RunConfig, payload["config"])
     chars = tuple(payload.get("chars", ()))
     model = Tagger(config.model, len(payload["words"]), len(payload["tags"]), len(chars))

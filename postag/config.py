@@ -88,11 +88,16 @@ class ModelConfig:
     # Stacked LSTM layers as pre-norm residual blocks, x + LSTM(LayerNorm(x)): the shortcut
     # carries the gradient past every layer, so a 40-layer stack can train.
     residual: bool = False
-    # A char CNN word encoder joined to the word embedding, so that words unseen in training
+    # A char word encoder joined to the word embedding, so that words unseen in training
     # still get a representation from their spelling. 0 leaves it out (the seed).
     char_dim: int = 0
+    # "cnn": convolutions over the spelling, max over positions; each width in
+    # `char_kernels` gets `char_filters` filters (a suffix like "-ly" is 2-3 chars wide).
+    # "lstm": a bidirectional LSTM over the spelling, `char_filters` units each way, whose
+    # last states (2 x char_filters in all) see the whole word, prefix and suffix.
+    char_encoder: Literal["cnn", "lstm"] = "cnn"
     char_filters: int = 100
-    char_kernel: int = 3
+    char_kernels: tuple[int, ...] = (3,)
     # In training, each word id is replaced by the unknown-word id with this probability
     # (its spelling stays). Every training word is in the vocabulary, so without this the
     # model never learns what to do with an unknown word; with a char encoder it learns to
@@ -106,7 +111,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         sizes = ("embedding_dim", "hidden_size", "num_layers", "ff_dims")
-        require_at_least("model", self, 1, (*sizes, "char_filters", "char_kernel"))
+        require_at_least("model", self, 1, (*sizes, "char_filters", "char_kernels"))
+        if not self.char_kernels:
+            raise ConfigError("'model.char_kernels' needs at least one width")
         require_at_least("model", self, 0, ("char_dim", "rare_word_dropout"))
         require_fraction("model", self, ("embedding_dropout", "dropout", "word_dropout"))
 
@@ -116,9 +123,14 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 256
     lr: float = 1e-3
-    # "cosine" decays the learning rate from `lr` towards 0 over `epochs` (one step an
-    # epoch); "constant" keeps it (the seed).
+    # "cosine" decays the learning rate from `lr` towards 0 by the end of `epochs`;
+    # "constant" keeps it (the seed). Both change the rate at every step.
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    # The rate rises linearly from near 0 to `lr` over this share of the run's epochs
+    # before the schedule takes over: Adam's early steps, taken on moment estimates from a
+    # few batches, are then small. A share, not a count, so that any epochs a sweep draws
+    # leave room for it.
+    warmup_fraction: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.01
@@ -147,7 +159,7 @@ class TrainConfig:
                   "max_batches_per_epoch")  # fmt: skip
         require_at_least("train", self, 1, counts)
         require_at_least("train", self, 0, ("weight_decay",))
-        require_fraction("train", self, ("betas",))
+        require_fraction("train", self, ("betas", "warmup_fraction"))
         require_above("train", self, 0, ("lr", "eps"))
 
 

@@ -17,19 +17,53 @@ from postag.dataset import PAD_ID, UNK_ID
 
 
 class CharCNN(nn.Module):
-    """A word's vector from its spelling: char embeddings, one convolution, max over time."""
+    """A word's vector from its spelling: char embeddings, one convolution per kernel width,
+    each maxed over positions, side by side."""
 
-    def __init__(self, num_chars: int, char_dim: int, filters: int, kernel: int):
+    def __init__(self, num_chars: int, char_dim: int, filters: int, kernels: tuple[int, ...]):
         super().__init__()
         self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=PAD_ID)
-        self.conv = nn.Conv1d(char_dim, filters, kernel, padding=kernel // 2)
+        # padding="same" keeps one output per char for even widths too, so one mask fits all.
+        self.convs = nn.ModuleList(
+            nn.Conv1d(char_dim, filters, kernel, padding="same") for kernel in kernels
+        )
+        self.output_size = filters * len(kernels)
 
     def forward(self, spellings: torch.Tensor) -> torch.Tensor:
-        """spellings: (U, L) char ids, PAD_ID-padded -> (U, filters); empty rows give zeros."""
-        features = self.conv(self.embedding(spellings).transpose(1, 2))  # (U, F, L)
+        """spellings: (U, L) char ids, PAD_ID-padded -> (U, output_size); empty rows give 0."""
+        embedded = self.embedding(spellings).transpose(1, 2)  # (U, D, L)
         padding = (spellings == PAD_ID).unsqueeze(1)
+        features = torch.cat([conv(embedded) for conv in self.convs], dim=1)  # (U, F*K, L)
         features = features.masked_fill(padding, float("-inf")).amax(dim=2)
         return torch.relu(features)  # -inf (a row with no chars) becomes 0
+
+
+class CharLSTM(nn.Module):
+    """A word's vector from its spelling: the last states of a BiLSTM over its chars."""
+
+    def __init__(self, num_chars: int, char_dim: int, hidden_size: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=PAD_ID)
+        self.lstm = nn.LSTM(char_dim, hidden_size, batch_first=True, bidirectional=True)
+        self.output_size = 2 * hidden_size
+
+    def forward(self, spellings: torch.Tensor) -> torch.Tensor:
+        """spellings: (U, L) char ids, PAD_ID-padded -> (U, output_size); empty rows give 0."""
+        lengths = (spellings != PAD_ID).sum(dim=1).cpu()
+        packed = pack_padded_sequence(
+            self.embedding(spellings), lengths.clamp(min=1), batch_first=True,
+            enforce_sorted=False,
+        )  # fmt: skip
+        _, (final, _) = self.lstm(packed)  # final: (2, U, H), forward then backward
+        features = torch.cat([final[0], final[1]], dim=1)
+        return features.masked_fill((lengths == 0).to(features.device).unsqueeze(1), 0.0)
+
+
+def char_encoder(config: ModelConfig, num_chars: int) -> CharCNN | CharLSTM:
+    """The word-from-spelling encoder `config.char_encoder` names."""
+    if config.char_encoder == "lstm":
+        return CharLSTM(num_chars, config.char_dim, config.char_filters)
+    return CharCNN(num_chars, config.char_dim, config.char_filters, config.char_kernels)
 
 
 class ResidualLSTMStack(nn.Module):
@@ -100,14 +134,12 @@ class Tagger(nn.Module):
         self.embedding = nn.Embedding(vocab_size, config.embedding_dim, padding_idx=PAD_ID)
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         input_size = config.embedding_dim
-        self.chars: CharCNN | None = None
+        self.chars: CharCNN | CharLSTM | None = None
         if self.uses_chars:
             if num_chars <= 0:
                 raise ValueError("model.char_dim > 0 needs the dataset's character vocabulary")
-            self.chars = CharCNN(
-                num_chars, config.char_dim, config.char_filters, config.char_kernel
-            )
-            input_size += config.char_filters
+            self.chars = char_encoder(config, num_chars)
+            input_size += self.chars.output_size
         if config.residual:
             self.lstm: nn.Module = ResidualLSTMStack(
                 input_size, config.hidden_size, config.num_layers, config.dropout
@@ -160,8 +192,8 @@ class Tagger(nn.Module):
         if self.chars is not None:
             if spellings is None or spelling_index is None:
                 raise ValueError("this tagger has a char encoder: pass each token's spelling")
-            spelled = self.chars(spellings)[spelling_index]  # (B, T, F)
-            embedded = torch.cat([embedded, spelled], dim=-1)  # (B, T, E + F)
+            spelled = self.chars(spellings)[spelling_index]  # (B, T, C)
+            embedded = torch.cat([embedded, spelled], dim=-1)  # (B, T, E + C)
         embedded = self.embedding_dropout(embedded)
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)

@@ -54,7 +54,6 @@ class TrainingState:
     epoch: int = 0
     model_state: dict = field(default_factory=dict)
     optimizer_state: dict = field(default_factory=dict)
-    scheduler_state: dict = field(default_factory=dict)
     best_state: dict = field(default_factory=dict)
     best_epoch: int = 0
     best_val_accuracy: float = -1.0
@@ -65,6 +64,9 @@ class TrainingState:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingState:
+        # States saved before the rate became a function of progress kept a torch
+        # scheduler's state, which nothing needs now.
+        values = {k: v for k, v in values.items() if k != "scheduler_state"}
         return cls(**values)
 
 
@@ -118,13 +120,25 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     )
 
 
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """The per-epoch learning-rate schedule `config.lr_schedule` names."""
+def learning_rate(config: TrainConfig, progress: float) -> float:
+    """The rate after `progress` epochs of training (a fraction within an epoch).
+
+    Written as a function of progress rather than with torch's step-counting schedulers:
+    the number of steps in an epoch varies with token-budget batches, and a resumed run
+    then gets the same rates as a straight one from (epoch, step) alone, with no state.
+    """
+    warmup = config.warmup_fraction * config.epochs
+    if progress < warmup:
+        return config.lr * progress / warmup
     if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        decayed = (progress - warmup) / (config.epochs - warmup)
+        return config.lr * (1 + math.cos(math.pi * min(decayed, 1.0))) / 2
+    return config.lr
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def packed_targets(batch: Batch, device: torch.device) -> torch.Tensor:
@@ -149,8 +163,13 @@ def train_epoch(
     device: torch.device,
     description: str = "train",
     mixed_precision: bool = False,
+    rate: Callable[[float], float] | None = None,
 ) -> dict[str, float]:
-    """One pass over `batches`; returns loss per token, tokens seen and gradient norms."""
+    """One pass over `batches`; returns loss per token, tokens seen and gradient norms.
+
+    rate: given the share of this epoch done after a step, that step's learning rate;
+    None leaves the optimizer's rate as it is.
+    """
     model.train()
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD_ID, reduction="sum")
     first_layer, last_layer = model.lstm_layer_parameters(0), model.lstm_layer_parameters(-1)
@@ -160,7 +179,9 @@ def train_epoch(
     first_norms = torch.zeros((), dtype=torch.float64, device=device)
     last_norms = torch.zeros((), dtype=torch.float64, device=device)
     total_tokens = 0
-    for indices in progress(batches, description):
+    for step, indices in enumerate(progress(batches, description)):
+        if rate is not None:
+            set_learning_rate(optimizer, rate((step + 1) / len(batches)))
         batch = collate(split, indices, with_chars=model.uses_chars)
         with precision(device, mixed_precision):
             scores = model.score(batch, device)
@@ -232,7 +253,7 @@ def fit(
     mixed = train_config.mixed_precision
     precision(device, mixed)  # refuse an impossible setting before any work
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
-    model, optimizer, scheduler = _build(config, dataset, device, resume)
+    model, optimizer = _build(config, dataset, device, resume)
     state = resume or TrainingState()
 
     for epoch in range(state.epoch + 1, train_config.epochs + 1):
@@ -242,11 +263,13 @@ def fit(
         batches = batches[: train_config.max_batches_per_epoch]
         started = time.perf_counter()
         trained = train_epoch(
-            model, optimizer, train_split, batches, device, f"epoch {epoch}", mixed
-        )
+            model, optimizer, train_split, batches, device, f"epoch {epoch}", mixed,
+            rate=lambda done, epoch=epoch: learning_rate(train_config, epoch - 1 + done),
+        )  # fmt: skip
         seconds = time.perf_counter() - started
         _check_finite(epoch, trained["loss"], train_config.lr)
-        scheduler.step()
+        # Rates are set before each step; this one is where the next epoch starts.
+        set_learning_rate(optimizer, learning_rate(train_config, epoch))
         validation = evaluate(model, dev_split, train_config.batch_size, device, mixed)
         result = EpochResult(
             epoch=epoch,
@@ -257,7 +280,7 @@ def fit(
             grad_norm_first_lstm=trained["grad_norm_first_lstm"],
             grad_norm_last_lstm=trained["grad_norm_last_lstm"],
         )
-        state = _next_state(state, result, model, optimizer, scheduler)
+        state = _next_state(state, result, model, optimizer)
         for callback in callbacks:
             callback(result, state)
 
@@ -276,21 +299,18 @@ def _check_finite(epoch: int, loss: float, lr: float) -> None:
 
 def _build(
     config: RunConfig, dataset: PreparedDataset, device: torch.device, resume: TrainingState | None
-) -> tuple[Tagger, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The model, optimizer and schedule, as `resume` left them if given."""
+) -> tuple[Tagger, torch.optim.Optimizer]:
+    """The model and optimizer, as `resume` left them if given."""
     train_tokens = dataset.splits["train"].tokens
     word_counts = torch.from_numpy(np.bincount(train_tokens, minlength=len(dataset.words)))
     model = Tagger(
         config.model, len(dataset.words), dataset.num_classes, len(dataset.chars), word_counts
     ).to(device)
     optimizer = make_optimizer(model, config.train)
-    scheduler = make_scheduler(optimizer, config.train)
     if resume is not None:
         model.load_state_dict(resume.model_state)
         optimizer.load_state_dict(resume.optimizer_state)
-        if resume.scheduler_state:
-            scheduler.load_state_dict(resume.scheduler_state)
-    return model, optimizer, scheduler
+    return model, optimizer
 
 
 def _next_state(
@@ -298,7 +318,6 @@ def _next_state(
     result: EpochResult,
     model: Tagger,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> TrainingState:
     """The state after `result`'s epoch; the best weights change only on a strict gain."""
     improved = result.val_accuracy > state.best_val_accuracy
@@ -307,7 +326,6 @@ def _next_state(
         epoch=result.epoch,
         model_state=model_state,
         optimizer_state=copy.deepcopy(optimizer.state_dict()),
-        scheduler_state=scheduler.state_dict(),
         best_state=model_state if improved else state.best_state,
         best_epoch=result.epoch if improved else state.best_epoch,
         best_val_accuracy=result.val_accuracy if improved else state.best_val_accuracy,

@@ -63,6 +63,13 @@ def test_build_fills_nested_sections_and_keeps_defaults():
         ({"model": {"ff_dims": [512, 0]}}, "'model.ff_dims' must be at least 1, got \\(512, 0\\)"),
         ({"model": {"embedding_dropout": 1.5}}, "'model.embedding_dropout' must be at least 0"),
         ({"data": {"max_train_sentences": 0}}, "'data.max_train_sentences' must be at least 1"),
+        ({"model": {"char_kernels": []}}, "'model.char_kernels' needs at least one width"),
+        ({"model": {"char_kernels": [3, 0]}}, "'model.char_kernels' must be at least 1"),
+        ({"model": {"char_encoder": "gru"}}, "'model.char_encoder' must be one of 'cnn', 'lstm'"),
+        (
+            {"train": {"warmup_fraction": 1.0}},
+            "'train.warmup_fraction' must be at least 0 and below 1",
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_key(values, message):

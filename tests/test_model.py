@@ -81,19 +81,43 @@ def test_seed_settings_keep_the_seed_state_dict():
     assert not any("norm" in name for name in names)
 
 
-def test_the_char_encoder_tells_unseen_words_apart_by_their_spelling():
+CHAR_ENCODERS = [
+    {"char_encoder": "cnn", "char_kernels": (3,)},
+    {"char_encoder": "cnn", "char_kernels": (2, 3, 4)},
+    {"char_encoder": "lstm"},
+]
+
+
+@pytest.mark.parametrize("encoder", CHAR_ENCODERS, ids=lambda e: str(tuple(e.values())))
+def test_the_char_encoder_tells_unseen_words_apart_by_their_spelling(encoder):
     torch.manual_seed(0)
     tokens, lengths = torch.tensor([[UNK_ID, UNK_ID]]), torch.tensor([2])
     spellings = torch.tensor([[0, 0, 0, 0], [5, 6, 7, 0], [8, 9, 9, 9]])  # two unseen words
     # A word-only tagger sees both as the same UNK id; the char encoder sees their letters.
     config = ModelConfig(embedding_dim=8, hidden_size=8, num_layers=1, ff_dims=(), char_dim=4,
-                         char_filters=6)  # fmt: skip
+                         char_filters=6, **encoder)  # fmt: skip
     with_chars = Tagger(config, vocab_size=20, num_classes=5, num_chars=10).eval()
     alone = [with_chars(tokens[:, :1], torch.tensor([1]), spellings, torch.tensor([[row]])).data
              for row in (1, 2)]  # fmt: skip
     assert not torch.allclose(alone[0], alone[1])
     with pytest.raises(ValueError, match="pass each token's spelling"):
         with_chars(tokens, lengths)
+
+
+@pytest.mark.parametrize("encoder", CHAR_ENCODERS, ids=lambda e: str(tuple(e.values())))
+def test_a_spelling_reads_the_same_however_much_padding_follows(encoder):
+    """Spellings are padded to the longest word of the batch: that must not change a word's
+    vector. A row with no chars (padding) gives zeros."""
+    torch.manual_seed(0)
+    config = ModelConfig(char_dim=4, char_filters=6, **encoder)
+    chars = Tagger(config, vocab_size=20, num_classes=5, num_chars=12).chars.eval()
+    # The CNN gives char_filters per kernel width; the LSTM char_filters each way.
+    widths = len(config.char_kernels) if config.char_encoder == "cnn" else 2
+    assert chars.output_size == 6 * widths
+    short = chars(torch.tensor([[5, 6, 7], [0, 0, 0]]))
+    long = chars(torch.tensor([[5, 6, 7, 0, 0, 0], [8, 9, 10, 11, 9, 8]]))
+    assert torch.allclose(short[0], long[0], atol=1e-6)
+    assert torch.equal(short[1], torch.zeros(chars.output_size))
 
 
 def test_word_dropout_hides_words_as_unknown_in_training_only():

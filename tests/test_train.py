@@ -9,7 +9,7 @@ from postag.checkpoint import load_checkpoint, save_checkpoint
 from postag.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from postag.inference import tag_sentences
 from postag.readers import read_conllu
-from postag.train import TrainingDiverged, evaluate, fit
+from postag.train import TrainingDiverged, evaluate, fit, learning_rate
 
 # The most frequent XPOS tag (NN) is 13.2% of EWT: what a one-tag model scores.
 MAJORITY_TAG_RATE = 0.132
@@ -74,6 +74,31 @@ def test_cosine_schedule_decays_the_lr_and_survives_a_resume(tiny_config):
     assert [e.train_loss for e in resumed.history] == [e.train_loss for e in straight.history]
 
 
+def test_warm_up_raises_the_rate_to_lr_then_the_schedule_takes_over():
+    config = TrainConfig(epochs=5, lr=1e-3, warmup_fraction=0.2, lr_schedule="cosine")
+    assert learning_rate(config, 0.25) == pytest.approx(0.25e-3)
+    assert learning_rate(config, 1.0) == pytest.approx(1e-3)
+    # Cosine over the 4 epochs after the warm-up: half way at epoch 3, 0 at the end.
+    assert learning_rate(config, 3.0) == pytest.approx(0.5e-3)
+    assert learning_rate(config, 5.0) == pytest.approx(0.0, abs=1e-12)
+    constant = replace(config, lr_schedule="constant")
+    assert learning_rate(constant, 0.5) == pytest.approx(0.5e-3)
+    assert learning_rate(constant, 4.5) == 1e-3
+
+
+def test_a_warmed_up_run_resumes_exactly(tiny_config):
+    train = replace(tiny_config.train, epochs=3, warmup_fraction=0.5, lr_schedule="cosine")
+    config = replace(tiny_config, train=train)
+    prepared = datasets.load(config.data)
+    states = []
+    straight = fit(config, prepared, callbacks=[lambda r, s: states.append(s)])
+    # Within the warm-up the rate climbs step by step: after epoch 1 it is 1/1.5 of lr.
+    rate = states[0].optimizer_state["param_groups"][0]["lr"]
+    assert rate == pytest.approx(config.train.lr / 1.5)
+    resumed = fit(config, prepared, resume=states[0])
+    assert [e.train_loss for e in resumed.history] == [e.train_loss for e in straight.history]
+
+
 def test_two_sentences_are_learned_perfectly(tmp_path):
     path = tmp_path / "two.conllu"
     path.write_text(
@@ -99,6 +124,28 @@ def test_checkpoint_reloads_and_tags_the_same(trained, tmp_path):
     before = evaluate(result.model, prepared.splits["test"], 64, torch.device("cpu"))
     after = evaluate(loaded.model, prepared.splits["test"], 64, torch.device("cpu"))
     assert after.accuracy == before.accuracy
+    assert torch.equal(after.confusion, before.confusion)
+
+
+def test_a_char_checkpoint_saved_before_several_kernel_widths_still_loads(tiny_config, tmp_path):
+    model = replace(tiny_config.model, char_dim=8, char_filters=6, char_kernels=(3,))
+    config = replace(tiny_config, model=model, train=replace(tiny_config.train, epochs=1))
+    prepared = datasets.load(config.data)
+    result = fit(config, prepared)
+    path = save_checkpoint(tmp_path / "new.pt", result.model.state_dict(), config, prepared)
+    # What the earlier postag wrote: one width, `char_kernel`, and one `chars.conv`.
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["model"]["char_kernel"] = payload["config"]["model"].pop("char_kernels")[0]
+    payload["config"]["model"].pop("char_encoder")
+    payload["model_state"] = {
+        k.replace("chars.convs.0.", "chars.conv."): v for k, v in payload["model_state"].items()
+    }
+    torch.save(payload, tmp_path / "old.pt")
+    old, new = load_checkpoint(tmp_path / "old.pt"), load_checkpoint(path)
+    assert old.config == new.config
+    test = prepared.splits["test"]
+    before = evaluate(new.model, test, 64, torch.device("cpu"))
+    after = evaluate(old.model, test, 64, torch.device("cpu"))
     assert torch.equal(after.confusion, before.confusion)
 
 
