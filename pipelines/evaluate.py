@@ -66,6 +66,19 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def confusions_table(report: EvaluationReport) -> str:
+    """The leading errors, with how many fell on capitalized and on unseen words."""
+    lines = [
+        "| gold | predicted | errors | capitalized words | unseen words |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {c.gold} | {c.predicted} | {c.count:,} | {c.capitalized:,} | {c.unseen:,} |"
+        for c in report.confusions
+    ]
+    return "\n".join(lines)
+
+
 def write_csv(rows: list[dict], path: Path) -> Path:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -94,6 +107,9 @@ def terminal_report(
         f"  seed notebook       {100 * SEED_TEST_ACCURACY:6.2f}%  test accuracy on its author's "
         "own data, not this file: not a like-for-like comparison",
     ]
+    leading = ", ".join(f"{c.gold}->{c.predicted} {c.count}" for c in report.confusions[:3])
+    if leading:
+        lines.append(f"  most confused       {leading} (all: confusions.md)")
     if report.unknown_tags:
         listed = ", ".join(f"{t} ({n})" for t, n in sorted(report.unknown_tags.items()))
         lines.append(f"  tags the model never saw, counted as errors: {listed}")
@@ -142,9 +158,11 @@ def write_reports(
     folder.mkdir(parents=True, exist_ok=True)
     rows = per_tag_rows(report)
     (folder / "per_tag.md").write_text(markdown_table(rows) + "\n")
+    (folder / "confusions.md").write_text(confusions_table(report) + "\n")
     written = [
         write_csv(rows, folder / "per_tag.csv"),
         folder / "per_tag.md",
+        folder / "confusions.md",
         plots.confusion_png(report.confusion, report.tag_names, folder / "confusion.png"),
     ]
     if trials:

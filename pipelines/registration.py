@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 from mlflow.entities import Run
@@ -44,12 +45,17 @@ class Registered:
         return f"models:/{REGISTERED_MODEL}/{self.version}"
 
 
-def candidates(runs: list[Run]) -> list[Run]:
-    """Finished non-baseline trials that logged a model and a best validation accuracy."""
+def best_val_accuracy(run: Run) -> float:
+    return run.data.metrics["best_val_accuracy"]
+
+
+def candidates(runs: list[Run], role: str = TRIAL_ROLE) -> list[Run]:
+    """Finished runs of `role` (search trials by default, never the baseline) that logged
+    a model and a best validation accuracy."""
     return [
         run
         for run in runs
-        if run.data.tags.get(ROLE_TAG) == TRIAL_ROLE
+        if run.data.tags.get(ROLE_TAG) == role
         and run.info.status == FINISHED
         and MODEL_URI_TAG in run.data.tags
         and "best_val_accuracy" in run.data.metrics
@@ -65,25 +71,61 @@ def register_winner(runs: list[Run], sweep: SweepConfig, source: str, force: boo
     found = candidates(runs)
     if not found:
         raise SweepFailed(nothing_to_register(runs, sweep))
-    winner = max(found, key=lambda run: run.data.metrics["best_val_accuracy"])
-    params, metrics = winner.data.params, winner.data.metrics
+    winner = max(found, key=best_val_accuracy)
+    description = f"Best trial of sweep '{sweep.name}' ({source}), {run_summary(winner)}."
+    return register_run(winner, description, {}, best_val_accuracy(winner), sweep, force)
+
+
+def register_confirmed(
+    winner: Run, seeds: list[Run], sweep: SweepConfig, source: str, force: bool
+) -> Registered:
+    """Register the configuration with the best mean over its seed runs (`seeds`): the
+    model of `winner`, its best seed run. The mean is what the champion rule compares."""
+    accuracies = [best_val_accuracy(run) for run in seeds]
+    mean = statistics.fmean(accuracies)
+    sd = statistics.stdev(accuracies)
     description = (
-        f"Best trial of sweep '{sweep.name}' ({source}), run {winner.info.run_id}: "
-        f"hidden_size {params['hidden_size']}, num_layers {params['num_layers']}, epochs "
-        f"{params['epochs']}; best validation accuracy {100 * metrics['best_val_accuracy']:.2f}% "
-        f"at epoch {int(metrics['best_epoch'])}."
+        f"Best mean of sweep '{sweep.name}' ({source}) over {len(seeds)} seeds: validation "
+        f"accuracy {100 * mean:.2f}% ± {100 * sd:.2f} (runs "
+        f"{', '.join(run.info.run_id for run in seeds)}). This version is the best of them, "
+        f"{run_summary(winner)}."
     )
+    tags = {
+        "val_mean": f"{mean:.6f}",
+        "val_sd": f"{sd:.6f}",
+        "seeds": ",".join(run.data.params["seed"] for run in seeds),
+        "seed_run_ids": ",".join(run.info.run_id for run in seeds),
+    }
+    return register_run(winner, description, tags, mean, sweep, force)
+
+
+def run_summary(run: Run) -> str:
+    params, metrics = run.data.params, run.data.metrics
+    return (
+        f"run {run.info.run_id}: hidden_size {params['hidden_size']}, num_layers "
+        f"{params['num_layers']}, epochs {params['epochs']}, seed {params['seed']}; best "
+        f"validation accuracy {100 * metrics['best_val_accuracy']:.2f}% at epoch "
+        f"{int(metrics['best_epoch'])}"
+    )
+
+
+def register_run(
+    run: Run, description: str, tags: dict[str, str], val_accuracy: float,
+    sweep: SweepConfig, force: bool,
+) -> Registered:  # fmt: skip
+    """Register `run`'s model under the sweep's alias; `best` follows the champion rule
+    (postag.registry.champion_decision) on `val_accuracy` unless `force`."""
     alias = alias_for(sweep.name)
     promotion = register_candidate(
-        winner.data.tags[MODEL_URI_TAG],
+        run.data.tags[MODEL_URI_TAG],
         description,
-        tags={"sweep": sweep.name, "run_id": winner.info.run_id},
-        val_accuracy=metrics["best_val_accuracy"],
-        validation_digest=params["validation_digest"],
+        tags={"sweep": sweep.name, "run_id": run.info.run_id, **tags},
+        val_accuracy=val_accuracy,
+        validation_digest=run.data.params["validation_digest"],
         alias=alias,
         force=force,
     )
-    return Registered(winner, promotion.version, alias, promotion.reason)
+    return Registered(run, promotion.version, alias, promotion.reason)
 
 
 def nothing_to_register(runs: list[Run], sweep: SweepConfig) -> str:

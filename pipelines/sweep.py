@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +37,18 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
+from pipelines.confirm import (
+    Candidate,
+    Confirmed,
+    confirmation_markdown,
+    confirmation_param_space,
+    confirmation_seeds,
+    confirmation_tune_config,
+    confirmed,
+    never_baseline,
+    seed_points,
+    top_candidates,
+)
 from pipelines.console import SweepProgress, duration, library_output_to, say
 from pipelines.evaluate import Evaluated, evaluate_model
 from pipelines.experiment import add_experiment_arguments, load_sweep, sweep_experiment
@@ -52,7 +64,14 @@ from pipelines.probe import (
     probe_ray_cluster,
     probe_tracking_server,
 )
-from pipelines.registration import Registered, SweepFailed, register_winner, trial_table
+from pipelines.registration import (
+    Registered,
+    SweepFailed,
+    nothing_to_register,
+    register_confirmed,
+    register_winner,
+    trial_table,
+)
 from pipelines.search import param_space, tune_config
 from pipelines.sweep_config import SweepConfig
 from pipelines.sweep_state import (
@@ -62,9 +81,11 @@ from pipelines.sweep_state import (
     mark_finished,
     open_sweep_state,
     sole_driver,
+    start_confirmation,
     sweep_storage,
 )
 from pipelines.tracking import (
+    CONFIRMATION_ROLE,
     FAILED,
     KILLED,
     ROLE_TAG,
@@ -155,17 +176,86 @@ def run_sweep(
         if not resuming:
             state.record().log_data(training_inputs(prepared).values())
         try:
-            callback = fit_trials(job, state, resuming, prepared, verbose)
-            return conclude(job, state, callback, force_best)
+            return run_stages(job, state, resuming, prepared, force_best, verbose)
         except BaseException as error:
             close_after_failure(state, error)
             raise
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One Ray Tune experiment of a sweep: the search, or the confirmation of its best."""
+
+    name: str
+    tune_dir: str
+    trials: int  # how many a complete stage holds
+    role: str  # of its runs (ROLE_TAG), the baseline's apart
+    is_baseline: Callable[[dict], bool]
+    # What a new experiment starts from; a restored one brings its own from Tune's state.
+    param_space: dict
+    tune_config: tune.TuneConfig
+
+
+def search_stage(job: Sweep, state: SweepState) -> Stage:
+    return Stage(
+        "search", state.tune_dir, job.sweep.expected_trials(), TRIAL_ROLE,
+        job.sweep.is_baseline, param_space(job.sweep), tune_config(job.sweep, job.run),
+    )  # fmt: skip
+
+
+def confirmation_stage(job: Sweep, state: SweepState, chosen: list[Candidate]) -> Stage:
+    assert job.sweep.confirm is not None and state.confirm_dir is not None
+    seeds = confirmation_seeds(job.sweep.confirm, job.run.train.seed)
+    points = seed_points(chosen, seeds)
+    return Stage(
+        "confirmation", state.confirm_dir, len(points), CONFIRMATION_ROLE, never_baseline,
+        confirmation_param_space(points), confirmation_tune_config(job.sweep, points),
+    )  # fmt: skip
+
+
+def run_stages(
+    job: Sweep,
+    state: SweepState,
+    resuming: bool,
+    prepared: PreparedDataset,
+    force_best: bool,
+    verbose: bool,
+) -> dict:
+    """The search, then its confirmation if the sweep asks, then the conclusion; a stage
+    interrupted ends the sweep there, and a rerun resumes that stage."""
+    if state.confirm_dir is None:
+        stage = search_stage(job, state)
+        callback = fit_trials(job, state, stage, resuming, prepared, verbose)
+        if not settled(stage, callback):
+            return interrupted(job, state, stage)
+    confirmation = None
+    if job.sweep.confirm is not None:
+        runs = state.record().trial_runs()
+        chosen = top_candidates(runs, stage_trials(state.tune_dir), job.sweep.confirm.top_k)
+        if not chosen:
+            mark_finished(state, job.state_dir, job.sweep)  # nothing to resume
+            raise SweepFailed(nothing_to_register(runs, job.sweep))
+        restoring = state.confirm_dir is not None and tune.Tuner.can_restore(state.confirm_dir)
+        if not restoring:
+            state = start_confirmation(state, job.state_dir, job.sweep)
+        stage = confirmation_stage(job, state, chosen)
+        callback = fit_trials(job, state, stage, restoring, prepared, verbose)
+        if not settled(stage, callback):
+            return interrupted(job, state, stage)
+        runs = state.record().trial_runs()
+        confirmation = confirmed(chosen, runs, stage_trials(stage.tune_dir))
+    return conclude(job, state, confirmation, force_best)
+
+
 def fit_trials(
-    job: Sweep, state: SweepState, resuming: bool, prepared: PreparedDataset, verbose: bool
+    job: Sweep,
+    state: SweepState,
+    stage: Stage,
+    resuming: bool,
+    prepared: PreparedDataset,
+    verbose: bool,
 ) -> MlflowTrials:
-    """Run (or resume) the Tune experiment; the MLflow callback, to settle runs afterwards."""
+    """Run (or resume) a stage's Tune experiment; the MLflow callback, to settle runs."""
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=verbose)
     try:
         resources, device = trial_resources(job.sweep)
@@ -187,10 +277,11 @@ def fit_trials(
             prepared.directory,
             # The driver's view of a trial's config; the trial reports the device it found.
             functools.partial(make_config, device=device),
-            job.sweep.is_baseline,
+            stage.is_baseline,
+            stage.role,
         )
-        say_start(job, state, resuming, device, resources)
-        tuner = make_tuner(job, state, resuming, trainable, callback, verbose)
+        say_start(job, state, stage, resuming, device, resources)
+        tuner = make_tuner(job, state, stage, resuming, trainable, callback, verbose)
         with sigterm_as_ctrl_c():
             tuner.fit()
     finally:
@@ -200,19 +291,20 @@ def fit_trials(
 
 
 def make_tuner(
-    job: Sweep, state: SweepState, resuming: bool, trainable, callback, verbose: bool
-) -> tune.Tuner:
+    job: Sweep, state: SweepState, stage: Stage, resuming: bool, trainable, callback,
+    verbose: bool,
+) -> tune.Tuner:  # fmt: skip
     if resuming:
         state.record().resume()
         # The callbacks come back from Tune's saved state, with the rest of the run config.
-        return tune.Tuner.restore(state.tune_dir, trainable, resume_errored=False)
-    progress = SweepProgress(job.sweep.expected_trials(), job.sweep.is_baseline, trial_name)
+        return tune.Tuner.restore(stage.tune_dir, trainable, resume_errored=False)
+    progress = SweepProgress(stage.trials, stage.is_baseline, trial_name)
     return tune.Tuner(
         trainable,
-        param_space=param_space(job.sweep),
-        tune_config=tune_config(job.sweep, job.run),
+        param_space=stage.param_space,
+        tune_config=stage.tune_config,
         run_config=tune.RunConfig(
-            name=state.tune_dir.rpartition("/")[2],
+            name=stage.tune_dir.rpartition("/")[2],
             storage_path=job.tune_storage,
             callbacks=[callback, progress],
             failure_config=tune.FailureConfig(max_failures=job.sweep.max_failures),
@@ -222,60 +314,100 @@ def make_tuner(
     )
 
 
-def say_start(job: Sweep, state: SweepState, resuming: bool, device: str, resources) -> None:
+def say_start(
+    job: Sweep, state: SweepState, stage: Stage, resuming: bool, device: str, resources
+) -> None:
+    verb = "resuming" if resuming else "starting"
+    limits = f"on {device} ({resources} each, at most {job.sweep.max_concurrent_trials} at once)"
+    if stage.name == "confirmation":
+        confirm = job.sweep.confirm
+        assert confirm is not None
+        say(
+            f"sweep '{job.sweep.name}': {verb} the confirmation: the best "
+            f"{stage.trials // confirm.seeds} configurations again with {confirm.seeds} new "
+            f"seeds each, {stage.trials} trials {limits}"
+        )
+        return
     uri = mlflow.get_tracking_uri()
     say(
-        f"sweep '{job.sweep.name}' ({job.config_path}): {'resuming' if resuming else 'starting'} "
-        f"{job.sweep.expected_trials()} trials on {device} ({resources} each, at most "
-        f"{job.sweep.max_concurrent_trials} at once)\n"
+        f"sweep '{job.sweep.name}' ({job.config_path}): {verb} {stage.trials} trials {limits}\n"
         f"  MLflow {without_credentials(uri)}, parent run {state.parent_run_id}; "
         f"UI {ui_base(uri)}{' (make ui)' if ui_base(uri) != uri else ''}\n"
         f"  Ray, Tune and MLflow messages: {job.log_file}"
     )
 
 
-def concluded_trials(state: SweepState) -> list[Trial]:
-    """The saved experiment's trials that are TERMINATED or ERROR.
-
-    Read from disk: after Ctrl-C, the ResultGrid that fit() returns counts trials that never
-    started as concluded.
-    """
+def stage_trials(tune_dir: str) -> list[Trial]:
+    """Every trial of a saved Tune experiment, read from disk."""
     quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # it warns of every trial without results yet
     try:
-        trials = tune.ExperimentAnalysis(state.tune_dir).trials
+        return tune.ExperimentAnalysis(tune_dir).trials
     finally:
         quiet.setLevel(level)
-    return [trial for trial in trials if trial.status in (Trial.TERMINATED, Trial.ERROR)]
 
 
-def conclude(job: Sweep, state: SweepState, callback: MlflowTrials, force_best: bool) -> dict:
-    """After fit(): settle every concluded trial's run, then register, or say it stopped."""
-    concluded = concluded_trials(state)
+def settled(stage: Stage, callback: MlflowTrials) -> bool:
+    """Close the run of every trial of the stage that is TERMINATED or ERROR; whether all
+    of its trials are.
+
+    Read from disk: after Ctrl-C, the ResultGrid that fit() returns counts trials that never
+    started as concluded.
+    """
+    concluded = [
+        trial
+        for trial in stage_trials(stage.tune_dir)
+        if trial.status in (Trial.TERMINATED, Trial.ERROR)
+    ]
     callback.settle(concluded)
+    return len(concluded) >= stage.trials
+
+
+def interrupted(job: Sweep, state: SweepState, stage: Stage) -> dict:
+    state.record().stop(KILLED)
+    done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in stage_trials(stage.tune_dir))
+    say(
+        f"sweep '{job.sweep.name}' interrupted in its {stage.name} with {done} of "
+        f"{stage.trials} trials concluded; {RESUME_HINT}"
+    )
+    return {"state": asdict(state), "interrupted": True}
+
+
+def conclude(
+    job: Sweep, state: SweepState, confirmation: list[Confirmed] | None, force_best: bool
+) -> dict:
+    """Register the winner, test it, say what mattered, and close the parent run."""
     record = state.record()
-    expected = job.sweep.expected_trials()
-    if len(concluded) < expected:
-        record.stop(KILLED)
-        say(
-            f"sweep '{job.sweep.name}' interrupted with {len(concluded)} of {expected} trials "
-            f"concluded; {RESUME_HINT}"
-        )
-        return {"state": asdict(state), "interrupted": True}
     runs = record.trial_runs()
     try:
-        registered = register_winner(runs, job.sweep, f"{job.config_path}", force_best)
+        registered = register(job, runs, confirmation, force_best)
     except SweepFailed:
         mark_finished(state, job.state_dir, job.sweep)  # nothing to resume
         raise
+    for item in confirmation or []:
+        record.log_confirmation(item.candidate.run.info.run_id, item.mean, item.sd, item.runs)
     tested = evaluate_version(job, registered)
     importance, why = parameter_importance(runs, job.sweep)
-    finish_record(record, runs, job.sweep, registered, tested, importance, why)
+    finish_record(record, runs, job.sweep, registered, tested, importance, why, confirmation)
     state = mark_finished(state, job.state_dir, job.sweep)
-    say_end(job, state, runs, registered, findings(tested, importance, why))
+    say_end(job, state, runs, registered, findings(tested, importance, why, confirmation))
     return {"state": asdict(state), "version": registered.version, "registered": registered,
-            "interrupted": False}  # fmt: skip
+            "confirmation": confirmation, "interrupted": False}  # fmt: skip
+
+
+def register(
+    job: Sweep, runs: list[Run], confirmation: list[Confirmed] | None, force_best: bool
+) -> Registered:
+    """The search's best run, or with a confirmation stage the best of the configuration
+    with the best mean over seeds."""
+    source = f"{job.config_path}"
+    if confirmation is None:
+        return register_winner(runs, job.sweep, source, force_best)
+    if not confirmation:
+        raise SweepFailed(nothing_to_register(runs, job.sweep))
+    best = confirmation[0]
+    return register_confirmed(best.best_run, best.runs, job.sweep, source, force_best)
 
 
 def evaluate_version(job: Sweep, registered: Registered) -> Evaluated | None:
@@ -296,10 +428,15 @@ def finish_record(
     tested: Evaluated | None,
     importance: Importance | None,
     why: str,
+    confirmation: list[Confirmed] | None,
 ) -> None:
     """Close the parent run with the trial table, what mattered and the winner's figures."""
-    summary = f"{trial_table(runs)}\n\n{importance_markdown(importance, why)}\n"
+    parts = [trial_table(runs), importance_markdown(importance, why)]
     metrics = importance.metrics() if importance else {}
+    if confirmation:
+        parts.insert(1, confirmation_markdown(confirmation))
+        metrics.update(confirmed_val_mean=confirmation[0].mean, confirmed_val_sd=confirmation[0].sd)
+    summary = "\n\n".join(parts) + "\n"
     if tested is not None:
         metrics["test_token_accuracy"] = tested.report.token_accuracy
     with tempfile.TemporaryDirectory() as folder:
@@ -324,9 +461,16 @@ def say_end(job: Sweep, state: SweepState, runs: list[Run], registered: Register
     )
 
 
-def findings(tested: Evaluated | None, importance: Importance | None, why: str) -> list[str]:
-    """The winner's test accuracy and what mattered, a line each."""
+def findings(
+    tested: Evaluated | None,
+    importance: Importance | None,
+    why: str,
+    confirmation: list[Confirmed] | None,
+) -> list[str]:
+    """What the seeds confirmed, the winner's test accuracy and what mattered, a line each."""
     lines = []
+    for rank, item in enumerate(confirmation or []):
+        lines.append(f"{'confirmed' if rank == 0 else '         '} {item.line()}")
     if tested is not None:
         lines.append(
             f"test accuracy of version {tested.version.version}: "

@@ -35,6 +35,8 @@ class SweepState:
     # The experiment values the sweep was started with: a resume must run the same sweep.
     config_digest: str
     finished: bool = False
+    # The confirmation stage's Tune experiment, once the search is over (sweep.confirm).
+    confirm_dir: str | None = None
 
     @staticmethod
     def path(state_dir: Path, sweep: SweepConfig) -> Path:
@@ -117,6 +119,14 @@ def open_sweep_state(
     state = SweepState(tune_dir, record.parent_run_id, experiment_id, digest)
     state.save(path)
     return state, False
+
+
+def start_confirmation(state: SweepState, state_dir: Path, sweep: SweepConfig) -> SweepState:
+    """The search is over and its confirmation starts: a resume goes on with the latter."""
+    name = f"{state.tune_dir.rpartition('/')[2]}-confirm"
+    started = replace(state, confirm_dir=f"{state.tune_dir.rpartition('/')[0]}/{name}")
+    started.save(SweepState.path(state_dir, sweep))
+    return started
 
 
 def mark_finished(state: SweepState, state_dir: Path, sweep: SweepConfig) -> SweepState:

@@ -38,6 +38,8 @@ ROLE_TAG = "role"
 SWEEP_ROLE = "sweep"
 TRIAL_ROLE = "trial"
 BASELINE_ROLE = "deep-baseline"
+# A search configuration trained again with another seed (the sweep's confirmation stage).
+CONFIRMATION_ROLE = "confirmation"
 EVALUATION_ROLE = "evaluation"
 TRIAL_TAG = "ray_trial_id"
 MODEL_URI_TAG = "model_uri"
@@ -246,6 +248,12 @@ class SweepRecord:
         """A sweep that will never resume: its runs closed KILLED, the reason tagged."""
         self.stop(KILLED)
         self.client.set_tag(self.parent_run_id, "abandoned", why)
+
+    def log_confirmation(self, run_id: str, mean: float, sd: float, seeds: list[Run]) -> None:
+        """On a search trial's run: what its configuration scored again over `seeds` runs."""
+        self.client.log_metric(run_id, "confirmed_val_mean", mean)
+        self.client.log_metric(run_id, "confirmed_val_sd", sd)
+        self.client.set_tag(run_id, "confirmation_runs", ",".join(r.info.run_id for r in seeds))
 
     def finish(
         self,

@@ -38,12 +38,18 @@ def trial_name(trial_config: dict, baseline: bool) -> str:
     """A run name a reader can tell apart: the searched values, the baseline marked."""
     short = {"model.hidden_size": "h", "model.num_layers": "l", "train.epochs": "e"}
     parts = [
-        f"{short.get(key, key.rpartition('.')[2])}{value:g}"
-        if isinstance(value, float)
-        else f"{short.get(key, key.rpartition('.')[2])}{value}"
+        f"{short.get(key, key.rpartition('.')[2])}{short_value(value)}"
         for key, value in trial_config.items()
     ]
     return ("baseline-" if baseline else "") + "-".join(parts)
+
+
+def short_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return "x".join(map(str, value))  # char_kernels [2, 3, 4] -> 2x3x4
+    return str(value)
 
 
 def error_text(trial: Trial) -> str:
@@ -71,12 +77,15 @@ class MlflowTrials(Callback):
         dataset_dir: Path,
         trial_run_config: Callable[[dict], RunConfig],
         is_baseline: Callable[[dict], bool],
+        role: str = TRIAL_ROLE,
     ):
+        """role: what its runs are (ROLE_TAG), the baseline's apart."""
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.dataset_dir = dataset_dir
         self.trial_run_config = trial_run_config
         self.is_baseline = is_baseline
+        self.role = role
         self.run_ids: dict[str, str] = {}
 
     @cached_property
@@ -175,7 +184,7 @@ class MlflowTrials(Callback):
         return self.records.create(
             trial.trial_id,
             name=trial_name(trial.config, baseline),
-            role=BASELINE_ROLE if baseline else TRIAL_ROLE,
+            role=BASELINE_ROLE if baseline else self.role,
             params=run_params(config, self.dataset),
             config=to_dict(config),
             inputs=training_inputs(self.dataset).values(),

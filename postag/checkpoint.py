@@ -6,14 +6,13 @@ Only tensors and plain containers are saved, so loading works with
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from postag.config import RunConfig, build, to_dict
-from postag.dataset import PreparedDataset, vocabulary_form
+from postag.dataset import PreparedDataset, WordLookup
 from postag.files import replaced_atomically
 from postag.model import Tagger
 
@@ -31,9 +30,9 @@ class LoadedTagger:
     chars: tuple[str, ...] = ()
 
     @property
-    def word_form(self) -> Callable[[str], str]:
+    def word_lookup(self) -> WordLookup:
         """How this tagger looks a word up in `words` (as its training data did)."""
-        return vocabulary_form(self.config.data.lowercase_words)
+        return WordLookup.of(self.config.data)
 
 
 def save_checkpoint(

@@ -70,9 +70,19 @@ class DataConfig:
     # the training vocabulary, 410 are in it lowercased ("FOUND", "Monkey"); the word
     # embedding then knows them, and the char encoder still sees the case.
     lowercase_words: bool = False
+    # Keep each word's own form in the vocabulary, and look a form missing from it up
+    # lowercased ("FOUND" -> "found"). Merging every form (lowercase_words) also merges
+    # "Apple" with "apple": on EWT test, seen capitalized words then made most NNP/NN
+    # confusions. This keeps those apart and still finds "FOUND".
+    lowercase_unseen: bool = False
 
     def __post_init__(self) -> None:
         require_at_least("data", self, 1, ("max_train_sentences",))
+        if self.lowercase_words and self.lowercase_unseen:
+            raise ConfigError(
+                "'data.lowercase_unseen' does nothing with 'data.lowercase_words': every "
+                "form is already looked up lowercased; set one of them"
+            )
 
 
 @dataclass(frozen=True)

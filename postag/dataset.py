@@ -64,9 +64,27 @@ class Vocabulary:
         return {item: i for i, item in enumerate(self.items)}
 
 
-def vocabulary_form(lowercase: bool) -> Callable[[str], str]:
-    """How a word is looked up in the word vocabulary (`data.lowercase_words`)."""
-    return str.lower if lowercase else str
+@dataclass(frozen=True)
+class WordLookup:
+    """How a word finds its row in the word vocabulary: `data.lowercase_words` and
+    `data.lowercase_unseen`."""
+
+    lowercase: bool = False
+    lowercase_unseen: bool = False
+
+    @classmethod
+    def of(cls, config: DataConfig) -> WordLookup:
+        return cls(config.lowercase_words, config.lowercase_unseen)
+
+    def form(self, word: str) -> str:
+        """The form the vocabulary is built from and first looked up by."""
+        return word.lower() if self.lowercase else word
+
+    def id(self, index: dict[str, int], word: str) -> int:
+        found = index.get(self.form(word))
+        if found is None and self.lowercase_unseen:
+            found = index.get(word.lower())
+        return UNK_ID if found is None else found
 
 
 def build_vocabularies(
@@ -236,6 +254,9 @@ def fingerprint(config: DataConfig, files: dict[str, Path]) -> str:
         "lowercase_words": config.lowercase_words,
         "files": {split: sha256_of(path) for split, path in sorted(files.items())},
     }
+    if config.lowercase_unseen:
+        # Keyed only when on, so that data prepared before the option existed stays valid.
+        key["lowercase_unseen"] = True
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -269,8 +290,8 @@ def prepare(config: DataConfig) -> Path:
     }
     if config.max_train_sentences is not None:
         sentences["train"] = sentences["train"][: config.max_train_sentences]
-    form = vocabulary_form(config.lowercase_words)
-    words, tags = build_vocabularies(sentences["train"], form)
+    lookup = WordLookup.of(config)
+    words, tags = build_vocabularies(sentences["train"], lookup.form)
     meta = {
         "fingerprint": digest,
         "prepare_version": PREPARE_VERSION,
@@ -289,7 +310,7 @@ def prepare(config: DataConfig) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{digest}-"))
     try:
         for split, split_sentences in sentences.items():
-            table, stats = _encode(split_sentences, words, tags, form)
+            table, stats = _encode(split_sentences, words, tags, lookup)
             pq.write_table(table, staging / f"{split}.parquet")
             meta["splits"][split] = stats
             meta["sha256"][f"{split}.parquet"] = sha256_of(staging / f"{split}.parquet")
@@ -334,10 +355,10 @@ def _replace_folder(staging: Path, target: Path) -> None:
 
 
 def _encode(
-    sentences: list[Sentence], words: Vocabulary, tags: Vocabulary, form: Callable[[str], str]
+    sentences: list[Sentence], words: Vocabulary, tags: Vocabulary, lookup: WordLookup
 ) -> tuple[pa.Table, dict]:
     word_ids, tag_ids = words.index(), tags.index()
-    token_column = [[word_ids.get(form(w), UNK_ID) for w in s.words] for s in sentences]
+    token_column = [[lookup.id(word_ids, w) for w in s.words] for s in sentences]
     tag_column = [[tag_ids.get(t, UNKNOWN_TAG_ID) for t in s.tags] for s in sentences]
     unknown_tags = Counter(t for s in sentences for t in s.tags if t not in tag_ids)
     table = pa.table(

@@ -14,6 +14,20 @@ from postag.inference import encode, tag_sentences
 from postag.metrics import TagScore, evaluate_predictions, macro_f1, per_tag_scores
 from postag.readers import Sentence
 
+# How many of the leading gold -> predicted confusions a report lists.
+TOP_CONFUSIONS = 10
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """One gold -> predicted tag pair and where its errors fall."""
+
+    gold: str
+    predicted: str
+    count: int
+    capitalized: int  # on words that start with a capital letter
+    unseen: int  # on words the tagger's vocabulary lacks
+
 
 @dataclass(frozen=True)
 class EvaluationReport:
@@ -30,6 +44,8 @@ class EvaluationReport:
     unknown_tags: dict[str, int]
     confusion: torch.Tensor  # (C, C) over the model's tags, rows gold
     tag_names: tuple[str, ...]
+    # The most frequent errors, most first: where the tagger goes wrong, and on what words.
+    confusions: list[Confusion]
 
     def headline(self) -> dict:
         return {
@@ -52,7 +68,8 @@ def evaluate_tagger(tagger: LoadedTagger, sentences: list[Sentence]) -> Evaluati
     gold = torch.tensor([tag_ids.get(t, UNKNOWN_TAG_ID) for s in sentences for t in s.tags])
     guess = torch.tensor([tag_ids[t] for tags in predicted for t in tags])
     # Unseen as the tagger sees it: the word ids its own lookup gives (as in training).
-    unseen = torch.from_numpy(encode(words, tagger.words, form=tagger.word_form).tokens == UNK_ID)
+    word_ids = encode(words, tagger.words, lookup=tagger.word_lookup).tokens
+    unseen = torch.from_numpy(word_ids == UNK_ID)
     tokens = evaluate_predictions(gold, guess, unseen, len(tagger.tags))
     starts = np.cumsum([0] + [len(s.words) for s in sentences[:-1]])
     # A sentence is right when its least-right token is right.
@@ -71,4 +88,30 @@ def evaluate_tagger(tagger: LoadedTagger, sentences: list[Sentence]) -> Evaluati
         unknown_tags=dict(Counter(t for s in sentences for t in s.tags if t not in tag_ids)),
         confusion=tokens.confusion,
         tag_names=tagger.tags,
+        confusions=leading_confusions(sentences, predicted, unseen.numpy()),
     )
+
+
+def leading_confusions(
+    sentences: list[Sentence], predicted: list[list[str]], unseen: np.ndarray
+) -> list[Confusion]:
+    """The TOP_CONFUSIONS most frequent gold -> predicted errors; unseen: (tokens,) bool."""
+    counts: Counter = Counter()
+    flat = (
+        (word, gold, guess)
+        for sentence, tags in zip(sentences, predicted, strict=True)
+        for word, gold, guess in zip(sentence.words, sentence.tags, tags, strict=True)
+    )
+    for (word, gold, guess), is_unseen in zip(flat, unseen, strict=True):
+        if gold != guess:
+            counts[(gold, guess, "total")] += 1
+            counts[(gold, guess, "capitalized")] += word[:1].isupper()
+            counts[(gold, guess, "unseen")] += bool(is_unseen)
+    pairs = sorted({(g, p) for g, p, _ in counts}, key=lambda pair: -counts[(*pair, "total")])[
+        :TOP_CONFUSIONS
+    ]
+    return [
+        Confusion(g, p, counts[(g, p, "total")], counts[(g, p, "capitalized")],
+                  counts[(g, p, "unseen")])
+        for g, p in pairs
+    ]  # fmt: skip

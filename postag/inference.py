@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from torch.nn.utils.rnn import pad_packed_sequence
 from postag.batching import collate, sorted_order
 from postag.checkpoint import LoadedTagger
 from postag.config import TagColumn
-from postag.dataset import UNK_ID, Split, spell
+from postag.dataset import Split, WordLookup, spell
 from postag.readers import (
     CONLLU_COLUMNS,
     TAG_COLUMN_INDEX,
@@ -29,14 +28,15 @@ def encode(
     sentences: list[list[str]],
     words: tuple[str, ...],
     chars: tuple[str, ...] = (),
-    form: Callable[[str], str] = str,
+    lookup: WordLookup | None = None,
 ) -> Split:
     """Word ids of `sentences` as a Split (unknown -> UNK_ID; tags unused), words looked up
-    as `form(word)`, and their spellings when given an alphabet (for a char encoder);
-    without one, none are built."""
+    by `lookup`, and their spellings when given an alphabet (for a char encoder); without
+    one, none are built."""
+    lookup = lookup or WordLookup()
     index = {word: i for i, word in enumerate(words)}
     flat = [w for s in sentences for w in s]
-    tokens = np.array([index.get(form(w), UNK_ID) for w in flat], dtype=np.int64)
+    tokens = np.array([lookup.id(index, w) for w in flat], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in sentences])]).astype(np.int64)
     spellings = spell(flat, {c: i for i, c in enumerate(chars)}) if chars else None
     return Split(tokens=tokens, tags=np.zeros_like(tokens), offsets=offsets, spellings=spellings)
@@ -51,7 +51,7 @@ def tag_sentences(
     if empty:
         raise ValueError(f"sentence {empty[0]} has no tokens")
     uses_chars = tagger.model.uses_chars
-    split = encode(sentences, tagger.words, tagger.chars if uses_chars else (), tagger.word_form)
+    split = encode(sentences, tagger.words, tagger.chars if uses_chars else (), tagger.word_lookup)
     device = next(tagger.model.parameters()).device
     tagger.model.eval()
     tagged: list[list[str]] = [[] for _ in sentences]

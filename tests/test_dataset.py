@@ -4,13 +4,14 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from postag.config import DataConfig
+from postag.config import ConfigError, DataConfig
 from postag.dataset import (
     PAD,
     UNK,
     UNK_ID,
     UNKNOWN_TAG_ID,
     DatasetMismatch,
+    WordLookup,
     build_vocabularies,
     check_arrival,
     load,
@@ -72,6 +73,36 @@ def test_lowercase_words_share_one_vocabulary_entry_and_keep_their_spelling(tmp_
     train_spellings = prepared.splits["train"].spellings
     assert len(set(train_spellings.ids.tolist())) == 3
     assert prepare(config) != prepare(replace(config, lowercase_words=False))
+
+
+def test_lowercase_unseen_keeps_each_seen_form_and_finds_unseen_ones_lowercased(tmp_path):
+    config = DataConfig(
+        train=write_conllu(
+            tmp_path / "train.conllu",
+            [(["Apple", "sells", "an", "apple", "found"], ["NNP", "VBZ", "DT", "NN", "VBN"])],
+        ),
+        dev=write_conllu(
+            tmp_path / "dev.conllu",
+            [(["FOUND", "Apple", "apple", "Pear"], ["VBN", "NNP", "NN", "NN"])],
+        ),
+        cache_dir=str(tmp_path / "cache"),
+        lowercase_unseen=True,
+    )
+    prepared = load(config)
+    index = prepared.words.index()
+    # "Apple" and "apple" keep rows of their own; "FOUND" is unseen and finds "found".
+    assert index["Apple"] != index["apple"]
+    assert prepared.splits["dev"].tokens.tolist() == [
+        index["found"], index["Apple"], index["apple"], UNK_ID,
+    ]  # fmt: skip
+    assert prepare(config) != prepare(replace(config, lowercase_unseen=False))
+    # A tagger loaded from a checkpoint looks words up the same way.
+    lookup = WordLookup.of(config)
+    assert [lookup.id(index, w) for w in ("FOUND", "Apple", "Pear")] == [
+        index["found"], index["Apple"], UNK_ID,
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="'data.lowercase_unseen' does nothing with"):
+        replace(config, lowercase_words=True)
 
 
 def test_prepared_parquet_keeps_words_ids_and_lengths(ewt_slice, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import mlflow
 import pandas as pd
@@ -42,6 +43,26 @@ def test_accuracy_matches_an_independent_count(evaluated, in_swept_store, ewt_sl
     assert result["num_tokens"] == total
     assert result["token_accuracy"] == right / total
     assert {"seen_accuracy", "unseen_accuracy", "sentence_accuracy", "macro_f1"} <= set(result)
+
+
+def test_the_leading_confusions_match_an_independent_count(evaluated, in_swept_store, ewt_slice):
+    _, reports, _ = evaluated
+    sentences = read_conllu(ewt_slice["test"])
+    model = mlflow.pyfunc.load_model(best_model_uri())
+    predicted = model.predict(pd.DataFrame({"tokens": [list(s.words) for s in sentences]}))["tags"]
+    errors, capitalized = Counter(), Counter()
+    for sentence, tags in zip(sentences, predicted, strict=True):
+        for word, gold, guess in zip(sentence.words, sentence.tags, tags, strict=True):
+            if gold != guess:
+                errors[(gold, guess)] += 1
+                capitalized[(gold, guess)] += word[0].isupper()
+    rows = (reports / "confusions.md").read_text().splitlines()[2:]
+    assert 0 < len(rows) <= 10
+    count = errors.most_common(1)[0][1]
+    listed = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    assert int(listed[2].replace(",", "")) == count
+    pair = (listed[0], listed[1])
+    assert errors[pair] == count and int(listed[3]) == capitalized[pair]
 
 
 def test_reports_hold_tables_and_pictures(evaluated):

@@ -56,6 +56,13 @@ def test_baseline_is_known_by_its_point_and_gets_its_extras():
           "space": {"model.hidden_size": [64, 128], "train.epochs": [1, 2]}},
          "sweep.baseline: its values on the searched axes \\(model.hidden_size=64, "
          "train.epochs=1\\) are also a point of sweep.space"),
+        ({"confirm": {"top_k": 2, "seeds": 1}}, "'sweep.confirm.seeds' must be at least 2, got 1"),
+        ({"confirm": {"top_k": 0}}, "'sweep.confirm.top_k' must be at least 1, got 0"),
+        ({"confirm": {"seed": 3}}, "unknown key 'sweep.confirm.seed'"),
+        # The confirmation varies the seed itself.
+        ({"confirm": {}, "space": {**SWEEP["space"], "train.seed": [0, 1]},
+          "baseline": {**SWEEP["baseline"], "train.seed": 9}},
+         "sweep.confirm trains the best configurations with new values of train.seed"),
     ],
 )  # fmt: skip
 def test_bad_sweep_sections_fail_naming_the_key(change, message):

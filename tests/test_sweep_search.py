@@ -37,6 +37,7 @@ def shrunk_search() -> dict:
             "num_samples": SAMPLES,
             "max_concurrent_trials": 2,
             "cpus_per_trial": 1,
+            "confirm": {"top_k": 1, "seeds": 2},
         }  # fmt: skip
     )
     return values
@@ -70,6 +71,9 @@ def test_search_yaml_samples_with_optuna_and_registers_a_char_tagger(
         assert 0.0 <= float(params["rare_word_dropout"]) <= 1.0
         assert params["data.lowercase_words"] == "True"
         assert 0.0003 <= float(params["lr"]) <= 0.003
+        assert params["char_encoder"] in ("cnn", "lstm")
+        assert params["char_kernels"] in ("[3]", "[2, 3, 4]")
+        assert 0.0 <= float(params["warmup_fraction"]) <= 0.1
         # ASHA may stop a trial early, never let it run past the epochs it drew.
         epochs = mlflow.MlflowClient(uri).get_metric_history(run.info.run_id, "val_accuracy")
         assert 1 <= len(epochs) <= int(params["epochs"])
@@ -77,6 +81,12 @@ def test_search_yaml_samples_with_optuna_and_registers_a_char_tagger(
 
     tagger, version = load_tagger(best_model_uri())
     assert version is not None and tagger.model.uses_chars
-    registered = next(run for run in searched if run.info.run_id == version.tags["run_id"])
-    best = max(run.data.metrics["best_val_accuracy"] for run in searched)
-    assert registered.data.metrics["best_val_accuracy"] == best
+    # The confirmation (top 1 x 2 seeds) trained the best searched configuration again, and
+    # the version is one of those seed runs: the same values but the seed.
+    best = max(searched, key=lambda run: run.data.metrics["best_val_accuracy"])
+    registered = mlflow.MlflowClient(uri).get_run(version.tags["run_id"])
+    assert registered.data.tags["role"] == "confirmation"
+    assert registered.data.params["seed"] in ("1", "2")
+    for name in ("hidden_size", "num_layers", "epochs", "lr", "char_encoder", "char_kernels",
+                 "warmup_fraction", "char_filters"):  # fmt: skip
+        assert registered.data.params[name] == best.data.params[name], name
