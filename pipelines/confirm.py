@@ -65,9 +65,9 @@ def seed_points(chosen: list[Candidate], seeds: list[int]) -> list[dict]:
 
 
 def confirmation_param_space(points: list[dict]) -> dict:
-    """Tune fills fixed points only into keys its param space has; every point sets all
-    of them, so the first point's values are mere placeholders."""
-    return dict(points[0])
+    """Tune fills fixed points only into keys its param space has. Every point sets all of
+    them: None holds each place (a value there would be compared with every point's)."""
+    return dict.fromkeys(points[0])
 
 
 def confirmation_tune_config(sweep: SweepConfig, points: list[dict]) -> tune.TuneConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from postag.batching import Batch
@@ -23,19 +24,24 @@ class CharCNN(nn.Module):
     def __init__(self, num_chars: int, char_dim: int, filters: int, kernels: tuple[int, ...]):
         super().__init__()
         self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=PAD_ID)
-        # padding="same" keeps one output per char for even widths too, so one mask fits all.
-        self.convs = nn.ModuleList(
-            nn.Conv1d(char_dim, filters, kernel, padding="same") for kernel in kernels
-        )
+        self.convs = nn.ModuleList(nn.Conv1d(char_dim, filters, kernel) for kernel in kernels)
         self.output_size = filters * len(kernels)
 
     def forward(self, spellings: torch.Tensor) -> torch.Tensor:
         """spellings: (U, L) char ids, PAD_ID-padded -> (U, output_size); empty rows give 0."""
         embedded = self.embedding(spellings).transpose(1, 2)  # (U, D, L)
         padding = (spellings == PAD_ID).unsqueeze(1)
-        features = torch.cat([conv(embedded) for conv in self.convs], dim=1)  # (U, F*K, L)
+        features = torch.cat([conv(same_length(embedded, conv)) for conv in self.convs], dim=1)
         features = features.masked_fill(padding, float("-inf")).amax(dim=2)
         return torch.relu(features)  # -inf (a row with no chars) becomes 0
+
+
+def same_length(embedded: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """`embedded` (U, D, L) zero-padded so that `conv` gives one output per char (L), odd
+    width or even, as padding="same" does; by hand, since torch warns of a copy with
+    "same" at even widths, and the copy is the same as this one."""
+    width = conv.kernel_size[0]
+    return F.pad(embedded, ((width - 1) // 2, width // 2))
 
 
 class CharLSTM(nn.Module):

@@ -15,18 +15,17 @@ from pipelines.cli import INTERRUPTED_EXIT_CODE
 from pipelines.confirm import Candidate, confirmed
 from pipelines.sweep import run_sweep
 from postag.registry import REGISTERED_MODEL
+from tests.conftest import TINY_SWEEP
 from tests.servers import wait_for, write_experiment
 
 STOP_LIMIT_SECONDS = 240
+# The tiny sweep, over three learning rates that all train, with its top 2 confirmed.
 SWEEP = {
-    "model": {"embedding_dim": 16, "hidden_size": 24, "num_layers": 1, "ff_dims": [16]},
-    "train": {"epochs": 2, "batch_size": 32, "seed": 0},
+    **TINY_SWEEP,
     "sweep": {
+        **TINY_SWEEP["sweep"],
         "name": "confirm",
         "space": {"train.lr": [0.02, 0.01, 0.005]},
-        "baseline": {"train.lr": 0.001, "model.num_layers": 4, "train.epochs": 1},
-        "max_concurrent_trials": 2,
-        "cpus_per_trial": 1,
         "confirm": {"top_k": 2, "seeds": 2},
     },
 }
