@@ -139,11 +139,8 @@ def build_sweep(values: dict, run: RunConfig) -> SweepConfig:
     if missing:
         raise ConfigError(f"sweep.baseline needs a value for every space key; missing {missing}")
     check_baseline_stands_apart(sweep)
-    if sweep.confirm is not None and SEED_KEY in sweep.space:
-        raise ConfigError(
-            f"sweep.confirm trains the best configurations with new values of {SEED_KEY}: "
-            f"leave sweep.space.{SEED_KEY} out, or sweep.confirm"
-        )
+    if sweep.confirm is not None:
+        check_confirmable(sweep)
     if sweep.search == "grid":
         ranges = [k for k, v in sweep.space.items() if isinstance(v, Range)]
         if ranges:
@@ -173,6 +170,24 @@ def check_baseline_stands_apart(sweep: SweepConfig) -> None:
             "sweep.space, so that trial would be taken for the baseline; give the baseline a "
             "value outside at least one axis"
         )
+
+
+def check_confirmable(sweep: SweepConfig) -> None:
+    """The confirmation stage re-runs searched points with new seeds: the seed must not be
+    searched, and no value may be a list (Ray Tune 2.60 reads a list in a fixed trial
+    point as nested keys and fails)."""
+    if SEED_KEY in sweep.space:
+        raise ConfigError(
+            f"sweep.confirm trains the best configurations with new values of {SEED_KEY}: "
+            f"leave sweep.space.{SEED_KEY} out, or sweep.confirm"
+        )
+    for key, axis in sweep.space.items():
+        if not isinstance(axis, Range) and any(isinstance(value, list) for value in axis):
+            raise ConfigError(
+                f"sweep.space.{key}: sweep.confirm cannot re-run a list value yet (Ray Tune "
+                "takes a list in a fixed trial point for nested keys); search this axis "
+                "without sweep.confirm, or fix its value in the experiment"
+            )
 
 
 def check_field(dotted: str, where: str, run: RunConfig) -> None:
