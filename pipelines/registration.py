@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 
 from mlflow.entities import Run
@@ -77,13 +76,12 @@ def register_winner(runs: list[Run], sweep: SweepConfig, source: str, force: boo
 
 
 def register_confirmed(
-    winner: Run, seeds: list[Run], sweep: SweepConfig, source: str, force: bool
-) -> Registered:
-    """Register the configuration with the best mean over its seed runs (`seeds`): the
-    model of `winner`, its best seed run. The mean is what the champion rule compares."""
-    accuracies = [best_val_accuracy(run) for run in seeds]
-    mean = statistics.fmean(accuracies)
-    sd = statistics.stdev(accuracies)
+    winner: Run, seeds: list[Run], mean: float, sd: float, sweep: SweepConfig, source: str,
+    force: bool,
+) -> Registered:  # fmt: skip
+    """Register the configuration with the best mean over its seed runs (`seeds`, whose
+    validation accuracy has this `mean` and `sd`): the model of `winner`, its best seed
+    run. The mean is what the champion rule compares."""
     description = (
         f"Best mean of sweep '{sweep.name}' ({source}) over {len(seeds)} seeds: validation "
         f"accuracy {100 * mean:.2f}% ± {100 * sd:.2f} (runs "

@@ -407,7 +407,9 @@ def register(
     if not confirmation:
         raise SweepFailed(nothing_to_register(runs, job.sweep))
     best = confirmation[0]
-    return register_confirmed(best.best_run, best.runs, job.sweep, source, force_best)
+    return register_confirmed(
+        best.best_run, best.runs, best.mean, best.sd, job.sweep, source, force_best
+    )
 
 
 def evaluate_version(job: Sweep, registered: Registered) -> Evaluated | None:
