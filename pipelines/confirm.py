@@ -20,14 +20,15 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from pipelines.registration import best_val_accuracy, candidates
 from pipelines.search import METRIC
-from pipelines.sweep_config import SEED_KEY, ConfirmConfig, SweepConfig
+from pipelines.sweep_config import SEED_KEY, ConfirmConfig, SweepConfig, fixed_point, plain_values
 from pipelines.tracking import CONFIRMATION_ROLE, TRIAL_ROLE, TRIAL_TAG
 from pipelines.trial_logger import trial_name
 
 
 def point_key(point: dict) -> str:
     """A configuration's identity: its searched values without the seed."""
-    return json.dumps({k: v for k, v in point.items() if k != SEED_KEY}, sort_keys=True)
+    values = plain_values(point)
+    return json.dumps({k: v for k, v in values.items() if k != SEED_KEY}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,10 @@ def confirmation_seeds(confirm: ConfirmConfig, search_seed: int) -> list[int]:
 
 
 def seed_points(chosen: list[Candidate], seeds: list[int]) -> list[dict]:
-    """Every configuration with every seed: the stage's trials."""
-    return [{**candidate.point, SEED_KEY: seed} for candidate in chosen for seed in seeds]
+    """Every configuration with every seed: the stage's trials, as Tune takes fixed points."""
+    return [
+        fixed_point({**candidate.point, SEED_KEY: seed}) for candidate in chosen for seed in seeds
+    ]
 
 
 def confirmation_param_space(points: list[dict]) -> dict:

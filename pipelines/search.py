@@ -8,7 +8,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from pipelines.sweep_config import Range, SweepConfig
+from pipelines.sweep_config import Range, SweepConfig, fixed_point
 from postag.config import RunConfig
 
 METRIC = "val_accuracy"
@@ -45,7 +45,9 @@ def tune_config(sweep: SweepConfig, run: RunConfig) -> tune.TuneConfig:
             OptunaSearch(points_to_evaluate=[point], seed=sweep.optuna_seed), max_concurrent=limit
         )
     else:
-        searcher = BasicVariantGenerator(points_to_evaluate=[point], max_concurrent=limit)
+        searcher = BasicVariantGenerator(
+            points_to_evaluate=[fixed_point(point)], max_concurrent=limit
+        )
     if sweep.scheduler == "asha":
         scheduler = ASHAScheduler(
             time_attr="training_iteration",

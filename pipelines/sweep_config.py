@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -20,6 +21,33 @@ from postag.config import (
 # A list is the value of a tuple field (model.char_kernels: [[3], [2, 3, 4]]).
 Value = bool | int | float | str | list[int]
 SEED_KEY = "train.seed"
+
+
+class ListValue(str):
+    """A list value (a tuple field's: model.char_kernels [2, 3, 4]) as Tune's fixed trial
+    points carry it, as JSON text.
+
+    Ray Tune 2.60 reads a list in `points_to_evaluate` as one nested key per item and the
+    trial fails; text passes through whole, and a str subclass survives Tune's pickled
+    experiment state. `plain_values` turns it back into the list.
+    """
+
+    @classmethod
+    def of(cls, value: list | tuple) -> ListValue:
+        return cls(json.dumps(list(value)))
+
+    def value(self) -> list:
+        return json.loads(self)
+
+
+def fixed_point(point: dict) -> dict:
+    """`point` ready for Tune's points_to_evaluate: list values as ListValue."""
+    return {k: ListValue.of(v) if isinstance(v, list | tuple) else v for k, v in point.items()}
+
+
+def plain_values(trial_config: dict) -> dict:
+    """A trial's values as the sweep config has them: each ListValue back to its list."""
+    return {k: v.value() if isinstance(v, ListValue) else v for k, v in trial_config.items()}
 
 
 @dataclass(frozen=True)
@@ -106,7 +134,8 @@ class SweepConfig:
         return {k: v for k, v in self.baseline.items() if k not in self.space}
 
     def is_baseline(self, trial_config: dict) -> bool:
-        return all(trial_config.get(k) == v for k, v in self.baseline_point().items())
+        values = plain_values(trial_config)
+        return all(values.get(k) == v for k, v in self.baseline_point().items())
 
     def expected_trials(self) -> int:
         """Trials a complete sweep holds: the baseline and the samples (each a grid, for grid)."""
@@ -174,20 +203,12 @@ def check_baseline_stands_apart(sweep: SweepConfig) -> None:
 
 def check_confirmable(sweep: SweepConfig) -> None:
     """The confirmation stage re-runs searched points with new seeds: the seed must not be
-    searched, and no value may be a list (Ray Tune 2.60 reads a list in a fixed trial
-    point as nested keys and fails)."""
+    searched."""
     if SEED_KEY in sweep.space:
         raise ConfigError(
             f"sweep.confirm trains the best configurations with new values of {SEED_KEY}: "
             f"leave sweep.space.{SEED_KEY} out, or sweep.confirm"
         )
-    for key, axis in sweep.space.items():
-        if not isinstance(axis, Range) and any(isinstance(value, list) for value in axis):
-            raise ConfigError(
-                f"sweep.space.{key}: sweep.confirm cannot re-run a list value yet (Ray Tune "
-                "takes a list in a fixed trial point for nested keys); search this axis "
-                "without sweep.confirm, or fix its value in the experiment"
-            )
 
 
 def check_field(dotted: str, where: str, run: RunConfig) -> None:

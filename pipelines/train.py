@@ -23,10 +23,13 @@ SUMMARY_NAME = "summary.json"
 PROG = "postag train"
 
 
-def format_epoch(result: EpochResult, epochs: int) -> str:
+def format_epoch(result: EpochResult, epochs: int, averaged: bool = False) -> str:
+    """One epoch's console line; `averaged` (train.ema_decay) adds the training weights'
+    own accuracy beside the average's."""
+    raw = f" (raw {100 * result.raw_val_accuracy:6.2f}%)" if averaged else ""
     return (
         f"epoch {result.epoch:>3}/{epochs}  loss {result.train_loss:.4f}  "
-        f"val_acc {100 * result.val_accuracy:6.2f}%  {result.epoch_seconds:6.1f}s  "
+        f"val_acc {100 * result.val_accuracy:6.2f}%{raw}  {result.epoch_seconds:6.1f}s  "
         f"{result.tokens_per_second:>8,.0f} tok/s  "
         f"grad first {result.grad_norm_first_lstm:.2e} last {result.grad_norm_last_lstm:.2e}"
     )
@@ -44,7 +47,7 @@ def run(config: RunConfig) -> dict:
     )
 
     def report(result: EpochResult, _: TrainingState) -> None:
-        print(format_epoch(result, config.train.epochs), flush=True)
+        print(format_epoch(result, config.train.epochs, config.train.ema_decay > 0), flush=True)
 
     fitted = fit(config, prepared, callbacks=[report])
     output_dir = Path(config.train.output_dir)

@@ -18,7 +18,7 @@ import torch
 from ray import tune
 
 from pipelines.experiment import run_config_from
-from pipelines.sweep_config import SweepConfig
+from pipelines.sweep_config import SweepConfig, plain_values
 from postag import dataset as datasets
 from postag.config import RunConfig, apply_values
 from postag.dataset import PreparedDataset
@@ -40,7 +40,7 @@ class NoCudaForGpu(RuntimeError):
 def trial_run_config(base: dict, sweep: SweepConfig, trial_config: dict, device: str) -> RunConfig:
     """The run config of one trial on `device`: the base run, the trial's values, baseline
     extras."""
-    overrides = dict(trial_config)
+    overrides = plain_values(trial_config)
     if sweep.is_baseline(trial_config):
         overrides.update(sweep.baseline_overrides())
     overrides["train.device"] = device

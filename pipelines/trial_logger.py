@@ -15,6 +15,7 @@ from pathlib import Path
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from pipelines.sweep_config import plain_values
 from pipelines.tracking import (
     BASELINE_ROLE,
     FAILED,
@@ -39,7 +40,7 @@ def trial_name(trial_config: dict, baseline: bool) -> str:
     short = {"model.hidden_size": "h", "model.num_layers": "l", "train.epochs": "e"}
     parts = [
         f"{short.get(key, key.rpartition('.')[2])}{short_value(value)}"
-        for key, value in trial_config.items()
+        for key, value in plain_values(trial_config).items()
     ]
     return ("baseline-" if baseline else "") + "-".join(parts)
 

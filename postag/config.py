@@ -141,6 +141,13 @@ class TrainConfig:
     # few batches, are then small. A share, not a count, so that any epochs a sweep draws
     # leave room for it.
     warmup_fraction: float = 0.0
+    # Validate, select and ship an exponential moving average of the weights instead of the
+    # weights themselves; 0 turns it off. Adam at a constant rate ends each epoch wherever
+    # its last noisy steps left it, and seeds differ by more than the options a sweep
+    # compares; the average of the recent steps sits nearer the middle of that noise. The
+    # decay is warmed up, min(ema_decay, (1 + n) / (10 + n)) after n steps, so the average
+    # forgets the random initial weights within the first epoch whatever the decay.
+    ema_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.01
@@ -169,7 +176,7 @@ class TrainConfig:
                   "max_batches_per_epoch")  # fmt: skip
         require_at_least("train", self, 1, counts)
         require_at_least("train", self, 0, ("weight_decay",))
-        require_fraction("train", self, ("betas", "warmup_fraction"))
+        require_fraction("train", self, ("betas", "warmup_fraction", "ema_decay"))
         require_above("train", self, 0, ("lr", "eps"))
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from postag.batching import Batch, collate, sorted_order, training_order
 from postag.config import ConfigError, RunConfig, TrainConfig
@@ -31,7 +32,10 @@ from postag.progress import progress
 class EpochResult:
     epoch: int
     train_loss: float
+    # The weights that are selected and shipped: with train.ema_decay, their moving average.
     val_accuracy: float
+    # The training weights' own accuracy: the same figure without train.ema_decay.
+    raw_val_accuracy: float
     epoch_seconds: float
     tokens_per_second: float
     # Mean over the epoch's steps of the gradient norm of the first and the last LSTM
@@ -55,6 +59,8 @@ class TrainingState:
     model_state: dict = field(default_factory=dict)
     optimizer_state: dict = field(default_factory=dict)
     best_state: dict = field(default_factory=dict)
+    # The moving average of the weights (AveragedModel's state), with train.ema_decay.
+    ema_state: dict = field(default_factory=dict)
     best_epoch: int = 0
     best_val_accuracy: float = -1.0
     history: list[dict] = field(default_factory=list)
@@ -67,6 +73,11 @@ class TrainingState:
         # States saved before the rate became a function of progress kept a torch
         # scheduler's state, which nothing needs now.
         values = {k: v for k, v in values.items() if k != "scheduler_state"}
+        # Epochs recorded before weight averaging existed validated the training weights.
+        values["history"] = [
+            {"raw_val_accuracy": epoch["val_accuracy"], **epoch}
+            for epoch in values.get("history", [])
+        ]
         return cls(**values)
 
 
@@ -120,6 +131,28 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     )
 
 
+def weight_average(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
+    """The moving average of `model`'s weights that `config.ema_decay` asks for, or None."""
+    if not config.ema_decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=warmed_up_ema(config.ema_decay))
+
+
+def warmed_up_ema(decay: float) -> Callable[[list, list, torch.Tensor | int], None]:
+    """torch's EMA update, at min(decay, (1 + n) / (10 + n)) after n updates.
+
+    A fixed decay of 0.999 would still give the random initial weights e^-2 of the average
+    after 2,000 steps; the warmed-up decay starts as a mean of the few steps so far and
+    reaches `decay` only when the run has taken enough steps to fill its window.
+    """
+
+    def update(averaged: list, current: list, num_averaged: torch.Tensor | int) -> None:
+        n = int(num_averaged)
+        get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, num_averaged)
+
+    return update
+
+
 def learning_rate(config: TrainConfig, progress: float) -> float:
     """The rate after `progress` epochs of training (a fraction within an epoch).
 
@@ -164,11 +197,12 @@ def train_epoch(
     description: str = "train",
     mixed_precision: bool = False,
     rate: Callable[[float], float] | None = None,
+    average: AveragedModel | None = None,
 ) -> dict[str, float]:
     """One pass over `batches`; returns loss per token, tokens seen and gradient norms.
 
     rate: given the share of this epoch done after a step, that step's learning rate;
-    None leaves the optimizer's rate as it is.
+    None leaves the optimizer's rate as it is. average: updated after every step.
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD_ID, reduction="sum")
@@ -192,6 +226,8 @@ def train_epoch(
         first_norms += gradient_norm(first_layer)
         last_norms += gradient_norm(last_layer)
         optimizer.step()
+        if average is not None:
+            average.update_parameters(model)
         total_loss += loss.detach()
         total_tokens += batch.num_tokens
     steps = max(len(batches), 1)
@@ -253,7 +289,9 @@ def fit(
     mixed = train_config.mixed_precision
     precision(device, mixed)  # refuse an impossible setting before any work
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
-    model, optimizer = _build(config, dataset, device, resume)
+    model, optimizer, average = _build(config, dataset, device, resume)
+    # What is validated, selected and shipped: the average of the weights when there is one.
+    selected = average.module if average is not None else model
     state = resume or TrainingState()
 
     for epoch in range(state.epoch + 1, train_config.epochs + 1):
@@ -265,22 +303,27 @@ def fit(
         trained = train_epoch(
             model, optimizer, train_split, batches, device, f"epoch {epoch}", mixed,
             rate=lambda done, epoch=epoch: learning_rate(train_config, epoch - 1 + done),
+            average=average,
         )  # fmt: skip
         seconds = time.perf_counter() - started
         _check_finite(epoch, trained["loss"], train_config.lr)
         # Rates are set before each step; this one is where the next epoch starts.
         set_learning_rate(optimizer, learning_rate(train_config, epoch))
-        validation = evaluate(model, dev_split, train_config.batch_size, device, mixed)
+        validation = evaluate(selected, dev_split, train_config.batch_size, device, mixed)
+        raw = validation
+        if average is not None:
+            raw = evaluate(model, dev_split, train_config.batch_size, device, mixed)
         result = EpochResult(
             epoch=epoch,
             train_loss=trained["loss"],
             val_accuracy=validation.accuracy,
+            raw_val_accuracy=raw.accuracy,
             epoch_seconds=seconds,
             tokens_per_second=trained["tokens"] / seconds,
             grad_norm_first_lstm=trained["grad_norm_first_lstm"],
             grad_norm_last_lstm=trained["grad_norm_last_lstm"],
         )
-        state = _next_state(state, result, model, optimizer)
+        state = _next_state(state, result, model, optimizer, selected, average)
         for callback in callbacks:
             callback(result, state)
 
@@ -299,8 +342,8 @@ def _check_finite(epoch: int, loss: float, lr: float) -> None:
 
 def _build(
     config: RunConfig, dataset: PreparedDataset, device: torch.device, resume: TrainingState | None
-) -> tuple[Tagger, torch.optim.Optimizer]:
-    """The model and optimizer, as `resume` left them if given."""
+) -> tuple[Tagger, torch.optim.Optimizer, AveragedModel | None]:
+    """The model, optimizer and weight average (if asked for), as `resume` left them."""
     train_tokens = dataset.splits["train"].tokens
     word_counts = torch.from_numpy(np.bincount(train_tokens, minlength=len(dataset.words)))
     model = Tagger(
@@ -310,7 +353,10 @@ def _build(
     if resume is not None:
         model.load_state_dict(resume.model_state)
         optimizer.load_state_dict(resume.optimizer_state)
-    return model, optimizer
+    average = weight_average(model, config.train)
+    if average is not None and resume is not None and resume.ema_state:
+        average.load_state_dict(resume.ema_state)
+    return model, optimizer, average
 
 
 def _next_state(
@@ -318,15 +364,19 @@ def _next_state(
     result: EpochResult,
     model: Tagger,
     optimizer: torch.optim.Optimizer,
+    selected: Tagger,
+    average: AveragedModel | None,
 ) -> TrainingState:
-    """The state after `result`'s epoch; the best weights change only on a strict gain."""
+    """The state after `result`'s epoch; the best weights (`selected`'s, which `result`
+    validated) change only on a strict gain."""
     improved = result.val_accuracy > state.best_val_accuracy
     model_state = _cpu_copy(model.state_dict())
     return TrainingState(
         epoch=result.epoch,
         model_state=model_state,
         optimizer_state=copy.deepcopy(optimizer.state_dict()),
-        best_state=model_state if improved else state.best_state,
+        best_state=_cpu_copy(selected.state_dict()) if improved else state.best_state,
+        ema_state=_cpu_copy(average.state_dict()) if average is not None else {},
         best_epoch=result.epoch if improved else state.best_epoch,
         best_val_accuracy=result.val_accuracy if improved else state.best_val_accuracy,
         history=[*state.history, asdict(result)],

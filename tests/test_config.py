@@ -70,6 +70,10 @@ def test_build_fills_nested_sections_and_keeps_defaults():
             {"train": {"warmup_fraction": 1.0}},
             "'train.warmup_fraction' must be at least 0 and below 1",
         ),
+        (
+            {"train": {"ema_decay": 1.0}},
+            "'train.ema_decay' must be at least 0 and below 1",
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_key(values, message):

@@ -63,9 +63,6 @@ def test_baseline_is_known_by_its_point_and_gets_its_extras():
         ({"confirm": {}, "space": {**SWEEP["space"], "train.seed": [0, 1]},
           "baseline": {**SWEEP["baseline"], "train.seed": 9}},
          "sweep.confirm trains the best configurations with new values of train.seed"),
-        ({"confirm": {}, "space": {**SWEEP["space"], "model.char_kernels": [[3], [2, 3]]},
-          "baseline": {**SWEEP["baseline"], "model.char_kernels": [5]}},
-         "sweep.space.model.char_kernels: sweep.confirm cannot re-run a list value yet"),
     ],
 )  # fmt: skip
 def test_bad_sweep_sections_fail_naming_the_key(change, message):

@@ -9,7 +9,14 @@ from postag.checkpoint import load_checkpoint, save_checkpoint
 from postag.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from postag.inference import tag_sentences
 from postag.readers import read_conllu
-from postag.train import TrainingDiverged, evaluate, fit, learning_rate
+from postag.train import (
+    TrainingDiverged,
+    TrainingState,
+    evaluate,
+    fit,
+    learning_rate,
+    warmed_up_ema,
+)
 
 # The most frequent XPOS tag (NN) is 13.2% of EWT: what a one-tag model scores.
 MAJORITY_TAG_RATE = 0.132
@@ -58,6 +65,62 @@ def test_resumed_run_matches_a_straight_run(trained):
     resumed = fit(config, prepared, resume=states[2])
     assert [e.train_loss for e in resumed.history] == [e.train_loss for e in result.history]
     assert resumed.best_val_accuracy == result.best_val_accuracy
+
+
+@pytest.fixture(scope="module")
+def averaged(tiny_config):
+    config = replace(tiny_config, train=replace(tiny_config.train, ema_decay=0.99))
+    prepared = datasets.load(config.data)
+    states = []
+    result = fit(config, prepared, callbacks=[lambda r, s: states.append(s)])
+    return config, prepared, result, states
+
+
+def test_weight_averaging_trains_the_same_weights_and_ships_their_average(trained, averaged):
+    _, _, plain, _ = trained
+    _, prepared, result, _ = averaged
+    # The average only watches: the training weights take the very same steps.
+    assert [e.train_loss for e in result.history] == [e.train_loss for e in plain.history]
+    assert [e.raw_val_accuracy for e in result.history] == [e.val_accuracy for e in plain.history]
+    # Selection and the returned model are the average's, a model of its own.
+    assert [e.val_accuracy for e in result.history] != [e.raw_val_accuracy for e in result.history]
+    accuracies = [e.val_accuracy for e in result.history]
+    assert result.best_val_accuracy == max(accuracies)
+    again = evaluate(result.model, prepared.splits["dev"], 64, torch.device("cpu"))
+    assert again.accuracy == pytest.approx(result.best_val_accuracy)
+
+
+def test_an_averaged_run_resumes_exactly(averaged):
+    config, prepared, result, states = averaged
+    resumed = fit(config, prepared, resume=states[2])
+    assert [e.val_accuracy for e in resumed.history] == [e.val_accuracy for e in result.history]
+    assert resumed.best_val_accuracy == result.best_val_accuracy
+
+
+def test_the_average_starts_as_a_mean_of_the_steps_so_far_then_decays_at_its_rate():
+    weight = torch.nn.Parameter(torch.zeros(1))
+    holder = torch.nn.Module()
+    holder.weight = weight
+    average = torch.optim.swa_utils.AveragedModel(holder, multi_avg_fn=warmed_up_ema(0.5))
+    expected = None
+    for n, value in enumerate([4.0, 8.0, 0.0, 2.0]):
+        with torch.no_grad():
+            weight.fill_(value)
+        average.update_parameters(holder)
+        # The first update copies; after n updates the decay is min(0.5, (1 + n) / (10 + n)).
+        decay = min(0.5, (1 + n) / (10 + n))
+        expected = value if expected is None else decay * expected + (1 - decay) * value
+        assert average.module.weight.item() == pytest.approx(expected)
+
+
+def test_a_training_state_saved_before_weight_averaging_still_loads(trained):
+    _, _, _, states = trained
+    saved = states[0].to_dict()
+    for epoch in saved["history"]:
+        del epoch["raw_val_accuracy"]
+    del saved["ema_state"]
+    loaded = TrainingState.from_dict(saved)
+    assert loaded.history[0]["raw_val_accuracy"] == loaded.history[0]["val_accuracy"]
 
 
 def test_cosine_schedule_decays_the_lr_and_survives_a_resume(tiny_config):
