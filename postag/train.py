@@ -274,6 +274,15 @@ def evaluate(
     return evaluate_predictions(gold, predicted, words == UNK_ID, model.head[-1].out_features)
 
 
+def epoch_batches(split: Split, config: TrainConfig, epoch: int) -> list[np.ndarray]:
+    """The epoch's batches of sentence indices, in training order.
+
+    The order depends only on (seed, epoch), so a resumed run repeats a straight one.
+    """
+    rng = np.random.default_rng([config.seed, epoch])
+    return training_order(split.lengths, config, rng)[: config.max_batches_per_epoch]
+
+
 def fit(
     config: RunConfig,
     dataset: PreparedDataset,
@@ -290,15 +299,10 @@ def fit(
     precision(device, mixed)  # refuse an impossible setting before any work
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
     model, optimizer, average = _build(config, dataset, device, resume)
-    # What is validated, selected and shipped: the average of the weights when there is one.
-    selected = average.module if average is not None else model
     state = resume or TrainingState()
 
     for epoch in range(state.epoch + 1, train_config.epochs + 1):
-        # Batch order depends only on (seed, epoch), so a resumed run repeats a straight one.
-        rng = np.random.default_rng([train_config.seed, epoch])
-        batches = training_order(train_split.lengths, train_config, rng)
-        batches = batches[: train_config.max_batches_per_epoch]
+        batches = epoch_batches(train_split, train_config, epoch)
         started = time.perf_counter()
         trained = train_epoch(
             model, optimizer, train_split, batches, device, f"epoch {epoch}", mixed,
@@ -309,27 +313,44 @@ def fit(
         _check_finite(epoch, trained["loss"], train_config.lr)
         # Rates are set before each step; this one is where the next epoch starts.
         set_learning_rate(optimizer, learning_rate(train_config, epoch))
-        validation = evaluate(selected, dev_split, train_config.batch_size, device, mixed)
-        raw = validation
-        if average is not None:
-            raw = evaluate(model, dev_split, train_config.batch_size, device, mixed)
+        val_accuracy, raw_val_accuracy = _validate(model, average, dev_split, train_config, device)
         result = EpochResult(
             epoch=epoch,
             train_loss=trained["loss"],
-            val_accuracy=validation.accuracy,
-            raw_val_accuracy=raw.accuracy,
+            val_accuracy=val_accuracy,
+            raw_val_accuracy=raw_val_accuracy,
             epoch_seconds=seconds,
             tokens_per_second=trained["tokens"] / seconds,
             grad_norm_first_lstm=trained["grad_norm_first_lstm"],
             grad_norm_last_lstm=trained["grad_norm_last_lstm"],
         )
-        state = _next_state(state, result, model, optimizer, selected, average)
+        state = _next_state(state, result, model, optimizer, average)
         for callback in callbacks:
             callback(result, state)
 
     model.load_state_dict(state.best_state)
     history = [EpochResult(**h) for h in state.history]
     return FitResult(model, state.best_epoch, state.best_val_accuracy, history, device)
+
+
+def _selected(model: Tagger, average: AveragedModel | None) -> Tagger:
+    """What is validated, selected and shipped: the average of the weights when there is one."""
+    return average.module if average is not None else model
+
+
+def _validate(
+    model: Tagger,
+    average: AveragedModel | None,
+    dev: Split,
+    config: TrainConfig,
+    device: torch.device,
+) -> tuple[float, float]:
+    """Dev accuracy of the selected weights, and of the training weights themselves."""
+    mixed = config.mixed_precision
+    selected = evaluate(_selected(model, average), dev, config.batch_size, device, mixed).accuracy
+    if average is None:
+        return selected, selected
+    return selected, evaluate(model, dev, config.batch_size, device, mixed).accuracy
 
 
 def _check_finite(epoch: int, loss: float, lr: float) -> None:
@@ -364,18 +385,17 @@ def _next_state(
     result: EpochResult,
     model: Tagger,
     optimizer: torch.optim.Optimizer,
-    selected: Tagger,
     average: AveragedModel | None,
 ) -> TrainingState:
-    """The state after `result`'s epoch; the best weights (`selected`'s, which `result`
+    """The state after `result`'s epoch; the best weights (the selected ones, which `result`
     validated) change only on a strict gain."""
     improved = result.val_accuracy > state.best_val_accuracy
-    model_state = _cpu_copy(model.state_dict())
+    best_state = _cpu_copy(_selected(model, average).state_dict()) if improved else None
     return TrainingState(
         epoch=result.epoch,
-        model_state=model_state,
+        model_state=_cpu_copy(model.state_dict()),
         optimizer_state=copy.deepcopy(optimizer.state_dict()),
-        best_state=_cpu_copy(selected.state_dict()) if improved else state.best_state,
+        best_state=best_state if best_state is not None else state.best_state,
         ema_state=_cpu_copy(average.state_dict()) if average is not None else {},
         best_epoch=result.epoch if improved else state.best_epoch,
         best_val_accuracy=result.val_accuracy if improved else state.best_val_accuracy,
