@@ -388,19 +388,29 @@ def _next_state(
     average: AveragedModel | None,
 ) -> TrainingState:
     """The state after `result`'s epoch; the best weights (the selected ones, which `result`
-    validated) change only on a strict gain."""
+    validated) change only on a strict gain. Each state dict is copied off the device once."""
     improved = result.val_accuracy > state.best_val_accuracy
-    best_state = _cpu_copy(_selected(model, average).state_dict()) if improved else None
+    model_state = _cpu_copy(model.state_dict())
+    ema_state = _cpu_copy(average.state_dict()) if average is not None else {}
     return TrainingState(
         epoch=result.epoch,
-        model_state=_cpu_copy(model.state_dict()),
+        model_state=model_state,
         optimizer_state=copy.deepcopy(optimizer.state_dict()),
-        best_state=best_state if best_state is not None else state.best_state,
-        ema_state=_cpu_copy(average.state_dict()) if average is not None else {},
+        best_state=_selected_state(model_state, ema_state) if improved else state.best_state,
+        ema_state=ema_state,
         best_epoch=result.epoch if improved else state.best_epoch,
         best_val_accuracy=result.val_accuracy if improved else state.best_val_accuracy,
         history=[*state.history, asdict(result)],
     )
+
+
+def _selected_state(model_state: dict, ema_state: dict) -> dict:
+    """The selected weights out of copies already made: the average's module (AveragedModel
+    keeps it under `module.`, beside its count `n_averaged`), else the training weights."""
+    if not ema_state:
+        return model_state
+    prefix = "module."
+    return {k.removeprefix(prefix): v for k, v in ema_state.items() if k.startswith(prefix)}
 
 
 def _cpu_copy(state_dict: dict) -> dict:
