@@ -156,3 +156,25 @@ def test_rare_word_dropout_hides_rare_words_far_more_often_than_common_ones():
     assert hidden[tokens == 2].float().mean() < 0.01  # 0.25 / 1000.25
     assert model.hide_probability[[PAD_ID, UNK_ID]].tolist() == [0.0, 0.0]
     assert "hide_probability" not in model.state_dict()  # training data, not weights
+
+
+def test_an_unknown_word_has_no_vector_of_its_own_until_word_dropout_trains_one():
+    def unknown_vector_after_training(word_dropout: float) -> torch.Tensor:
+        config = ModelConfig(embedding_dim=4, hidden_size=4, num_layers=1, ff_dims=(),
+                             word_dropout=word_dropout)  # fmt: skip
+        torch.manual_seed(0)
+        model = Tagger(config, vocab_size=20, num_classes=3)
+        assert torch.equal(model.embedding.weight[UNK_ID], torch.zeros(4))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+        tokens, lengths = torch.randint(2, 20, (8, 6)), torch.full((8,), 6)
+        for _ in range(5):
+            scores = model.train()(tokens, lengths).data
+            loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores)).long())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return model.embedding.weight[UNK_ID].detach()
+
+    # Unseen words at test time then all read as "no word", not as one random word.
+    assert torch.equal(unknown_vector_after_training(0.0), torch.zeros(4))
+    assert unknown_vector_after_training(0.5).abs().sum() > 0
