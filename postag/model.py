@@ -118,6 +118,31 @@ def hiding_probability(
     return probability.float()
 
 
+def lstm_stack(config: ModelConfig, input_size: int) -> nn.Module:
+    """The bidirectional LSTM layers: one multi-layer nn.LSTM as in the seed, or with
+    `residual` the pre-norm residual stack."""
+    if config.residual:
+        return ResidualLSTMStack(input_size, config.hidden_size, config.num_layers, config.dropout)
+    return nn.LSTM(
+        input_size=input_size,
+        hidden_size=config.hidden_size,
+        num_layers=config.num_layers,
+        batch_first=True,
+        bidirectional=True,
+        dropout=config.dropout if config.num_layers > 1 else 0.0,
+    )
+
+
+def feed_forward_head(width: int, ff_dims: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """Linear + ReLU for each of `ff_dims`, then a Linear to the tag scores."""
+    layers: list[nn.Module] = []
+    for ff_dim in ff_dims:
+        layers += [nn.Linear(width, ff_dim), nn.ReLU()]
+        width = ff_dim
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
 class Tagger(nn.Module):
     def __init__(
         self,
@@ -153,27 +178,9 @@ class Tagger(nn.Module):
                 raise ValueError("model.char_dim > 0 needs the dataset's character vocabulary")
             self.chars = char_encoder(config, num_chars)
             input_size += self.chars.output_size
-        if config.residual:
-            self.lstm: nn.Module = ResidualLSTMStack(
-                input_size, config.hidden_size, config.num_layers, config.dropout
-            )
-        else:
-            self.lstm = nn.LSTM(
-                input_size=input_size,
-                hidden_size=config.hidden_size,
-                num_layers=config.num_layers,
-                batch_first=True,
-                bidirectional=True,
-                dropout=config.dropout if config.num_layers > 1 else 0.0,
-            )
+        self.lstm = lstm_stack(config, input_size)
         self.output_dropout = nn.Dropout(config.dropout)
-        layers: list[nn.Module] = []
-        width = 2 * config.hidden_size
-        for ff_dim in config.ff_dims:
-            layers += [nn.Linear(width, ff_dim), nn.ReLU()]
-            width = ff_dim
-        layers.append(nn.Linear(width, num_classes))
-        self.head = nn.Sequential(*layers)
+        self.head = feed_forward_head(2 * config.hidden_size, config.ff_dims, num_classes)
 
     @property
     def uses_chars(self) -> bool:
