@@ -24,8 +24,8 @@ PROG = "postag train"
 
 
 def format_epoch(result: EpochResult, epochs: int, averaged: bool = False) -> str:
-    """One epoch's console line; `averaged` (train.ema_decay) adds the training weights'
-    own accuracy beside the average's."""
+    """One epoch's console line; `averaged` (train.ema_decay, train.swa_start) adds the
+    training weights' own accuracy beside the average's."""
     raw = f" (raw {100 * result.raw_val_accuracy:6.2f}%)" if averaged else ""
     return (
         f"epoch {result.epoch:>3}/{epochs}  loss {result.train_loss:.4f}  "
@@ -47,7 +47,7 @@ def run(config: RunConfig) -> dict:
     )
 
     def report(result: EpochResult, _: TrainingState) -> None:
-        print(format_epoch(result, config.train.epochs, config.train.ema_decay > 0), flush=True)
+        print(format_epoch(result, config.train.epochs, config.train.averages_weights), flush=True)
 
     fitted = fit(config, prepared, callbacks=[report])
     output_dir = Path(config.train.output_dir)

@@ -148,6 +148,12 @@ class TrainConfig:
     # decay is warmed up, min(ema_decay, (1 + n) / (10 + n)) after n steps, so the average
     # forgets the random initial weights within the first epoch whatever the decay.
     ema_decay: float = 0.0
+    # Stochastic weight averaging: once this share of the epochs is done, validate, select
+    # and ship the plain mean of the weights at the end of each epoch since; None turns it
+    # off. Where the rate stays constant and validation has flattened, the end-of-epoch
+    # weights scatter around the same plateau, and their mean over many epochs sits nearer
+    # its middle than an average of the last few steps (ema_decay) can.
+    swa_start: float | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.01
@@ -178,6 +184,18 @@ class TrainConfig:
         require_at_least("train", self, 0, ("weight_decay",))
         require_fraction("train", self, ("betas", "warmup_fraction", "ema_decay"))
         require_above("train", self, 0, ("lr", "eps"))
+        if self.swa_start is not None:
+            require_fraction("train", self, ("swa_start",))
+            if self.ema_decay:
+                raise ConfigError(
+                    "'train.swa_start' and 'train.ema_decay' each choose the weights that are "
+                    "shipped; set one of them"
+                )
+
+    @property
+    def averages_weights(self) -> bool:
+        """Whether an average of the weights, not the weights themselves, is shipped."""
+        return bool(self.ema_decay) or self.swa_start is not None
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,10 @@ from postag.progress import progress
 class EpochResult:
     epoch: int
     train_loss: float
-    # The weights that are selected and shipped: with train.ema_decay, their moving average.
+    # The weights that are selected and shipped: with train.ema_decay or train.swa_start,
+    # their average.
     val_accuracy: float
-    # The training weights' own accuracy: the same figure without train.ema_decay.
+    # The training weights' own accuracy: the same figure without an average.
     raw_val_accuracy: float
     epoch_seconds: float
     tokens_per_second: float
@@ -59,7 +60,7 @@ class TrainingState:
     model_state: dict = field(default_factory=dict)
     optimizer_state: dict = field(default_factory=dict)
     best_state: dict = field(default_factory=dict)
-    # The moving average of the weights (AveragedModel's state), with train.ema_decay.
+    # The average of the weights (AveragedModel's state), with train.ema_decay or swa_start.
     ema_state: dict = field(default_factory=dict)
     best_epoch: int = 0
     best_val_accuracy: float = -1.0
@@ -132,10 +133,19 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
 
 def weight_average(model: nn.Module, config: TrainConfig) -> AveragedModel | None:
-    """The moving average of `model`'s weights that `config.ema_decay` asks for, or None."""
-    if not config.ema_decay:
-        return None
-    return AveragedModel(model, multi_avg_fn=warmed_up_ema(config.ema_decay))
+    """The average of `model`'s weights that the config asks for, or None: a moving average
+    of every step's (`ema_decay`), or the plain mean of the epochs' last (`swa_start`)."""
+    if config.ema_decay:
+        return AveragedModel(model, multi_avg_fn=warmed_up_ema(config.ema_decay))
+    if config.swa_start is not None:
+        return AveragedModel(model)  # its default update is the running mean
+    return None
+
+
+def averaged_epoch(config: TrainConfig, epoch: int) -> bool:
+    """Whether `swa_start` takes `epoch`'s last weights into the mean: every epoch after the
+    first swa_start x epochs."""
+    return config.swa_start is not None and epoch > config.swa_start * config.epochs
 
 
 def warmed_up_ema(decay: float) -> Callable[[list, list, torch.Tensor | int], None]:
@@ -307,12 +317,14 @@ def fit(
         trained = train_epoch(
             model, optimizer, train_split, batches, device, f"epoch {epoch}", mixed,
             rate=lambda done, epoch=epoch: learning_rate(train_config, epoch - 1 + done),
-            average=average,
+            average=average if train_config.ema_decay else None,
         )  # fmt: skip
         seconds = time.perf_counter() - started
         _check_finite(epoch, trained["loss"], train_config.lr)
         # Rates are set before each step; this one is where the next epoch starts.
         set_learning_rate(optimizer, learning_rate(train_config, epoch))
+        if average is not None and averaged_epoch(train_config, epoch):
+            average.update_parameters(model)
         val_accuracy, raw_val_accuracy = _validate(model, average, dev_split, train_config, device)
         result = EpochResult(
             epoch=epoch,
@@ -334,8 +346,9 @@ def fit(
 
 
 def _selected(model: Tagger, average: AveragedModel | None) -> Tagger:
-    """What is validated, selected and shipped: the average of the weights when there is one."""
-    return average.module if average is not None else model
+    """What is validated, selected and shipped: the average of the weights once it has
+    begun (swa_start's waits for its first epoch), else the training weights."""
+    return average.module if average is not None and average.n_averaged > 0 else model
 
 
 def _validate(
@@ -348,7 +361,7 @@ def _validate(
     """Dev accuracy of the selected weights, and of the training weights themselves."""
     mixed = config.mixed_precision
     selected = evaluate(_selected(model, average), dev, config.batch_size, device, mixed).accuracy
-    if average is None:
+    if _selected(model, average) is model:
         return selected, selected
     return selected, evaluate(model, dev, config.batch_size, device, mixed).accuracy
 
@@ -405,9 +418,10 @@ def _next_state(
 
 
 def _selected_state(model_state: dict, ema_state: dict) -> dict:
-    """The selected weights out of copies already made: the average's module (AveragedModel
-    keeps it under `module.`, beside its count `n_averaged`), else the training weights."""
-    if not ema_state:
+    """The selected weights out of copies already made: the average's module once it has
+    begun (AveragedModel keeps it under `module.`, beside its count `n_averaged`), else the
+    training weights."""
+    if not ema_state or int(ema_state["n_averaged"]) == 0:
         return model_state
     prefix = "module."
     return {k.removeprefix(prefix): v for k, v in ema_state.items() if k.startswith(prefix)}

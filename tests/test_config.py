@@ -74,6 +74,11 @@ def test_build_fills_nested_sections_and_keeps_defaults():
             {"train": {"ema_decay": 1.0}},
             "'train.ema_decay' must be at least 0 and below 1",
         ),
+        ({"train": {"swa_start": 1.0}}, "'train.swa_start' must be at least 0 and below 1"),
+        (
+            {"train": {"swa_start": 0.5, "ema_decay": 0.999}},
+            "'train.swa_start' and 'train.ema_decay' each choose the weights that are shipped",
+        ),
     ],
 )
 def test_bad_values_fail_naming_the_key(values, message):

@@ -97,6 +97,44 @@ def test_an_averaged_run_resumes_exactly(averaged):
     assert resumed.best_val_accuracy == result.best_val_accuracy
 
 
+@pytest.fixture(scope="module")
+def swa(tiny_config):
+    # 4 epochs from half-way: the training weights are shipped for epochs 1-2, the mean of
+    # epochs 3.. from then on.
+    train = replace(tiny_config.train, epochs=4, swa_start=0.5)
+    config = replace(tiny_config, train=train)
+    prepared = datasets.load(config.data)
+    states = []
+    result = fit(config, prepared, callbacks=[lambda r, s: states.append(s)])
+    return config, prepared, result, states
+
+
+def test_swa_ships_the_mean_of_the_epochs_after_its_start(trained, swa):
+    _, _, plain, _ = trained
+    config, prepared, result, states = swa
+    # The mean only watches: the training weights take the very same steps.
+    assert [e.train_loss for e in result.history] == [e.train_loss for e in plain.history][:4]
+    before, after = result.history[:2], result.history[2:]
+    assert [e.val_accuracy for e in before] == [e.raw_val_accuracy for e in before]
+    assert after[-1].val_accuracy != after[-1].raw_val_accuracy
+    # Epoch 4's selected weights are the plain mean of the training weights after 3 and 4.
+    last = TrainingState.from_dict(states[-1].to_dict())
+    name = "embedding.weight"
+    mean = (states[2].model_state[name] + states[3].model_state[name]) / 2
+    assert torch.allclose(last.ema_state[f"module.{name}"], mean)
+    best = max(e.val_accuracy for e in result.history)
+    assert result.best_val_accuracy == best
+    again = evaluate(result.model, prepared.splits["dev"], 64, torch.device("cpu"))
+    assert again.accuracy == pytest.approx(best)
+
+
+def test_an_swa_run_resumes_exactly_before_and_after_its_start(swa):
+    config, prepared, result, states = swa
+    for state in (states[0], states[2]):
+        resumed = fit(config, prepared, resume=state)
+        assert [e.val_accuracy for e in resumed.history] == [e.val_accuracy for e in result.history]
+
+
 def test_the_average_starts_as_a_mean_of_the_steps_so_far_then_decays_at_its_rate():
     weight = torch.nn.Parameter(torch.zeros(1))
     holder = torch.nn.Module()
