@@ -22,12 +22,17 @@ from postag.train import (
 MAJORITY_TAG_RATE = 0.132
 
 
+def fit_keeping_states(config: RunConfig):
+    """(config, dataset, fit's result, the training state after each epoch)."""
+    prepared = datasets.load(config.data)
+    states = []
+    result = fit(config, prepared, callbacks=[lambda r, s: states.append(s)])
+    return config, prepared, result, states
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_config):
-    prepared = datasets.load(tiny_config.data)
-    states = []
-    result = fit(tiny_config, prepared, callbacks=[lambda r, s: states.append(s)])
-    return tiny_config, prepared, result, states
+    return fit_keeping_states(tiny_config)
 
 
 def test_short_real_run_learns_far_beyond_the_majority_tag(trained):
@@ -69,11 +74,9 @@ def test_resumed_run_matches_a_straight_run(trained):
 
 @pytest.fixture(scope="module")
 def averaged(tiny_config):
-    config = replace(tiny_config, train=replace(tiny_config.train, ema_decay=0.99))
-    prepared = datasets.load(config.data)
-    states = []
-    result = fit(config, prepared, callbacks=[lambda r, s: states.append(s)])
-    return config, prepared, result, states
+    return fit_keeping_states(
+        replace(tiny_config, train=replace(tiny_config.train, ema_decay=0.99))
+    )
 
 
 def test_weight_averaging_trains_the_same_weights_and_ships_their_average(trained, averaged):
@@ -102,11 +105,7 @@ def swa(tiny_config):
     # 4 epochs from half-way: the training weights are shipped for epochs 1-2, the mean of
     # epochs 3.. from then on.
     train = replace(tiny_config.train, epochs=4, swa_start=0.5)
-    config = replace(tiny_config, train=train)
-    prepared = datasets.load(config.data)
-    states = []
-    result = fit(config, prepared, callbacks=[lambda r, s: states.append(s)])
-    return config, prepared, result, states
+    return fit_keeping_states(replace(tiny_config, train=train))
 
 
 def test_swa_ships_the_mean_of_the_epochs_after_its_start(trained, swa):
@@ -162,10 +161,8 @@ def test_a_training_state_saved_before_weight_averaging_still_loads(trained):
 
 
 def test_cosine_schedule_decays_the_lr_and_survives_a_resume(tiny_config):
-    config = replace(tiny_config, train=replace(tiny_config.train, epochs=4, lr_schedule="cosine"))
-    prepared = datasets.load(config.data)
-    states = []
-    straight = fit(config, prepared, callbacks=[lambda r, s: states.append(s)])
+    train = replace(tiny_config.train, epochs=4, lr_schedule="cosine")
+    config, prepared, straight, states = fit_keeping_states(replace(tiny_config, train=train))
     rates = [state.optimizer_state["param_groups"][0]["lr"] for state in states]
     # After epoch e of E the rate is lr * (1 + cos(pi * e / E)) / 2, reaching 0 at the end.
     lr = config.train.lr
@@ -189,10 +186,7 @@ def test_warm_up_raises_the_rate_to_lr_then_the_schedule_takes_over():
 
 def test_a_warmed_up_run_resumes_exactly(tiny_config):
     train = replace(tiny_config.train, epochs=3, warmup_fraction=0.5, lr_schedule="cosine")
-    config = replace(tiny_config, train=train)
-    prepared = datasets.load(config.data)
-    states = []
-    straight = fit(config, prepared, callbacks=[lambda r, s: states.append(s)])
+    config, prepared, straight, states = fit_keeping_states(replace(tiny_config, train=train))
     # Within the warm-up the rate climbs step by step: after epoch 1 it is 1/1.5 of lr.
     rate = states[0].optimizer_state["param_groups"][0]["lr"]
     assert rate == pytest.approx(config.train.lr / 1.5)
