@@ -217,6 +217,10 @@ def build(cls: type[T], values: Any, where: str = "") -> T:
         if key not in fields:
             raise ConfigError(f"unknown key '{name}' (expected one of: {', '.join(fields)})")
         kwargs[key] = _coerce(hints[key], value, name)
+    missing = [name for name, f in fields.items() if name not in kwargs and _required(f)]
+    if missing:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"'{prefix}{missing[0]}' is required and missing")
     try:
         return cls(**kwargs)
     except ConfigError as error:
@@ -224,6 +228,10 @@ def build(cls: type[T], values: Any, where: str = "") -> T:
         if where and where not in str(error):
             raise ConfigError(f"'{where}': {error}") from None
         raise
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _coerce(hint: Any, value: Any, name: str) -> Any:

@@ -3,7 +3,7 @@ import pytest
 from pipelines.search import param_space
 from pipelines.sweep_config import Range, build_sweep
 from pipelines.trial import trial_run_config
-from postag.config import ConfigError, RunConfig
+from postag.config import ConfigError, RunConfig, TrainConfig
 
 SWEEP = {
     "name": "s",
@@ -94,3 +94,18 @@ def test_bad_search_ranges_fail_naming_the_key(axis, message):
         build_sweep(
             {**SWEEP, "search": "optuna", "space": space, "baseline": baseline}, RunConfig()
         )
+
+
+def test_a_missing_required_section_fails_naming_it():
+    without_baseline = {k: v for k, v in SWEEP.items() if k != "baseline"}
+    with pytest.raises(ConfigError, match="'sweep.baseline' is required and missing"):
+        build_sweep(without_baseline, RunConfig())
+
+
+def test_a_searched_weight_average_that_clashes_with_the_run_config_fails_at_load():
+    run = RunConfig(train=TrainConfig(ema_decay=0.999))
+    space = {**SWEEP["space"], "train.swa_start": [0.25, 0.5]}
+    baseline = {**SWEEP["baseline"], "train.swa_start": 0.75}
+    clash = "'train.swa_start' and 'train.ema_decay' each choose the weights that are shipped"
+    with pytest.raises(ConfigError, match=clash):
+        build_sweep({**SWEEP, "space": space, "baseline": baseline}, run)
