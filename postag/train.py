@@ -61,7 +61,7 @@ class TrainingState:
     optimizer_state: dict = field(default_factory=dict)
     best_state: dict = field(default_factory=dict)
     # The average of the weights (AveragedModel's state), with train.ema_decay or swa_start.
-    ema_state: dict = field(default_factory=dict)
+    average_state: dict = field(default_factory=dict)
     best_epoch: int = 0
     best_val_accuracy: float = -1.0
     history: list[dict] = field(default_factory=list)
@@ -74,6 +74,9 @@ class TrainingState:
         # States saved before the rate became a function of progress kept a torch
         # scheduler's state, which nothing needs now.
         values = {k: v for k, v in values.items() if k != "scheduler_state"}
+        # States saved while the moving average was the only one kept it as `ema_state`.
+        if "ema_state" in values:
+            values["average_state"] = values.pop("ema_state")
         # Epochs recorded before weight averaging existed validated the training weights.
         values["history"] = [
             {"raw_val_accuracy": epoch["val_accuracy"], **epoch}
@@ -360,8 +363,9 @@ def _validate(
 ) -> tuple[float, float]:
     """Dev accuracy of the selected weights, and of the training weights themselves."""
     mixed = config.mixed_precision
-    selected = evaluate(_selected(model, average), dev, config.batch_size, device, mixed).accuracy
-    if _selected(model, average) is model:
+    selected_model = _selected(model, average)
+    selected = evaluate(selected_model, dev, config.batch_size, device, mixed).accuracy
+    if selected_model is model:
         return selected, selected
     return selected, evaluate(model, dev, config.batch_size, device, mixed).accuracy
 
@@ -386,10 +390,12 @@ def _build(
     optimizer = make_optimizer(model, config.train)
     if resume is not None:
         model.load_state_dict(resume.model_state)
-        optimizer.load_state_dict(resume.optimizer_state)
+        # A copy: torch keeps CPU moment tensors as given, and the steps that follow would
+        # change the caller's saved state in place.
+        optimizer.load_state_dict(copy.deepcopy(resume.optimizer_state))
     average = weight_average(model, config.train)
-    if average is not None and resume is not None and resume.ema_state:
-        average.load_state_dict(resume.ema_state)
+    if average is not None and resume is not None and resume.average_state:
+        average.load_state_dict(resume.average_state)
     return model, optimizer, average
 
 
@@ -404,27 +410,27 @@ def _next_state(
     validated) change only on a strict gain. Each state dict is copied off the device once."""
     improved = result.val_accuracy > state.best_val_accuracy
     model_state = _cpu_copy(model.state_dict())
-    ema_state = _cpu_copy(average.state_dict()) if average is not None else {}
+    average_state = _cpu_copy(average.state_dict()) if average is not None else {}
     return TrainingState(
         epoch=result.epoch,
         model_state=model_state,
         optimizer_state=copy.deepcopy(optimizer.state_dict()),
-        best_state=_selected_state(model_state, ema_state) if improved else state.best_state,
-        ema_state=ema_state,
+        best_state=_selected_state(model_state, average_state) if improved else state.best_state,
+        average_state=average_state,
         best_epoch=result.epoch if improved else state.best_epoch,
         best_val_accuracy=result.val_accuracy if improved else state.best_val_accuracy,
         history=[*state.history, asdict(result)],
     )
 
 
-def _selected_state(model_state: dict, ema_state: dict) -> dict:
+def _selected_state(model_state: dict, average_state: dict) -> dict:
     """The selected weights out of copies already made: the average's module once it has
     begun (AveragedModel keeps it under `module.`, beside its count `n_averaged`), else the
     training weights."""
-    if not ema_state or int(ema_state["n_averaged"]) == 0:
+    if not average_state or int(average_state["n_averaged"]) == 0:
         return model_state
     prefix = "module."
-    return {k.removeprefix(prefix): v for k, v in ema_state.items() if k.startswith(prefix)}
+    return {k.removeprefix(prefix): v for k, v in average_state.items() if k.startswith(prefix)}
 
 
 def _cpu_copy(state_dict: dict) -> dict:

@@ -117,10 +117,9 @@ def test_swa_ships_the_mean_of_the_epochs_after_its_start(trained, swa):
     assert [e.val_accuracy for e in before] == [e.raw_val_accuracy for e in before]
     assert after[-1].val_accuracy != after[-1].raw_val_accuracy
     # Epoch 4's selected weights are the plain mean of the training weights after 3 and 4.
-    last = TrainingState.from_dict(states[-1].to_dict())
     name = "embedding.weight"
     mean = (states[2].model_state[name] + states[3].model_state[name]) / 2
-    assert torch.allclose(last.ema_state[f"module.{name}"], mean)
+    assert torch.allclose(states[-1].average_state[f"module.{name}"], mean)
     best = max(e.val_accuracy for e in result.history)
     assert result.best_val_accuracy == best
     again = evaluate(result.model, prepared.splits["dev"], 64, torch.device("cpu"))
@@ -155,9 +154,17 @@ def test_a_training_state_saved_before_weight_averaging_still_loads(trained):
     saved = states[0].to_dict()
     for epoch in saved["history"]:
         del epoch["raw_val_accuracy"]
-    del saved["ema_state"]
+    del saved["average_state"]
     loaded = TrainingState.from_dict(saved)
     assert loaded.history[0]["raw_val_accuracy"] == loaded.history[0]["val_accuracy"]
+
+
+def test_a_training_state_saved_as_ema_state_still_resumes(averaged):
+    config, prepared, result, states = averaged
+    saved = states[2].to_dict()
+    saved["ema_state"] = saved.pop("average_state")
+    resumed = fit(config, prepared, resume=TrainingState.from_dict(saved))
+    assert [e.val_accuracy for e in resumed.history] == [e.val_accuracy for e in result.history]
 
 
 def test_cosine_schedule_decays_the_lr_and_survives_a_resume(tiny_config):
