@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import mlflow
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunStatus
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunStatus, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from postag.checkpoint import save_checkpoint
@@ -369,12 +369,14 @@ class TrialRecords:
         self.client.log_batch(run_id, metrics=metrics)
         self.logged_epochs[run_id].update(int(epoch["epoch"]) for epoch in new)
 
-    def tag_once(self, run_id: str, key: str, value: str) -> None:
-        """Set a tag when its value changes, not on every epoch."""
-        tags = self.tags.setdefault(run_id, {})
-        if value and tags.get(key) != value:
-            self.client.set_tag(run_id, key, value)
-            tags[key] = value
+    def tag_changes(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set the tags whose values changed, in one request, not on every epoch: a reader
+        never sees some of a report's tags without the others."""
+        known = self.tags.setdefault(run_id, {})
+        changed = {key: value for key, value in tags.items() if known.get(key) != value}
+        if changed:
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in changed.items()])
+            known.update(changed)
 
     def finish(self, run_id: str, best: dict | None, model: ModelFiles | None) -> None:
         """Close a completed trial's run with its model and best figures, linked together.

@@ -113,13 +113,13 @@ class MlflowTrials(Callback):
 
     def on_trial_result(self, iteration, trials, trial: Trial, result: dict, **info):
         run_id = self.run_id(trial)
+        # Where the epoch ran is tagged before the epoch is logged, so a reader who sees the
+        # epoch also sees its node and process (an operator acting on a running trial).
+        where = {NODE_KEY: result.get(NODE_KEY), DEVICE_KEY: result.get(DEVICE_KEY),
+                 PID_TAG: result.get(PID_KEY), RESUMED_KEY: result.get(RESUMED_KEY)}  # fmt: skip
+        self.records.tag_changes(run_id, {k: str(v) for k, v in where.items() if v})
         # A trial resumed from a checkpoint repeats epochs the run already holds.
         self.records.log_epochs(run_id, [result], int(result["timestamp"] * 1000))
-        self.records.tag_once(run_id, NODE_KEY, str(result.get(NODE_KEY, "")))
-        self.records.tag_once(run_id, DEVICE_KEY, str(result.get(DEVICE_KEY, "")))
-        self.records.tag_once(run_id, PID_TAG, str(result.get(PID_KEY, "")))
-        if result.get(RESUMED_KEY):
-            self.records.tag_once(run_id, RESUMED_KEY, str(result[RESUMED_KEY]))
 
     def on_trial_complete(self, iteration, trials, trial: Trial, **info):
         self.finish(trial)
