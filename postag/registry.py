@@ -6,7 +6,11 @@ artifact: loading runs no pickled Python, and the weights load with weights_only
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.metadata
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +33,8 @@ CHECKPOINT_ARTIFACT = "checkpoint"
 TOKENS_COLUMN = "tokens"
 TAGS_COLUMN = "tags"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+# The package the model code imports; it travels inside the model (MLflow's code_paths).
+PACKAGE_DIR = Path(__file__).parent
 CHECKPOINT_SUFFIX = ".pt"  # what `postag train` writes
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 # A DataFrame with a `tokens` column holding one list of tokens per sentence in, one with a
@@ -60,15 +66,61 @@ class TaggerModel(PythonModel):
 def log_tagger(
     checkpoint: str | Path, params: dict[str, str] | None = None
 ) -> mlflow.models.model.ModelInfo:
-    """Log a checkpoint as this run's model, named `model`; `params` show on its page."""
+    """Log a checkpoint as this run's model, named `model`; `params` show on its page.
+
+    The model carries the `postag` package itself and names its requirements, so MLflow
+    neither guesses them nor refers to a `postag` distribution that no index serves.
+    """
     return mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
         python_model=str(MODEL_CODE),
         artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
+        code_paths=[str(PACKAGE_DIR)],
+        pip_requirements=model_requirements(),
         signature=SIGNATURE,
         input_example=INPUT_EXAMPLE,
         params=params,
     )
+
+
+@functools.cache
+def model_requirements() -> list[str]:
+    """`name==version` for each distribution the `postag` package imports, as installed here.
+
+    Given rather than left to MLflow: its inference starts a process that imports torch and
+    loads the model (7 s a model), and what it found left torch out. Read from the package's
+    own imports, so a new import cannot be forgotten.
+    """
+    providers = importlib.metadata.packages_distributions()
+    names = {distribution_of(module, providers) for module in third_party_imports(PACKAGE_DIR)}
+    return sorted(f"{name}=={importlib.metadata.version(name)}" for name in names)
+
+
+def third_party_imports(package: Path) -> set[str]:
+    """The top-level modules that the package's files import, less the standard library and
+    the package itself."""
+    modules = set()
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.partition(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.partition(".")[0])
+    return modules - set(sys.stdlib_module_names) - {package.name, "__future__"}
+
+
+def distribution_of(module: str, providers: dict[str, list[str]]) -> str:
+    """The installed distribution that provides `module`: the one named after it where
+    several do (`mlflow` beside `mlflow-skinny`)."""
+    candidates = providers.get(module)
+    if not candidates:
+        raise LookupError(f"no installed distribution provides the module '{module}'")
+    named = [name for name in candidates if canonical(name) == canonical(module)]
+    return (named or sorted(candidates))[0]
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 # Version tags the champion rule reads: what a version scored, and on which validation data.

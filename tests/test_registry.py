@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
 
 import mlflow
 import pytest
 
-from postag import dataset as datasets
-from postag.checkpoint import save_checkpoint
 from postag.registry import (
     BEST_ALIAS,
     REGISTERED_MODEL,
@@ -16,9 +17,9 @@ from postag.registry import (
     alias_for,
     champion_decision,
     log_tagger,
+    model_requirements,
     register_candidate,
 )
-from postag.train import fit
 
 SAME, OTHER = "dev-a", "dev-b"
 
@@ -45,13 +46,51 @@ def test_champion_decision(current, accuracy, digest, force, moves, says):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_config, tmp_path_factory):
-    """A real tagger, one epoch on the EWT slice."""
-    prepared = datasets.load(tiny_config.data)
-    config = replace(tiny_config, train=replace(tiny_config.train, epochs=1))
-    fitted = fit(config, prepared)
-    path = tmp_path_factory.mktemp("registry") / "tagger.pt"
-    return save_checkpoint(path, fitted.model.state_dict(), config, prepared)
+def swept_model(swept, tmp_path_factory) -> Path:
+    """The tiny sweep's registered model as its files: a real tagger that a sweep logged."""
+    outcome, _, _, uri = swept
+    mlflow.set_tracking_uri(uri)  # the registry's too, which models:/ URIs resolve in
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{REGISTERED_MODEL}/{outcome['version']}",
+                dst_path=str(tmp_path_factory.mktemp("registry")),
+            )
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(swept_model) -> Path:
+    (path,) = (swept_model / "artifacts").glob("*.pt")
+    return path
+
+
+def test_a_logged_model_pins_what_it_imports_to_the_installed_versions(swept_model):
+    pinned = dict(
+        line.split("==") for line in (swept_model / "requirements.txt").read_text().split()
+    )
+    assert {"torch", "mlflow", "pandas", "numpy", "pyarrow", "PyYAML", "tqdm"} <= set(pinned)
+    assert "postag" not in pinned  # the package travels as code, not as a name to install
+    for name, version in pinned.items():
+        assert version == importlib.metadata.version(name), name
+    assert sorted(f"{k}=={v}" for k, v in pinned.items()) == model_requirements()
+
+
+def test_a_logged_model_carries_the_code_it_runs(swept_model, ewt_slice):
+    """Loaded in a process of its own, the model runs the postag package it carries."""
+    assert (swept_model / "code" / "postag" / "registry.py").is_file()
+    load = (
+        "import sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model(sys.argv[1]);"
+        "print(sys.modules['postag.registry'].__file__);"
+        "print(m.predict(pd.DataFrame({'tokens': [['I', 'saw', 'her', '.']]}))['tags'][0])"
+    )
+    done = subprocess.run([sys.executable, "-c", load, str(swept_model)], capture_output=True,
+                          text=True, timeout=120, check=True)  # fmt: skip
+    module, tags = done.stdout.strip().splitlines()[-2:]
+    assert Path(module).is_relative_to(swept_model / "code")
+    assert len(eval(tags)) == 4
 
 
 def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(checkpoint, tmp_path):
