@@ -25,6 +25,7 @@ from postag.checkpoint import save_checkpoint
 from postag.config import RunConfig, to_dict
 from postag.dataset import PreparedDataset, SourceFile
 from postag.registry import log_tagger
+from postag.resources import SYSTEM_PREFIX
 from postag.sources import sha256_of
 from postag.train import EPOCH_METRICS
 
@@ -357,14 +358,15 @@ class TrialRecords:
         return run_id
 
     def log_epochs(self, run_id: str, epochs: Iterable[dict], timestamp_ms: int) -> None:
-        """Log the epochs (dicts with `epoch` and the EPOCH_METRICS) the run does not hold."""
+        """Log the epochs (dicts with `epoch`, the EPOCH_METRICS and any `system/` figures
+        the trial read of its process) the run does not hold."""
         new = [e for e in epochs if int(e["epoch"]) not in self.logged_epochs[run_id]]
         if not new:
             return
         metrics = [
             Metric(key, float(epoch[key]), timestamp_ms, int(epoch["epoch"]))
             for epoch in new
-            for key in EPOCH_METRICS
+            for key in [*EPOCH_METRICS, *sorted(k for k in epoch if k.startswith(SYSTEM_PREFIX))]
         ]
         self.client.log_batch(run_id, metrics=metrics)
         self.logged_epochs[run_id].update(int(epoch["epoch"]) for epoch in new)

@@ -10,6 +10,7 @@ these two (`pipelines.trial_logger`).
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from pipelines.sweep_config import SweepConfig, plain_values
 from postag import dataset as datasets
 from postag.config import RunConfig, apply_values
 from postag.dataset import PreparedDataset
+from postag.resources import ProcessUsage
 from postag.train import EpochResult, TrainingState, fit
 
 STATE_FILE = "state.pt"
@@ -31,6 +33,8 @@ NODE_KEY = "ray_node_id"
 DEVICE_KEY = "device"  # where the trial trained, as its worker found it
 # Tune adds the trial process's pid to every result.
 PID_KEY = "pid"
+# When the epoch's work ended and its report began (wall clock): where a trial's time went.
+REPORTED_AT_KEY = "reported_at"
 
 
 class NoCudaForGpu(RuntimeError):
@@ -95,19 +99,25 @@ def train_trial(
     resume = load_training_state(checkpoint) if checkpoint else None
     resumed_from_epoch = resume.epoch if resume is not None else 0
     node_id = ray.get_runtime_context().get_node_id()
+    # Read here, in the trial's own process: what the trial costs, not what its driver does.
+    usage = ProcessUsage()
 
     def report(result: EpochResult, state: TrainingState) -> None:
+        reported_at = time.time()
+        system = usage.sample()
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state.to_dict(), Path(folder) / STATE_FILE)
             tune.report(
                 {
                     "epoch": result.epoch,
                     **result.metrics(),
+                    **system,
                     "best_val_accuracy": state.best_val_accuracy,
                     "best_epoch": state.best_epoch,
                     RESUMED_KEY: resumed_from_epoch,
                     NODE_KEY: node_id,
                     DEVICE_KEY: device,
+                    REPORTED_AT_KEY: reported_at,
                 },
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )

@@ -31,10 +31,25 @@ def test_every_trial_has_a_nested_run_with_params_and_epoch_metrics(swept):
     assert (params["hidden_size"], params["num_layers"], params["epochs"]) == ("24", "1", "2")
     assert {"dataset_fingerprint", "validation_digest", "vocabulary_size", "num_classes",
             "data.train"} <= set(params)  # fmt: skip
-    for metric in ("train_loss", "val_accuracy", "epoch_seconds", "tokens_per_second",
-                   "grad_norm_first_lstm", "grad_norm_last_lstm"):  # fmt: skip
+    for metric in ("train_loss", "val_accuracy", "epoch_seconds", "validation_seconds",
+                   "tokens_per_second", "grad_norm_first_lstm", "grad_norm_last_lstm",
+                   "system/process_resident_megabytes",
+                   "system/process_cpu_utilization_percentage"):  # fmt: skip
         steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
         assert steps == [1, 2], metric
+
+
+def test_each_trial_logs_what_its_own_process_costs_per_epoch(swept):
+    _, runs, client, _ = swept
+    for run in [r for r in runs if r.info.status == "FINISHED"]:
+        resident = client.get_metric_history(run.info.run_id, "system/process_resident_megabytes")
+        cpu = client.get_metric_history(
+            run.info.run_id, "system/process_cpu_utilization_percentage"
+        )
+        # A trial process holds torch and its data: hundreds of MB, not nothing.
+        assert all(100 < m.value < 10_000 for m in resident), run.info.run_name
+        # It trained on one thread, so it used some of one core, and not many.
+        assert all(0 < m.value < 400 for m in cpu), run.info.run_name
 
 
 def test_baseline_is_tagged_recorded_and_keeps_its_shape(swept):

@@ -26,7 +26,8 @@ def fit_keeping_states(config: RunConfig):
     """(config, dataset, fit's result, the training state after each epoch)."""
     prepared = datasets.load(config.data)
     states = []
-    result = fit(config, prepared, callbacks=[lambda r, s: states.append(s)])
+    # A state refers to the weights training goes on changing: keep a snapshot of each.
+    result = fit(config, prepared, callbacks=[lambda r, s: states.append(s.snapshot())])
     return config, prepared, result, states
 
 
