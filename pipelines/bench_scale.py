@@ -19,11 +19,21 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import mlflow
 from ray.cluster_utils import Cluster
 
-from pipelines.bench_sweep import SweepTiming
 from pipelines.cli import command_parser
 from pipelines.experiment import SCALE_EXPERIMENT, load_sweep
+from pipelines.tracking import EXPERIMENT_NAME, FINISHED, ROLE_TAG, SWEEP_ROLE
+from pipelines.trial import NODE_KEY
+
+
+@dataclass
+class ScaleTiming:
+    name: str
+    trials: int  # finished, of the sweep's
+    wall_seconds: float
+    nodes_used: int  # Ray nodes the trials ran on
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ LAYOUTS = (
 )
 
 
-def time_on(layout: Layout, config: Path, trials: int, log: Path) -> SweepTiming:
+def time_on(layout: Layout, config: Path, trials: int, log: Path) -> ScaleTiming:
     """The sweep's wall time on a fresh cluster of `layout`, its driver a process of its
     own that connects to the cluster, as `make sweep` with RAY_ADDRESS does."""
     head, *workers = layout.node_cpus
@@ -60,23 +70,36 @@ def time_on(layout: Layout, config: Path, trials: int, log: Path) -> SweepTiming
                 started = time.perf_counter()
                 done = subprocess.run(command, env=env, stdout=console, stderr=subprocess.STDOUT)
                 seconds = time.perf_counter() - started
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"the sweep on {layout.name} failed (exit {done.returncode}): {log}"
+                )
+            finished, nodes = trials_and_nodes(env["MLFLOW_TRACKING_URI"])
     finally:
         cluster.shutdown()
-    if done.returncode != 0:
-        raise RuntimeError(f"the sweep on {layout.name} failed (exit {done.returncode}): {log}")
-    return SweepTiming(layout.name, trials, trials, seconds)
+    return ScaleTiming(layout.name, finished, seconds, nodes)
 
 
-def format_table(timings: list[SweepTiming]) -> str:
+def trials_and_nodes(uri: str) -> tuple[int, int]:
+    """How many trials of the store's one sweep finished, and on how many Ray nodes."""
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    runs = client.search_runs([experiment.experiment_id], f"tags.{ROLE_TAG} != '{SWEEP_ROLE}'")
+    finished = [run for run in runs if run.info.status == FINISHED]
+    return len(finished), len({run.data.tags.get(NODE_KEY) for run in finished})
+
+
+def format_table(timings: list[ScaleTiming]) -> str:
     reference = timings[0].wall_seconds
     lines = [
         f"The same {timings[0].trials} trials on Ray clusters on this machine:",
         "",
-        "| layout | wall time | speed-up against one node, 1 CPU |",
-        "| --- | ---: | ---: |",
+        "| layout | nodes used | wall time | speed-up against one node, 1 CPU |",
+        "| --- | ---: | ---: | ---: |",
     ]
     lines += [
-        f"| {t.name} | {t.wall_seconds:,.0f} s | {reference / t.wall_seconds:.2f}x |"
+        f"| {t.name} | {t.nodes_used} | {t.wall_seconds:,.0f} s | "
+        f"{reference / t.wall_seconds:.2f}x |"
         for t in timings
     ]
     return "\n".join(lines)

@@ -1,10 +1,11 @@
-"""`make bench`, sweep level: one sweep's wall time with trials packed side by side against
-the same sweep run one trial at a time, measured in this one run on this machine.
+"""`make bench`, sweep level: where one sweep's wall time goes, with trials packed side by side
+and the same sweep one trial at a time, measured in this one run on this machine.
 
 With a CUDA GPU it runs the seed study (experiments/seed.yaml, 36 trials and the deep
-baseline, a fraction of the GPU each); without one, the CPU study with shortened epochs.
-Each run gets a fresh MLflow store and Tune storage in a temporary folder, so the user's
-`mlruns/` and registry are untouched.
+baseline, a fraction of the GPU each); without one, the CPU study with shortened epochs
+(`--config experiments/cpu.yaml` times it as `make sweep` runs it). Each run gets a fresh
+MLflow store and Tune storage in a temporary folder, so the user's `mlruns/` and registry
+are untouched.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import torch
 from pipelines.cli import command_parser
 from pipelines.experiment import add_experiment_arguments, load_sweep, sweep_experiment
 from pipelines.sweep import run_sweep
+from pipelines.sweep_clock import SweepClock, TimeSplit
+from pipelines.sweep_config import SweepConfig
 
-# Without a GPU the CPU study would take ~15 minutes a run: cap each epoch's steps instead.
+# Without a GPU the CPU study would take ~13 minutes a run: cap each epoch's steps instead.
 CPU_BATCHES_PER_EPOCH = 10
 
 
@@ -34,6 +37,7 @@ class SweepTiming:
     max_concurrent_trials: int
     trials: int
     wall_seconds: float
+    split: TimeSplit
 
 
 def default_bench() -> tuple[Path, list[str]]:
@@ -44,14 +48,25 @@ def default_bench() -> tuple[Path, list[str]]:
     return path, [f"train.max_batches_per_epoch={CPU_BATCHES_PER_EPOCH}"]
 
 
+def trial_slots(sweep: SweepConfig, concurrent: int) -> int:
+    """How many trials run at once on this machine's CPUs (or GPU shares)."""
+    if torch.cuda.is_available() and sweep.gpus_per_trial > 0:
+        fit = int(1 / sweep.gpus_per_trial)
+    else:
+        fit = int((os.cpu_count() or 1) / sweep.cpus_per_trial)
+    return max(1, min(concurrent, fit))
+
+
 def time_sweep(
-    config: Path, overrides: list[str], name: str, concurrent: int, trials: int, log: Path
+    config: Path, overrides: list[str], name: str, concurrent: int, log: Path
 ) -> SweepTiming:
-    """Run the sweep to completion in a throwaway store; its wall time from start to end.
+    """Run the sweep to completion in a throwaway store; its wall time and where it went.
 
     The sweep's own console goes to `log`: the bench prints only its figures.
     """
     overrides = [*overrides, f"sweep.max_concurrent_trials={concurrent}"]
+    _, _, sweep = load_sweep(config, overrides)
+    clock = SweepClock()
     log.parent.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="postag-bench-sweep-") as folder,
@@ -61,9 +76,9 @@ def time_sweep(
         previous = os.environ.get("MLFLOW_TRACKING_URI")
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
         try:
-            started = time.perf_counter()
-            outcome = run_sweep(config, overrides, Path(folder) / "tune", fresh=True)
-            seconds = time.perf_counter() - started
+            started = time.time()
+            outcome = run_sweep(config, overrides, Path(folder) / "tune", fresh=True, clock=clock)
+            ended = time.time()
         finally:
             if previous is None:
                 os.environ.pop("MLFLOW_TRACKING_URI")
@@ -71,22 +86,44 @@ def time_sweep(
                 os.environ["MLFLOW_TRACKING_URI"] = previous
     if outcome["interrupted"]:
         raise RuntimeError(f"bench sweep '{name}' was interrupted")
-    return SweepTiming(name, concurrent, trials, seconds)
+    split = clock.split(started, ended, trial_slots(sweep, concurrent))
+    return SweepTiming(name, concurrent, sweep.expected_trials(), ended - started, split)
 
 
-def format_table(packed: SweepTiming, serial: SweepTiming, device: str) -> str:
+def as_json(timing: SweepTiming) -> dict:
+    values = asdict(timing)
+    values["split"]["idle"] = timing.split.idle
+    return values
+
+
+def format_table(timings: list[SweepTiming], device: str) -> str:
+    """Slot-seconds by what filled them, each run a column with its share of the total."""
+    header = "| where the time went | " + " | ".join(
+        f"{t.name} ({t.split.slots} slot{'s' * (t.split.slots > 1)})" for t in timings
+    )
     lines = [
-        f"Sweep wall time on {device} ({packed.trials} trials):",
+        f"Sweep time on {device} ({timings[0].trials} trials), in slot-seconds "
+        "(wall seconds x trial slots):",
         "",
-        "| run | trials at once | wall time |",
-        "| --- | ---: | ---: |",
+        header + " |",
+        "| --- |" + " ---: |" * len(timings),
     ]
-    for timing in (serial, packed):
-        lines.append(
-            f"| {timing.name} | {timing.max_concurrent_trials} | {timing.wall_seconds:,.0f} s |"
-        )
-    ratio = serial.wall_seconds / packed.wall_seconds
-    lines.append(f"| ratio (one at a time / packed) | | {ratio:.2f}x |")
+    labels = [label for label, _ in timings[0].split.rows()]
+    for row, label in enumerate(labels):
+        cells = [
+            f"{t.split.rows()[row][1]:,.0f} s ({100 * t.split.rows()[row][1] / t.split.total:.0f}%)"
+            for t in timings
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| wall time | " + " | ".join(f"{t.wall_seconds:,.0f} s" for t in timings) + " |")
+    lines.append(
+        "| the driver's per-epoch MLflow logging, within reporting | "
+        + " | ".join(f"{t.split.epoch_logging:,.1f} s" for t in timings)
+        + " |"
+    )
+    if len(timings) == 2:
+        ratio = timings[1].wall_seconds / timings[0].wall_seconds
+        lines.append(f"\nWall time ratio ({timings[1].name} / {timings[0].name}): {ratio:.2f}x")
     return "\n".join(lines)
 
 
@@ -94,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = command_parser("postag bench-sweep", __doc__)
     add_experiment_arguments(parser, help="experiment YAML with a sweep section")
     parser.add_argument("--output", type=Path, default=Path("runs/bench_sweep.json"))
+    parser.add_argument(
+        "--packed-only", action="store_true", help="time the packed sweep alone, not also "
+        "one trial at a time"
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.config is not None:
         config, overrides = args.config, list(args.overrides)
@@ -101,21 +142,25 @@ def main(argv: list[str] | None = None) -> int:
         config, defaults = default_bench()
         overrides = [*defaults, *args.overrides]
     _, _, sweep = load_sweep(config, overrides)
-    trials = sweep.expected_trials()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(f"bench-sweep: {config} {overrides} on {device}", flush=True)
 
     log = args.output.with_suffix(".log")
     print(f"  each sweep's own output: {log}", flush=True)
-    packed = time_sweep(config, overrides, "packed", sweep.max_concurrent_trials, trials, log)
-    serial = time_sweep(config, overrides, "one at a time", 1, trials, log)
-    table = format_table(packed, serial, device)
+    runs = [("packed", sweep.max_concurrent_trials)]
+    if not args.packed_only:
+        runs.append(("one at a time", 1))
+    timings = []
+    for name, concurrent in runs:
+        timings.append(time_sweep(config, overrides, name, concurrent, log))
+        print(f"  {name}: {timings[-1].wall_seconds:,.0f} s", flush=True)
+    table = format_table(timings, device)
     print(table, flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
         json.dumps(
             {"config": str(config), "overrides": overrides, "device": device,
-             "runs": [asdict(packed), asdict(serial)], "table": table},
+             "runs": [as_json(t) for t in timings], "table": table},
             indent=2,
         )
     )  # fmt: skip

@@ -83,6 +83,7 @@ def confirmation_tune_config(sweep: SweepConfig, points: list[dict]) -> tune.Tun
         ),
         scheduler=FIFOScheduler(),
         num_samples=len(points),
+        reuse_actors=sweep.reuse_actors,
     )
 
 

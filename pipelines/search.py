@@ -64,4 +64,5 @@ def tune_config(sweep: SweepConfig, run: RunConfig) -> tune.TuneConfig:
         scheduler=scheduler,
         # The baseline point takes the place of one sample.
         num_samples=sweep.num_samples + 1,
+        reuse_actors=sweep.reuse_actors,
     )

@@ -73,6 +73,7 @@ from pipelines.registration import (
     trial_table,
 )
 from pipelines.search import param_space, tune_config
+from pipelines.sweep_clock import SweepClock
 from pipelines.sweep_config import SweepConfig
 from pipelines.sweep_state import (
     STORAGE_DIR,
@@ -120,6 +121,8 @@ class Sweep:
     sweep: SweepConfig
     tune_storage: str
     state_dir: Path
+    # Times where the sweep's time goes (make bench); None in a plain sweep.
+    clock: SweepClock | None = None
 
     @property
     def base(self) -> dict:
@@ -158,6 +161,7 @@ def run_sweep(
     fresh: bool,
     force_best: bool = False,
     verbose: bool = False,
+    clock: SweepClock | None = None,
 ) -> dict:
     """Run (or resume) the sweep to its end: every trial in MLflow, the winner registered."""
     values, run, sweep = load_sweep(config_path, overrides)
@@ -165,7 +169,7 @@ def run_sweep(
     probe_tracking_server(uri)
     check_login(uri)
     probe_ray_cluster(os.environ.get("RAY_ADDRESS"))
-    job = Sweep(config_path, values, run, sweep, *sweep_storage(storage))
+    job = Sweep(config_path, values, run, sweep, *sweep_storage(storage), clock)
     with sole_driver(job.state_dir, sweep), library_output_to(job.log_file, verbose):
         mlflow.set_tracking_uri(uri)
         experiment_id = ensure_experiment()
@@ -256,7 +260,10 @@ def fit_trials(
     verbose: bool,
 ) -> MlflowTrials:
     """Run (or resume) a stage's Tune experiment; the MLflow callback, to settle runs."""
-    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=verbose)
+    # "local" when RAY_ADDRESS names no cluster: ray.init would otherwise join the last one
+    # `ray start` made on this machine, or wait on it if it is gone.
+    address = os.environ.get("RAY_ADDRESS") or "local"
+    ray.init(address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=verbose)
     try:
         resources, device = trial_resources(job.sweep)
         make_config = functools.partial(trial_run_config, job.base, job.sweep)
@@ -298,7 +305,9 @@ def make_tuner(
         state.record().resume()
         # The callbacks come back from Tune's saved state, with the rest of the run config.
         return tune.Tuner.restore(stage.tune_dir, trainable, resume_errored=False)
-    progress = SweepProgress(stage.trials, stage.is_baseline, trial_name)
+    callbacks = [callback, SweepProgress(stage.trials, stage.is_baseline, trial_name)]
+    if job.clock is not None:
+        callbacks = [job.clock.opening, *callbacks, job.clock.closing]
     return tune.Tuner(
         trainable,
         param_space=stage.param_space,
@@ -306,7 +315,7 @@ def make_tuner(
         run_config=tune.RunConfig(
             name=stage.tune_dir.rpartition("/")[2],
             storage_path=job.tune_storage,
-            callbacks=[callback, progress],
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=job.sweep.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=1 if verbose else 0,
@@ -512,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, RESUME_HINT, INTERRUPTED_EXIT_CODE, kind="interrupted")
     except Exception as error:
         log = write_crash_log(args.storage)
+        error = wrapped_by_tune(error)
         why = (
             f"{type(error).__name__}: {error}\nThe traceback is in {log}. The sweep's runs are "
             "closed; once the cause is fixed, the same command resumes the sweep."
@@ -548,6 +558,14 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--verbose", action="store_true", help="Ray's, Tune's and MLflow's output on the console"
     )
     return parser.parse_args(argv)
+
+
+def wrapped_by_tune(error: BaseException) -> BaseException:
+    """The exception a user should read: Tune re-raises one from a callback (the tracking
+    server gone, say) as a TuneError whose message is the whole traceback."""
+    while isinstance(error, tune.TuneError) and error.__context__ is not None:
+        error = error.__context__
+    return error
 
 
 def write_crash_log(storage: str) -> Path:

@@ -116,6 +116,9 @@ class SweepConfig:
     logical_gpus: bool = False
     # Retries of a failing trial (from its last checkpoint) before it is recorded FAILED.
     max_failures: int = 1
+    # A finished trial's process (torch loaded, the dataset fetched) takes the next trial
+    # rather than a new process starting (Tune's reuse_actors); make bench measures it.
+    reuse_actors: bool = True
     optuna_seed: int = 0
     # The confirmation stage; None registers the search's best single run.
     confirm: ConfirmConfig | None = None
