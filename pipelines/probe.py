@@ -22,6 +22,11 @@ HTTP_SCHEMES = ("http", "https")
 LOCAL_RAY_ADDRESSES = ("", "auto", "local")
 # A read every logged-in user may make: whether it answers 401 tells if the login is good.
 LOGIN_PROBE_PATH = "/api/2.0/mlflow/experiments/get-by-name"
+# A Ray head (its GCS, or the Ray Client server behind ray://) speaks gRPC, which is HTTP/2:
+# sent a client's connection preface, it answers with a SETTINGS frame (RFC 9113, 3.4).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(3) + b"\x04" + bytes(5)
+HTTP2_FRAME_HEADER_BYTES = 9
+HTTP2_SETTINGS_FRAME = 0x04
 
 
 class UnreachableService(RuntimeError):
@@ -96,20 +101,39 @@ def login_problem(server: str, user: str | None, code: int) -> str:
 
 
 def probe_ray_cluster(address: str | None, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """A RAY_ADDRESS naming host:port (or ray://host:port) must accept a connection."""
+    """A RAY_ADDRESS naming host:port (or ray://host:port) must answer as a Ray head does:
+    with gRPC, not merely accept a connection (another server's port would, and ray.init
+    would then hang)."""
     if address is None or address in LOCAL_RAY_ADDRESSES:
         return
     parts = urlsplit(address if "://" in address else f"gcs://{address}")
     if parts.hostname is None or parts.port is None:
         raise UnreachableService(f"RAY_ADDRESS={address!r} is not host:port or ray://host:port")
     try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
-            return
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+            sock.sendall(HTTP2_PREFACE)
+            answer = receive(sock, HTTP2_FRAME_HEADER_BYTES)
     except OSError as error:
         raise UnreachableService(
             f"Ray cluster at RAY_ADDRESS={address} did not answer ({error}); start its head "
             "with `make ray-head`, or unset RAY_ADDRESS to run Ray on this machine"
         ) from None
+    if len(answer) < HTTP2_FRAME_HEADER_BYTES or answer[3] != HTTP2_SETTINGS_FRAME:
+        raise UnreachableService(
+            f"RAY_ADDRESS={address} answers, but not as a Ray head (no gRPC): name the head's "
+            "port (6379 unless `make ray-head RAY_PORT=...` moved it), or ray://host:10001"
+        )
+
+
+def receive(sock: socket.socket, count: int) -> bytes:
+    """Up to `count` bytes, fewer if the peer closes first."""
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def cluster_gpus(address: str | None) -> float:

@@ -1,10 +1,12 @@
-"""Probes against real sockets on loopback: a listening port passes, a closed one fails fast."""
+"""Probes against real sockets on loopback: a server of the right kind passes, another kind
+or a closed port fails fast."""
 
 import http.server
 import os
 import socket
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,34 +24,73 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+class HealthServer(http.server.ThreadingHTTPServer):
+    """An HTTP server on loopback that answers /health and records each path asked."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+        class Health(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler):  # noqa: N802, N805 (the name http.server calls)
+                self.asked.append(handler.path)
+                handler.send_response(200 if handler.path == "/health" else 404)
+                handler.end_headers()
+                handler.wfile.write(b"OK")
+
+            def log_message(handler, *args):  # noqa: N805
+                pass
+
+        super().__init__(("127.0.0.1", 0), Health)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+
 @pytest.fixture
 def health_server():
-    class Health(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (the name http.server calls)
-            self.send_response(200 if self.path == "/health" else 404)
-            self.end_headers()
-            self.wfile.write(b"OK")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    server = HealthServer()
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield server
     server.shutdown()
     server.server_close()
 
 
-def test_a_live_tracking_server_and_local_stores_pass(health_server):
-    probe_tracking_server(health_server)
+def test_a_live_tracking_server_passes_once_its_health_answers(health_server):
+    probe_tracking_server(health_server.url)
+    assert health_server.asked == ["/health"]
+
+
+def test_local_stores_and_a_local_ray_are_not_probed(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("a local store or Ray was probed over the network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
     probe_tracking_server("sqlite:////tmp/x.db")
-    probe_ray_cluster(None)
-    probe_ray_cluster("auto")
+    for address in (None, "", "auto", "local"):
+        probe_ray_cluster(address)
 
 
-def test_a_listening_ray_address_passes(health_server):
-    probe_ray_cluster(health_server.removeprefix("http://"))
-    probe_ray_cluster("ray://" + health_server.removeprefix("http://"))
+def test_a_ray_address_that_is_not_a_ray_head_fails_fast(health_server):
+    """A real Ray head passes (test_ray_node); the MLflow server's port in RAY_ADDRESS
+    answers, but not with gRPC, and ray.init would hang on it."""
+    http_address = health_server.url.removeprefix("http://")
+    started = time.monotonic()
+    for address in (http_address, f"ray://{http_address}"):
+        with pytest.raises(UnreachableService, match="answers, but not as a Ray head"):
+            probe_ray_cluster(address)
+    assert time.monotonic() - started < FAST_SECONDS
+
+
+def test_a_port_that_accepts_but_never_answers_fails_within_the_timeout():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        started = time.monotonic()
+        with pytest.raises(UnreachableService, match="did not answer"):
+            probe_ray_cluster(f"127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
+    assert time.monotonic() - started < FAST_SECONDS
 
 
 def test_unreachable_services_fail_fast_with_the_fix():
@@ -72,15 +113,16 @@ def test_the_sweep_stops_before_starting_anything(monkeypatch, tmp_path, capsys)
 
 
 def test_credentials_in_a_tracking_uri_are_sent_but_never_shown(health_server, monkeypatch):
-    secret_uri = health_server.replace("http://", "http://alice:pa%2Fss@")
+    secret_uri = health_server.url.replace("http://", "http://alice:pa%2Fss@")
     probe_tracking_server(secret_uri)  # userinfo goes in a header, not the host name
-    assert without_credentials(secret_uri) == health_server.replace("http://", "http://***@")
+    assert health_server.asked == ["/health"]
+    assert without_credentials(secret_uri) == health_server.url.replace("http://", "http://***@")
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", secret_uri)
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
-    assert tracking_uri(Path.cwd()) == health_server
-    assert os.environ["MLFLOW_TRACKING_URI"] == health_server
+    assert tracking_uri(Path.cwd()) == health_server.url
+    assert os.environ["MLFLOW_TRACKING_URI"] == health_server.url
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == (
         "alice",
         "pa/ss",

@@ -1,7 +1,8 @@
 """`make ray-head` / `make ray-worker`: a real Ray cluster on loopback that asks for a token.
 
 The head and workers are started as the make targets start them (`postag ray-node`), each
-`ray start` a real raylet; the cluster is stopped with `ray stop` after the test.
+`ray start` a real raylet; after the test, the cluster's own processes are stopped, and no
+other Ray on the machine.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from pipelines.probe import probe_ray_cluster
+from tests.servers import free_port, stop_ray_cluster
 
 START_LIMIT_SECONDS = 120
 COUNT_NODES = (
@@ -37,14 +39,13 @@ def without_ray_settings() -> dict:
 def token_cluster_head(tmp_path):
     """A head started by `postag ray-node head`, its token in a file of this test's own."""
     env = {**without_ray_settings(), "RAY_AUTH_TOKEN_PATH": str(tmp_path / "auth_token")}
-    address = f"127.0.0.1:{free_port()}"
-    started = ray_node("head", env, "--port", address.rpartition(":")[2])
+    port = free_port()
+    started = ray_node("head", env, "--port", str(port))
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        yield address, env
+        yield f"127.0.0.1:{port}", env
     finally:
-        subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"],
-                       env=env, capture_output=True, timeout=START_LIMIT_SECONDS)  # fmt: skip
+        stop_ray_cluster(port)
 
 
 def alive_nodes(address: str, env: dict) -> int:
@@ -59,6 +60,7 @@ def test_a_worker_with_the_token_joins_and_one_without_is_refused(token_cluster_
     address, env = token_cluster_head
     token = Path(env["RAY_AUTH_TOKEN_PATH"])
     assert token.stat().st_mode & 0o777 == 0o600
+    probe_ray_cluster(address)  # what a sweep checks first: a Ray head answers there
 
     joined = ray_node("worker", env, "--address", address)
     assert joined.returncode == 0, joined.stdout + joined.stderr
@@ -85,3 +87,28 @@ def test_a_worker_without_a_token_file_is_told_what_to_copy(tmp_path):
     done = ray_node("worker", env, "--address", "127.0.0.1:6379")
     assert done.returncode == 2
     assert "copy the head's token file here" in done.stderr
+
+
+def test_stopping_a_cluster_ends_its_processes_and_spares_another_ray():
+    """Stand-ins for two clusters' processes: only the named head's port is ended."""
+    ports = [free_port(), free_port()]
+    sleeping = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time; time.sleep(60)",
+                "ray::raylet",
+                f"--gcs-address=127.0.0.1:{port}",
+            ]
+        )  # fmt: skip
+        for port in ports
+    ]
+    try:
+        stop_ray_cluster(ports[0], grace_seconds=5)
+        assert sleeping[0].wait(timeout=10) != 0
+        assert sleeping[1].poll() is None, "another cluster's process was stopped"
+    finally:
+        for process in sleeping:
+            process.kill()
+            process.wait()
