@@ -20,8 +20,9 @@ from ray.tune.experiment import Trial
 from tqdm import tqdm
 
 # Libraries whose loggers print to the console unless told otherwise; py.warnings holds
-# the warnings module's messages once logging captures them.
-LIBRARY_LOGGERS = ("ray", "mlflow", "optuna", "alembic", "py.warnings")
+# the warnings module's messages once logging captures them, and urllib3 says each retry
+# of MLflow's HTTP client (a tracking server restarting).
+LIBRARY_LOGGERS = ("ray", "mlflow", "optuna", "alembic", "urllib3", "py.warnings")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUIET_ENVIRONMENT = {
     # MLflow draws a progress bar for every artifact it downloads (each trial's model).
@@ -29,6 +30,9 @@ QUIET_ENVIRONMENT = {
     # Tune's newer console output prints its box and result paths even at verbose=0; the
     # older reporter is silent there, and this module reports progress itself.
     "RAY_AIR_NEW_OUTPUT": "0",
+    # Against a tracking server MLflow prints two "View run" lines for every run it ends, after
+    # one more request to read the run; the sweep ends with its own link to compare them.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 # How often a non-terminal console gets a progress line.
 PROGRESS_EVERY_S = 30.0

@@ -30,6 +30,14 @@ CSRF_SECRET_FILE = "flask_secret_key"
 DEFAULT_ADMIN = "admin"
 # What a user who is not granted more may do: read every experiment, change none.
 DEFAULT_PERMISSION = "READ"
+# Every request carries the password, and checking it against its hash costs tens of
+# milliseconds by design: MLflow's cache of good logins makes that once a minute per user
+# and server worker. A changed password reaches the other workers within this time.
+LOGIN_CACHE_SECONDS = 60
+# MLflow's job runner serves its GenAI features (scorers, trace roll-ups), which this project
+# does not use; it starts seven more processes that each import MLflow. Set the variable to
+# true to have it.
+SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def auth_config(folder: Path, admin: str) -> str:
@@ -40,6 +48,7 @@ def auth_config(folder: Path, admin: str) -> str:
         f"database_uri = sqlite:///{(folder / AUTH_DATABASE).resolve()}\n"
         f"admin_username = {admin}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"auth_cache_ttl_seconds = {LOGIN_CACHE_SECONDS}\n"
     )
 
 
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auth-folder", type=Path, default=Path("mlruns/server"),
                         help="where the auth app keeps its settings and users")  # fmt: skip
     args = parser.parse_args(argv)
-    env = dict(os.environ)
+    env = {**SERVER_ENVIRONMENT, **os.environ}
     if args.auth:
         try:
             env.update(auth_environment(args.auth_folder))
