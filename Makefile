@@ -20,7 +20,7 @@ HEAD ?=
 STORAGE ?=
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: install test test-slow test-gpu lint format train bench bench-scale sweep ui evaluate BEST serve mlflow-server ray-head ray-worker clean
+.PHONY: install test test-slow test-gpu lint format train bench bench-scale sweep ui ui-screenshot evaluate BEST serve mlflow-server ray-head ray-worker clean
 
 install: $(STAMP)
 
@@ -31,8 +31,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# In a random order (pytest-randomly; the seed is printed), ending with the 25 slowest tests.
+# Test files run side by side in TEST_WORKERS processes (pytest-xdist), each file whole in
+# one of them, and the tests of the shared swept store together (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not gpu"
+	$(BIN)/python -m pytest -m "not slow and not gpu" -n $(TEST_WORKERS) --dist loadgroup \
+		--durations=25
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow or gpu"
@@ -59,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench
 	$(BIN)/python -m pipelines.bench_chars
 	$(BIN)/python -m pipelines.bench_sweep
+	$(BIN)/python -m pipelines.bench_memory
 
 # Eight small trials on one node with 1 CPU, two nodes with 1 CPU each, one node with 2 CPUs.
 bench-scale: $(STAMP)
@@ -81,6 +87,11 @@ serve: $(STAMP)
 # A word, not a task: it lets `make evaluate BEST` read as it should.
 BEST:
 	@:
+
+# The README's picture of the MLflow UI, refreshed by the UI test on a CI-sized sweep.
+ui-screenshot: $(STAMP)
+	POSTAG_UI_SCREENSHOT=$(CURDIR)/reports/mlflow-compare-runs.png $(BIN)/python -m pytest \
+		-p no:randomly tests/test_mlflow_ui.py -k compare
 
 ui: $(STAMP)
 	mkdir -p mlruns

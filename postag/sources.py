@@ -70,9 +70,13 @@ def default_cache_dir() -> Path:
 
 
 def ewt_files(
-    cache_dir: Path | None = None, search: list[Path] | None = None, url: str = EWT_URL
+    cache_dir: Path | None = None,
+    search: list[Path] | None = None,
+    url: str = EWT_URL,
+    download: bool = True,
 ) -> TreebankFiles:
-    """Paths to EWT train/dev/test, verified by sha256; downloads into the cache if needed.
+    """Paths to EWT train/dev/test, verified by sha256; downloads into the cache if needed
+    and `download` allows it.
 
     `search` defaults to candidate_dirs(); `url` is a template with {release} and {name}.
     """
@@ -81,8 +85,19 @@ def ewt_files(
     for directory in [*search, cache_dir]:
         if all((directory / name).is_file() for name, _ in EWT_FILES.values()):
             return _verified(directory)
+    if not download:
+        where = _where_to_put([*search, cache_dir])
+        raise DataSourceError(f"UD English EWT {EWT_RELEASE} not found. {where}")
     _download(cache_dir, search, url)
     return _verified(cache_dir)
+
+
+def _where_to_put(search: list[Path]) -> str:
+    looked = "\n  ".join(str(d) for d in search)
+    return (
+        f"Put en_ewt-ud-{{train,dev,test}}.conllu in one of:\n  {looked}\nor set "
+        "POSTAG_EWT_DIR to their folder, or pass --train/--dev/--test."
+    )
 
 
 def _verified(directory: Path) -> TreebankFiles:
@@ -115,10 +130,8 @@ def _download(cache_dir: Path, search: list[Path], url_template: str) -> None:
                 shutil.copyfileobj(response, handle)
         except (urllib.error.URLError, OSError) as error:
             partial.unlink(missing_ok=True)
-            looked = "\n  ".join(str(d) for d in [*search, cache_dir])
             raise DataSourceError(
                 f"UD English EWT {EWT_RELEASE} not found and could not be downloaded "
-                f"({url}: {error}).\nPut en_ewt-ud-{{train,dev,test}}.conllu in one of:\n  "
-                f"{looked}\nor set POSTAG_EWT_DIR to their folder, or pass --train/--dev/--test."
+                f"({url}: {error}).\n{_where_to_put([*search, cache_dir])}"
             ) from None
         partial.replace(target)

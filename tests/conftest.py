@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import pickle
+import shutil
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -11,11 +14,11 @@ import mlflow
 import pytest
 import torch
 import yaml
+from filelock import FileLock
 from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
-from pipelines.sweep import run_sweep
 from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from postag.sources import ewt_files
+from postag.sources import DataSourceError, TreebankFiles, ewt_files
 from tests.servers import start_sweep
 
 SLICE_SENTENCES = {"train": 600, "dev": 150, "test": 150}
@@ -28,7 +31,15 @@ def conllu_blocks(path: Path, count: int) -> str:
 
 
 def pytest_collection_modifyitems(items):
-    """Tests marked `gpu` skip, saying why, where torch sees no CUDA device (CI never does)."""
+    """Tests marked `gpu` skip, saying why, where torch sees no CUDA device (CI never does).
+
+    With pytest-xdist (`make test`, `--dist loadgroup`) a file's tests run in one worker, so
+    that its module fixtures start once, and every test of the shared swept store runs in
+    the worker that sweeps it, rather than another waiting for it.
+    """
+    for item in items:
+        group = "swept" if "swept" in item.fixturenames else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; torch sees none")
@@ -38,9 +49,18 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def ewt_slice(tmp_path_factory) -> dict[str, Path]:
+def ewt_source() -> TreebankFiles:
+    """The treebank from ../shared/data (or $POSTAG_EWT_DIR): a test never downloads it."""
+    try:
+        return ewt_files(download=False)
+    except DataSourceError as error:
+        pytest.fail(str(error))
+
+
+@pytest.fixture(scope="session")
+def ewt_slice(ewt_source, tmp_path_factory) -> dict[str, Path]:
     """First sentences of EWT train/dev/test in a temporary folder."""
-    source = ewt_files()
+    source = ewt_source
     folder = tmp_path_factory.mktemp("ewt-slice")
     paths = {}
     for split, count in SLICE_SENTENCES.items():
@@ -112,20 +132,29 @@ def no_leaks_between_tests():
     mlflow.set_tracking_uri(uri)
 
 
+def session_folder(tmp_path_factory, worker_id: str) -> Path:
+    """The temporary folder of the whole test session: with pytest-xdist, the one above
+    every worker's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
 @pytest.fixture(scope="session")
-def swept(ewt_slice, tmp_path_factory):
-    """A real tiny sweep (Ray, sqlite MLflow) that registered `postag-tagger@best`.
+def swept(ewt_slice, tmp_path_factory, worker_id):
+    """A real tiny sweep (Ray, sqlite MLflow) that registered `postag-tagger@best`, run once
+    per test session: the first worker to need it sweeps, the others wait and read it.
 
     Yields (outcome, runs, client, uri); tests that use the store through MLflow's global
     tracking URI take `in_swept_store` as well.
     """
-    tmp_path = tmp_path_factory.mktemp("sweep")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.setenv("RAY_ADDRESS", "local")
-        outcome = run_sweep(write_sweep(tmp_path, ewt_slice), [], tmp_path / "tune", fresh=False)
-    mlflow.set_tracking_uri(None)
+    shared = session_folder(tmp_path_factory, worker_id)
+    folder = shared / "sweep"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with FileLock(shared / "sweep.lock"):
+        if not (folder / OUTCOME).exists():
+            outcome = sweep_once(folder, uri, ewt_slice)
+            (folder / OUTCOME).write_bytes(pickle.dumps(outcome))
+    outcome = pickle.loads((folder / OUTCOME).read_bytes())
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs(
         [outcome["state"]["experiment_id"]],
@@ -134,13 +163,68 @@ def swept(ewt_slice, tmp_path_factory):
     yield outcome, runs, client, uri
 
 
+OUTCOME = "outcome.pickle"
+
+
+def sweep_once(folder: Path, uri: str, ewt_slice: dict) -> dict:
+    from pipelines.sweep import run_sweep  # here: a test that needs no sweep loads no Ray
+
+    folder.mkdir(exist_ok=True)  # a worker's failed try may have left it
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("RAY_ADDRESS", "local")
+        outcome = run_sweep(write_sweep(folder, ewt_slice), [], folder / "tune", fresh=True)
+    mlflow.set_tracking_uri(None)
+    return outcome
+
+
 @pytest.fixture
 def in_swept_store(swept, monkeypatch):
-    """The tiny sweep's store as this test's tracking URI (environment and MLflow's global)."""
+    """The tiny sweep's store as this test's tracking URI (environment and MLflow's global).
+
+    Read it only: tests that write to a swept store take `copy_of_swept` instead, so that
+    no test depends on which ran before it.
+    """
     uri = swept[3]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     return swept
+
+
+def copy_store(uri: str, folder: Path) -> str:
+    """A copy of a sqlite MLflow store (its database and the artifacts beside it) in
+    `folder`; its URI. Paths recorded in the database are moved to the copy."""
+    source = Path(uri.removeprefix("sqlite:///")).parent
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("tune", "cache"))
+    database = folder / "mlflow.db"
+    with sqlite3.connect(database) as connection:
+        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        for (table,) in tables.fetchall():
+            for column in connection.execute(f"PRAGMA table_info('{table}')").fetchall():
+                name, kind = column[1], column[2].upper()
+                if kind.startswith(("VARCHAR", "TEXT")):
+                    connection.execute(
+                        f'UPDATE "{table}" SET "{name}" = replace("{name}", ?, ?)',
+                        (str(source), str(folder)),
+                    )
+    return f"sqlite:///{database}"
+
+
+@pytest.fixture(scope="module")
+def copy_of_swept(swept, tmp_path_factory):
+    """The tiny sweep's outcome and runs over a copy of its store, for a module that writes
+    to it: (outcome, runs, client, uri) as `swept` has them, the client and URI the copy's."""
+    outcome, runs, _, uri = swept
+    copy = copy_store(uri, tmp_path_factory.mktemp("swept-copy") / "store")
+    return outcome, runs, mlflow.MlflowClient(copy), copy
+
+
+@pytest.fixture
+def in_copy_of_swept(copy_of_swept, monkeypatch):
+    """`copy_of_swept` as this test's tracking URI (environment and MLflow's global)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_of_swept[3])
+    mlflow.set_tracking_uri(copy_of_swept[3])
+    return copy_of_swept
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ import os
 
 from pipelines.bench import main
 from pipelines.bench_chars import main as chars_bench
+from pipelines.bench_memory import main as memory_bench
 from pipelines.bench_scale import main as scale_bench
 from pipelines.bench_sweep import main as sweep_bench
 from tests.servers import write_experiment
@@ -29,7 +30,9 @@ def test_bench_races_both_ways_and_prints_the_table(ewt_slice, tmp_path, capsys)
     assert all(r["best_val_accuracy"] > 0.3 for r in races)
 
 
-def test_sweep_bench_times_packed_and_one_at_a_time_runs(ewt_slice, tmp_path, capsys, monkeypatch):
+def test_sweep_bench_splits_where_the_time_of_packed_and_one_at_a_time_runs_went(
+    ewt_slice, tmp_path, capsys, monkeypatch
+):
     values = {
         "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
         "train": {"epochs": 1, "batch_size": 32},
@@ -53,8 +56,19 @@ def test_sweep_bench_times_packed_and_one_at_a_time_runs(ewt_slice, tmp_path, ca
         ("packed", 2, 3),
         ("one at a time", 1, 3),
     ]
-    assert all(r["wall_seconds"] > 0 for r in runs)
-    assert "ratio (one at a time / packed)" in capsys.readouterr().out
+    for run in runs:
+        split = run["split"]
+        assert split["slots"] == run["max_concurrent_trials"]
+        # Every trial trained, started, reported and logged its model: each part took time.
+        for part in ("training", "trial_start_up", "reporting", "model_logging", "sweep_end"):
+            assert split[part] > 0, (run["name"], part)
+        # The parts are measured apart; what is left of wall time x slots is idle, and
+        # nothing was counted twice.
+        assert split["idle"] >= 0, run["name"]
+        assert split["epoch_logging"] <= split["reporting"]
+    printed = capsys.readouterr().out
+    assert "| trials training and validating |" in printed and "| idle slots |" in printed
+    assert "Wall time ratio (one at a time / packed)" in printed
     # The bench ran in throwaway stores: the user's tracking store was never touched.
     assert not user_store.exists()
     assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{user_store}"
@@ -92,10 +106,27 @@ def test_scale_bench_runs_the_same_trials_on_each_cluster_layout(ewt_slice, tmp_
     output = tmp_path / "bench_scale.json"
     assert scale_bench(["--config", str(config), "--output", str(output)]) == 0
     runs = json.loads(output.read_text())["runs"]
-    assert [(r["name"], r["trials"]) for r in runs] == [
-        ("one node, 1 CPU", 3),
-        ("two nodes, 1 CPU each", 3),
-        ("one node, 2 CPUs", 3),
+    # Every trial finished on every layout, and the two-node layout used both nodes.
+    assert [(r["name"], r["trials"], r["nodes_used"]) for r in runs] == [
+        ("one node, 1 CPU", 3, 1),
+        ("two nodes, 1 CPU each", 3, 2),
+        ("one node, 2 CPUs", 3, 1),
     ]
-    assert all(r["wall_seconds"] > 0 for r in runs)
-    assert "| two nodes, 1 CPU each |" in capsys.readouterr().out
+    assert "| two nodes, 1 CPU each | 2 |" in capsys.readouterr().out
+
+
+def test_memory_bench_traces_each_case_in_a_process_of_its_own(ewt_slice, tmp_path, capsys):
+    output = tmp_path / "bench_memory.json"
+    data = [f"data.{split}={ewt_slice[split]}" for split in ("train", "dev", "test")]
+    shrink = [*data, f"data.cache_dir={tmp_path}", "data.max_train_sentences=null",
+              "model.hidden_size=16", "model.num_layers=2", "model.char_filters=8",
+              "train.epochs=3"]  # fmt: skip
+    assert memory_bench(["--output", str(output), *(f"--set={o}" for o in shrink)]) == 0
+    traces = {t["case"]: t for t in json.loads(output.read_text())["traces"]}
+    assert set(traces) == {"best", "baseline"}
+    for trace in traces.values():
+        resident = trace["resident_megabytes"]
+        assert len(resident) == 3 and all(100 < mb < 10_000 for mb in resident)
+        assert trace["peak_megabytes"][-1] >= max(resident)
+    printed = capsys.readouterr().out
+    assert "| growth, epoch 2 to last |" in printed and "| peak |" in printed

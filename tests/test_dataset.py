@@ -210,7 +210,7 @@ def test_a_dataset_that_travelled_through_ray_is_checked_on_arrival(ewt_slice, t
     )
     dataset = load(config)
     digest = dataset.content_digest()
-    ray.init(num_cpus=1, include_dashboard=False)
+    ray.init("local", num_cpus=1, include_dashboard=False)
     try:
         arrived = ray.get(ray.put(dataset))
     finally:

@@ -19,18 +19,18 @@ PICTURES = ("confusion.png", "sweep_val_accuracy.png", "sweep_heatmap.png", "swe
 
 
 @pytest.fixture(scope="module")
-def evaluated(swept, ewt_slice, tmp_path_factory):
+def evaluated(copy_of_swept, ewt_slice, tmp_path_factory):
     folder = tmp_path_factory.mktemp("evaluate")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", swept[3])
+        patch.setenv("MLFLOW_TRACKING_URI", copy_of_swept[3])
         code = main(["evaluate", "--data", str(ewt_slice["test"]), "--json",
                      str(folder / "out.json"), "--reports", str(folder / "reports")])  # fmt: skip
     mlflow.set_tracking_uri(None)
     assert code == 0
-    return json.loads((folder / "out.json").read_text()), folder / "reports", swept
+    return json.loads((folder / "out.json").read_text()), folder / "reports", copy_of_swept
 
 
-def test_accuracy_matches_an_independent_count(evaluated, in_swept_store, ewt_slice):
+def test_accuracy_matches_an_independent_count(evaluated, in_copy_of_swept, ewt_slice):
     result, _, _ = evaluated
     sentences = read_conllu(ewt_slice["test"])
     model = mlflow.pyfunc.load_model(best_model_uri())
@@ -45,7 +45,7 @@ def test_accuracy_matches_an_independent_count(evaluated, in_swept_store, ewt_sl
     assert {"seen_accuracy", "unseen_accuracy", "sentence_accuracy", "macro_f1"} <= set(result)
 
 
-def test_the_leading_confusions_match_an_independent_count(evaluated, in_swept_store, ewt_slice):
+def test_the_leading_confusions_match_an_independent_count(evaluated, in_copy_of_swept, ewt_slice):
     _, reports, _ = evaluated
     sentences = read_conllu(ewt_slice["test"])
     model = mlflow.pyfunc.load_model(best_model_uri())
@@ -106,7 +106,7 @@ def test_evaluation_run_sits_with_the_model_version(evaluated, ewt_slice):
         ("models:/no-such-model@best", "no registered model 'no-such-model'"),
     ],
 )
-def test_missing_models_are_clear_errors(in_swept_store, model, message, capsys):
+def test_missing_models_are_clear_errors(in_copy_of_swept, model, message, capsys):
     assert main(["evaluate", "--model", model]) == 2
     assert message in capsys.readouterr().err
 
@@ -117,7 +117,9 @@ def test_empty_store_says_to_run_the_sweep(tmp_path, monkeypatch, capsys):
     assert "run `make sweep` first" in capsys.readouterr().err
 
 
-def test_tags_the_model_never_saw_count_as_errors_and_are_listed(in_swept_store, tmp_path, capsys):
+def test_tags_the_model_never_saw_count_as_errors_and_are_listed(
+    in_copy_of_swept, tmp_path, capsys
+):
     data = tmp_path / "odd.conllu"
     data.write_text("1\tThe\t_\t_\tDT\t_\t_\t_\t_\t_\n2\tthing\t_\t_\tNEWTAG\t_\t_\t_\t_\t_\n")
     assert main(["evaluate", "--data", str(data), "--json", str(tmp_path / "o.json"),
@@ -128,7 +130,7 @@ def test_tags_the_model_never_saw_count_as_errors_and_are_listed(in_swept_store,
     assert "tags the model never saw, counted as errors: NEWTAG (1)" in capsys.readouterr().out
 
 
-def test_tag_rewrites_only_the_tag_column_of_conllu(in_swept_store, ewt_slice, tmp_path):
+def test_tag_rewrites_only_the_tag_column_of_conllu(in_copy_of_swept, ewt_slice, tmp_path):
     out = tmp_path / "tagged.conllu"
     assert main(["tag", "--input", str(ewt_slice["test"]), "--output", str(out)]) == 0
     before = ewt_slice["test"].read_text().splitlines()
@@ -146,7 +148,7 @@ def test_tag_rewrites_only_the_tag_column_of_conllu(in_swept_store, ewt_slice, t
             assert old == new
 
 
-def test_tag_reads_raw_text(in_swept_store, tmp_path):
+def test_tag_reads_raw_text(in_copy_of_swept, tmp_path):
     text = tmp_path / "raw.txt"
     text.write_text("I like green tea .\n\nWhere is it ?\n")
     out = tmp_path / "raw.conllu"

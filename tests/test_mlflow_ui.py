@@ -2,11 +2,13 @@
 
 Selenium drives Debian's `chromium` through its `chromedriver`; `.ci/run` installs both, and
 the `browser` fixture does when they are missing and it can (root with apt-get).
-The compare view's screenshot goes to reports/, where the README shows it.
+The compare view's screenshot goes to the test's own folder; `make ui-screenshot` sends it
+to reports/, where the README shows it (POSTAG_UI_SCREENSHOT names the file).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,7 @@ CHROMIUM_FLAGS = (
     "--window-size=1400,1700",
 )  # fmt: skip
 PAGE_LIMIT_SECONDS = 60
-SCREENSHOT = Path(__file__).resolve().parents[1] / "reports" / "mlflow-compare-runs.png"
+SCREENSHOT_VARIABLE = "POSTAG_UI_SCREENSHOT"
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +86,13 @@ def test_training_runs_show_each_trial_by_name_with_its_data(swept, ui, browser,
     browser.get(f"{ui.uri}/#/experiments/{experiment}/runs?{ML_VIEW}")
     shows(browser, "sweep-tiny")
     close_assistant(browser)
-    # Trials sit under their sweep's run: open it.
-    browser.find_element(By.CSS_SELECTOR, "[data-component-id*=runnamecellrenderer]").click()
+    # Trials sit under their sweep's run: open that run's row, whichever row it is.
+    row = browser.find_element(By.XPATH, "//*[@role='row'][.//*[text()='sweep-tiny']]")
+    row.find_element(By.CSS_SELECTOR, "[data-component-id*=runnamecellrenderer]").click()
     shows(browser, *trial_names(runs), ewt_slice["train"].name)
 
 
-def test_compare_view_shows_what_varied_against_best_val_accuracy(swept, ui, browser):
+def test_compare_view_plots_what_varied_against_best_val_accuracy(swept, ui, browser, tmp_path):
     outcome, runs, _, _ = swept
     # The link a sweep prints, here over all its runs, the baseline included.
     ids = [run.info.run_id for run in runs]
@@ -97,14 +100,28 @@ def test_compare_view_shows_what_varied_against_best_val_accuracy(swept, ui, bro
     shows(browser, "Parallel Coordinates Plot", *trial_names(runs))
     close_assistant(browser)
     plot_metric(browser, "best_val_accuracy")
-    # What a reader compares: the parameters and metrics that differ between the runs.
-    for switch in browser.find_elements(By.XPATH, "//*[text()='Show diff only']"):
+    # The plot's axes: the searched values that differ, then the metric picked.
+    WebDriverWait(browser, PAGE_LIMIT_SECONDS).until(
+        lambda d: {"lr", "hidden_size", "best_val_accuracy"} <= plot_axes(d)
+    )
+    # What a reader compares: only the parameters that differ between the runs. Every run
+    # has the same embedding_dim, so it is listed before and gone after.
+    shows(browser, "embedding_dim")
+    switches = browser.find_elements(By.XPATH, "//*[text()='Show diff only']")
+    assert switches, "the compare view has no 'Show diff only' switch"
+    for switch in switches:
         switch.click()
+    WebDriverWait(browser, PAGE_LIMIT_SECONDS).until(lambda d: "embedding_dim" not in page_text(d))
     shows(browser, "hidden_size", "num_layers", "epochs", "best_val_accuracy")
     heading = browser.find_element(By.XPATH, "//*[starts-with(text(),'Comparing')]")
     browser.execute_script("arguments[0].scrollIntoView();", heading)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    assert browser.save_screenshot(str(SCREENSHOT))
+    screenshot = Path(os.environ.get(SCREENSHOT_VARIABLE) or tmp_path / "compare-runs.png")
+    assert browser.save_screenshot(str(screenshot))
+
+
+def plot_axes(driver) -> set[str]:
+    """The texts drawn in the page's plots: axis titles and ticks."""
+    return {text.text for text in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot text")}
 
 
 def plot_metric(driver, metric: str) -> None:

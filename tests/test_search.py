@@ -36,7 +36,8 @@ SWEEP = {
 
 @pytest.fixture(scope="module")
 def ray_runtime():
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    # A runtime of its own, never a cluster another test started (`ray start` names one).
+    ray.init("local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -11,10 +11,10 @@ from postag.sources import EWT_FILES, DataSourceError, ewt_files
 
 
 @pytest.fixture(scope="module")
-def release_server(tmp_path_factory):
+def release_server(ewt_source, tmp_path_factory):
     """An HTTP server on 127.0.0.1 serving the treebank files as the UD release does."""
     root = tmp_path_factory.mktemp("release")
-    source = ewt_files()
+    source = ewt_source
     for split in ("train", "dev", "test"):
         shutil.copy(getattr(source, split), root / getattr(source, split).name)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
@@ -58,3 +58,14 @@ def test_no_copy_and_no_network_says_where_to_put_the_files(tmp_path):
     assert "could not be downloaded" in message
     assert str(tmp_path / "nowhere") in message and "POSTAG_EWT_DIR" in message
     assert not list((tmp_path / "cache").glob("*.part"))
+
+
+def test_without_downloads_a_missing_copy_says_where_to_put_the_files(tmp_path):
+    """What the test suite asks for: the shared copy or a clear failure, never the network."""
+    with pytest.raises(DataSourceError) as caught:
+        ewt_files(cache_dir=tmp_path / "cache", search=[tmp_path / "nowhere"],
+                  url="http://127.0.0.1:9/{name}", download=False)  # fmt: skip
+    message = str(caught.value)
+    assert "not found" in message and "could not be downloaded" not in message
+    assert str(tmp_path / "nowhere") in message and "POSTAG_EWT_DIR" in message
+    assert not (tmp_path / "cache").exists()

@@ -95,9 +95,9 @@ def test_an_exception_in_the_driver_closes_its_runs_and_the_rerun_registers(
 
 
 def test_a_weaker_second_sweep_keeps_best_and_runs_no_more_trials_at_once_than_allowed(
-    ewt_slice, tmp_path, in_swept_store, monkeypatch, capsys
+    ewt_slice, tmp_path, in_copy_of_swept, monkeypatch, capsys
 ):
-    outcome, _, client, _ = in_swept_store
+    outcome, _, client, _ = in_copy_of_swept
     monkeypatch.setenv("RAY_ADDRESS", "local")
     # A quarter CPU each would let all three trials run side by side on 2 cores; the sweep
     # allows one at a time, and a grid search must honour that too.

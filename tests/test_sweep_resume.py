@@ -1,5 +1,6 @@
 """A sweep stopped mid-way (SIGTERM, Ctrl-C, or its driver killed outright), then the same
-command again: it resumes, with no run made twice and no epoch logged twice."""
+command again: it resumes, with no run made twice and no epoch logged twice. One sweep is
+walked through every stop in turn."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def stop(driver, how: signal.Signals) -> None:
 
 def assert_nothing_left_running(client) -> dict[str, str]:
     runs = {r.info.run_id: r.info.status for r in trial_runs(client)}
-    assert len(runs) < EXPECTED_TRIALS
+    assert list(runs.values()).count("FINISHED") < EXPECTED_TRIALS  # stopped mid-sweep
     assert "RUNNING" not in runs.values()
     experiment = trial_runs(client)[0].info.experiment_id
     assert [p.info.status for p in client.search_runs([experiment], "tags.role = 'sweep'")] == [
@@ -72,16 +73,24 @@ def assert_nothing_left_running(client) -> dict[str, str]:
     return runs
 
 
-def test_stopped_sweep_resumes_without_duplicate_runs_and_one_driver_at_a_time(
+def mid_trial(client) -> bool:
+    """A run has logged epochs while its trial goes on: what Tune's snapshot may not know."""
+    return any(r.info.status == "RUNNING" and r.data.metrics for r in trial_runs(client))
+
+
+def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
     sweep_setup, sweep_driver, tmp_path
 ):
+    """One sweep through every way a driver stops, each followed by the same command."""
     config, env, client = sweep_setup
     log = tmp_path / "driver.log"
-    first = sweep_driver(config, tmp_path, env)
+    # Storage as a URI, the way a cluster names a bucket (s3://...) all nodes reach.
+    storage = ("--storage", f"file://{tmp_path}/bucket")
+    first = sweep_driver(config, tmp_path, env, *storage)
     wait_for(lambda: finished(client) >= 1, first)
 
     # A second driver of the same sweep stops at once, before touching its runs.
-    second = sweep_driver(config, tmp_path, env)
+    second = sweep_driver(config, tmp_path, env, *storage)
     assert second.wait(timeout=STOP_LIMIT_SECONDS) == 2
     assert "sweep 'resume' is already running in another driver" in log.read_text()
     assert first.poll() is None
@@ -91,46 +100,31 @@ def test_stopped_sweep_resumes_without_duplicate_runs_and_one_driver_at_a_time(
     before = assert_nothing_left_running(client)
 
     # A changed configuration is not silently resumed as the old one.
-    changed = sweep_driver(config, tmp_path, env, "--set", "train.epochs=4")
+    changed = sweep_driver(config, tmp_path, env, *storage, "--set", "train.epochs=4")
     assert changed.wait(timeout=STOP_LIMIT_SECONDS) == 2
     assert "its configuration has changed since" in log.read_text()
 
-    third = sweep_driver(config, tmp_path, env)
+    third = sweep_driver(config, tmp_path, env, *storage)
     wait_for(lambda: finished(client) > list(before.values()).count("FINISHED"), third)
     stop(third, signal.SIGINT)  # what Ctrl-C sends
     before = assert_nothing_left_running(client)
 
-    last = sweep_driver(config, tmp_path, env)
+    # Killed outright mid-trial: no handler runs, the driver and its Ray just vanish.
+    fourth = sweep_driver(config, tmp_path, env, *storage)
+    wait_for(lambda: mid_trial(client), fourth)
+    os.killpg(fourth.pid, signal.SIGKILL)
+    fourth.wait()
+    before = {r.info.run_id: r.info.status for r in trial_runs(client)}
+    assert list(before.values()).count("FINISHED") < EXPECTED_TRIALS
+
+    last = sweep_driver(config, tmp_path, env, *storage)
     assert last.wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
     assert_resumed_completely(client, before)
+    assert any((tmp_path / "bucket").rglob("state.pt")), "checkpoints went to the URI"
 
     # What the person at the console read: our lines only, ending with the answer.
     console = log.read_text()
+    assert "resuming" in console
     assert "WARNING" not in console and "Traceback" not in console
     assert "trial 6/6" in console and "sweep 'resume' done: registered version 1" in console
     assert "compare its runs: http://127.0.0.1:5000/#/compare-runs?runs=" in console
-
-
-def test_killed_driver_resumes_on_rerun(sweep_setup, sweep_driver, tmp_path):
-    config, env, client = sweep_setup
-    # Storage as a URI, the way a cluster names a bucket (s3://...) all nodes reach.
-    storage = ("--storage", f"file://{tmp_path}/bucket")
-    first = sweep_driver(config, tmp_path, env, *storage)
-    # Mid-trial: a run has epochs logged that Tune's last snapshot may not know of.
-    wait_for(
-        lambda: (
-            finished(client) >= 2
-            and any(r.info.status == "RUNNING" and r.data.metrics for r in trial_runs(client))
-        ),
-        first,
-    )
-    os.killpg(first.pid, signal.SIGKILL)  # no handler runs: the driver and its Ray just vanish
-    first.wait()
-    before = {r.info.run_id: r.info.status for r in trial_runs(client)}
-    assert len(before) < EXPECTED_TRIALS
-
-    second = sweep_driver(config, tmp_path, env, *storage)
-    assert second.wait(timeout=STOP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
-    assert "resuming" in (tmp_path / "driver.log").read_text()
-    assert_resumed_completely(client, before)
-    assert any((tmp_path / "bucket").rglob("state.pt")), "checkpoints went to the URI"
