@@ -32,12 +32,8 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 # In a random order (pytest-randomly; the seed is printed), ending with the 25 slowest tests.
-# Test files run side by side in TEST_WORKERS processes (pytest-xdist), each file whole in
-# one of them, and the tests of the shared swept store together (tests/conftest.py).
-TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not gpu" -n $(TEST_WORKERS) --dist loadgroup \
-		--durations=25
+	$(BIN)/python -m pytest -m "not slow and not gpu" --durations=25
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow or gpu"

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from postag.config import DataConfig, to_dict
-from postag.readers import Sentence, read_sentences
+from postag.readers import DataFormatError, Sentence, read_sentences
 from postag.sources import TreebankFiles, ewt_files, sha256_of
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,11 @@ def source_files(config: DataConfig) -> dict[str, Path]:
         ewt: TreebankFiles = ewt_files()
         defaults = {"train": ewt.train, "dev": ewt.dev, "test": ewt.test}
         given = {k: v if v is not None else defaults[k] for k, v in given.items()}
-    return {split: Path(path).resolve() for split, path in given.items() if path is not None}
+    files = {split: Path(path).resolve() for split, path in given.items() if path is not None}
+    for split, path in files.items():
+        if not path.is_file():
+            raise DataFormatError(path, None, f"no such file (data.{split})")
+    return files
 
 
 def fingerprint(config: DataConfig, files: dict[str, Path]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import signal
 import sqlite3
@@ -14,7 +13,6 @@ import mlflow
 import pytest
 import torch
 import yaml
-from filelock import FileLock
 from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -31,15 +29,7 @@ def conllu_blocks(path: Path, count: int) -> str:
 
 
 def pytest_collection_modifyitems(items):
-    """Tests marked `gpu` skip, saying why, where torch sees no CUDA device (CI never does).
-
-    With pytest-xdist (`make test`, `--dist loadgroup`) a file's tests run in one worker, so
-    that its module fixtures start once, and every test of the shared swept store runs in
-    the worker that sweeps it, rather than another waiting for it.
-    """
-    for item in items:
-        group = "swept" if "swept" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+    """Tests marked `gpu` skip, saying why, where torch sees no CUDA device (CI never does)."""
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; torch sees none")
@@ -132,50 +122,28 @@ def no_leaks_between_tests():
     mlflow.set_tracking_uri(uri)
 
 
-def session_folder(tmp_path_factory, worker_id: str) -> Path:
-    """The temporary folder of the whole test session: with pytest-xdist, the one above
-    every worker's own."""
-    base = tmp_path_factory.getbasetemp()
-    return base if worker_id == "master" else base.parent
-
-
 @pytest.fixture(scope="session")
-def swept(ewt_slice, tmp_path_factory, worker_id):
-    """A real tiny sweep (Ray, sqlite MLflow) that registered `postag-tagger@best`, run once
-    per test session: the first worker to need it sweeps, the others wait and read it.
+def swept(ewt_slice, tmp_path_factory):
+    """A real tiny sweep (Ray, sqlite MLflow) that registered `postag-tagger@best`.
 
     Yields (outcome, runs, client, uri); tests that use the store through MLflow's global
     tracking URI take `in_swept_store` as well.
     """
-    shared = session_folder(tmp_path_factory, worker_id)
-    folder = shared / "sweep"
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with FileLock(shared / "sweep.lock"):
-        if not (folder / OUTCOME).exists():
-            outcome = sweep_once(folder, uri, ewt_slice)
-            (folder / OUTCOME).write_bytes(pickle.dumps(outcome))
-    outcome = pickle.loads((folder / OUTCOME).read_bytes())
+    from pipelines.sweep import run_sweep  # here: a test that needs no sweep loads no Ray
+
+    tmp_path = tmp_path_factory.mktemp("sweep")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.setenv("RAY_ADDRESS", "local")
+        outcome = run_sweep(write_sweep(tmp_path, ewt_slice), [], tmp_path / "tune", fresh=False)
+    mlflow.set_tracking_uri(None)
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs(
         [outcome["state"]["experiment_id"]],
         filter_string=f"tags.mlflow.parentRunId = '{outcome['state']['parent_run_id']}'",
     )
     yield outcome, runs, client, uri
-
-
-OUTCOME = "outcome.pickle"
-
-
-def sweep_once(folder: Path, uri: str, ewt_slice: dict) -> dict:
-    from pipelines.sweep import run_sweep  # here: a test that needs no sweep loads no Ray
-
-    folder.mkdir(exist_ok=True)  # a worker's failed try may have left it
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        patch.setenv("RAY_ADDRESS", "local")
-        outcome = run_sweep(write_sweep(folder, ewt_slice), [], folder / "tune", fresh=True)
-    mlflow.set_tracking_uri(None)
-    return outcome
 
 
 @pytest.fixture

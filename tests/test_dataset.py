@@ -18,7 +18,7 @@ from postag.dataset import (
     load_prepared,
     prepare,
 )
-from postag.readers import Sentence, read_conllu
+from postag.readers import DataFormatError, Sentence, read_conllu
 
 
 def test_vocabularies_come_from_train_with_padding_and_unknown_first():
@@ -225,3 +225,10 @@ def test_a_dataset_that_travelled_through_ray_is_checked_on_arrival(ewt_slice, t
     )
     with pytest.raises(DatasetMismatch, match="arrived with content sha256"):
         check_arrival(damaged, digest)
+
+
+def test_a_missing_data_file_is_an_error_that_names_it_and_its_setting(ewt_slice, tmp_path):
+    missing = tmp_path / "moved" / "dev.conllu"
+    config = DataConfig(train=str(ewt_slice["train"]), dev=str(missing), cache_dir=str(tmp_path))
+    with pytest.raises(DataFormatError, match=rf"{missing}: no such file \(data\.dev\)"):
+        prepare(config)
