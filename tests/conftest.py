@@ -50,12 +50,11 @@ def ewt_source() -> TreebankFiles:
 @pytest.fixture(scope="session")
 def ewt_slice(ewt_source, tmp_path_factory) -> dict[str, Path]:
     """First sentences of EWT train/dev/test in a temporary folder."""
-    source = ewt_source
     folder = tmp_path_factory.mktemp("ewt-slice")
     paths = {}
     for split, count in SLICE_SENTENCES.items():
         paths[split] = folder / f"{split}.conllu"
-        paths[split].write_text(conllu_blocks(getattr(source, split), count), encoding="utf-8")
+        paths[split].write_text(conllu_blocks(getattr(ewt_source, split), count), encoding="utf-8")
     return paths
 
 
