@@ -17,7 +17,7 @@ from pipelines.experiment import GPU_EXPERIMENT, sweep_experiment
 from pipelines.sweep import run_sweep
 from pipelines.trial import NoCudaForGpu, worker_device
 from tests.conftest import write_sweep
-from tests.servers import most_at_once, trial_runs
+from tests.servers import SWEEP_LIMIT_SECONDS, most_at_once, trial_runs
 
 GPU_SHARE = 0.25
 SWEEP = {
@@ -65,12 +65,16 @@ def test_a_gpu_share_on_a_worker_without_cuda_is_an_error_not_the_cpu(gpu_worker
 
 
 def test_quarter_gpu_trials_share_one_gpu_never_more_than_four_at_once(
-    gpu_worker_cluster, ewt_slice, tmp_path, monkeypatch
+    gpu_worker_cluster, ewt_slice, tmp_path, sweep_driver
 ):
-    monkeypatch.setenv("RAY_ADDRESS", gpu_worker_cluster.address)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    outcome = run_sweep(write_sweep(tmp_path, ewt_slice, SWEEP), [], tmp_path / "tune", False)
-    assert not outcome["interrupted"]
+    # A driver process of its own, as a user runs it: a sweep run in this process after
+    # another test's Ray session could fail every trial at start ("the actor never ran").
+    env = {
+        "RAY_ADDRESS": gpu_worker_cluster.address,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    driver = sweep_driver(write_sweep(tmp_path, ewt_slice, SWEEP), tmp_path, env)
+    assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
     runs = trial_runs(mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"))
     assert len(runs) == 9
     assert {run.info.status for run in runs} == {"FINISHED"}
