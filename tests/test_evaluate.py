@@ -14,20 +14,35 @@ from pipelines.cli import main
 from pipelines.tracking import run_url
 from postag.readers import read_conllu
 from postag.registry import best_model_uri
+from tests.conftest import copy_store
 
 PICTURES = ("confusion.png", "sweep_val_accuracy.png", "sweep_heatmap.png", "sweep_grad_norms.png")
 
 
 @pytest.fixture(scope="module")
-def evaluated(copy_of_swept, ewt_slice, tmp_path_factory):
+def evaluated(swept, ewt_slice, tmp_path_factory):
+    """One evaluation of `best`, on a store of its own: other tests here evaluate too, and
+    each evaluation moves the version's `evaluation_run_id` to itself."""
+    outcome, runs, _, uri = swept
     folder = tmp_path_factory.mktemp("evaluate")
+    store = copy_store(uri, folder / "store")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", copy_of_swept[3])
-        code = main(["evaluate", "--data", str(ewt_slice["test"]), "--json",
-                     str(folder / "out.json"), "--reports", str(folder / "reports")])  # fmt: skip
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        code = main(
+            [
+                "evaluate",
+                "--data",
+                str(ewt_slice["test"]),
+                "--json",
+                str(folder / "out.json"),
+                "--reports",
+                str(folder / "reports"),
+            ]
+        )
     mlflow.set_tracking_uri(None)
     assert code == 0
-    return json.loads((folder / "out.json").read_text()), folder / "reports", copy_of_swept
+    copy = (outcome, runs, mlflow.MlflowClient(store), store)
+    return json.loads((folder / "out.json").read_text()), folder / "reports", copy
 
 
 def test_accuracy_matches_an_independent_count(evaluated, in_copy_of_swept, ewt_slice):
@@ -122,8 +137,20 @@ def test_tags_the_model_never_saw_count_as_errors_and_are_listed(
 ):
     data = tmp_path / "odd.conllu"
     data.write_text("1\tThe\t_\t_\tDT\t_\t_\t_\t_\t_\n2\tthing\t_\t_\tNEWTAG\t_\t_\t_\t_\t_\n")
-    assert main(["evaluate", "--data", str(data), "--json", str(tmp_path / "o.json"),
-                 "--reports", str(tmp_path / "r")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(data),
+                "--json",
+                str(tmp_path / "o.json"),
+                "--reports",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "o.json").read_text())
     assert result["unknown_tags"] == {"NEWTAG": 1}
     assert result["token_accuracy"] <= 0.5
