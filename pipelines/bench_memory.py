@@ -30,10 +30,12 @@ from postag.train import EpochResult, TrainingState, fit
 BEST_EXPERIMENT = Path("experiments/best.yaml")
 # Case name -> (what it is, training overrides). Epochs are shortened to keep the bench short.
 CASES = {
-    "best": ("best.yaml's model, 40 batches an epoch", ["train.max_batches_per_epoch=40",
-                                                         "train.epochs=10"]),
+    "best": (
+        "best.yaml's model, 40 batches an epoch",
+        ["train.max_batches_per_epoch=40", "train.epochs=10"],
+    ),
     "baseline": ("the CPU study's 40 x 256 baseline, 6 batches an epoch", ["train.epochs=6"]),
-}  # fmt: skip
+}
 
 
 @dataclass
@@ -73,8 +75,11 @@ def trace_one(case: str, extra: list[str]) -> MemoryTrace:
             trace.resident_megabytes.append(resident_megabytes())
             torch.save(state.to_dict(), Path(folder) / STATE_FILE)
             trace.peak_megabytes.append(peak_megabytes())
-            print(f"  {case} epoch {result.epoch}: {trace.resident_megabytes[-1]:,.0f} MB, "
-                  f"peak {trace.peak_megabytes[-1]:,.0f} MB", flush=True)  # fmt: skip
+            print(
+                f"  {case} epoch {result.epoch}: {trace.resident_megabytes[-1]:,.0f} MB, "
+                f"peak {trace.peak_megabytes[-1]:,.0f} MB",
+                flush=True,
+            )
 
         fit(config, prepared, callbacks=[measure_and_checkpoint])
     return trace
@@ -88,10 +93,18 @@ def peak_megabytes() -> float:
 def trace_in_child(case: str, extra: list[str], output: Path) -> MemoryTrace:
     sets = [f"--set={override}" for override in extra]
     subprocess.run(
-        [sys.executable, "-m", "pipelines.bench_memory", "--case", case, "--output", str(output),
-         *sets],
+        [
+            sys.executable,
+            "-m",
+            "pipelines.bench_memory",
+            "--case",
+            case,
+            "--output",
+            str(output),
+            *sets,
+        ],
         check=True,
-    )  # fmt: skip
+    )
     return MemoryTrace(**json.loads(output.read_text()))
 
 
@@ -107,8 +120,10 @@ def format_table(traces: list[MemoryTrace]) -> str:
         "| ---: |" + " ---: |" * len(traces),
     ]
     for epoch in range(epochs):
-        cells = [f"{t.resident_megabytes[epoch]:,.0f}" if epoch < len(t.resident_megabytes)
-                 else "" for t in traces]  # fmt: skip
+        cells = [
+            f"{t.resident_megabytes[epoch]:,.0f}" if epoch < len(t.resident_megabytes) else ""
+            for t in traces
+        ]
         lines.append(row(epoch + 1, cells))
     lines.append(row("growth, epoch 2 to last", [f"{100 * t.growth:+.1f}%" for t in traces]))
     lines.append(row("peak", [f"{t.peak_megabytes[-1]:,.0f}" for t in traces]))
@@ -121,9 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", choices=sorted(CASES), help="trace this case alone, here")
     parser.add_argument("--output", type=Path, default=Path("runs/bench_memory.json"))
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a field of every case, e.g. --set data.train=my.conllu (repeatable)",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     if args.case is not None:

@@ -61,11 +61,22 @@ def time_on(layout: Layout, config: Path, trials: int, log: Path) -> ScaleTiming
             cluster.add_node(num_cpus=cpus, num_gpus=0)
         cluster.wait_for_nodes()
         with tempfile.TemporaryDirectory(prefix="postag-bench-scale-") as folder:
-            env = {**os.environ, "RAY_ADDRESS": cluster.address,
-                   "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db"}  # fmt: skip
-            command = [sys.executable, "-m", "pipelines.sweep", "--config", str(config),
-                       "--storage", f"{folder}/tune",
-                       "--set", f"sweep.max_concurrent_trials={trials}"]  # fmt: skip
+            env = {
+                **os.environ,
+                "RAY_ADDRESS": cluster.address,
+                "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db",
+            }
+            command = [
+                sys.executable,
+                "-m",
+                "pipelines.sweep",
+                "--config",
+                str(config),
+                "--storage",
+                f"{folder}/tune",
+                "--set",
+                f"sweep.max_concurrent_trials={trials}",
+            ]
             with log.open("a") as console:
                 started = time.perf_counter()
                 done = subprocess.run(command, env=env, stdout=console, stderr=subprocess.STDOUT)
@@ -114,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     trials = sweep.expected_trials()
     log = args.output.with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"bench-scale: {args.config}, {trials} trials on each layout; each sweep's own "
-          f"output: {log}", flush=True)  # fmt: skip
+    print(
+        f"bench-scale: {args.config}, {trials} trials on each layout; each sweep's own "
+        f"output: {log}",
+        flush=True,
+    )
     timings = []
     for layout in LAYOUTS:
         timings.append(time_on(layout, args.config, trials, log))
@@ -127,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {"config": str(args.config), "runs": [asdict(t) for t in timings], "table": table},
             indent=2,
-        )  # fmt: skip
+        )
     )
     return 0
 

@@ -132,9 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     add_experiment_arguments(parser, help="experiment YAML with a sweep section")
     parser.add_argument("--output", type=Path, default=Path("runs/bench_sweep.json"))
     parser.add_argument(
-        "--packed-only", action="store_true", help="time the packed sweep alone, not also "
-        "one trial at a time"
-    )  # fmt: skip
+        "--packed-only",
+        action="store_true",
+        help="time the packed sweep alone, not also one trial at a time",
+    )
     args = parser.parse_args(argv)
     if args.config is not None:
         config, overrides = args.config, list(args.overrides)
@@ -159,11 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
         json.dumps(
-            {"config": str(config), "overrides": overrides, "device": device,
-             "runs": [as_json(t) for t in timings], "table": table},
+            {
+                "config": str(config),
+                "overrides": overrides,
+                "device": device,
+                "runs": [as_json(t) for t in timings],
+                "table": table,
+            },
             indent=2,
         )
-    )  # fmt: skip
+    )
     return 0
 
 

@@ -44,15 +44,25 @@ REPORTS_DIR = Path("reports")
 
 def per_tag_rows(report: EvaluationReport) -> list[dict]:
     rows = [
-        {"tag": s.tag, "precision": s.precision, "recall": s.recall, "f1": s.f1,
-         "support": s.support}
+        {
+            "tag": s.tag,
+            "precision": s.precision,
+            "recall": s.recall,
+            "f1": s.f1,
+            "support": s.support,
+        }
         for s in sorted(report.per_tag, key=lambda s: -s.support)
-    ]  # fmt: skip
+    ]
     rows += [
-        {"tag": f"{tag} (not in the model's tag set)", "precision": 0.0, "recall": 0.0,
-         "f1": 0.0, "support": count}
+        {
+            "tag": f"{tag} (not in the model's tag set)",
+            "precision": 0.0,
+            "recall": 0.0,
+            "f1": 0.0,
+            "support": count,
+        }
         for tag, count in sorted(report.unknown_tags.items())
-    ]  # fmt: skip
+    ]
     return rows
 
 
@@ -128,10 +138,14 @@ def sweep_trials(version: ModelVersion | None) -> list[plots.TrialCurves]:
     trials = []
     for child in child_runs(run.info.experiment_id, parent):
         history = {
-            key: [m.value for m in sorted(client.get_metric_history(child.info.run_id, key),
-                                          key=lambda m: m.step)]
+            key: [
+                m.value
+                for m in sorted(
+                    client.get_metric_history(child.info.run_id, key), key=lambda m: m.step
+                )
+            ]
             for key in ("val_accuracy", "grad_norm_first_lstm", "grad_norm_last_lstm")
-        }  # fmt: skip
+        }
         if not history["val_accuracy"]:
             continue
         p = child.data.params
@@ -220,8 +234,12 @@ def run(args: argparse.Namespace) -> dict:
     print(terminal_report(args.model, done.version, done.data, done.report))
     print()
     print(markdown_table(per_tag_rows(done.report)))
-    result = {**done.report.headline(), "model": args.model, "data": str(done.data),
-              "mlflow_run_id": done.run_id}  # fmt: skip
+    result = {
+        **done.report.headline(),
+        "model": args.model,
+        "data": str(done.data),
+        "mlflow_run_id": done.run_id,
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"\nreports in {args.reports}/; MLflow evaluation run {done.run_id}")

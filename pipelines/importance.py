@@ -143,12 +143,19 @@ def importance_figures(runs: list[Run], sweep: SweepConfig, folder: Path) -> lis
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         for name, draw in (
-            (IMPORTANCE_PNG, lambda: optuna.visualization.matplotlib.plot_param_importances(
-                study, evaluator=FanovaImportanceEvaluator(seed=FANOVA_SEED),
-                target_name=target)),
-            (PARALLEL_PNG, lambda: optuna.visualization.matplotlib.plot_parallel_coordinate(
-                study, target_name=target)),
-        ):  # fmt: skip
+            (
+                IMPORTANCE_PNG,
+                lambda: optuna.visualization.matplotlib.plot_param_importances(
+                    study, evaluator=FanovaImportanceEvaluator(seed=FANOVA_SEED), target_name=target
+                ),
+            ),
+            (
+                PARALLEL_PNG,
+                lambda: optuna.visualization.matplotlib.plot_parallel_coordinate(
+                    study, target_name=target
+                ),
+            ),
+        ):
             axes = draw()
             axes.figure.tight_layout()
             axes.figure.savefig(folder / name, dpi=120)

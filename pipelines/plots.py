@@ -110,10 +110,21 @@ def grad_norms_png(baseline: TrialCurves, healthy: TrialCurves, path: Path) -> P
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for trial, colour in ((baseline, "red"), (healthy, "blue")):
         epochs = range(1, len(trial.grad_norm_first) + 1)
-        ax.plot(epochs, trial.grad_norm_first, color=colour, marker="o",
-                label=f"{trial.label}: first LSTM layer")  # fmt: skip
-        ax.plot(epochs, trial.grad_norm_last, color=colour, marker="s", linestyle="--",
-                label=f"{trial.label}: last LSTM layer")  # fmt: skip
+        ax.plot(
+            epochs,
+            trial.grad_norm_first,
+            color=colour,
+            marker="o",
+            label=f"{trial.label}: first LSTM layer",
+        )
+        ax.plot(
+            epochs,
+            trial.grad_norm_last,
+            color=colour,
+            marker="s",
+            linestyle="--",
+            label=f"{trial.label}: last LSTM layer",
+        )
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean gradient norm per step (log scale)")

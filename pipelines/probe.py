@@ -92,11 +92,15 @@ def check_login(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
 
 def login_problem(server: str, user: str | None, code: int) -> str:
     if user is None:
-        return (f"MLflow tracking server {server} asks for a login (HTTP {code}): set "
-                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")  # fmt: skip
+        return (
+            f"MLflow tracking server {server} asks for a login (HTTP {code}): set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
     if code == 401:
-        return (f"MLflow tracking server {server} refused the login of user '{user}' (HTTP "
-                "401): check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")  # fmt: skip
+        return (
+            f"MLflow tracking server {server} refused the login of user '{user}' (HTTP "
+            "401): check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
     return f"MLflow tracking server {server}: user '{user}' may not use it (HTTP {code})"
 
 

@@ -41,8 +41,17 @@ def ensure_token(path: Path) -> bool:
 def ray_start(role: str, host: str, port: int, address: str | None, extra: list[str]) -> list[str]:
     ray_cli = str(Path(sys.executable).with_name("ray"))
     if role == "head":
-        return [ray_cli, "start", "--head", "--node-ip-address", host, "--port", str(port),
-                "--include-dashboard=false", *extra]  # fmt: skip
+        return [
+            ray_cli,
+            "start",
+            "--head",
+            "--node-ip-address",
+            host,
+            "--port",
+            str(port),
+            "--include-dashboard=false",
+            *extra,
+        ]
     return [ray_cli, "start", "--address", address, "--node-ip-address", host, *extra]
 
 
@@ -62,13 +71,20 @@ def main(argv: list[str] | None = None) -> int:
                 PROG, "a worker needs the head's address: make ray-worker HEAD=host:port", 2
             )
         if not path.is_file():
-            return fail(PROG, f"no Ray token at {path}: copy the head's token file here "
-                        "(mode 600), or set RAY_AUTH_TOKEN_PATH to where it is", 2)  # fmt: skip
+            return fail(
+                PROG,
+                f"no Ray token at {path}: copy the head's token file here "
+                "(mode 600), or set RAY_AUTH_TOKEN_PATH to where it is",
+                2,
+            )
     elif ensure_token(path):
         print(f"{PROG}: new Ray token in {path}; copy it to every worker and driver machine")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
-    extra = [f"--{name}={value}" for name, value in (("num-cpus", args.num_cpus),
-             ("num-gpus", args.num_gpus)) if value is not None]  # fmt: skip
+    extra = [
+        f"--{name}={value}"
+        for name, value in (("num-cpus", args.num_cpus), ("num-gpus", args.num_gpus))
+        if value is not None
+    ]
     command = ray_start(args.role, args.host, args.port, args.address, extra)
     os.execve(command[0], command, env)
     return 0  # not reached: `ray start` replaced this process

@@ -76,9 +76,14 @@ def register_winner(runs: list[Run], sweep: SweepConfig, source: str, force: boo
 
 
 def register_confirmed(
-    winner: Run, seeds: list[Run], mean: float, sd: float, sweep: SweepConfig, source: str,
+    winner: Run,
+    seeds: list[Run],
+    mean: float,
+    sd: float,
+    sweep: SweepConfig,
+    source: str,
     force: bool,
-) -> Registered:  # fmt: skip
+) -> Registered:
     """Register the configuration with the best mean over its seed runs (`seeds`, whose
     validation accuracy has this `mean` and `sd`): the model of `winner`, its best seed
     run. The mean is what the champion rule compares."""
@@ -108,9 +113,13 @@ def run_summary(run: Run) -> str:
 
 
 def register_run(
-    run: Run, description: str, tags: dict[str, str], val_accuracy: float,
-    sweep: SweepConfig, force: bool,
-) -> Registered:  # fmt: skip
+    run: Run,
+    description: str,
+    tags: dict[str, str],
+    val_accuracy: float,
+    sweep: SweepConfig,
+    force: bool,
+) -> Registered:
     """Register `run`'s model under the sweep's alias; `best` follows the champion rule
     (postag.registry.champion_decision) on `val_accuracy` unless `force`."""
     alias = alias_for(sweep.name)

@@ -34,8 +34,19 @@ EXAMPLE = '{"dataframe_records": [{"tokens": ["I", "saw", "her", "duck", "."]}]}
 def serve_command(uri: str, host: str, port: int) -> list[str]:
     """`mlflow models serve` from this environment's own mlflow."""
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
-    return [mlflow_cli, "models", "serve", "--model-uri", uri, "--host", host,
-            "--port", str(port), "--env-manager", "local"]  # fmt: skip
+    return [
+        mlflow_cli,
+        "models",
+        "serve",
+        "--model-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--env-manager",
+        "local",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     # MLflow starts uvicorn by name: this environment's bin must come first on PATH.
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     command = serve_command(args.model, args.host, args.port)
     os.execve(command[0], command, env)
     return 0  # not reached: the server replaced this process

@@ -202,9 +202,14 @@ class Stage:
 
 def search_stage(job: Sweep, state: SweepState) -> Stage:
     return Stage(
-        "search", state.tune_dir, job.sweep.expected_trials(), TRIAL_ROLE,
-        job.sweep.is_baseline, param_space(job.sweep), tune_config(job.sweep, job.run),
-    )  # fmt: skip
+        "search",
+        state.tune_dir,
+        job.sweep.expected_trials(),
+        TRIAL_ROLE,
+        job.sweep.is_baseline,
+        param_space(job.sweep),
+        tune_config(job.sweep, job.run),
+    )
 
 
 def confirmation_stage(job: Sweep, state: SweepState, chosen: list[Candidate]) -> Stage:
@@ -212,9 +217,14 @@ def confirmation_stage(job: Sweep, state: SweepState, chosen: list[Candidate]) -
     seeds = confirmation_seeds(job.sweep.confirm, job.run.train.seed)
     points = seed_points(chosen, seeds)
     return Stage(
-        "confirmation", state.confirm_dir, len(points), CONFIRMATION_ROLE, never_baseline,
-        confirmation_param_space(points), confirmation_tune_config(job.sweep, points),
-    )  # fmt: skip
+        "confirmation",
+        state.confirm_dir,
+        len(points),
+        CONFIRMATION_ROLE,
+        never_baseline,
+        confirmation_param_space(points),
+        confirmation_tune_config(job.sweep, points),
+    )
 
 
 def run_stages(
@@ -298,9 +308,14 @@ def fit_trials(
 
 
 def make_tuner(
-    job: Sweep, state: SweepState, stage: Stage, resuming: bool, trainable, callback,
+    job: Sweep,
+    state: SweepState,
+    stage: Stage,
+    resuming: bool,
+    trainable,
+    callback,
     verbose: bool,
-) -> tune.Tuner:  # fmt: skip
+) -> tune.Tuner:
     if resuming:
         state.record().resume()
         # The callbacks come back from Tune's saved state, with the rest of the run config.
@@ -401,8 +416,13 @@ def conclude(
     finish_record(record, runs, job.sweep, registered, tested, importance, why, confirmation)
     state = mark_finished(state, job.state_dir, job.sweep)
     say_end(job, state, runs, registered, findings(tested, importance, why, confirmation))
-    return {"state": asdict(state), "version": registered.version, "registered": registered,
-            "confirmation": confirmation, "interrupted": False}  # fmt: skip
+    return {
+        "state": asdict(state),
+        "version": registered.version,
+        "registered": registered,
+        "confirmation": confirmation,
+        "interrupted": False,
+    }
 
 
 def register(
@@ -452,12 +472,14 @@ def finish_record(
         metrics["test_token_accuracy"] = tested.report.token_accuracy
     with tempfile.TemporaryDirectory() as folder:
         figures = importance_figures(runs, sweep, Path(folder)) if importance else []
-        record.finish(summary, registered.winner, registered.version, registered.reason,
-                      metrics, figures)  # fmt: skip
+        record.finish(
+            summary, registered.winner, registered.version, registered.reason, metrics, figures
+        )
 
 
-def say_end(job: Sweep, state: SweepState, runs: list[Run], registered: Registered,
-            findings: list[str]) -> None:  # fmt: skip
+def say_end(
+    job: Sweep, state: SweepState, runs: list[Run], registered: Registered, findings: list[str]
+) -> None:
     uri = mlflow.get_tracking_uri()
     # The searched trials only: the baseline's own overrides would otherwise be among the
     # parameters that differ, which the compare view plots first.
@@ -539,8 +561,11 @@ def say_default_experiment() -> Path:
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = command_parser(PROG, __doc__)
-    add_experiment_arguments(parser, help="experiment YAML with a sweep section "
-                             "(default: seed.yaml with a CUDA GPU, cpu.yaml without)")  # fmt: skip
+    add_experiment_arguments(
+        parser,
+        help="experiment YAML with a sweep section "
+        "(default: seed.yaml with a CUDA GPU, cpu.yaml without)",
+    )
     parser.add_argument(
         "--storage",
         default=str(STORAGE_DIR),

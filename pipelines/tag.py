@@ -22,8 +22,11 @@ from postag.registry import ModelNotFound, best_model_uri, load_tagger
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser("postag tag", __doc__)
     parser.add_argument("--input", type=Path, required=True)
-    parser.add_argument("--input-format", choices=["text", "conllu"],
-                        help="default: conllu for *.conllu, text otherwise")  # fmt: skip
+    parser.add_argument(
+        "--input-format",
+        choices=["text", "conllu"],
+        help="default: conllu for *.conllu, text otherwise",
+    )
     parser.add_argument("--output", type=Path, help="default: standard output")
     parser.add_argument(
         "--model", default=best_model_uri(), help="MLflow model URI, or a postag train best.pt"

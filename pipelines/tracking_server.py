@@ -54,11 +54,20 @@ def auth_config(folder: Path, admin: str) -> str:
 
 def server_command(args) -> list[str]:
     command = [
-        str(Path(sys.executable).with_name("mlflow")), "server",
-        "--host", args.host, "--port", str(args.port), "--workers", str(args.workers),
-        "--backend-store-uri", args.backend_store,
-        "--artifacts-destination", args.artifacts_destination, "--serve-artifacts",
-    ]  # fmt: skip
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        str(args.workers),
+        "--backend-store-uri",
+        args.backend_store,
+        "--artifacts-destination",
+        args.artifacts_destination,
+        "--serve-artifacts",
+    ]
     if args.auth:
         command += ["--app-name", AUTH_APP]
     return command
@@ -75,8 +84,10 @@ def auth_environment(folder: Path) -> dict[str, str]:
             "AUTH=1 starts a new user store, which needs the admin's password: set "
             "MLFLOW_AUTH_ADMIN_PASSWORD (not on the command line, where `ps` shows it)"
         )
-    return {"MLFLOW_AUTH_CONFIG_PATH": str(config),
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": csrf_secret(folder)}  # fmt: skip
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": csrf_secret(folder),
+    }
 
 
 def csrf_secret(folder: Path) -> str:
@@ -100,8 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend-store", required=True, help="sqlite:///... or postgresql://...")
     parser.add_argument("--artifacts-destination", required=True)
     parser.add_argument("--auth", action="store_true", help="require logins (basic auth)")
-    parser.add_argument("--auth-folder", type=Path, default=Path("mlruns/server"),
-                        help="where the auth app keeps its settings and users")  # fmt: skip
+    parser.add_argument(
+        "--auth-folder",
+        type=Path,
+        default=Path("mlruns/server"),
+        help="where the auth app keeps its settings and users",
+    )
     args = parser.parse_args(argv)
     env = {**SERVER_ENVIRONMENT, **os.environ}
     if args.auth:

@@ -115,8 +115,12 @@ class MlflowTrials(Callback):
         run_id = self.run_id(trial)
         # Where the epoch ran is tagged before the epoch is logged, so a reader who sees the
         # epoch also sees its node and process (an operator acting on a running trial).
-        where = {NODE_KEY: result.get(NODE_KEY), DEVICE_KEY: result.get(DEVICE_KEY),
-                 PID_TAG: result.get(PID_KEY), RESUMED_KEY: result.get(RESUMED_KEY)}  # fmt: skip
+        where = {
+            NODE_KEY: result.get(NODE_KEY),
+            DEVICE_KEY: result.get(DEVICE_KEY),
+            PID_TAG: result.get(PID_KEY),
+            RESUMED_KEY: result.get(RESUMED_KEY),
+        }
         self.records.tag_changes(run_id, {k: str(v) for k, v in where.items() if v})
         # A trial resumed from a checkpoint repeats epochs the run already holds.
         self.records.log_epochs(run_id, [result], int(result["timestamp"] * 1000))

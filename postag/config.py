@@ -178,8 +178,14 @@ class TrainConfig:
     output_dir: str = "runs/latest"
 
     def __post_init__(self) -> None:
-        counts = ("epochs", "batch_size", "num_threads", "length_pool_batches", "batch_tokens",
-                  "max_batches_per_epoch")  # fmt: skip
+        counts = (
+            "epochs",
+            "batch_size",
+            "num_threads",
+            "length_pool_batches",
+            "batch_tokens",
+            "max_batches_per_epoch",
+        )
         require_at_least("train", self, 1, counts)
         require_at_least("train", self, 0, ("weight_decay",))
         require_fraction("train", self, ("betas", "warmup_fraction", "ema_decay"))

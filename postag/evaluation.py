@@ -111,7 +111,8 @@ def leading_confusions(
         :TOP_CONFUSIONS
     ]
     return [
-        Confusion(g, p, counts[(g, p, "total")], counts[(g, p, "capitalized")],
-                  counts[(g, p, "unseen")])
+        Confusion(
+            g, p, counts[(g, p, "total")], counts[(g, p, "capitalized")], counts[(g, p, "unseen")]
+        )
         for g, p in pairs
-    ]  # fmt: skip
+    ]

@@ -57,9 +57,11 @@ class CharLSTM(nn.Module):
         """spellings: (U, L) char ids, PAD_ID-padded -> (U, output_size); empty rows give 0."""
         lengths = (spellings != PAD_ID).sum(dim=1).cpu()
         packed = pack_padded_sequence(
-            self.embedding(spellings), lengths.clamp(min=1), batch_first=True,
+            self.embedding(spellings),
+            lengths.clamp(min=1),
+            batch_first=True,
             enforce_sorted=False,
-        )  # fmt: skip
+        )
         _, (final, _) = self.lstm(packed)  # final: (2, U, H), forward then backward
         features = torch.cat([final[0], final[1]], dim=1)
         return features.masked_fill((lengths == 0).to(features.device).unsqueeze(1), 0.0)

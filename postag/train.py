@@ -330,10 +330,16 @@ def fit(
         batches = epoch_batches(train_split, train_config, epoch)
         started = time.perf_counter()
         trained = train_epoch(
-            model, optimizer, train_split, batches, device, f"epoch {epoch}", mixed,
+            model,
+            optimizer,
+            train_split,
+            batches,
+            device,
+            f"epoch {epoch}",
+            mixed,
             rate=lambda done, epoch=epoch: learning_rate(train_config, epoch - 1 + done),
             average=average if train_config.ema_decay else None,
-        )  # fmt: skip
+        )
         seconds = time.perf_counter() - started
         _check_finite(epoch, trained["loss"], train_config.lr)
         # Rates are set before each step; this one is where the next epoch starts.

@@ -99,9 +99,15 @@ TINY_SWEEP = {
 
 
 def write_sweep(tmp_path, ewt_slice, values=TINY_SWEEP):
-    values = {**values, "data": {"train": str(ewt_slice["train"]), "dev": str(ewt_slice["dev"]),
-                                 "test": str(ewt_slice["test"]),
-                                 "cache_dir": str(tmp_path / "cache")}}  # fmt: skip
+    values = {
+        **values,
+        "data": {
+            "train": str(ewt_slice["train"]),
+            "dev": str(ewt_slice["dev"]),
+            "test": str(ewt_slice["test"]),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    }
     path = tmp_path / f"{values['sweep']['name']}.yaml"
     path.write_text(yaml.safe_dump(values))
     return path

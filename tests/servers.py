@@ -54,18 +54,28 @@ class MlflowServer:
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "pipelines.tracking_server",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-            "--backend-store", self.backend_store,
-            "--artifacts-destination", str(self.folder / "artifacts"),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pipelines.tracking_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store",
+            self.backend_store,
+            "--artifacts-destination",
+            str(self.folder / "artifacts"),
+        ]
         env = dict(os.environ)
         if self.admin_password is not None:
             command += ["--auth", "--auth-folder", str(self.folder)]
             env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin_password
         with (self.folder / "server.log").open("a") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            env=env, start_new_session=True)  # fmt: skip
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         answers(self.process, f"{self.uri}/health", self.folder / "server.log")
 
     def stop(self) -> None:
@@ -171,12 +181,20 @@ class ModelServer:
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pipelines.serve", "--model", self.model,
-                   "--port", str(self.port)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "pipelines.serve",
+            "--model",
+            self.model,
+            "--port",
+            str(self.port),
+        ]
         env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri}
         with (self.folder / "serve.log").open("a") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            env=env, start_new_session=True)  # fmt: skip
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         answers(self.process, f"{self.url}/ping", self.folder / "serve.log")
 
     def stop(self) -> None:
@@ -186,8 +204,11 @@ class ModelServer:
 def write_experiment(folder: Path, ewt_slice: dict, values: dict) -> Path:
     """An experiment file over the EWT slice, its prepared data cached in `folder`; the
     experiment's other data settings (`lowercase_words`) are kept."""
-    data = {"train": str(ewt_slice["train"]), "dev": str(ewt_slice["dev"]),
-            "cache_dir": str(folder / "cache")}  # fmt: skip
+    data = {
+        "train": str(ewt_slice["train"]),
+        "dev": str(ewt_slice["dev"]),
+        "cache_dir": str(folder / "cache"),
+    }
     path = folder / f"{values['sweep']['name']}.yaml"
     path.write_text(yaml.safe_dump({**values, "data": {**values.get("data", {}), **data}}))
     return path
@@ -195,8 +216,16 @@ def write_experiment(folder: Path, ewt_slice: dict, values: dict) -> Path:
 
 def start_sweep(config: Path, folder: Path, env: dict, *extra: str) -> subprocess.Popen:
     """`python -m pipelines.sweep` in its own process group, its output in driver.log."""
-    command = [sys.executable, "-m", "pipelines.sweep", "--config", str(config),
-               "--storage", str(folder / "tune"), *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.sweep",
+        "--config",
+        str(config),
+        "--storage",
+        str(folder / "tune"),
+        *extra,
+    ]
     with (folder / "driver.log").open("a") as log:
         return subprocess.Popen(
             command,
@@ -270,15 +299,26 @@ class PostgresServer:
                 shutil.chown(self.folder, "postgres", "postgres")
             self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust")
             self.pg_ctl("start")
-            self.run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                     "mlflow")  # fmt: skip
+            self.run(
+                "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "mlflow"
+            )
             return
         self.pg_ctl("start")
 
     def pg_ctl(self, action: str, *args: str) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder}"
-        self.run("pg_ctl", action, "-D", str(self.data), "-w", "-o", options,
-                 "-l", str(self.folder / "postgres.log"), *args)  # fmt: skip
+        self.run(
+            "pg_ctl",
+            action,
+            "-D",
+            str(self.data),
+            "-w",
+            "-o",
+            options,
+            "-l",
+            str(self.folder / "postgres.log"),
+            *args,
+        )
 
     def restart(self) -> None:
         self.pg_ctl("restart", "-m", "fast")
@@ -304,5 +344,6 @@ def install_debian_packages(*packages: str) -> None:
         pytest.skip(reason)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, capture_output=True
+    )

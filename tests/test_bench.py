@@ -12,11 +12,29 @@ from tests.servers import write_experiment
 def test_bench_races_both_ways_and_prints_the_table(ewt_slice, tmp_path, capsys):
     output = tmp_path / "bench.json"
     code = main(
-        ["--target", "0.3", "--max-epochs", "3", "--output", str(output),
-         "--set", f"data.train={ewt_slice['train']}", "--set", f"data.dev={ewt_slice['dev']}",
-         "--set", f"data.cache_dir={tmp_path}", "--set", "model.hidden_size=16",
-         "--set", "model.num_layers=1", "--set", "train.batch_size=32", "--set", "train.lr=0.005"]
-    )  # fmt: skip
+        [
+            "--target",
+            "0.3",
+            "--max-epochs",
+            "3",
+            "--output",
+            str(output),
+            "--set",
+            f"data.train={ewt_slice['train']}",
+            "--set",
+            f"data.dev={ewt_slice['dev']}",
+            "--set",
+            f"data.cache_dir={tmp_path}",
+            "--set",
+            "model.hidden_size=16",
+            "--set",
+            "model.num_layers=1",
+            "--set",
+            "train.batch_size=32",
+            "--set",
+            "train.lr=0.005",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert (
@@ -77,10 +95,23 @@ def test_sweep_bench_splits_where_the_time_of_packed_and_one_at_a_time_runs_went
 def test_chars_bench_encodes_fewer_rows_once_per_spelling(ewt_slice, tmp_path, capsys):
     output = tmp_path / "bench_chars.json"
     code = chars_bench(
-        ["--batches", "3", "--output", str(output), "--set", f"data.train={ewt_slice['train']}",
-         "--set", f"data.dev={ewt_slice['dev']}", "--set", f"data.cache_dir={tmp_path}",
-         "--set", "train.batch_size=32", "--set", "model.char_filters=8"]
-    )  # fmt: skip
+        [
+            "--batches",
+            "3",
+            "--output",
+            str(output),
+            "--set",
+            f"data.train={ewt_slice['train']}",
+            "--set",
+            f"data.dev={ewt_slice['dev']}",
+            "--set",
+            f"data.cache_dir={tmp_path}",
+            "--set",
+            "train.batch_size=32",
+            "--set",
+            "model.char_filters=8",
+        ]
+    )
     assert code == 0
     assert "ratio (positions / spellings)" in capsys.readouterr().out
     figures = json.loads(output.read_text())
@@ -118,9 +149,15 @@ def test_scale_bench_runs_the_same_trials_on_each_cluster_layout(ewt_slice, tmp_
 def test_memory_bench_traces_each_case_in_a_process_of_its_own(ewt_slice, tmp_path, capsys):
     output = tmp_path / "bench_memory.json"
     data = [f"data.{split}={ewt_slice[split]}" for split in ("train", "dev", "test")]
-    shrink = [*data, f"data.cache_dir={tmp_path}", "data.max_train_sentences=null",
-              "model.hidden_size=16", "model.num_layers=2", "model.char_filters=8",
-              "train.epochs=3"]  # fmt: skip
+    shrink = [
+        *data,
+        f"data.cache_dir={tmp_path}",
+        "data.max_train_sentences=null",
+        "model.hidden_size=16",
+        "model.num_layers=2",
+        "model.char_filters=8",
+        "train.epochs=3",
+    ]
     assert memory_bench(["--output", str(output), *(f"--set={o}" for o in shrink)]) == 0
     traces = {t["case"]: t for t in json.loads(output.read_text())["traces"]}
     assert set(traces) == {"best", "baseline"}

@@ -9,20 +9,43 @@ from postag.checkpoint import load_checkpoint
 from postag.readers import read_conllu
 
 TINY = [
-    "--set", "model.embedding_dim=16", "--set", "model.hidden_size=16",
-    "--set", "model.num_layers=1", "--set", "model.ff_dims=[16]",
-    "--set", "train.batch_size=32", "--set", "train.device=cpu",
-]  # fmt: skip
+    "--set",
+    "model.embedding_dim=16",
+    "--set",
+    "model.hidden_size=16",
+    "--set",
+    "model.num_layers=1",
+    "--set",
+    "model.ff_dims=[16]",
+    "--set",
+    "train.batch_size=32",
+    "--set",
+    "train.device=cpu",
+]
 
 
 def test_train_writes_checkpoint_and_summary(ewt_slice, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     code = main(
-        ["train", "--config", "experiments/seed.yaml", *TINY,
-         "--set", "train.epochs=2", "--set", f"train.output_dir={out}",
-         "--set", f"data.cache_dir={tmp_path}", "--train", str(ewt_slice["train"]),
-         "--dev", str(ewt_slice["dev"]), "--test", str(ewt_slice["test"])]
-    )  # fmt: skip
+        [
+            "train",
+            "--config",
+            "experiments/seed.yaml",
+            *TINY,
+            "--set",
+            "train.epochs=2",
+            "--set",
+            f"train.output_dir={out}",
+            "--set",
+            f"data.cache_dir={tmp_path}",
+            "--train",
+            str(ewt_slice["train"]),
+            "--dev",
+            str(ewt_slice["dev"]),
+            "--test",
+            str(ewt_slice["test"]),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "epoch   1/2" in printed and "epoch   2/2" in printed and "tok/s" in printed
@@ -39,8 +62,20 @@ def test_train_writes_checkpoint_and_summary(ewt_slice, tmp_path, capsys, monkey
 
     # The checkpoint tags and evaluates as a registered model would, no registry needed.
     tagged = tmp_path / "tagged.conllu"
-    assert main(["tag", "--model", str(out / "best.pt"), "--input", str(ewt_slice["test"]),
-                 "--output", str(tagged)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tag",
+                "--model",
+                str(out / "best.pt"),
+                "--input",
+                str(ewt_slice["test"]),
+                "--output",
+                str(tagged),
+            ]
+        )
+        == 0
+    )
     assert len(read_conllu(tagged)) == len(read_conllu(ewt_slice["test"]))
     capsys.readouterr()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -57,10 +92,23 @@ def test_train_takes_the_seed_format(tmp_path, capsys):
     (tmp_path / "train.txt").write_text("5 8 2 0\n3 4 3 0\n8 2\n4 3\n" * 4)
     (tmp_path / "dev.txt").write_text("5 8 2\n3 4 3\n")
     code = main(
-        ["train", *TINY, "--format", "seed-ids", "--train", str(tmp_path / "train.txt"),
-         "--dev", str(tmp_path / "dev.txt"), "--set", "train.epochs=1",
-         "--set", f"train.output_dir={tmp_path / 'run'}", "--set", f"data.cache_dir={tmp_path}"]
-    )  # fmt: skip
+        [
+            "train",
+            *TINY,
+            "--format",
+            "seed-ids",
+            "--train",
+            str(tmp_path / "train.txt"),
+            "--dev",
+            str(tmp_path / "dev.txt"),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            f"train.output_dir={tmp_path / 'run'}",
+            "--set",
+            f"data.cache_dir={tmp_path}",
+        ]
+    )
     assert code == 0
     assert "3 classes" in capsys.readouterr().out
 
@@ -99,17 +147,34 @@ def test_unknown_top_level_section_is_an_error(tmp_path, capsys):
     ("argv", "message"),
     [
         # A top-level key from --set is checked like one from the file, not dropped.
-        (["train", "--config", "experiments/seed.yaml", "--set", "epochs=3"],
-         "--set epochs=3: unknown key 'epochs'"),
+        (
+            ["train", "--config", "experiments/seed.yaml", "--set", "epochs=3"],
+            "--set epochs=3: unknown key 'epochs'",
+        ),
         (["train", "--set", "train.epochs=0"], "'train.epochs' must be at least 1, got 0"),
         (["train", "--set", "train.lr=-1"], "'train.lr' must be above 0, got -1.0"),
-        (["sweep", "--config", "experiments/cpu.yaml", "--set",
-          "sweep.space.data.max_train_sentences=[10, 20]"],
-         "data settings cannot vary between trials"),
-        (["sweep", "--config", "experiments/cpu.yaml", "--set", "sweep.space.train.epochs=[0, 5]"],
-         "sweep.space.train.epochs: 'train.epochs' must be at least 1, got 0"),
+        (
+            [
+                "sweep",
+                "--config",
+                "experiments/cpu.yaml",
+                "--set",
+                "sweep.space.data.max_train_sentences=[10, 20]",
+            ],
+            "data settings cannot vary between trials",
+        ),
+        (
+            [
+                "sweep",
+                "--config",
+                "experiments/cpu.yaml",
+                "--set",
+                "sweep.space.train.epochs=[0, 5]",
+            ],
+            "sweep.space.train.epochs: 'train.epochs' must be at least 1, got 0",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_values_are_refused_before_any_work_naming_the_key(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -93,14 +93,19 @@ def test_lowercase_unseen_keeps_each_seen_form_and_finds_unseen_ones_lowercased(
     # "Apple" and "apple" keep rows of their own; "FOUND" is unseen and finds "found".
     assert index["Apple"] != index["apple"]
     assert prepared.splits["dev"].tokens.tolist() == [
-        index["found"], index["Apple"], index["apple"], UNK_ID,
-    ]  # fmt: skip
+        index["found"],
+        index["Apple"],
+        index["apple"],
+        UNK_ID,
+    ]
     assert prepare(config) != prepare(replace(config, lowercase_unseen=False))
     # A tagger loaded from a checkpoint looks words up the same way.
     lookup = WordLookup.of(config)
     assert [lookup.id(index, w) for w in ("FOUND", "Apple", "Pear")] == [
-        index["found"], index["Apple"], UNK_ID,
-    ]  # fmt: skip
+        index["found"],
+        index["Apple"],
+        UNK_ID,
+    ]
     with pytest.raises(ConfigError, match="'data.lowercase_unseen' does nothing with"):
         replace(config, lowercase_words=True)
 

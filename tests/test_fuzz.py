@@ -130,7 +130,7 @@ section_keys = st.sampled_from(["data", "model", "train", "hidden_size", "epochs
         max_size=3,
     )
 )
-def test_config_builds_or_names_what_is_wrong(values):  # fmt: skip
+def test_config_builds_or_names_what_is_wrong(values):
     try:
         config = build(RunConfig, values)
     except ConfigError as error:

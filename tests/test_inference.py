@@ -30,7 +30,7 @@ def char_tagger():
     config = RunConfig(
         model=ModelConfig(
             embedding_dim=8, hidden_size=8, num_layers=1, ff_dims=(8,), char_dim=4, char_filters=6
-        )  # fmt: skip
+        )
     )
     chars = ("<pad>", "<unk>", *sorted(set("thedogrunsfast")))
     model = Tagger(config.model, len(WORDS), len(TAGS), len(chars)).eval()

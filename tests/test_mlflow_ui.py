@@ -25,10 +25,16 @@ from tests.servers import MlflowServer, install_debian_packages
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Headless on a machine with no network beyond loopback: no background calls home.
 CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--window-size=1400,1700",
-)  # fmt: skip
+)
 PAGE_LIMIT_SECONDS = 60
 SCREENSHOT_VARIABLE = "POSTAG_UI_SCREENSHOT"
 

@@ -64,8 +64,14 @@ def test_residual_connections_carry_the_gradient_down_a_deep_stack():
 
 def test_dropout_is_active_in_training_and_off_in_evaluation():
     torch.manual_seed(0)
-    config = ModelConfig(embedding_dim=8, hidden_size=8, num_layers=2, ff_dims=(8,),
-                         embedding_dropout=0.3, dropout=0.3)  # fmt: skip
+    config = ModelConfig(
+        embedding_dim=8,
+        hidden_size=8,
+        num_layers=2,
+        ff_dims=(8,),
+        embedding_dropout=0.3,
+        dropout=0.3,
+    )
     model = Tagger(config, vocab_size=20, num_classes=5)
     tokens, lengths = torch.randint(2, 20, (3, 6)), torch.tensor([6, 4, 2])
     model.train()
@@ -94,11 +100,20 @@ def test_the_char_encoder_tells_unseen_words_apart_by_their_spelling(encoder):
     tokens, lengths = torch.tensor([[UNK_ID, UNK_ID]]), torch.tensor([2])
     spellings = torch.tensor([[0, 0, 0, 0], [5, 6, 7, 0], [8, 9, 9, 9]])  # two unseen words
     # A word-only tagger sees both as the same UNK id; the char encoder sees their letters.
-    config = ModelConfig(embedding_dim=8, hidden_size=8, num_layers=1, ff_dims=(), char_dim=4,
-                         char_filters=6, **encoder)  # fmt: skip
+    config = ModelConfig(
+        embedding_dim=8,
+        hidden_size=8,
+        num_layers=1,
+        ff_dims=(),
+        char_dim=4,
+        char_filters=6,
+        **encoder,
+    )
     with_chars = Tagger(config, vocab_size=20, num_classes=5, num_chars=10).eval()
-    alone = [with_chars(tokens[:, :1], torch.tensor([1]), spellings, torch.tensor([[row]])).data
-             for row in (1, 2)]  # fmt: skip
+    alone = [
+        with_chars(tokens[:, :1], torch.tensor([1]), spellings, torch.tensor([[row]])).data
+        for row in (1, 2)
+    ]
     assert not torch.allclose(alone[0], alone[1])
     with pytest.raises(ValueError, match="pass each token's spelling"):
         with_chars(tokens, lengths)
@@ -121,8 +136,7 @@ def test_a_spelling_reads_the_same_however_much_padding_follows(encoder):
 
 
 def test_word_dropout_hides_words_as_unknown_in_training_only():
-    config = ModelConfig(embedding_dim=4, hidden_size=4, num_layers=1, ff_dims=(),
-                         word_dropout=0.5)  # fmt: skip
+    config = ModelConfig(embedding_dim=4, hidden_size=4, num_layers=1, ff_dims=(), word_dropout=0.5)
     model = Tagger(config, vocab_size=20, num_classes=3)
     seen: list[torch.Tensor] = []
     model.embedding.register_forward_hook(lambda _, args, __: seen.append(args[0].clone()))
@@ -142,8 +156,9 @@ def test_word_dropout_hides_words_as_unknown_in_training_only():
 
 
 def test_rare_word_dropout_hides_rare_words_far_more_often_than_common_ones():
-    config = ModelConfig(embedding_dim=4, hidden_size=4, num_layers=1, ff_dims=(),
-                         rare_word_dropout=0.25)  # fmt: skip
+    config = ModelConfig(
+        embedding_dim=4, hidden_size=4, num_layers=1, ff_dims=(), rare_word_dropout=0.25
+    )
     counts = torch.tensor([0, 0, 1000, 1])  # PAD, UNK, a common word, a word seen once
     model = Tagger(config, vocab_size=4, num_classes=3, word_counts=counts).train()
     seen: list[torch.Tensor] = []
@@ -160,8 +175,9 @@ def test_rare_word_dropout_hides_rare_words_far_more_often_than_common_ones():
 
 def test_an_unknown_word_has_no_vector_of_its_own_until_word_dropout_trains_one():
     def unknown_vector_after_training(word_dropout: float) -> torch.Tensor:
-        config = ModelConfig(embedding_dim=4, hidden_size=4, num_layers=1, ff_dims=(),
-                             word_dropout=word_dropout)  # fmt: skip
+        config = ModelConfig(
+            embedding_dim=4, hidden_size=4, num_layers=1, ff_dims=(), word_dropout=word_dropout
+        )
         torch.manual_seed(0)
         model = Tagger(config, vocab_size=20, num_classes=3)
         assert torch.equal(model.embedding.weight[UNK_ID], torch.zeros(4))

@@ -27,8 +27,11 @@ COUNT_NODES = (
 def ray_node(role: str, env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pipelines.ray_node", role, *args, "--num-cpus", "1"],
-        env=env, capture_output=True, text=True, timeout=START_LIMIT_SECONDS,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_LIMIT_SECONDS,
+    )
 
 
 def without_ray_settings() -> dict:
@@ -50,9 +53,13 @@ def token_cluster_head(tmp_path):
 
 def alive_nodes(address: str, env: dict) -> int:
     counted = subprocess.run(
-        [sys.executable, "-c", COUNT_NODES, address], env={**env, "RAY_AUTH_MODE": "token"},
-        capture_output=True, text=True, timeout=START_LIMIT_SECONDS, check=True,
-    )  # fmt: skip
+        [sys.executable, "-c", COUNT_NODES, address],
+        env={**env, "RAY_AUTH_MODE": "token"},
+        capture_output=True,
+        text=True,
+        timeout=START_LIMIT_SECONDS,
+        check=True,
+    )
     return int(counted.stdout.strip().splitlines()[-1])
 
 
@@ -101,7 +108,7 @@ def test_stopping_a_cluster_ends_its_processes_and_spares_another_ray():
                 "ray::raylet",
                 f"--gcs-address=127.0.0.1:{port}",
             ]
-        )  # fmt: skip
+        )
         for port in ports
     ]
     try:

@@ -28,17 +28,29 @@ SAME, OTHER = "dev-a", "dev-b"
     ("current", "accuracy", "digest", "force", "moves", "says"),
     [
         (None, 0.80, SAME, False, True, "`best` is new: validation accuracy 80.00%"),
-        (Champion("3", 0.90, SAME), 0.91, SAME, False, True,
-         "`best` moved from version 3 (90.00%) to 91.00%"),
-        (Champion("3", 0.90, SAME), 0.90, SAME, False, False,
-         "`best` stays at version 3 (90.00%): this sweep's best (90.00%) does not beat it"),
+        (
+            Champion("3", 0.90, SAME),
+            0.91,
+            SAME,
+            False,
+            True,
+            "`best` moved from version 3 (90.00%) to 91.00%",
+        ),
+        (
+            Champion("3", 0.90, SAME),
+            0.90,
+            SAME,
+            False,
+            False,
+            "`best` stays at version 3 (90.00%): this sweep's best (90.00%) does not beat it",
+        ),
         (Champion("3", 0.90, SAME), 0.80, SAME, False, False, "does not beat it"),
         # Accuracies on other validation data do not compare, however high.
         (Champion("3", 0.90, SAME), 0.99, OTHER, False, False, "validated on other data"),
         (Champion("3", 0.90, None), 0.99, SAME, False, False, "validated on other data"),
         (Champion("3", 0.90, SAME), 0.50, OTHER, True, True, "as forced"),
     ],
-)  # fmt: skip
+)
 def test_champion_decision(current, accuracy, digest, force, moves, says):
     moved, reason = champion_decision(current, accuracy, digest, force)
     assert moved is moves
@@ -86,8 +98,13 @@ def test_a_logged_model_carries_the_code_it_runs(swept_model, ewt_slice):
         "print(sys.modules['postag.registry'].__file__);"
         "print(m.predict(pd.DataFrame({'tokens': [['I', 'saw', 'her', '.']]}))['tags'][0])"
     )
-    done = subprocess.run([sys.executable, "-c", load, str(swept_model)], capture_output=True,
-                          text=True, timeout=120, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", load, str(swept_model)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     module, tags = done.stdout.strip().splitlines()[-2:]
     assert Path(module).is_relative_to(swept_model / "code")
     assert len(eval(tags)) == 4
@@ -102,9 +119,14 @@ def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(ch
         with mlflow.start_run():
             model_uri = log_tagger(checkpoint).model_uri
         return register_candidate(
-            model_uri, sweep, {"sweep": sweep}, val_accuracy=accuracy,
-            validation_digest=digest, alias=alias_for(sweep), force=force,
-        )  # fmt: skip
+            model_uri,
+            sweep,
+            {"sweep": sweep},
+            val_accuracy=accuracy,
+            validation_digest=digest,
+            alias=alias_for(sweep),
+            force=force,
+        )
 
     def best() -> str:
         return client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS).version

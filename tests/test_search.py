@@ -82,8 +82,11 @@ def test_confirmation_trials_get_their_list_values_whole(ray_runtime, tmp_path):
         confirmation_param_space(points), confirmation_tune_config(sweep, points), tmp_path
     )
     assert sorted((v["model.char_kernels"], v["train.seed"]) for v in values) == [
-        ([2, 3, 4], 1), ([2, 3, 4], 2), ([3], 1), ([3], 2),
-    ]  # fmt: skip
+        ([2, 3, 4], 1),
+        ([2, 3, 4], 2),
+        ([3], 1),
+        ([3], 2),
+    ]
     # A seed run is matched to its configuration, named and configured by the plain values.
     assert {point_key(p) for p in points} == {point_key(c.point) for c in chosen}
     assert trial_name(points[0], baseline=False) == "char_kernels2x3x4-lr0.01-seed1"

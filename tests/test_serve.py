@@ -65,8 +65,10 @@ def test_a_missing_model_is_one_line_not_a_server_traceback(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.serve", "--model", "models:/postag-tagger@best"],
         env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}", "PATH": "/usr/bin"},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert "no registered model 'postag-tagger'" in done.stderr
     assert "make sweep" in done.stderr and "Traceback" not in done.stderr
@@ -75,6 +77,10 @@ def test_a_missing_model_is_one_line_not_a_server_traceback(tmp_path):
 def test_make_serve_binds_loopback_on_port_5002_unless_moved():
     dry = subprocess.run(["make", "-n", "serve"], capture_output=True, text=True, check=True)
     assert "--host 127.0.0.1 --port 5002 --model models:/postag-tagger@best" in dry.stdout
-    moved = subprocess.run(["make", "-n", "serve", "SERVE_PORT=6123", "MODEL=models:/x/2"],
-                           capture_output=True, text=True, check=True)  # fmt: skip
+    moved = subprocess.run(
+        ["make", "-n", "serve", "SERVE_PORT=6123", "MODEL=models:/x/2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "--port 6123 --model models:/x/2" in moved.stdout

@@ -63,8 +63,12 @@ def test_no_copy_and_no_network_says_where_to_put_the_files(tmp_path):
 def test_without_downloads_a_missing_copy_says_where_to_put_the_files(tmp_path):
     """What the test suite asks for: the shared copy or a clear failure, never the network."""
     with pytest.raises(DataSourceError) as caught:
-        ewt_files(cache_dir=tmp_path / "cache", search=[tmp_path / "nowhere"],
-                  url="http://127.0.0.1:9/{name}", download=False)  # fmt: skip
+        ewt_files(
+            cache_dir=tmp_path / "cache",
+            search=[tmp_path / "nowhere"],
+            url="http://127.0.0.1:9/{name}",
+            download=False,
+        )
     message = str(caught.value)
     assert "not found" in message and "could not be downloaded" not in message
     assert str(tmp_path / "nowhere") in message and "POSTAG_EWT_DIR" in message

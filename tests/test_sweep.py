@@ -29,12 +29,24 @@ def test_every_trial_has_a_nested_run_with_params_and_epoch_metrics(swept):
     (run,) = by_lr(runs, 0.005)
     params = run.data.params
     assert (params["hidden_size"], params["num_layers"], params["epochs"]) == ("24", "1", "2")
-    assert {"dataset_fingerprint", "validation_digest", "vocabulary_size", "num_classes",
-            "data.train"} <= set(params)  # fmt: skip
-    for metric in ("train_loss", "val_accuracy", "epoch_seconds", "validation_seconds",
-                   "tokens_per_second", "grad_norm_first_lstm", "grad_norm_last_lstm",
-                   "system/process_resident_megabytes",
-                   "system/process_cpu_utilization_percentage"):  # fmt: skip
+    assert {
+        "dataset_fingerprint",
+        "validation_digest",
+        "vocabulary_size",
+        "num_classes",
+        "data.train",
+    } <= set(params)
+    for metric in (
+        "train_loss",
+        "val_accuracy",
+        "epoch_seconds",
+        "validation_seconds",
+        "tokens_per_second",
+        "grad_norm_first_lstm",
+        "grad_norm_last_lstm",
+        "system/process_resident_megabytes",
+        "system/process_cpu_utilization_percentage",
+    ):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
         assert steps == [1, 2], metric
 
@@ -157,8 +169,11 @@ def test_the_sweep_records_what_mattered(swept, tmp_path):
 
 def test_importance_is_not_told_from_trials_that_all_scored_the_same(swept):
     _, runs, _, _ = swept
-    finished = [copy.deepcopy(r) for r in runs
-                if r.data.tags["role"] == "trial" and r.info.status == "FINISHED"]  # fmt: skip
+    finished = [
+        copy.deepcopy(r)
+        for r in runs
+        if r.data.tags["role"] == "trial" and r.info.status == "FINISHED"
+    ]
     for run in finished:
         run.data.metrics["best_val_accuracy"] = 0.5
     sweep = SweepConfig(name="same", space={"train.lr": [0.005, 0.002]}, baseline={})

@@ -29,42 +29,65 @@ def test_baseline_is_known_by_its_point_and_gets_its_extras():
     [
         ({"space": {"model.hiden_size": [1]}}, "unknown key 'sweep.space.model.hiden_size'"),
         ({"baseline": {"model.hidden_size": 1}}, "missing \\['train.epochs'\\]"),
-        ({"space": {"model.hidden_size": {"low": 8, "high": 64}, "train.epochs": [1]}},
-         "sweep.space.model.hidden_size: a range needs search: optuna"),
+        (
+            {"space": {"model.hidden_size": {"low": 8, "high": 64}, "train.epochs": [1]}},
+            "sweep.space.model.hidden_size: a range needs search: optuna",
+        ),
         ({"search": "random"}, "'sweep.search' must be one of 'grid', 'optuna'"),
         ({"gpus_per_trial": "half"}, "'sweep.gpus_per_trial' must be float"),
         ({"colour": 1}, "unknown key 'sweep.colour'"),
         # Every value a trial can take is checked before any trial starts.
-        ({"space": {"model.hidden_size": [64, 0], "train.epochs": [1]}},
-         "sweep.space.model.hidden_size: 'model.hidden_size' must be at least 1, got 0"),
-        ({"space": {"model.hidden_size": [64], "train.epochs": [0, 2]}},
-         "sweep.space.train.epochs: 'train.epochs' must be at least 1, got 0"),
-        ({"baseline": {**SWEEP["baseline"], "train.max_batches_per_epoch": -1}},
-         "sweep.baseline: 'train.max_batches_per_epoch' must be at least 1, got -1"),
-        ({"space": {"model.hidden_size": [], "train.epochs": [1]}},
-         "sweep.space.model.hidden_size: an axis needs at least one value"),
+        (
+            {"space": {"model.hidden_size": [64, 0], "train.epochs": [1]}},
+            "sweep.space.model.hidden_size: 'model.hidden_size' must be at least 1, got 0",
+        ),
+        (
+            {"space": {"model.hidden_size": [64], "train.epochs": [0, 2]}},
+            "sweep.space.train.epochs: 'train.epochs' must be at least 1, got 0",
+        ),
+        (
+            {"baseline": {**SWEEP["baseline"], "train.max_batches_per_epoch": -1}},
+            "sweep.baseline: 'train.max_batches_per_epoch' must be at least 1, got -1",
+        ),
+        (
+            {"space": {"model.hidden_size": [], "train.epochs": [1]}},
+            "sweep.space.model.hidden_size: an axis needs at least one value",
+        ),
         # Data is prepared once for the whole sweep: it cannot vary per trial.
-        ({"space": {**SWEEP["space"], "data.max_train_sentences": [10, 20]}},
-         "'sweep.space.data.max_train_sentences': data settings cannot vary between trials"),
-        ({"baseline": {**SWEEP["baseline"], "data.lowercase_words": True}},
-         "'sweep.baseline.data.lowercase_words': data settings cannot vary between trials"),
+        (
+            {"space": {**SWEEP["space"], "data.max_train_sentences": [10, 20]}},
+            "'sweep.space.data.max_train_sentences': data settings cannot vary between trials",
+        ),
+        (
+            {"baseline": {**SWEEP["baseline"], "data.lowercase_words": True}},
+            "'sweep.baseline.data.lowercase_words': data settings cannot vary between trials",
+        ),
         ({"max_concurrent_trials": 0}, "'sweep.max_concurrent_trials' must be at least 1, got 0"),
         ({"cpus_per_trial": 0}, "'sweep.cpus_per_trial' must be above 0"),
         ({"asha": {"reduction_factor": 1}}, "'sweep.asha.reduction_factor' must be at least 2"),
         # A baseline on a grid point would be mistaken for that trial.
-        ({"baseline": {"model.hidden_size": 64, "train.epochs": 1},
-          "space": {"model.hidden_size": [64, 128], "train.epochs": [1, 2]}},
-         "sweep.baseline: its values on the searched axes \\(model.hidden_size=64, "
-         "train.epochs=1\\) are also a point of sweep.space"),
+        (
+            {
+                "baseline": {"model.hidden_size": 64, "train.epochs": 1},
+                "space": {"model.hidden_size": [64, 128], "train.epochs": [1, 2]},
+            },
+            "sweep.baseline: its values on the searched axes \\(model.hidden_size=64, "
+            "train.epochs=1\\) are also a point of sweep.space",
+        ),
         ({"confirm": {"top_k": 2, "seeds": 1}}, "'sweep.confirm.seeds' must be at least 2, got 1"),
         ({"confirm": {"top_k": 0}}, "'sweep.confirm.top_k' must be at least 1, got 0"),
         ({"confirm": {"seed": 3}}, "unknown key 'sweep.confirm.seed'"),
         # The confirmation varies the seed itself.
-        ({"confirm": {}, "space": {**SWEEP["space"], "train.seed": [0, 1]},
-          "baseline": {**SWEEP["baseline"], "train.seed": 9}},
-         "sweep.confirm trains the best configurations with new values of train.seed"),
+        (
+            {
+                "confirm": {},
+                "space": {**SWEEP["space"], "train.seed": [0, 1]},
+                "baseline": {**SWEEP["baseline"], "train.seed": 9},
+            },
+            "sweep.confirm trains the best configurations with new values of train.seed",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_sweep_sections_fail_naming_the_key(change, message):
     with pytest.raises(ConfigError, match=message):
         build_sweep({**SWEEP, **change}, RunConfig())

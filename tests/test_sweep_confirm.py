@@ -176,8 +176,10 @@ def test_the_best_mean_beats_the_luckiest_single_run(tmp_path):
             # What the stage reads of a Tune trial: its id and its config.
             config = {"train.lr": lr, "train.seed": seed}
             trials.append(SimpleNamespace(trial_id=f"{name}{seed}", config=config))
-    chosen = [Candidate(run=runs[0], point={"train.lr": 0.005}),
-              Candidate(run=runs[2], point={"train.lr": 0.002})]  # fmt: skip
+    chosen = [
+        Candidate(run=runs[0], point={"train.lr": 0.005}),
+        Candidate(run=runs[2], point={"train.lr": 0.002}),
+    ]
     ranked = confirmed(chosen, runs, trials)
     assert [item.candidate.point["train.lr"] for item in ranked] == [0.002, 0.005]
     assert ranked[0].mean == pytest.approx(0.86) and ranked[1].mean == pytest.approx(0.85)

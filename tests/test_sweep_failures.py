@@ -101,8 +101,9 @@ def test_a_weaker_second_sweep_keeps_best_and_runs_no_more_trials_at_once_than_a
     monkeypatch.setenv("RAY_ADDRESS", "local")
     # A quarter CPU each would let all three trials run side by side on 2 cores; the sweep
     # allows one at a time, and a grid search must honour that too.
-    values = small_sweep("weaker", [1e-5, 2e-5], baseline_lr=1e-3,
-                         cpus_per_trial=0.25, max_concurrent_trials=1)  # fmt: skip
+    values = small_sweep(
+        "weaker", [1e-5, 2e-5], baseline_lr=1e-3, cpus_per_trial=0.25, max_concurrent_trials=1
+    )
     values["model"]["hidden_size"] = 8
     assert run_main(tmp_path, ewt_slice, values) == 0
     out = capsys.readouterr().out

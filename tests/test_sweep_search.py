@@ -38,7 +38,7 @@ def shrunk_search() -> dict:
             "max_concurrent_trials": 2,
             "cpus_per_trial": 1,
             "confirm": {"top_k": 1, "seeds": 2},
-        }  # fmt: skip
+        }
     )
     return values
 
@@ -86,6 +86,13 @@ def test_search_yaml_samples_with_optuna_and_registers_a_char_tagger(
     registered = mlflow.MlflowClient(uri).get_run(version.tags["run_id"])
     assert registered.data.tags["role"] == "confirmation"
     assert registered.data.params["seed"] in ("1", "2")
-    for name in ("hidden_size", "num_layers", "epochs", "lr", "char_encoder", "warmup_fraction",
-                 "char_filters"):  # fmt: skip
+    for name in (
+        "hidden_size",
+        "num_layers",
+        "epochs",
+        "lr",
+        "char_encoder",
+        "warmup_fraction",
+        "char_filters",
+    ):
         assert registered.data.params[name] == best.data.params[name], name

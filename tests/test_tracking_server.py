@@ -40,14 +40,28 @@ def login_server(tmp_path_factory):
 
 def sweep_as(user: str, password: str, server: MlflowServer, folder: Path, ewt_slice):
     config = write_experiment(folder, ewt_slice, SWEEP)
-    env = {"MLFLOW_TRACKING_URI": server.uri, "MLFLOW_TRACKING_USERNAME": user,
-           "MLFLOW_TRACKING_PASSWORD": password, "RAY_ADDRESS": "local"}  # fmt: skip
+    env = {
+        "MLFLOW_TRACKING_URI": server.uri,
+        "MLFLOW_TRACKING_USERNAME": user,
+        "MLFLOW_TRACKING_PASSWORD": password,
+        "RAY_ADDRESS": "local",
+    }
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.sweep", "--config", str(config),
-         "--storage", str(folder / "tune")],
-        env={**os.environ, **env}, cwd=folder, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.sweep",
+            "--config",
+            str(config),
+            "--storage",
+            str(folder / "tune"),
+        ],
+        env={**os.environ, **env},
+        cwd=folder,
+        capture_output=True,
+        text=True,
         timeout=420,
-    )  # fmt: skip
+    )
 
 
 def test_a_wrong_password_stops_the_sweep_before_any_trial(login_server, tmp_path, ewt_slice):
@@ -80,16 +94,29 @@ def test_a_sweep_logs_in_and_its_password_reaches_no_record(login_server, tmp_pa
 
 def test_a_new_login_server_needs_the_admin_password_from_the_environment(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.tracking_server", "--auth", "--auth-folder",
-         str(tmp_path), "--backend-store", f"sqlite:///{tmp_path / 'db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts")],
-        env={"PATH": "/usr/bin"}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pipelines.tracking_server",
+            "--auth",
+            "--auth-folder",
+            str(tmp_path),
+            "--backend-store",
+            f"sqlite:///{tmp_path / 'db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        env={"PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "set MLFLOW_AUTH_ADMIN_PASSWORD" in done.stderr
 
 
 def test_make_mlflow_server_auth_runs_the_basic_auth_app():
-    dry = subprocess.run(["make", "-n", "mlflow-server", "AUTH=1"], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    dry = subprocess.run(
+        ["make", "-n", "mlflow-server", "AUTH=1"], capture_output=True, text=True, check=True
+    )
     assert "postag mlflow-server" in dry.stdout and "--auth" in dry.stdout

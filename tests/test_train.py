@@ -267,8 +267,15 @@ def test_max_batches_per_epoch_shrinks_steps_not_shape(tiny_config):
 def test_every_model_option_trains_and_survives_a_checkpoint(tiny_config, ewt_slice, tmp_path):
     """Char encoder, dropout, residual stack, lowercased words and token-sized batches
     together; the reloaded tagger must look words up as training did to score the same."""
-    model = replace(tiny_config.model, num_layers=3, residual=True, dropout=0.2,
-                    embedding_dropout=0.1, char_dim=16, char_filters=32)  # fmt: skip
+    model = replace(
+        tiny_config.model,
+        num_layers=3,
+        residual=True,
+        dropout=0.2,
+        embedding_dropout=0.1,
+        char_dim=16,
+        char_filters=32,
+    )
     config = replace(
         tiny_config,
         data=replace(tiny_config.data, lowercase_words=True),
