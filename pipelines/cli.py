@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from postag.registry import ModelNotFound
 
 # What a shell reports for a command ended by Ctrl-C; the commands return it when stopped.
 INTERRUPTED_EXIT_CODE = 130
@@ -35,6 +39,20 @@ def fail(prog: str, error: BaseException | str, code: int, kind: str = "error") 
     """One line on stderr in place of a traceback; the exit code to return."""
     print(f"{prog}: {kind}: {error}", file=sys.stderr)
     return code
+
+
+# What to do about a model the registry lacks, by what is missing.
+ADVICE = {
+    "model": "run `make sweep` first",
+    "alias": "run `make sweep` first",
+    "version": "see the versions with `make ui`",
+}
+
+
+def not_found_message(error: ModelNotFound) -> str:
+    """The registry's complaint and what to do about it, for a command's error line."""
+    advice = ADVICE.get(error.missing)
+    return f"{error}: {advice}" if advice else str(error)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@ so that the winner is the configuration with the best mean, not the luckiest sin
 
 The stage is a second Ray Tune experiment whose trials are fixed points (a configuration
 and a seed); this file chooses the points and reads the outcome. The driver
-(pipelines/sweep.py) runs it, and pipelines/registration.py registers its winner.
+(pipelines/sweep.py) runs it, and pipelines/promotion.py registers its winner.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from pipelines.registration import best_val_accuracy, candidates
+from pipelines.promotion import best_val_accuracy, candidates
 from pipelines.search import METRIC
 from pipelines.sweep_config import SEED_KEY, ConfirmConfig, SweepConfig, fixed_point, plain_values
 from pipelines.tracking import CONFIRMATION_ROLE, TRIAL_ROLE, TRIAL_TAG

@@ -22,8 +22,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines import plots
-from pipelines.cli import command_parser
-from pipelines.registration import not_found_message
+from pipelines.cli import command_parser, not_found_message
 from pipelines.tracking import (
     BASELINE_ROLE,
     ROLE_TAG,

@@ -26,7 +26,7 @@ from optuna.distributions import (  # noqa: E402
 )
 from optuna.importance import FanovaImportanceEvaluator  # noqa: E402
 
-from pipelines.registration import candidates  # noqa: E402
+from pipelines.promotion import candidates  # noqa: E402
 from pipelines.sweep_config import Range, SweepConfig, Value  # noqa: E402
 
 TARGET = "best_val_accuracy"

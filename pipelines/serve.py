@@ -20,8 +20,7 @@ from pathlib import Path
 
 import mlflow
 
-from pipelines.cli import command_parser, fail
-from pipelines.registration import not_found_message
+from pipelines.cli import command_parser, fail, not_found_message
 from pipelines.tracking import tracking_uri
 from postag.registry import ModelNotFound, best_model_uri, find_version
 

@@ -1,5 +1,5 @@
-"""Which Tune experiment and MLflow parent run a sweep owns, kept on the driver's disk, and
-the lock that keeps a second driver of the same sweep away."""
+"""A sweep as the driver runs it; which Tune experiment and MLflow parent run it owns, kept
+on the driver's disk; and the lock that keeps a second driver of the same sweep away."""
 
 from __future__ import annotations
 
@@ -10,17 +10,43 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 from ray import tune
 
 from pipelines.sweep_config import SweepConfig
 from pipelines.tracking import SweepRecord
-from postag.config import ConfigError, to_dict
+from postag.config import ConfigError, RunConfig, to_dict
 from postag.files import write_text_atomically
+
+if TYPE_CHECKING:
+    from pipelines.sweep_clock import SweepClock
 
 # Sweep state files, and Tune's experiments unless --storage names a shared location.
 STORAGE_DIR = Path("runs/sweeps")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep as the driver runs it: its config, where its state lives, how to resume."""
+
+    config_path: Path
+    values: dict
+    run: RunConfig
+    sweep: SweepConfig
+    tune_storage: str
+    state_dir: Path
+    # Times where the sweep's time goes (make bench); None in a plain sweep.
+    clock: SweepClock | None = None
+
+    @property
+    def base(self) -> dict:
+        return {k: v for k, v in self.values.items() if k != "sweep"}
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"{self.sweep.name}.log"
 
 
 class SweepBusy(RuntimeError):

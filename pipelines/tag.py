@@ -11,8 +11,7 @@ from pathlib import Path
 
 import mlflow
 
-from pipelines.cli import command_parser
-from pipelines.registration import not_found_message
+from pipelines.cli import command_parser, not_found_message
 from pipelines.tracking import tracking_uri
 from postag.inference import retag_conllu, text_to_conllu
 from postag.readers import DataFormatError

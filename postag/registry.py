@@ -11,7 +11,6 @@ import functools
 import importlib.metadata
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -121,102 +120,6 @@ def distribution_of(module: str, providers: dict[str, list[str]]) -> str:
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-# Version tags the champion rule reads: what a version scored, and on which validation data.
-VAL_ACCURACY_TAG = "val_accuracy"
-VALIDATION_DIGEST_TAG = "validation_digest"
-
-
-@dataclass(frozen=True)
-class Champion:
-    """The version `best` points at, as the champion rule sees it."""
-
-    version: str
-    val_accuracy: float | None
-    validation_digest: str | None
-
-
-@dataclass(frozen=True)
-class Promotion:
-    """What registering a new version did to `best`, and why, in one line."""
-
-    version: str
-    moved: bool
-    reason: str
-
-
-def champion_decision(
-    current: Champion | None, val_accuracy: float, validation_digest: str, force: bool
-) -> tuple[bool, str]:
-    """(does `best` move to the newcomer, why): only a gain on the same validation data.
-
-    Accuracies measured on different dev files or tag sets do not compare, so the newcomer
-    then never takes `best` unless forced.
-    """
-    new = f"{100 * val_accuracy:.2f}%"
-    if current is None:
-        return True, f"`{BEST_ALIAS}` is new: validation accuracy {new}"
-    old = f"version {current.version}"
-    if current.val_accuracy is not None:
-        old += f" ({100 * current.val_accuracy:.2f}%)"
-    if force:
-        return True, f"`{BEST_ALIAS}` moved from {old} to {new}, as forced"
-    if current.validation_digest != validation_digest or current.val_accuracy is None:
-        return False, (
-            f"`{BEST_ALIAS}` stays at {old}: it was validated on other data (another dev "
-            f"file or tag set, or none recorded), so {new} does not compare"
-        )
-    if val_accuracy > current.val_accuracy:
-        return True, f"`{BEST_ALIAS}` moved from {old} to {new}"
-    return False, f"`{BEST_ALIAS}` stays at {old}: this sweep's best ({new}) does not beat it"
-
-
-def current_champion() -> Champion | None:
-    client = mlflow.MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
-    except MlflowException:
-        return None
-    accuracy = version.tags.get(VAL_ACCURACY_TAG)
-    return Champion(
-        version=version.version,
-        val_accuracy=float(accuracy) if accuracy is not None else None,
-        validation_digest=version.tags.get(VALIDATION_DIGEST_TAG),
-    )
-
-
-def register_candidate(
-    model_uri: str,
-    description: str,
-    tags: dict[str, str],
-    *,
-    val_accuracy: float,
-    validation_digest: str,
-    alias: str,
-    force: bool = False,
-) -> Promotion:
-    """Register `model_uri` as a new version under `alias`; it also takes `best` only by
-    the champion rule (`champion_decision`)."""
-    client = mlflow.MlflowClient()
-    champion = current_champion()
-    tags = {
-        **tags,
-        VAL_ACCURACY_TAG: f"{val_accuracy:.6f}",
-        VALIDATION_DIGEST_TAG: validation_digest,
-    }
-    version = mlflow.register_model(model_uri, REGISTERED_MODEL, tags=tags).version
-    client.update_model_version(REGISTERED_MODEL, version, description=description)
-    client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
-    moved, reason = champion_decision(champion, val_accuracy, validation_digest, force)
-    if moved:
-        client.set_registered_model_alias(REGISTERED_MODEL, BEST_ALIAS, version)
-    return Promotion(version=version, moved=moved, reason=reason)
-
-
-def alias_for(name: str) -> str:
-    """A registry alias for a sweep name (aliases take letters, digits, _ and - only)."""
-    return "sweep-" + re.sub(r"[^\w-]", "-", name)
 
 
 def best_model_uri() -> str:

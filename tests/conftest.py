@@ -16,6 +16,7 @@ import yaml
 from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from postag.registry import REGISTERED_MODEL
 from postag.sources import DataSourceError, TreebankFiles, ewt_files
 from tests.servers import start_sweep
 
@@ -149,6 +150,22 @@ def swept(ewt_slice, tmp_path_factory):
         filter_string=f"tags.mlflow.parentRunId = '{outcome['state']['parent_run_id']}'",
     )
     yield outcome, runs, client, uri
+
+
+@pytest.fixture(scope="session")
+def swept_model(swept, tmp_path_factory) -> Path:
+    """The tiny sweep's registered model as its files: a real tagger that a sweep logged."""
+    outcome, _, _, uri = swept
+    mlflow.set_tracking_uri(uri)  # the registry's too, which models:/ URIs resolve in
+    try:
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{REGISTERED_MODEL}/{outcome['version']}",
+                dst_path=str(tmp_path_factory.mktemp("registry")),
+            )
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture

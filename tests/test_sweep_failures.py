@@ -15,7 +15,7 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from pipelines import registration
+from pipelines import promotion
 from pipelines.experiment import load_sweep
 from pipelines.sweep import main
 from pipelines.sweep_state import SweepState, open_sweep_state
@@ -76,7 +76,7 @@ def test_an_exception_in_the_driver_closes_its_runs_and_the_rerun_registers(
         raise MlflowException("the model registry is unavailable")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(registration, "register_candidate", registry_down)
+        patch.setattr(promotion, "register_candidate", registry_down)
         assert run_main(tmp_path, ewt_slice, values) == 1
     err = capsys.readouterr().err
     assert "failed: MlflowException: the model registry is unavailable" in err

@@ -1,0 +1,148 @@
+"""The end of a sweep: the winner registered, tested from the registry, what mattered, the
+parent run closed with the trial table, and the console's last word."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Run
+
+from pipelines.confirm import Confirmed, confirmation_markdown
+from pipelines.console import say
+from pipelines.evaluate import Evaluated, evaluate_model
+from pipelines.importance import (
+    Importance,
+    importance_figures,
+    importance_markdown,
+    parameter_importance,
+)
+from pipelines.promotion import Registered, SweepFailed, register
+from pipelines.sweep_config import SweepConfig
+from pipelines.sweep_state import Sweep, SweepState, mark_finished
+from pipelines.tracking import ROLE_TAG, TRIAL_ROLE, SweepRecord, compare_runs_url
+from postag import dataset as datasets
+
+
+def conclude(
+    job: Sweep, state: SweepState, confirmation: list[Confirmed] | None, force_best: bool
+) -> dict:
+    """Register the winner, test it, say what mattered, and close the parent run."""
+    record = state.record()
+    runs = record.trial_runs()
+    try:
+        registered = register(job, runs, confirmation, force_best)
+    except SweepFailed:
+        mark_finished(state, job.state_dir, job.sweep)  # nothing to resume
+        raise
+    for item in confirmation or []:
+        record.log_confirmation(item.candidate.run.info.run_id, item.mean, item.sd, item.runs)
+    tested = evaluate_version(job, registered)
+    importance, why = parameter_importance(runs, job.sweep)
+    finish_record(record, runs, job.sweep, registered, tested, importance, why, confirmation)
+    state = mark_finished(state, job.state_dir, job.sweep)
+    say_end(job, state, runs, registered, findings(tested, importance, why, confirmation))
+    return {
+        "state": asdict(state),
+        "version": registered.version,
+        "registered": registered,
+        "confirmation": confirmation,
+        "interrupted": False,
+    }
+
+
+def evaluate_version(job: Sweep, registered: Registered) -> Evaluated | None:
+    """The new version on the data's test file, logged as an evaluation run nested under its
+    trial, so that its registry page shows test accuracy beside validation accuracy."""
+    test = datasets.source_files(job.run.data).get("test")
+    if test is None:
+        return None
+    data = job.run.data
+    return evaluate_model(registered.version_uri, test, data.format, data.tag_column, None)
+
+
+def finish_record(
+    record: SweepRecord,
+    runs: list[Run],
+    sweep: SweepConfig,
+    registered: Registered,
+    tested: Evaluated | None,
+    importance: Importance | None,
+    why: str,
+    confirmation: list[Confirmed] | None,
+) -> None:
+    """Close the parent run with the trial table, what mattered and the winner's figures."""
+    parts = [trial_table(runs), importance_markdown(importance, why)]
+    metrics = importance.metrics() if importance else {}
+    if confirmation:
+        parts.insert(1, confirmation_markdown(confirmation))
+        metrics.update(confirmed_val_mean=confirmation[0].mean, confirmed_val_sd=confirmation[0].sd)
+    summary = "\n\n".join(parts) + "\n"
+    if tested is not None:
+        metrics["test_token_accuracy"] = tested.report.token_accuracy
+    with tempfile.TemporaryDirectory() as folder:
+        figures = importance_figures(runs, sweep, Path(folder)) if importance else []
+        record.finish(
+            summary, registered.winner, registered.version, registered.reason, metrics, figures
+        )
+
+
+def say_end(
+    job: Sweep, state: SweepState, runs: list[Run], registered: Registered, findings: list[str]
+) -> None:
+    uri = mlflow.get_tracking_uri()
+    # The searched trials only: the baseline's own overrides would otherwise be among the
+    # parameters that differ, which the compare view plots first.
+    run_ids = [run.info.run_id for run in runs if run.data.tags.get(ROLE_TAG) == TRIAL_ROLE]
+    say(
+        f"\n{trial_table(runs)}\n\n"
+        f"sweep '{job.sweep.name}' done: registered version {registered.version} as "
+        f"{registered.uri}; {registered.reason}\n"
+        + "".join(f"  {line}\n" for line in findings)
+        + f"  compare its runs: {compare_runs_url(uri, state.experiment_id, run_ids)}\n"
+        f"  then: make evaluate BEST, or make serve to tag over HTTP"
+    )
+
+
+def findings(
+    tested: Evaluated | None,
+    importance: Importance | None,
+    why: str,
+    confirmation: list[Confirmed] | None,
+) -> list[str]:
+    """What the seeds confirmed, the winner's test accuracy and what mattered, a line each."""
+    lines = []
+    for rank, item in enumerate(confirmation or []):
+        lines.append(f"{'confirmed' if rank == 0 else '         '} {item.line()}")
+    if tested is not None:
+        lines.append(
+            f"test accuracy of version {tested.version.version}: "
+            f"{100 * tested.report.token_accuracy:.2f}% on {tested.data.name}"
+        )
+    lines.append(f"what mattered (fANOVA): {importance.line() if importance else why}")
+    return lines
+
+
+def trial_table(runs: list[Run]) -> str:
+    """A Markdown table of the sweep's runs, best first, the baseline marked."""
+    rows = sorted(runs, key=lambda run: -run.data.metrics.get("best_val_accuracy", -1.0))
+    lines = [
+        "| run | hidden | layers | epochs | status | best val acc "
+        "| grad norm first / last LSTM layer |",
+        "| --- | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    for run in rows:
+        p, m = run.data.params, run.data.metrics
+        accuracy = f"{100 * m['best_val_accuracy']:.2f}%" if "best_val_accuracy" in m else "-"
+        grads = (
+            f"{m['grad_norm_first_lstm']:.2e} / {m['grad_norm_last_lstm']:.2e}"
+            if "grad_norm_first_lstm" in m
+            else "-"
+        )
+        lines.append(
+            f"| {run.info.run_name} | {p.get('hidden_size')} | {p.get('num_layers')} "
+            f"| {p.get('epochs')} | {run.info.status} | {accuracy} | {grads} |"
+        )
+    return "\n".join(lines)
