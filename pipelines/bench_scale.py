@@ -24,7 +24,8 @@ from ray.cluster_utils import Cluster
 
 from pipelines.cli import command_parser
 from pipelines.experiment import SCALE_EXPERIMENT, load_sweep
-from pipelines.tracking import EXPERIMENT_NAME, FINISHED, ROLE_TAG, SWEEP_ROLE
+from pipelines.runs import FINISHED, ROLE_TAG, SWEEP_ROLE
+from pipelines.tracking import EXPERIMENT_NAME
 from pipelines.trial import NODE_KEY
 
 

@@ -8,7 +8,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Run
 
 from pipelines.confirm import Confirmed, confirmation_markdown
 from pipelines.console import say
@@ -20,9 +19,10 @@ from pipelines.importance import (
     parameter_importance,
 )
 from pipelines.promotion import Registered, SweepFailed, register
+from pipelines.runs import TRIAL_ROLE, TrialRun
 from pipelines.sweep_config import SweepConfig
 from pipelines.sweep_state import Sweep, SweepState, mark_finished
-from pipelines.tracking import ROLE_TAG, TRIAL_ROLE, SweepRecord, compare_runs_url
+from pipelines.tracking import SweepRecord, compare_runs_url
 from postag import dataset as datasets
 
 
@@ -38,7 +38,7 @@ def conclude(
         mark_finished(state, job.state_dir, job.sweep)  # nothing to resume
         raise
     for item in confirmation or []:
-        record.log_confirmation(item.candidate.run.info.run_id, item.mean, item.sd, item.runs)
+        record.log_confirmation(item.candidate.run.run_id, item.mean, item.sd, item.runs)
     tested = evaluate_version(job, registered)
     importance, why = parameter_importance(runs, job.sweep)
     finish_record(record, runs, job.sweep, registered, tested, importance, why, confirmation)
@@ -65,7 +65,7 @@ def evaluate_version(job: Sweep, registered: Registered) -> Evaluated | None:
 
 def finish_record(
     record: SweepRecord,
-    runs: list[Run],
+    runs: list[TrialRun],
     sweep: SweepConfig,
     registered: Registered,
     tested: Evaluated | None,
@@ -90,12 +90,12 @@ def finish_record(
 
 
 def say_end(
-    job: Sweep, state: SweepState, runs: list[Run], registered: Registered, findings: list[str]
+    job: Sweep, state: SweepState, runs: list[TrialRun], registered: Registered, findings: list[str]
 ) -> None:
     uri = mlflow.get_tracking_uri()
     # The searched trials only: the baseline's own overrides would otherwise be among the
     # parameters that differ, which the compare view plots first.
-    run_ids = [run.info.run_id for run in runs if run.data.tags.get(ROLE_TAG) == TRIAL_ROLE]
+    run_ids = [run.run_id for run in runs if run.role == TRIAL_ROLE]
     say(
         f"\n{trial_table(runs)}\n\n"
         f"sweep '{job.sweep.name}' done: registered version {registered.version} as "
@@ -125,24 +125,30 @@ def findings(
     return lines
 
 
-def trial_table(runs: list[Run]) -> str:
+def trial_table(runs: list[TrialRun]) -> str:
     """A Markdown table of the sweep's runs, best first, the baseline marked."""
-    rows = sorted(runs, key=lambda run: -run.data.metrics.get("best_val_accuracy", -1.0))
+
+    def rank(run: TrialRun) -> float:
+        return 1.0 if run.best_val_accuracy is None else -run.best_val_accuracy
+
+    rows = sorted(runs, key=rank)
     lines = [
         "| run | hidden | layers | epochs | status | best val acc "
         "| grad norm first / last LSTM layer |",
         "| --- | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for run in rows:
-        p, m = run.data.params, run.data.metrics
-        accuracy = f"{100 * m['best_val_accuracy']:.2f}%" if "best_val_accuracy" in m else "-"
+        m = run.metrics
+        accuracy = (
+            f"{100 * run.best_val_accuracy:.2f}%" if run.best_val_accuracy is not None else "-"
+        )
         grads = (
             f"{m['grad_norm_first_lstm']:.2e} / {m['grad_norm_last_lstm']:.2e}"
             if "grad_norm_first_lstm" in m
             else "-"
         )
         lines.append(
-            f"| {run.info.run_name} | {p.get('hidden_size')} | {p.get('num_layers')} "
-            f"| {p.get('epochs')} | {run.info.status} | {accuracy} | {grads} |"
+            f"| {run.name} | {run.value('model.hidden_size')} | {run.value('model.num_layers')} "
+            f"| {run.value('train.epochs')} | {run.status} | {accuracy} | {grads} |"
         )
     return "\n".join(lines)

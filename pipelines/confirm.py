@@ -12,16 +12,15 @@ import json
 import statistics
 from dataclasses import dataclass
 
-from mlflow.entities import Run
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from pipelines.promotion import best_val_accuracy, candidates
+from pipelines.runs import CONFIRMATION_ROLE, TRIAL_ROLE, TrialRun
 from pipelines.search import METRIC
 from pipelines.sweep_config import SEED_KEY, ConfirmConfig, SweepConfig, fixed_point, plain_values
-from pipelines.tracking import CONFIRMATION_ROLE, TRIAL_ROLE, TRIAL_TAG
 from pipelines.trial_logger import trial_name
 
 
@@ -35,11 +34,11 @@ def point_key(point: dict) -> str:
 class Candidate:
     """A search trial the confirmation stage trains again."""
 
-    run: Run
+    run: TrialRun
     point: dict  # its searched values, as Tune gave them to the trial
 
 
-def top_candidates(runs: list[Run], trials: list[Trial], top_k: int) -> list[Candidate]:
+def top_candidates(runs: list[TrialRun], trials: list[Trial], top_k: int) -> list[Candidate]:
     """The `top_k` best distinct configurations of the search, best first.
 
     Ranked by best validation accuracy among finished non-baseline trials; a configuration
@@ -48,7 +47,7 @@ def top_candidates(runs: list[Run], trials: list[Trial], top_k: int) -> list[Can
     points = {trial.trial_id: trial.config for trial in trials}
     chosen: dict[str, Candidate] = {}
     for run in sorted(candidates(runs, TRIAL_ROLE), key=best_val_accuracy, reverse=True):
-        point = points.get(run.data.tags.get(TRIAL_TAG, ""))
+        point = points.get(run.trial_id or "")
         if point is not None and point_key(point) not in chosen:
             chosen[point_key(point)] = Candidate(run, point)
     return list(chosen.values())[:top_k]
@@ -97,7 +96,7 @@ class Confirmed:
     """One configuration's seed runs and what they agree on."""
 
     candidate: Candidate
-    runs: list[Run]  # its finished seed runs
+    runs: list[TrialRun]  # its finished seed runs
 
     @property
     def accuracies(self) -> list[float]:
@@ -113,7 +112,7 @@ class Confirmed:
         return statistics.stdev(self.accuracies) if len(self.runs) > 1 else 0.0
 
     @property
-    def best_run(self) -> Run:
+    def best_run(self) -> TrialRun:
         """The seed run whose model is registered if this configuration wins."""
         return max(self.runs, key=best_val_accuracy)
 
@@ -127,13 +126,15 @@ class Confirmed:
         )
 
 
-def confirmed(chosen: list[Candidate], runs: list[Run], trials: list[Trial]) -> list[Confirmed]:
+def confirmed(
+    chosen: list[Candidate], runs: list[TrialRun], trials: list[Trial]
+) -> list[Confirmed]:
     """Each chosen configuration with its finished seed runs, best mean first; one whose
     seeds all failed is left out (the trial table shows its runs as FAILED)."""
     points = {trial.trial_id: trial.config for trial in trials}
-    by_point: dict[str, list[Run]] = {}
+    by_point: dict[str, list[TrialRun]] = {}
     for run in candidates(runs, CONFIRMATION_ROLE):
-        point = points.get(run.data.tags.get(TRIAL_TAG, ""))
+        point = points.get(run.trial_id or "")
         if point is not None:
             by_point.setdefault(point_key(point), []).append(run)
     outcome = [
@@ -153,7 +154,7 @@ def confirmation_markdown(outcome: list[Confirmed]) -> str:
         "| --- | ---: | ---: | ---: | --- |",
     ]
     for item in outcome:
-        names = ", ".join(run.info.run_name for run in item.runs)
+        names = ", ".join(run.name for run in item.runs)
         lines.append(
             f"| {item.name} | {len(item.runs)} | {100 * item.mean:.2f}% "
             f"| {100 * item.sd:.2f} | {names} |"

@@ -19,6 +19,8 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from tqdm import tqdm
 
+from pipelines.runs import BEST_VAL_ACCURACY
+
 # Libraries whose loggers print to the console unless told otherwise; py.warnings holds
 # the warnings module's messages once logging captures them, and urllib3 says each retry
 # of MLflow's HTTP client (a tracking server restarting).
@@ -127,7 +129,7 @@ class SweepProgress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial: Trial, **info):
         result = trial.last_result or {}
-        accuracy = result.get("best_val_accuracy")
+        accuracy = result.get(BEST_VAL_ACCURACY)
         figure = f"best val {100 * accuracy:.2f}%" if accuracy is not None else "no result"
         self._concluded(trials, trial, figure)
 
@@ -172,9 +174,9 @@ class SweepProgress(Callback):
 
     def _summary(self, trials: list[Trial], counts: dict[str, int]) -> str:
         scores = [
-            t.last_result["best_val_accuracy"]
+            t.last_result[BEST_VAL_ACCURACY]
             for t in trials
-            if not self.is_baseline(t.config) and "best_val_accuracy" in (t.last_result or {})
+            if not self.is_baseline(t.config) and BEST_VAL_ACCURACY in (t.last_result or {})
         ]
         best = f"best val {100 * max(scores):.2f}%" if scores else "no result yet"
         elapsed = time.monotonic() - self.started

@@ -23,9 +23,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines import plots
 from pipelines.cli import command_parser, not_found_message
+from pipelines.runs import BASELINE_ROLE, read_trial_runs
 from pipelines.tracking import (
-    BASELINE_ROLE,
-    ROLE_TAG,
     DataInput,
     child_runs,
     log_evaluation,
@@ -135,28 +134,26 @@ def sweep_trials(version: ModelVersion | None) -> list[plots.TrialCurves]:
     if parent is None:
         return []
     trials = []
-    for child in child_runs(run.info.experiment_id, parent):
+    for child in read_trial_runs(child_runs(run.info.experiment_id, parent)):
         history = {
             key: [
                 m.value
-                for m in sorted(
-                    client.get_metric_history(child.info.run_id, key), key=lambda m: m.step
-                )
+                for m in sorted(client.get_metric_history(child.run_id, key), key=lambda m: m.step)
             ]
             for key in ("val_accuracy", "grad_norm_first_lstm", "grad_norm_last_lstm")
         }
         if not history["val_accuracy"]:
             continue
-        p = child.data.params
-        baseline = child.data.tags.get(ROLE_TAG) == BASELINE_ROLE
+        hidden, layers = child.value("model.hidden_size"), child.value("model.num_layers")
+        baseline = child.role == BASELINE_ROLE
         trials.append(
             plots.TrialCurves(
-                label=f"{'baseline ' if baseline else ''}h{p['hidden_size']} x "
-                f"{p['num_layers']} layer{'' if p['num_layers'] == '1' else 's'}, {p['epochs']} ep",
-                hidden_size=int(p["hidden_size"]),
-                num_layers=int(p["num_layers"]),
+                label=f"{'baseline ' if baseline else ''}h{hidden} x {layers} "
+                f"layer{'' if layers == '1' else 's'}, {child.value('train.epochs')} ep",
+                hidden_size=int(hidden),
+                num_layers=int(layers),
                 baseline=baseline,
-                best_val_accuracy=child.data.metrics.get("best_val_accuracy"),
+                best_val_accuracy=child.best_val_accuracy,
                 val_accuracy=history["val_accuracy"],
                 grad_norm_first=history["grad_norm_first_lstm"],
                 grad_norm_last=history["grad_norm_last_lstm"],

@@ -17,7 +17,6 @@ matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
-from mlflow.entities import Run  # noqa: E402
 from optuna.distributions import (  # noqa: E402
     BaseDistribution,
     CategoricalDistribution,
@@ -26,10 +25,10 @@ from optuna.distributions import (  # noqa: E402
 )
 from optuna.importance import FanovaImportanceEvaluator  # noqa: E402
 
-from pipelines.promotion import candidates  # noqa: E402
+from pipelines.promotion import best_val_accuracy, candidates  # noqa: E402
+from pipelines.runs import TrialRun  # noqa: E402
 from pipelines.sweep_config import Range, SweepConfig, Value  # noqa: E402
 
-TARGET = "best_val_accuracy"
 # fANOVA fits a random forest: a fixed seed gives the same figures for the same trials.
 FANOVA_SEED = 0
 IMPORTANCE_PNG = "param_importance.png"
@@ -78,10 +77,9 @@ def distribution(axis: list[Value] | Range) -> BaseDistribution:
     return CategoricalDistribution(tuple(axis))
 
 
-def trial_value(run: Run, dotted: str, dist: BaseDistribution) -> Value:
+def trial_value(run: TrialRun, dotted: str, dist: BaseDistribution) -> Value:
     """The value a run's parameters hold for axis `dotted` (params are logged as text)."""
-    section, _, name = dotted.partition(".")
-    text = run.data.params[f"data.{name}" if section == "data" else name]
+    text = run.value(dotted)
     if isinstance(dist, IntDistribution):
         return int(text)
     if isinstance(dist, FloatDistribution):
@@ -101,7 +99,7 @@ def varied_axes(sweep: SweepConfig) -> dict[str, tuple[str, BaseDistribution]]:
     return varied
 
 
-def study_of(runs: list[Run], sweep: SweepConfig) -> optuna.Study:
+def study_of(runs: list[TrialRun], sweep: SweepConfig) -> optuna.Study:
     """An Optuna study holding the sweep's finished, non-baseline trials."""
     axes = varied_axes(sweep)
     study = optuna.create_study(direction="maximize")
@@ -111,13 +109,13 @@ def study_of(runs: list[Run], sweep: SweepConfig) -> optuna.Study:
             optuna.trial.create_trial(
                 params=params,
                 distributions={name: dist for name, (_, dist) in axes.items()},
-                value=run.data.metrics[TARGET],
+                value=best_val_accuracy(run),
             )
         )
     return study
 
 
-def parameter_importance(runs: list[Run], sweep: SweepConfig) -> tuple[Importance | None, str]:
+def parameter_importance(runs: list[TrialRun], sweep: SweepConfig) -> tuple[Importance | None, str]:
     """fANOVA importance of the searched axes, or None and why it cannot be told."""
     if not varied_axes(sweep):
         return None, "no axis took more than one value"
@@ -134,7 +132,7 @@ def parameter_importance(runs: list[Run], sweep: SweepConfig) -> tuple[Importanc
     return Importance(dict(shares), len(study.trials)), ""
 
 
-def importance_figures(runs: list[Run], sweep: SweepConfig, folder: Path) -> list[Path]:
+def importance_figures(runs: list[TrialRun], sweep: SweepConfig, folder: Path) -> list[Path]:
     """The importance bar chart and the axes-against-accuracy parallel coordinates."""
     study = study_of(runs, sweep)
     target = "best validation accuracy"

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import mlflow
-from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from pipelines.runs import FAILED, TRIAL_ROLE, TrialRun
 from pipelines.sweep_config import SweepConfig
 from pipelines.sweep_state import Sweep
-from pipelines.tracking import FAILED, FINISHED, MODEL_URI_TAG, ROLE_TAG, TRIAL_ROLE
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL
 
 if TYPE_CHECKING:
@@ -127,7 +126,7 @@ class SweepFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Registered:
-    winner: Run
+    winner: TrialRun
     version: str
     alias: str
     # One line: did `best` move, and why.
@@ -142,24 +141,20 @@ class Registered:
         return f"models:/{REGISTERED_MODEL}/{self.version}"
 
 
-def best_val_accuracy(run: Run) -> float:
-    return run.data.metrics["best_val_accuracy"]
+def best_val_accuracy(run: TrialRun) -> float:
+    assert run.best_val_accuracy is not None, run.run_id
+    return run.best_val_accuracy
 
 
-def candidates(runs: list[Run], role: str = TRIAL_ROLE) -> list[Run]:
+def candidates(runs: list[TrialRun], role: str = TRIAL_ROLE) -> list[TrialRun]:
     """Finished runs of `role` (search trials by default, never the baseline) that logged
     a model and a best validation accuracy."""
-    return [
-        run
-        for run in runs
-        if run.data.tags.get(ROLE_TAG) == role
-        and run.info.status == FINISHED
-        and MODEL_URI_TAG in run.data.tags
-        and "best_val_accuracy" in run.data.metrics
-    ]
+    return [run for run in runs if run.is_candidate(role)]
 
 
-def register_winner(runs: list[Run], sweep: SweepConfig, source: str, force: bool) -> Registered:
+def register_winner(
+    runs: list[TrialRun], sweep: SweepConfig, source: str, force: bool
+) -> Registered:
     """Register the candidate with the highest best_val_accuracy as a new version.
 
     It always gets the sweep's own alias; `best` follows the champion rule
@@ -174,8 +169,8 @@ def register_winner(runs: list[Run], sweep: SweepConfig, source: str, force: boo
 
 
 def register_confirmed(
-    winner: Run,
-    seeds: list[Run],
+    winner: TrialRun,
+    seeds: list[TrialRun],
     mean: float,
     sd: float,
     sweep: SweepConfig,
@@ -188,30 +183,29 @@ def register_confirmed(
     description = (
         f"Best mean of sweep '{sweep.name}' ({source}) over {len(seeds)} seeds: validation "
         f"accuracy {100 * mean:.2f}% ± {100 * sd:.2f} (runs "
-        f"{', '.join(run.info.run_id for run in seeds)}). This version is the best of them, "
+        f"{', '.join(run.run_id for run in seeds)}). This version is the best of them, "
         f"{run_summary(winner)}."
     )
     tags = {
         "val_mean": f"{mean:.6f}",
         "val_sd": f"{sd:.6f}",
-        "seeds": ",".join(run.data.params["seed"] for run in seeds),
-        "seed_run_ids": ",".join(run.info.run_id for run in seeds),
+        "seeds": ",".join(run.seed for run in seeds),
+        "seed_run_ids": ",".join(run.run_id for run in seeds),
     }
     return register_run(winner, description, tags, mean, sweep, force)
 
 
-def run_summary(run: Run) -> str:
-    params, metrics = run.data.params, run.data.metrics
+def run_summary(run: TrialRun) -> str:
     return (
-        f"run {run.info.run_id}: hidden_size {params['hidden_size']}, num_layers "
-        f"{params['num_layers']}, epochs {params['epochs']}, seed {params['seed']}; best "
-        f"validation accuracy {100 * metrics['best_val_accuracy']:.2f}% at epoch "
-        f"{int(metrics['best_epoch'])}"
+        f"run {run.run_id}: hidden_size {run.value('model.hidden_size')}, num_layers "
+        f"{run.value('model.num_layers')}, epochs {run.value('train.epochs')}, seed "
+        f"{run.seed}; best validation accuracy {100 * best_val_accuracy(run):.2f}% at epoch "
+        f"{run.best_epoch}"
     )
 
 
 def register_run(
-    run: Run,
+    run: TrialRun,
     description: str,
     tags: dict[str, str],
     val_accuracy: float,
@@ -222,20 +216,20 @@ def register_run(
     (champion_decision) on `val_accuracy` unless `force`."""
     alias = alias_for(sweep.name)
     promotion = register_candidate(
-        run.data.tags[MODEL_URI_TAG],
+        run.model_uri,
         description,
-        tags={"sweep": sweep.name, "run_id": run.info.run_id, **tags},
+        tags={"sweep": sweep.name, "run_id": run.run_id, **tags},
         val_accuracy=val_accuracy,
-        validation_digest=run.data.params["validation_digest"],
+        validation_digest=run.validation_digest,
         alias=alias,
         force=force,
     )
     return Registered(run, promotion.version, alias, promotion.reason)
 
 
-def nothing_to_register(runs: list[Run], sweep: SweepConfig) -> str:
-    failed = [run for run in runs if run.info.status == FAILED]
-    last_error = next((r.data.tags["error"] for r in failed if "error" in r.data.tags), "")
+def nothing_to_register(runs: list[TrialRun], sweep: SweepConfig) -> str:
+    failed = [run for run in runs if run.status == FAILED]
+    last_error = next((r.error for r in failed if r.error is not None), "")
     return (
         f"sweep '{sweep.name}': no trial finished with a model to register "
         f"({len(failed)} of {len(runs)} failed); the last lines of one error:\n"
@@ -244,7 +238,7 @@ def nothing_to_register(runs: list[Run], sweep: SweepConfig) -> str:
 
 
 def register(
-    job: Sweep, runs: list[Run], confirmation: list[Confirmed] | None, force_best: bool
+    job: Sweep, runs: list[TrialRun], confirmation: list[Confirmed] | None, force_best: bool
 ) -> Registered:
     """The search's best run, or with a confirmation stage the best of the configuration
     with the best mean over seeds."""

@@ -29,10 +29,11 @@ from pipelines.confirm import (
     seed_points,
 )
 from pipelines.console import SweepProgress, say
+from pipelines.runs import CONFIRMATION_ROLE, TRIAL_ROLE
 from pipelines.search import param_space, tune_config
 from pipelines.sweep_config import SweepConfig
 from pipelines.sweep_state import Sweep, SweepState
-from pipelines.tracking import CONFIRMATION_ROLE, TRIAL_ROLE, ui_base, without_credentials
+from pipelines.tracking import ui_base, without_credentials
 from pipelines.trial import train_trial, trial_run_config
 from pipelines.trial_logger import MlflowTrials, trial_name
 from postag.dataset import PreparedDataset

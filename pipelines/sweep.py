@@ -41,6 +41,7 @@ from pipelines.probe import (
     probe_tracking_server,
 )
 from pipelines.promotion import SweepFailed, nothing_to_register
+from pipelines.runs import FAILED, KILLED
 from pipelines.stages import (
     Stage,
     confirmation_stage,
@@ -62,7 +63,7 @@ from pipelines.sweep_state import (
     start_confirmation,
     sweep_storage,
 )
-from pipelines.tracking import FAILED, KILLED, ensure_experiment, tracking_uri, training_inputs
+from pipelines.tracking import ensure_experiment, tracking_uri, training_inputs
 from postag import dataset as datasets
 from postag.config import ConfigError
 from postag.dataset import PreparedDataset

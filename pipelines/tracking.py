@@ -18,9 +18,27 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import mlflow
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunStatus, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from pipelines.runs import (
+    BEST_EPOCH,
+    BEST_VAL_ACCURACY,
+    ERROR_TAG,
+    EVALUATION_ROLE,
+    FAILED,
+    FINISHED,
+    KILLED,
+    MODEL_URI_TAG,
+    ROLE_TAG,
+    RUNNING,
+    SWEEP_ROLE,
+    TRIAL_TAG,
+    VALIDATION_DIGEST_PARAM,
+    TrialRun,
+    param_name,
+    read_trial_runs,
+)
 from postag.checkpoint import save_checkpoint
 from postag.config import RunConfig, to_dict
 from postag.dataset import PreparedDataset, SourceFile
@@ -34,24 +52,10 @@ EXPERIMENT_NAME = "postag"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 SQLITE_PREFIX = "sqlite:///"
-# What a run is, in the tag ROLE_TAG.
-ROLE_TAG = "role"
-SWEEP_ROLE = "sweep"
-TRIAL_ROLE = "trial"
-BASELINE_ROLE = "deep-baseline"
-# A search configuration trained again with another seed (the sweep's confirmation stage).
-CONFIRMATION_ROLE = "confirmation"
-EVALUATION_ROLE = "evaluation"
-TRIAL_TAG = "ray_trial_id"
-MODEL_URI_TAG = "model_uri"
 # The end of an error trace kept in a tag (MLflow caps tag values); error.txt keeps it all.
 ERROR_TAG_CHARS = 5000
 # Far above any sweep here (the full seed study holds 37 trials).
 MAX_CHILD_RUNS = 1000
-FINISHED = RunStatus.to_string(RunStatus.FINISHED)
-FAILED = RunStatus.to_string(RunStatus.FAILED)
-KILLED = RunStatus.to_string(RunStatus.KILLED)
-RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 
 
 # Where runs go ---------------------------------------------------------------------------
@@ -225,8 +229,9 @@ class SweepRecord:
         client.log_batch(record.parent_run_id, params=params)
         return record
 
-    def trial_runs(self) -> list[Run]:
-        return child_runs(self.experiment_id, self.parent_run_id)
+    def trial_runs(self) -> list[TrialRun]:
+        """The sweep's trial and baseline runs, read once each."""
+        return read_trial_runs(child_runs(self.experiment_id, self.parent_run_id))
 
     def log_data(self, inputs: Iterable[DataInput]) -> None:
         """The data every trial of the sweep trains and validates on."""
@@ -238,10 +243,10 @@ class SweepRecord:
     def stop(self, status: str, error: str | None = None) -> None:
         """Close every open run: trials KILLED, the parent `status` (unless already closed)."""
         for run in self.trial_runs():
-            if run.info.status == RUNNING:
-                self.client.set_terminated(run.info.run_id, KILLED)
+            if run.status == RUNNING:
+                self.client.set_terminated(run.run_id, KILLED)
         if error is not None:
-            self.client.set_tag(self.parent_run_id, "error", error[:ERROR_TAG_CHARS])
+            self.client.set_tag(self.parent_run_id, ERROR_TAG, error[:ERROR_TAG_CHARS])
         if self.client.get_run(self.parent_run_id).info.status == RUNNING:
             self.client.set_terminated(self.parent_run_id, status)
 
@@ -250,16 +255,16 @@ class SweepRecord:
         self.stop(KILLED)
         self.client.set_tag(self.parent_run_id, "abandoned", why)
 
-    def log_confirmation(self, run_id: str, mean: float, sd: float, seeds: list[Run]) -> None:
+    def log_confirmation(self, run_id: str, mean: float, sd: float, seeds: list[TrialRun]) -> None:
         """On a search trial's run: what its configuration scored again over `seeds` runs."""
         self.client.log_metric(run_id, "confirmed_val_mean", mean)
         self.client.log_metric(run_id, "confirmed_val_sd", sd)
-        self.client.set_tag(run_id, "confirmation_runs", ",".join(r.info.run_id for r in seeds))
+        self.client.set_tag(run_id, "confirmation_runs", ",".join(r.run_id for r in seeds))
 
     def finish(
         self,
         summary: str,
-        winner: Run,
+        winner: TrialRun,
         version: str,
         promotion: str,
         metrics: dict[str, float],
@@ -269,11 +274,11 @@ class SweepRecord:
         self.client.log_text(self.parent_run_id, summary, "trials.md")
         for path in figures:
             self.client.log_artifact(self.parent_run_id, str(path))
-        metrics = {"best_val_accuracy": winner.data.metrics["best_val_accuracy"], **metrics}
+        metrics = {BEST_VAL_ACCURACY: winner.best_val_accuracy, **metrics}
         for key, value in metrics.items():
             self.client.log_metric(self.parent_run_id, key, value)
         for key, value in (
-            ("best_run_id", winner.info.run_id),
+            ("best_run_id", winner.run_id),
             ("registered_version", version),
             ("best_alias", promotion),
         ):
@@ -287,14 +292,18 @@ class SweepRecord:
 def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
     """Every config field, model and train fields by their own name, plus the dataset's."""
     values = to_dict(config)
-    params = {f"data.{k}": v for k, v in values["data"].items()}
-    params.update(values["model"])
-    params.update(values["train"])
+    params = {
+        param_name(f"{section}.{name}"): value
+        for section in ("data", "model", "train")
+        for name, value in values[section].items()
+    }
     params.update(
-        dataset_fingerprint=dataset.fingerprint,
-        validation_digest=dataset.validation_digest,
-        vocabulary_size=len(dataset.words),
-        num_classes=dataset.num_classes,
+        {
+            "dataset_fingerprint": dataset.fingerprint,
+            VALIDATION_DIGEST_PARAM: dataset.validation_digest,
+            "vocabulary_size": len(dataset.words),
+            "num_classes": dataset.num_classes,
+        }
     )
     return {k: str(v) for k, v in params.items()}
 
@@ -393,12 +402,12 @@ class TrialRecords:
             dev = training_inputs(model.dataset)["dev"]
             link = dict(model_id=info.model_id, dataset_name=dev.name, dataset_digest=dev.digest)
         if best is not None:
-            for key in ("best_val_accuracy", "best_epoch"):
+            for key in (BEST_VAL_ACCURACY, BEST_EPOCH):
                 self.client.log_metric(run_id, key, float(best[key]), **link)
         self.client.set_terminated(run_id, FINISHED)
 
     def fail(self, run_id: str, error: str) -> None:
-        self.client.set_tag(run_id, "error", error[-ERROR_TAG_CHARS:])
+        self.client.set_tag(run_id, ERROR_TAG, error[-ERROR_TAG_CHARS:])
         self.client.log_text(run_id, error, "error.txt")
         self.client.set_terminated(run_id, FAILED)
 
@@ -435,7 +444,7 @@ def log_evaluation(
     A registered version's evaluation is nested under the run that trained it, its figures
     linked to the logged model and the test data, and the version links back to it.
     """
-    tags = {ROLE_TAG: EVALUATION_ROLE, "model_uri": model_uri, "data": str(test.path)}
+    tags = {ROLE_TAG: EVALUATION_ROLE, MODEL_URI_TAG: model_uri, "data": str(test.path)}
     experiment_id, parent, model_id = ensure_experiment(), None, None
     if version is not None:
         tags.update(registered_model=version.name, registered_model_version=version.version)

@@ -19,6 +19,7 @@ import torch
 from ray import tune
 
 from pipelines.experiment import run_config_from
+from pipelines.runs import BEST_EPOCH, BEST_VAL_ACCURACY
 from pipelines.sweep_config import SweepConfig, plain_values
 from postag import dataset as datasets
 from postag.config import RunConfig, apply_values
@@ -112,8 +113,8 @@ def train_trial(
                     "epoch": result.epoch,
                     **result.metrics(),
                     **system,
-                    "best_val_accuracy": state.best_val_accuracy,
-                    "best_epoch": state.best_epoch,
+                    BEST_VAL_ACCURACY: state.best_val_accuracy,
+                    BEST_EPOCH: state.best_epoch,
                     RESUMED_KEY: resumed_from_epoch,
                     NODE_KEY: node_id,
                     DEVICE_KEY: device,

@@ -15,12 +15,9 @@ from pathlib import Path
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from pipelines.runs import BASELINE_ROLE, BEST_VAL_ACCURACY, FAILED, FINISHED, TRIAL_ROLE
 from pipelines.sweep_config import plain_values
 from pipelines.tracking import (
-    BASELINE_ROLE,
-    FAILED,
-    FINISHED,
-    TRIAL_ROLE,
     ModelFiles,
     TrialRecords,
     run_params,
@@ -150,7 +147,7 @@ class MlflowTrials(Callback):
             self.records.log_epochs(run_id, state.history, int(result.get("timestamp", 0) * 1000))
             config = self.trial_run_config(trial.config)
             model = ModelFiles(state.best_state, config, self.dataset)
-        best = result if "best_val_accuracy" in result else None
+        best = result if BEST_VAL_ACCURACY in result else None
         self.records.finish(run_id, best, model)
 
     def settle(self, trials: list[Trial]) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import pytest
 from matplotlib.image import imread
 
 from pipelines.importance import parameter_importance
+from pipelines.runs import read_trial_runs
 from pipelines.sweep_config import SweepConfig
 from postag.readers import read_conllu
 from postag.registry import REGISTERED_MODEL, best_model_uri
@@ -170,12 +171,10 @@ def test_the_sweep_records_what_mattered(swept, tmp_path):
 def test_importance_is_not_told_from_trials_that_all_scored_the_same(swept):
     _, runs, _, _ = swept
     finished = [
-        copy.deepcopy(r)
-        for r in runs
-        if r.data.tags["role"] == "trial" and r.info.status == "FINISHED"
+        dataclasses.replace(run, best_val_accuracy=0.5)
+        for run in read_trial_runs(runs)
+        if run.is_candidate()
     ]
-    for run in finished:
-        run.data.metrics["best_val_accuracy"] = 0.5
     sweep = SweepConfig(name="same", space={"train.lr": [0.005, 0.002]}, baseline={})
     importance, why = parameter_importance(finished, sweep)
     assert importance is None and why == "every finished trial scored the same"

@@ -16,6 +16,7 @@ import pytest
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE
 from pipelines.confirm import Candidate, confirmed
+from pipelines.runs import read_trial_runs
 from postag.registry import REGISTERED_MODEL
 from tests.conftest import TINY_SWEEP
 from tests.servers import start_sweep, wait_for, write_experiment
@@ -176,6 +177,7 @@ def test_the_best_mean_beats_the_luckiest_single_run(tmp_path):
             # What the stage reads of a Tune trial: its id and its config.
             config = {"train.lr": lr, "train.seed": seed}
             trials.append(SimpleNamespace(trial_id=f"{name}{seed}", config=config))
+    runs = read_trial_runs(runs)
     chosen = [
         Candidate(run=runs[0], point={"train.lr": 0.005}),
         Candidate(run=runs[2], point={"train.lr": 0.002}),
@@ -183,7 +185,7 @@ def test_the_best_mean_beats_the_luckiest_single_run(tmp_path):
     ranked = confirmed(chosen, runs, trials)
     assert [item.candidate.point["train.lr"] for item in ranked] == [0.002, 0.005]
     assert ranked[0].mean == pytest.approx(0.86) and ranked[1].mean == pytest.approx(0.85)
-    assert ranked[0].best_run.info.run_name in ("b-seed1", "b-seed2")
+    assert ranked[0].best_run.name in ("b-seed1", "b-seed2")
 
 
 def test_a_sweep_stopped_in_its_confirmation_resumes_there(confirmed_sweep):
