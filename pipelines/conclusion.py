@@ -18,34 +18,31 @@ from pipelines.importance import (
     importance_markdown,
     parameter_importance,
 )
+from pipelines.job import Sweep
 from pipelines.promotion import Registered, SweepFailed, register
 from pipelines.runs import TRIAL_ROLE, TrialRun
-from pipelines.sweep_config import SweepConfig
-from pipelines.sweep_state import Sweep, SweepState, mark_finished
-from pipelines.tracking import SweepRecord, compare_runs_url
+from pipelines.sweep_state import SweepLife, SweepState
+from pipelines.tracking import compare_runs_url
 from postag import dataset as datasets
 
 
-def conclude(
-    job: Sweep, state: SweepState, confirmation: list[Confirmed] | None, force_best: bool
-) -> dict:
+def conclude(life: SweepLife, confirmation: list[Confirmed] | None, force_best: bool) -> dict:
     """Register the winner, test it, say what mattered, and close the parent run."""
-    record = state.record()
-    runs = record.trial_runs()
+    job = life.job
+    runs = life.trial_runs()
     try:
         registered = register(job, runs, confirmation, force_best)
     except SweepFailed:
-        mark_finished(state, job.state_dir, job.sweep)  # nothing to resume
+        life.gave_up()
         raise
     for item in confirmation or []:
-        record.log_confirmation(item.candidate.run.run_id, item.mean, item.sd, item.runs)
+        life.log_confirmation(item.candidate.run.run_id, item.mean, item.sd, item.runs)
     tested = evaluate_version(job, registered)
     importance, why = parameter_importance(runs, job.sweep)
-    finish_record(record, runs, job.sweep, registered, tested, importance, why, confirmation)
-    state = mark_finished(state, job.state_dir, job.sweep)
-    say_end(job, state, runs, registered, findings(tested, importance, why, confirmation))
+    finish_record(life, runs, registered, tested, importance, why, confirmation)
+    say_end(job, life.state, runs, registered, findings(tested, importance, why, confirmation))
     return {
-        "state": asdict(state),
+        "state": asdict(life.state),
         "version": registered.version,
         "registered": registered,
         "confirmation": confirmation,
@@ -64,9 +61,8 @@ def evaluate_version(job: Sweep, registered: Registered) -> Evaluated | None:
 
 
 def finish_record(
-    record: SweepRecord,
+    life: SweepLife,
     runs: list[TrialRun],
-    sweep: SweepConfig,
     registered: Registered,
     tested: Evaluated | None,
     importance: Importance | None,
@@ -83,8 +79,8 @@ def finish_record(
     if tested is not None:
         metrics["test_token_accuracy"] = tested.report.token_accuracy
     with tempfile.TemporaryDirectory() as folder:
-        figures = importance_figures(runs, sweep, Path(folder)) if importance else []
-        record.finish(
+        figures = importance_figures(runs, life.job.sweep, Path(folder)) if importance else []
+        life.finished(
             summary, registered.winner, registered.version, registered.reason, metrics, figures
         )
 

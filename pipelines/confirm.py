@@ -17,8 +17,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from pipelines.promotion import best_val_accuracy, candidates
-from pipelines.runs import CONFIRMATION_ROLE, TRIAL_ROLE, TrialRun
+from pipelines.runs import CONFIRMATION_ROLE, TRIAL_ROLE, TrialRun, best_val_accuracy, candidates
 from pipelines.search import METRIC
 from pipelines.sweep_config import SEED_KEY, ConfirmConfig, SweepConfig, fixed_point, plain_values
 from pipelines.trial_logger import trial_name

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from pipelines.runs import FAILED, TRIAL_ROLE, TrialRun
+from pipelines.job import Sweep
+from pipelines.runs import FAILED, TrialRun, best_val_accuracy, candidates
 from pipelines.sweep_config import SweepConfig
-from pipelines.sweep_state import Sweep
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL
 
 if TYPE_CHECKING:
@@ -139,17 +139,6 @@ class Registered:
     @property
     def version_uri(self) -> str:
         return f"models:/{REGISTERED_MODEL}/{self.version}"
-
-
-def best_val_accuracy(run: TrialRun) -> float:
-    assert run.best_val_accuracy is not None, run.run_id
-    return run.best_val_accuracy
-
-
-def candidates(runs: list[TrialRun], role: str = TRIAL_ROLE) -> list[TrialRun]:
-    """Finished runs of `role` (search trials by default, never the baseline) that logged
-    a model and a best validation accuracy."""
-    return [run for run in runs if run.is_candidate(role)]
 
 
 def register_winner(

@@ -125,3 +125,14 @@ class TrialRun:
 
 def read_trial_runs(runs: list[Run]) -> list[TrialRun]:
     return [TrialRun.of(run) for run in runs]
+
+
+def best_val_accuracy(run: TrialRun) -> float:
+    assert run.best_val_accuracy is not None, run.run_id
+    return run.best_val_accuracy
+
+
+def candidates(runs: list[TrialRun], role: str = TRIAL_ROLE) -> list[TrialRun]:
+    """Finished runs of `role` (search trials by default, never the baseline) that logged
+    a model and a best validation accuracy."""
+    return [run for run in runs if run.is_candidate(role)]

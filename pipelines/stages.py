@@ -29,10 +29,11 @@ from pipelines.confirm import (
     seed_points,
 )
 from pipelines.console import SweepProgress, say
+from pipelines.job import Sweep
 from pipelines.runs import CONFIRMATION_ROLE, TRIAL_ROLE
 from pipelines.search import param_space, tune_config
 from pipelines.sweep_config import SweepConfig
-from pipelines.sweep_state import Sweep, SweepState
+from pipelines.sweep_state import SweepState
 from pipelines.tracking import ui_base, without_credentials
 from pipelines.trial import train_trial, trial_run_config
 from pipelines.trial_logger import MlflowTrials, trial_name
@@ -138,7 +139,7 @@ def fit_trials(
             stage.role,
         )
         say_start(job, state, stage, resuming, device, resources)
-        tuner = make_tuner(job, state, stage, resuming, trainable, callback, verbose)
+        tuner = make_tuner(job, stage, resuming, trainable, callback, verbose)
         with sigterm_as_ctrl_c():
             tuner.fit()
     finally:
@@ -148,16 +149,9 @@ def fit_trials(
 
 
 def make_tuner(
-    job: Sweep,
-    state: SweepState,
-    stage: Stage,
-    resuming: bool,
-    trainable,
-    callback,
-    verbose: bool,
+    job: Sweep, stage: Stage, resuming: bool, trainable, callback, verbose: bool
 ) -> tune.Tuner:
     if resuming:
-        state.record().resume()
         # The callbacks come back from Tune's saved state, with the rest of the run config.
         return tune.Tuner.restore(stage.tune_dir, trainable, resume_errored=False)
     callbacks = [callback, SweepProgress(stage.trials, stage.is_baseline, trial_name)]

@@ -9,17 +9,17 @@ Ray runs locally unless RAY_ADDRESS names a cluster; MLflow writes to the projec
 store unless MLFLOW_TRACKING_URI names another. Run it again after an interruption and the
 same sweep resumes (Ray Tune's restore); `--fresh` abandons it and starts anew.
 
-Where things live: the trial trains in pipelines/trial.py; the Tune stages run in
-pipelines/stages.py; MLflow is written in pipelines/tracking.py (per epoch, by the Tune
-callback in pipelines/trial_logger.py); pipelines/conclusion.py registers the winner and
-reports. This file only drives.
+Where things live: the sweep's life (its stage, lock, state file and parent run) is
+pipelines/sweep_state.py's SweepLife; the trial trains in pipelines/trial.py; the Tune
+stages run in pipelines/stages.py; MLflow is written in pipelines/tracking.py (per epoch,
+by the Tune callback in pipelines/trial_logger.py); pipelines/conclusion.py registers the
+winner and reports. This file only drives.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import traceback
 from dataclasses import asdict
@@ -31,9 +31,10 @@ from ray.tune.experiment import Trial
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
 from pipelines.conclusion import conclude
-from pipelines.confirm import confirmed, top_candidates
+from pipelines.confirm import Candidate, confirmed, top_candidates
 from pipelines.console import duration, library_output_to, say
 from pipelines.experiment import add_experiment_arguments, load_sweep, sweep_experiment
+from pipelines.job import Sweep
 from pipelines.probe import (
     UnreachableService,
     check_login,
@@ -41,7 +42,6 @@ from pipelines.probe import (
     probe_tracking_server,
 )
 from pipelines.promotion import SweepFailed, nothing_to_register
-from pipelines.runs import FAILED, KILLED
 from pipelines.stages import (
     Stage,
     confirmation_stage,
@@ -54,13 +54,9 @@ from pipelines.stages import (
 from pipelines.sweep_clock import SweepClock
 from pipelines.sweep_state import (
     STORAGE_DIR,
-    Sweep,
     SweepBusy,
-    SweepState,
-    mark_finished,
-    open_sweep_state,
-    sole_driver,
-    start_confirmation,
+    SweepLife,
+    SweepStage,
     sweep_storage,
 )
 from pipelines.tracking import ensure_experiment, tracking_uri, training_inputs
@@ -90,77 +86,68 @@ def run_sweep(
     check_login(uri)
     probe_ray_cluster(os.environ.get("RAY_ADDRESS"))
     job = Sweep(config_path, values, run, sweep, *sweep_storage(storage), clock)
-    with sole_driver(job.state_dir, sweep), library_output_to(job.log_file, verbose):
+    with SweepLife.lock(job), library_output_to(job.log_file, verbose):
         mlflow.set_tracking_uri(uri)
         experiment_id = ensure_experiment()
         prepared = datasets.load(run.data)
-        state, resuming = open_sweep_state(
-            job.state_dir, job.tune_storage, sweep, experiment_id, fresh, values
-        )
-        if not resuming:
-            state.record().log_data(training_inputs(prepared).values())
-        try:
-            return run_stages(job, state, resuming, prepared, force_best, verbose)
-        except BaseException as error:
-            close_after_failure(state, error)
-            raise
+        with SweepLife.open(job, experiment_id, fresh) as life:
+            if not life.resuming:
+                life.log_data(training_inputs(prepared).values())
+            return run_stages(life, prepared, force_best, verbose)
 
 
-def run_stages(
-    job: Sweep,
-    state: SweepState,
-    resuming: bool,
-    prepared: PreparedDataset,
-    force_best: bool,
-    verbose: bool,
-) -> dict:
-    """The search, then its confirmation if the sweep asks, then the conclusion; a stage
-    interrupted ends the sweep there, and a rerun resumes that stage."""
-    if state.confirm_dir is None:
-        stage = search_stage(job, state)
-        callback = fit_trials(job, state, stage, resuming, prepared, verbose)
-        if not settled(stage, callback):
-            return interrupted(job, state, stage)
+def run_stages(life: SweepLife, prepared: PreparedDataset, force_best: bool, verbose: bool) -> dict:
+    """The search, then its confirmation if the sweep asks, then the conclusion, each from
+    the stage the sweep is in; a Tune stage interrupted ends the sweep there, and the same
+    command resumes it."""
+    job = life.job
+    if life.stage == SweepStage.REGISTERING and life.resuming:
+        say(f"sweep '{job.sweep.name}': every trial concluded; resuming at registration")
+    if life.stage == SweepStage.SEARCHING:
+        stage = search_stage(job, life.state)
+        if not run_stage(life, stage, life.resuming, prepared, verbose):
+            return interrupted(life, stage)
+        life.searched()
     confirmation = None
     if job.sweep.confirm is not None:
-        runs = state.record().trial_runs()
-        chosen = top_candidates(runs, stage_trials(state.tune_dir), job.sweep.confirm.top_k)
-        if not chosen:
-            mark_finished(state, job.state_dir, job.sweep)  # nothing to resume
-            raise SweepFailed(nothing_to_register(runs, job.sweep))
-        restoring = state.confirm_dir is not None and tune.Tuner.can_restore(state.confirm_dir)
-        if not restoring:
-            state = start_confirmation(state, job.state_dir, job.sweep)
-        stage = confirmation_stage(job, state, chosen)
-        callback = fit_trials(job, state, stage, restoring, prepared, verbose)
-        if not settled(stage, callback):
-            return interrupted(job, state, stage)
-        runs = state.record().trial_runs()
-        confirmation = confirmed(chosen, runs, stage_trials(stage.tune_dir))
-    return conclude(job, state, confirmation, force_best)
+        chosen = best_of_the_search(life)
+        stage = confirmation_stage(job, life.state, chosen)
+        if life.stage == SweepStage.CONFIRMING:
+            restoring = tune.Tuner.can_restore(stage.tune_dir)
+            if not run_stage(life, stage, restoring, prepared, verbose):
+                return interrupted(life, stage)
+            life.confirmed()
+        confirmation = confirmed(chosen, life.trial_runs(), stage_trials(stage.tune_dir))
+    return conclude(life, confirmation, force_best)
 
 
-def interrupted(job: Sweep, state: SweepState, stage: Stage) -> dict:
-    state.record().stop(KILLED)
+def run_stage(
+    life: SweepLife, stage: Stage, resuming: bool, prepared: PreparedDataset, verbose: bool
+) -> bool:
+    """Run (or resume) a Tune stage; whether all of its trials concluded."""
+    callback = fit_trials(life.job, life.state, stage, resuming, prepared, verbose)
+    return settled(stage, callback)
+
+
+def best_of_the_search(life: SweepLife) -> list[Candidate]:
+    """The configurations the confirmation stage trains again; none is a failed sweep."""
+    assert life.job.sweep.confirm is not None
+    runs = life.trial_runs()
+    chosen = top_candidates(runs, stage_trials(life.state.tune_dir), life.job.sweep.confirm.top_k)
+    if not chosen:
+        life.gave_up()
+        raise SweepFailed(nothing_to_register(runs, life.job.sweep))
+    return chosen
+
+
+def interrupted(life: SweepLife, stage: Stage) -> dict:
+    life.interrupted()
     done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in stage_trials(stage.tune_dir))
     say(
-        f"sweep '{job.sweep.name}' interrupted in its {stage.name} with {done} of "
+        f"sweep '{life.job.sweep.name}' interrupted in its {stage.name} with {done} of "
         f"{stage.trials} trials concluded; {RESUME_HINT}"
     )
-    return {"state": asdict(state), "interrupted": True}
-
-
-def close_after_failure(state: SweepState, error: BaseException) -> None:
-    """Leave no run RUNNING after whatever stopped the driver; say so if MLflow is away too."""
-    interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
-    try:
-        state.record().stop(KILLED if interrupted else FAILED, None if interrupted else repr(error))
-    except Exception as closing:  # the tracking server may be what failed
-        print(
-            f"postag sweep: could not close the sweep's MLflow runs ({type(closing).__name__}); "
-            "they are closed when the sweep resumes",
-            file=sys.stderr,
-        )
+    return {"state": asdict(life.state), "interrupted": True}
 
 
 def main(argv: list[str] | None = None) -> int:
