@@ -61,14 +61,14 @@ train: $(STAMP)
 	$(BIN)/postag train --config $(CONFIG)
 
 bench: $(STAMP)
-	$(BIN)/python -m pipelines.bench
-	$(BIN)/python -m pipelines.bench_chars
-	$(BIN)/python -m pipelines.bench_sweep
-	$(BIN)/python -m pipelines.bench_memory
+	$(BIN)/python -m pipelines.bench.model
+	$(BIN)/python -m pipelines.bench.chars
+	$(BIN)/python -m pipelines.bench.sweep
+	$(BIN)/python -m pipelines.bench.memory
 
 # Eight small trials on one node with 1 CPU, two nodes with 1 CPU each, one node with 2 CPUs.
 bench-scale: $(STAMP)
-	$(BIN)/python -m pipelines.bench_scale
+	$(BIN)/python -m pipelines.bench.scale
 
 sweep: $(STAMP)
 	$(BIN)/python -m pipelines.sweep $(if $(EXPERIMENT),--config $(EXPERIMENT)) \
@@ -91,7 +91,7 @@ BEST:
 # The README's picture of the MLflow UI, refreshed by the UI test on a CI-sized sweep.
 ui-screenshot: $(STAMP)
 	POSTAG_UI_SCREENSHOT=$(CURDIR)/reports/mlflow-compare-runs.png $(BIN)/python -m pytest \
-		-p no:randomly tests/test_mlflow_ui.py -k compare
+		-p no:randomly tests/e2e/test_mlflow_ui.py -k compare
 
 ui: $(STAMP)
 	mkdir -p mlruns

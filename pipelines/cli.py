@@ -14,17 +14,17 @@ if TYPE_CHECKING:
 INTERRUPTED_EXIT_CODE = 130
 # Imported on use, so `postag train` does not pay for importing Ray and MLflow.
 COMMANDS = {
-    "train": "pipelines.train",
-    "bench": "pipelines.bench",
-    "bench-chars": "pipelines.bench_chars",
-    "bench-sweep": "pipelines.bench_sweep",
-    "bench-scale": "pipelines.bench_scale",
-    "sweep": "pipelines.sweep",
-    "evaluate": "pipelines.evaluate",
-    "tag": "pipelines.tag",
-    "serve": "pipelines.serve",
-    "mlflow-server": "pipelines.tracking_server",
-    "ray-node": "pipelines.ray_node",
+    "train": "pipelines.commands.train",
+    "bench": "pipelines.bench.model",
+    "bench-chars": "pipelines.bench.chars",
+    "bench-sweep": "pipelines.bench.sweep",
+    "bench-scale": "pipelines.bench.scale",
+    "sweep": "pipelines.sweep.driver",
+    "evaluate": "pipelines.commands.evaluate",
+    "tag": "pipelines.commands.tag",
+    "serve": "pipelines.commands.serve",
+    "mlflow-server": "pipelines.servers.tracking_server",
+    "ray-node": "pipelines.servers.ray_node",
 }
 
 

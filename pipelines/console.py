@@ -19,7 +19,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from tqdm import tqdm
 
-from pipelines.runs import BEST_VAL_ACCURACY
+from pipelines.sweep.runs import BEST_VAL_ACCURACY
 
 # Libraries whose loggers print to the console unless told otherwise; py.warnings holds
 # the warnings module's messages once logging captures them, and urllib3 says each retry

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipelines.sweep_config import SweepConfig, build_sweep
+from pipelines.sweep.config import SweepConfig, build_sweep
 from postag.config import ConfigError, RunConfig, apply_overrides, build, read_yaml
 
 SEED_EXPERIMENT = Path("experiments/seed.yaml")  # the seed notebook's configuration
@@ -53,7 +53,7 @@ def sweep_experiment(ray_address: str | None) -> tuple[Path, str]:
     GPU, on this machine or on the Ray cluster that `ray_address` names."""
     import torch  # here, not at the top: `postag --help` need not load torch
 
-    from pipelines.probe import cluster_gpus
+    from pipelines.servers.probe import cluster_gpus
 
     if torch.cuda.is_available():
         return GPU_EXPERIMENT, "a CUDA GPU is visible (the full study)"

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import sqlite3
 import subprocess
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
-import yaml
 from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from postag.registry import REGISTERED_MODEL
 from postag.sources import DataSourceError, TreebankFiles, ewt_files
-from tests.servers import start_sweep
+from tests.helpers import conllu_blocks, copy_store, start_sweep, write_sweep
 
 SLICE_SENTENCES = {"train": 600, "dev": 150, "test": 150}
-
-
-def conllu_blocks(path: Path, count: int) -> str:
-    """The first `count` sentences of a CoNLL-U file, comments and all."""
-    blocks = path.read_text(encoding="utf-8").split("\n\n")
-    return "\n\n".join(blocks[:count]) + "\n\n"
 
 
 def pytest_collection_modifyitems(items):
@@ -77,43 +68,6 @@ def tiny_config(ewt_slice, tmp_path_factory) -> RunConfig:
     )
 
 
-# A learning rate this size makes the loss NaN in epoch 1: the trial that fails (and is
-# retried, and fails again) while the sweep goes on.
-DIVERGING_LR = 1.0e30
-TINY_SWEEP = {
-    "model": {"embedding_dim": 16, "hidden_size": 24, "num_layers": 1, "ff_dims": [16]},
-    "train": {"epochs": 2, "batch_size": 32},
-    "sweep": {
-        "name": "tiny",
-        "space": {"train.lr": [0.005, 0.002, DIVERGING_LR]},
-        "baseline": {
-            "train.lr": 0.001,
-            "model.hidden_size": 8,
-            "model.num_layers": 6,
-            "train.epochs": 1,
-        },
-        "max_concurrent_trials": 2,
-        "cpus_per_trial": 1,
-        "max_failures": 1,
-    },
-}
-
-
-def write_sweep(tmp_path, ewt_slice, values=TINY_SWEEP):
-    values = {
-        **values,
-        "data": {
-            "train": str(ewt_slice["train"]),
-            "dev": str(ewt_slice["dev"]),
-            "test": str(ewt_slice["test"]),
-            "cache_dir": str(tmp_path / "cache"),
-        },
-    }
-    path = tmp_path / f"{values['sweep']['name']}.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
-
-
 @pytest.fixture(autouse=True)
 def no_leaks_between_tests():
     """Each test leaves the process as it found it: environment, MLflow URI, no active run."""
@@ -135,7 +89,7 @@ def swept(ewt_slice, tmp_path_factory):
     Yields (outcome, runs, client, uri); tests that use the store through MLflow's global
     tracking URI take `in_swept_store` as well.
     """
-    from pipelines.sweep import run_sweep  # here: a test that needs no sweep loads no Ray
+    from pipelines.sweep.driver import run_sweep  # here: a test that needs no sweep loads no Ray
 
     tmp_path = tmp_path_factory.mktemp("sweep")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -179,25 +133,6 @@ def in_swept_store(swept, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     return swept
-
-
-def copy_store(uri: str, folder: Path) -> str:
-    """A copy of a sqlite MLflow store (its database and the artifacts beside it) in
-    `folder`; its URI. Paths recorded in the database are moved to the copy."""
-    source = Path(uri.removeprefix("sqlite:///")).parent
-    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("tune", "cache"))
-    database = folder / "mlflow.db"
-    with sqlite3.connect(database) as connection:
-        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        for (table,) in tables.fetchall():
-            for column in connection.execute(f"PRAGMA table_info('{table}')").fetchall():
-                name, kind = column[1], column[2].upper()
-                if kind.startswith(("VARCHAR", "TEXT")):
-                    connection.execute(
-                        f'UPDATE "{table}" SET "{name}" = replace("{name}", ?, ?)',
-                        (str(source), str(folder)),
-                    )
-    return f"sqlite:///{database}"
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,9 @@ def test_the_sweeps_the_makefile_picks_hold_the_deep_baseline():
         )
 
 
-@pytest.mark.parametrize("module", ["pipelines.tag", "pipelines.evaluate", "pipelines.tracking"])
+@pytest.mark.parametrize(
+    "module", ["pipelines.commands.tag", "pipelines.commands.evaluate", "pipelines.tracking"]
+)
 def test_tagging_and_evaluating_load_no_ray(module):
     code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('ray')))"
     result = subprocess.run(
@@ -57,17 +59,40 @@ def test_tagging_and_evaluating_load_no_ray(module):
 
 # A reader holds a function in mind at about this length; longer ones are split.
 MAX_FUNCTION_LINES = 50
+# An orchestration module past this length holds more than one concern.
+MAX_PIPELINE_MODULE_LINES = 300
+SOURCES = sorted([*(ROOT / "postag").rglob("*.py"), *(ROOT / "pipelines").rglob("*.py")])
 
 
 def test_no_function_is_longer_than_a_reader_holds_in_mind():
     long = []
-    for path in sorted([*(ROOT / "postag").glob("*.py"), *(ROOT / "pipelines").glob("*.py")]):
+    for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 lines = node.end_lineno - node.lineno + 1
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines})")
     assert long == []
+
+
+def test_no_pipeline_module_holds_more_than_one_concern():
+    long = [
+        f"{path.relative_to(ROOT)} ({lines})"
+        for path in sorted((ROOT / "pipelines").rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MAX_PIPELINE_MODULE_LINES
+    ]
+    assert long == []
+
+
+def test_loading_the_tests_shared_fixtures_loads_no_ray():
+    """A test that needs no sweep pays for no Ray: conftest and helpers import none."""
+    code = (
+        "import sys, tests.conftest; print(sorted(m for m in sys.modules if m.startswith('ray')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_the_library_gives_no_advice_about_orchestration_commands():

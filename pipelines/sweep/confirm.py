@@ -1,0 +1,167 @@
+"""The confirmation stage: the search's best configurations trained again with new seeds,
+so that the winner is the configuration with the best mean, not the luckiest single run.
+
+The stage is a second Ray Tune experiment whose trials are fixed points (a configuration
+and a seed); this file chooses the points and reads the outcome. The driver
+(pipelines/sweep/driver.py) runs it, and pipelines/sweep/promotion.py registers its winner.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from pipelines.sweep.config import SEED_KEY, ConfirmConfig, SweepConfig, fixed_point, plain_values
+from pipelines.sweep.runs import (
+    CONFIRMATION_ROLE,
+    TRIAL_ROLE,
+    TrialRun,
+    best_val_accuracy,
+    candidates,
+)
+from pipelines.sweep.search import METRIC
+from pipelines.sweep.trial_logger import trial_name
+
+
+def point_key(point: dict) -> str:
+    """A configuration's identity: its searched values without the seed."""
+    values = plain_values(point)
+    return json.dumps({k: v for k, v in values.items() if k != SEED_KEY}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A search trial the confirmation stage trains again."""
+
+    run: TrialRun
+    point: dict  # its searched values, as Tune gave them to the trial
+
+
+def top_candidates(runs: list[TrialRun], trials: list[Trial], top_k: int) -> list[Candidate]:
+    """The `top_k` best distinct configurations of the search, best first.
+
+    Ranked by best validation accuracy among finished non-baseline trials; a configuration
+    that came up twice (Optuna may sample it again) counts once.
+    """
+    points = {trial.trial_id: trial.config for trial in trials}
+    chosen: dict[str, Candidate] = {}
+    for run in sorted(candidates(runs, TRIAL_ROLE), key=best_val_accuracy, reverse=True):
+        point = points.get(run.trial_id or "")
+        if point is not None and point_key(point) not in chosen:
+            chosen[point_key(point)] = Candidate(run, point)
+    return list(chosen.values())[:top_k]
+
+
+def confirmation_seeds(confirm: ConfirmConfig, search_seed: int) -> list[int]:
+    """Seeds other than the search's own: its run of each configuration was chosen for
+    scoring high, so repeating that seed would count its luck again."""
+    return [search_seed + i for i in range(1, confirm.seeds + 1)]
+
+
+def seed_points(chosen: list[Candidate], seeds: list[int]) -> list[dict]:
+    """Every configuration with every seed: the stage's trials, as Tune takes fixed points."""
+    return [
+        fixed_point({**candidate.point, SEED_KEY: seed}) for candidate in chosen for seed in seeds
+    ]
+
+
+def confirmation_param_space(points: list[dict]) -> dict:
+    """Tune fills fixed points only into keys its param space has. Every point sets all of
+    them: None holds each place (a value there would be compared with every point's)."""
+    return dict.fromkeys(points[0])
+
+
+def confirmation_tune_config(sweep: SweepConfig, points: list[dict]) -> tune.TuneConfig:
+    """Exactly `points`, each run to its end: stopping a seed early would bias its mean."""
+    return tune.TuneConfig(
+        metric=METRIC,
+        mode="max",
+        search_alg=BasicVariantGenerator(
+            points_to_evaluate=points, max_concurrent=sweep.max_concurrent_trials
+        ),
+        scheduler=FIFOScheduler(),
+        num_samples=len(points),
+        reuse_actors=sweep.reuse_actors,
+    )
+
+
+def never_baseline(trial_config: dict) -> bool:
+    """The stage repeats searched configurations only (a named function: Tune pickles it)."""
+    return False
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """One configuration's seed runs and what they agree on."""
+
+    candidate: Candidate
+    runs: list[TrialRun]  # its finished seed runs
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [best_val_accuracy(run) for run in self.runs]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.accuracies)
+
+    @property
+    def sd(self) -> float:
+        """Sample standard deviation (n - 1); 0 for a single run."""
+        return statistics.stdev(self.accuracies) if len(self.runs) > 1 else 0.0
+
+    @property
+    def best_run(self) -> TrialRun:
+        """The seed run whose model is registered if this configuration wins."""
+        return max(self.runs, key=best_val_accuracy)
+
+    @property
+    def name(self) -> str:
+        return trial_name(self.candidate.point, baseline=False)
+
+    def line(self) -> str:
+        return (
+            f"{self.name}: {100 * self.mean:.2f}% ± {100 * self.sd:.2f} over {len(self.runs)} seeds"
+        )
+
+
+def confirmed(
+    chosen: list[Candidate], runs: list[TrialRun], trials: list[Trial]
+) -> list[Confirmed]:
+    """Each chosen configuration with its finished seed runs, best mean first; one whose
+    seeds all failed is left out (the trial table shows its runs as FAILED)."""
+    points = {trial.trial_id: trial.config for trial in trials}
+    by_point: dict[str, list[TrialRun]] = {}
+    for run in candidates(runs, CONFIRMATION_ROLE):
+        point = points.get(run.trial_id or "")
+        if point is not None:
+            by_point.setdefault(point_key(point), []).append(run)
+    outcome = [
+        Confirmed(candidate, by_point[point_key(candidate.point)])
+        for candidate in chosen
+        if point_key(candidate.point) in by_point
+    ]
+    return sorted(outcome, key=lambda c: c.mean, reverse=True)
+
+
+def confirmation_markdown(outcome: list[Confirmed]) -> str:
+    """A table of the confirmed configurations for the parent run's trials.md."""
+    lines = [
+        "## Confirmation: best validation accuracy over seeds",
+        "",
+        "| configuration | seeds | mean | sd | seed runs |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for item in outcome:
+        names = ", ".join(run.name for run in item.runs)
+        lines.append(
+            f"| {item.name} | {len(item.runs)} | {100 * item.mean:.2f}% "
+            f"| {100 * item.sd:.2f} | {names} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,284 @@
+"""A sweep's life, owned by one object: `SweepLife` holds the lock that keeps a second
+driver away, the state file on the driver's disk, the MLflow parent run, and the stage the
+sweep is in. Each move from stage to stage is a method; the state file records the stage,
+so a rerun resumes there.
+
+    searching -> [confirming ->] registering -> finished
+
+A driver that stops on the way leaves the stage as it was and marks the state `halted`:
+interrupted (Ctrl-C, SIGTERM, a Tune stage stopped) or failed. No other module closes,
+abandons or finishes a sweep's runs."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from ray import tune
+
+from pipelines.sweep.config import SweepConfig
+from pipelines.sweep.job import Sweep
+from pipelines.sweep.records import SweepRecord
+from pipelines.sweep.runs import FAILED, KILLED, TrialRun
+from pipelines.tracking import DataInput
+from postag.config import ConfigError, to_dict
+from postag.files import write_text_atomically
+
+# Sweep state files, and Tune's experiments unless --storage names a shared location.
+STORAGE_DIR = Path("runs/sweeps")
+
+
+class SweepBusy(RuntimeError):
+    """Another driver is running the same sweep."""
+
+
+class SweepStage(StrEnum):
+    """Where a sweep is; saved with its state."""
+
+    SEARCHING = "searching"
+    CONFIRMING = "confirming"
+    REGISTERING = "registering"
+    FINISHED = "finished"
+
+
+class Halt(StrEnum):
+    """Why the last driver of an unfinished sweep stopped."""
+
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SweepState:
+    tune_dir: str
+    parent_run_id: str
+    experiment_id: str
+    # The experiment values the sweep was started with: a resume must run the same sweep.
+    config_digest: str
+    stage: SweepStage = SweepStage.SEARCHING
+    halted: Halt | None = None
+    # The confirmation stage's Tune experiment, once the search is over (sweep.confirm).
+    confirm_dir: str | None = None
+
+    @staticmethod
+    def path(state_dir: Path, sweep: SweepConfig) -> Path:
+        return state_dir / f"{sweep.name}.json"
+
+    @classmethod
+    def read(cls, path: Path) -> SweepState:
+        values = json.loads(path.read_text())
+        # States written before the stage was explicit said only whether they had finished.
+        if "finished" in values:
+            finished, confirming = values.pop("finished"), values.get("confirm_dir")
+            values["stage"] = (
+                SweepStage.FINISHED
+                if finished
+                else SweepStage.CONFIRMING
+                if confirming
+                else SweepStage.SEARCHING
+            )
+        values["stage"] = SweepStage(values["stage"])
+        values["halted"] = Halt(values["halted"]) if values.get("halted") else None
+        return cls(**values)
+
+    def save(self, path: Path) -> None:
+        # Whole or not at all: a driver killed mid-write must leave a state a rerun can read.
+        write_text_atomically(path, json.dumps(asdict(self), indent=1))
+
+    @property
+    def finished(self) -> bool:
+        return self.stage == SweepStage.FINISHED
+
+    def record(self) -> SweepRecord:
+        return SweepRecord(self.experiment_id, self.parent_run_id)
+
+
+def sweep_storage(storage: str | Path) -> tuple[str, Path]:
+    """(where Tune keeps experiments and checkpoints, the local folder for sweep state files).
+
+    A URI (s3://bucket/path, gs://..., a path on NFS) goes to Tune as it is: on a cluster,
+    every node must reach it to save and restore checkpoints. State files stay local.
+    """
+    text = str(storage)
+    if "://" in text:
+        tune_storage, state_dir = text.rstrip("/"), STORAGE_DIR.resolve()
+    else:
+        state_dir = Path(text).resolve()
+        tune_storage = str(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return tune_storage, state_dir
+
+
+@contextlib.contextmanager
+def sole_driver(state_dir: Path, sweep: SweepConfig) -> Iterator[None]:
+    """Hold the sweep's lock file while it runs: two drivers of one sweep would both write
+    its state and runs. The OS drops the lock when the holder dies, even by SIGKILL."""
+    path = state_dir / f"{sweep.name}.lock"
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SweepBusy(
+            f"sweep '{sweep.name}' is already running in another driver (it holds {path}); "
+            "wait for it to end, or stop it (Ctrl-C) and run this command again to resume"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def config_digest(values: dict) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def open_sweep_state(
+    state_dir: Path,
+    tune_storage: str,
+    sweep: SweepConfig,
+    experiment_id: str,
+    fresh: bool,
+    config_values: dict,
+) -> tuple[SweepState, bool]:
+    """The unfinished sweep to resume, or a new one with its parent run; (state, resuming)."""
+    path = SweepState.path(state_dir, sweep)
+    digest = config_digest(config_values)
+    previous = SweepState.read(path) if path.is_file() else None
+    if previous is not None and not previous.finished:
+        restorable = tune.Tuner.can_restore(previous.tune_dir)
+        if restorable and not fresh:
+            if previous.config_digest != digest:
+                raise ConfigError(
+                    f"sweep '{sweep.name}' was interrupted ({path}) and its configuration has "
+                    "changed since: run it unchanged to resume, or add --fresh "
+                    "(make sweep SWEEP_ARGS=--fresh) to start anew"
+                )
+            return previous, True
+        why = "--fresh" if fresh else f"its Tune state {previous.tune_dir} cannot be restored"
+        previous.record().abandon(why)
+        print(
+            f"sweep '{sweep.name}': the unfinished sweep is abandoned ({why}); its runs are "
+            f"closed as KILLED under parent run {previous.parent_run_id}; starting anew",
+            flush=True,
+        )
+    record = SweepRecord.start(experiment_id, sweep.name, config_values, to_dict(sweep))
+    tune_dir = f"{tune_storage}/{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    state = SweepState(tune_dir, record.parent_run_id, experiment_id, digest)
+    state.save(path)
+    return state, False
+
+
+class SweepLife:
+    """One sweep from its first stage to its last, across drivers: the only writer of its
+    state file and of its parent run's status."""
+
+    def __init__(self, job: Sweep, state: SweepState, resuming: bool):
+        self.job = job
+        self.state = state
+        # Whether this driver took the sweep over from an earlier one.
+        self.resuming = resuming
+        self.record = state.record()
+
+    @staticmethod
+    def lock(job: Sweep) -> contextlib.AbstractContextManager[None]:
+        """Held before anything else: a second driver of the sweep is refused at once."""
+        return sole_driver(job.state_dir, job.sweep)
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, job: Sweep, experiment_id: str, fresh: bool) -> Iterator[SweepLife]:
+        """The sweep (its lock held): resumed where its state file says, or new.
+
+        Whatever stops the driver inside leaves no run RUNNING and marks the state halted.
+        """
+        state, resuming = open_sweep_state(
+            job.state_dir, job.tune_storage, job.sweep, experiment_id, fresh, job.values
+        )
+        life = cls(job, state, resuming)
+        if resuming:
+            life.record.resume()
+            life._move(halted=None)
+        try:
+            yield life
+        except BaseException as error:
+            life.stopped_by(error)
+            raise
+
+    @property
+    def stage(self) -> SweepStage:
+        return self.state.stage
+
+    def trial_runs(self) -> list[TrialRun]:
+        return self.record.trial_runs()
+
+    def log_data(self, inputs: Iterable[DataInput]) -> None:
+        self.record.log_data(inputs)
+
+    def log_confirmation(self, run_id: str, mean: float, sd: float, seeds: list[TrialRun]) -> None:
+        self.record.log_confirmation(run_id, mean, sd, seeds)
+
+    # Transitions ---------------------------------------------------------------------
+
+    def searched(self) -> None:
+        """The search is over: its best are confirmed next if the sweep asks, else the
+        winner is registered."""
+        if self.job.sweep.confirm is None:
+            self._move(stage=SweepStage.REGISTERING)
+            return
+        name = f"{self.state.tune_dir.rpartition('/')[2]}-confirm"
+        confirm_dir = f"{self.state.tune_dir.rpartition('/')[0]}/{name}"
+        self._move(stage=SweepStage.CONFIRMING, confirm_dir=confirm_dir)
+
+    def confirmed(self) -> None:
+        self._move(stage=SweepStage.REGISTERING)
+
+    def finished(
+        self,
+        summary: str,
+        winner: TrialRun,
+        version: str,
+        reason: str,
+        metrics: dict[str, float],
+        figures: list[Path],
+    ) -> None:
+        """Registered: the parent run closes with the sweep's summary; a rerun starts anew."""
+        self.record.finish(summary, winner, version, reason, metrics, figures)
+        self._move(stage=SweepStage.FINISHED, halted=None)
+
+    def gave_up(self) -> None:
+        """Nothing to register (every trial failed): nothing to resume either, so a rerun
+        starts anew. The parent run closes FAILED as the error leaves `open`."""
+        self._move(stage=SweepStage.FINISHED)
+
+    def interrupted(self) -> None:
+        """A Tune stage stopped before its trials concluded: runs closed KILLED; the same
+        command resumes the stage."""
+        self.record.stop(KILLED)
+        self._move(halted=Halt.INTERRUPTED)
+
+    def stopped_by(self, error: BaseException) -> None:
+        """Leave no run RUNNING after whatever stopped the driver; say so if MLflow is away
+        too (the rerun closes them)."""
+        interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
+        self._move(halted=Halt.INTERRUPTED if interrupted else Halt.FAILED)
+        status, why = (KILLED, None) if interrupted else (FAILED, repr(error))
+        try:
+            self.record.stop(status, why)
+        except Exception as closing:  # the tracking server may be what failed
+            print(
+                "postag sweep: could not close the sweep's MLflow runs "
+                f"({type(closing).__name__}); they are closed when the sweep resumes",
+                file=sys.stderr,
+            )
+
+    def _move(self, **changes) -> None:
+        self.state = replace(self.state, **changes)
+        self.state.save(SweepState.path(self.job.state_dir, self.job.sweep))

@@ -1,0 +1,242 @@
+"""Promotion of a sweep's winner, owned here from choice to alias.
+
+Which run wins: the search's best trial, or with a confirmation stage the best seed of the
+configuration with the best mean. It is registered as a new version under the sweep's own
+alias, and `best` follows it only by the champion rule: a gain on the same validation data.
+The library (postag/registry.py) knows the model format and the registered model's name;
+it knows nothing of sweeps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from pipelines.sweep.config import SweepConfig
+from pipelines.sweep.job import Sweep
+from pipelines.sweep.runs import FAILED, TrialRun, best_val_accuracy, candidates
+from postag.registry import BEST_ALIAS, REGISTERED_MODEL
+
+if TYPE_CHECKING:
+    from pipelines.sweep.confirm import Confirmed
+
+# Version tags the champion rule reads: what a version scored, and on which validation data.
+VAL_ACCURACY_TAG = "val_accuracy"
+VALIDATION_DIGEST_TAG = "validation_digest"
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The version `best` points at, as the champion rule sees it."""
+
+    version: str
+    val_accuracy: float | None
+    validation_digest: str | None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What registering a new version did to `best`, and why, in one line."""
+
+    version: str
+    moved: bool
+    reason: str
+
+
+def champion_decision(
+    current: Champion | None, val_accuracy: float, validation_digest: str, force: bool
+) -> tuple[bool, str]:
+    """(does `best` move to the newcomer, why): only a gain on the same validation data.
+
+    Accuracies measured on different dev files or tag sets do not compare, so the newcomer
+    then never takes `best` unless forced.
+    """
+    new = f"{100 * val_accuracy:.2f}%"
+    if current is None:
+        return True, f"`{BEST_ALIAS}` is new: validation accuracy {new}"
+    old = f"version {current.version}"
+    if current.val_accuracy is not None:
+        old += f" ({100 * current.val_accuracy:.2f}%)"
+    if force:
+        return True, f"`{BEST_ALIAS}` moved from {old} to {new}, as forced"
+    if current.validation_digest != validation_digest or current.val_accuracy is None:
+        return False, (
+            f"`{BEST_ALIAS}` stays at {old}: it was validated on other data (another dev "
+            f"file or tag set, or none recorded), so {new} does not compare"
+        )
+    if val_accuracy > current.val_accuracy:
+        return True, f"`{BEST_ALIAS}` moved from {old} to {new}"
+    return False, f"`{BEST_ALIAS}` stays at {old}: this sweep's best ({new}) does not beat it"
+
+
+def current_champion() -> Champion | None:
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
+    except MlflowException:
+        return None
+    accuracy = version.tags.get(VAL_ACCURACY_TAG)
+    return Champion(
+        version=version.version,
+        val_accuracy=float(accuracy) if accuracy is not None else None,
+        validation_digest=version.tags.get(VALIDATION_DIGEST_TAG),
+    )
+
+
+def register_candidate(
+    model_uri: str,
+    description: str,
+    tags: dict[str, str],
+    *,
+    val_accuracy: float,
+    validation_digest: str,
+    alias: str,
+    force: bool = False,
+) -> Promotion:
+    """Register `model_uri` as a new version under `alias`; it also takes `best` only by
+    the champion rule (`champion_decision`)."""
+    client = mlflow.MlflowClient()
+    champion = current_champion()
+    tags = {
+        **tags,
+        VAL_ACCURACY_TAG: f"{val_accuracy:.6f}",
+        VALIDATION_DIGEST_TAG: validation_digest,
+    }
+    version = mlflow.register_model(model_uri, REGISTERED_MODEL, tags=tags).version
+    client.update_model_version(REGISTERED_MODEL, version, description=description)
+    client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
+    moved, reason = champion_decision(champion, val_accuracy, validation_digest, force)
+    if moved:
+        client.set_registered_model_alias(REGISTERED_MODEL, BEST_ALIAS, version)
+    return Promotion(version=version, moved=moved, reason=reason)
+
+
+def alias_for(name: str) -> str:
+    """A registry alias for a sweep name (aliases take letters, digits, _ and - only)."""
+    return "sweep-" + re.sub(r"[^\w-]", "-", name)
+
+
+class SweepFailed(RuntimeError):
+    """The sweep concluded but left nothing to register (every trial failed)."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    winner: TrialRun
+    version: str
+    alias: str
+    # One line: did `best` move, and why.
+    reason: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{REGISTERED_MODEL}@{self.alias}"
+
+    @property
+    def version_uri(self) -> str:
+        return f"models:/{REGISTERED_MODEL}/{self.version}"
+
+
+def register_winner(
+    runs: list[TrialRun], sweep: SweepConfig, source: str, force: bool
+) -> Registered:
+    """Register the candidate with the highest best_val_accuracy as a new version.
+
+    It always gets the sweep's own alias; `best` follows the champion rule
+    (champion_decision) unless `force`.
+    """
+    found = candidates(runs)
+    if not found:
+        raise SweepFailed(nothing_to_register(runs, sweep))
+    winner = max(found, key=best_val_accuracy)
+    description = f"Best trial of sweep '{sweep.name}' ({source}), {run_summary(winner)}."
+    return register_run(winner, description, {}, best_val_accuracy(winner), sweep, force)
+
+
+def register_confirmed(
+    winner: TrialRun,
+    seeds: list[TrialRun],
+    mean: float,
+    sd: float,
+    sweep: SweepConfig,
+    source: str,
+    force: bool,
+) -> Registered:
+    """Register the configuration with the best mean over its seed runs (`seeds`, whose
+    validation accuracy has this `mean` and `sd`): the model of `winner`, its best seed
+    run. The mean is what the champion rule compares."""
+    description = (
+        f"Best mean of sweep '{sweep.name}' ({source}) over {len(seeds)} seeds: validation "
+        f"accuracy {100 * mean:.2f}% ± {100 * sd:.2f} (runs "
+        f"{', '.join(run.run_id for run in seeds)}). This version is the best of them, "
+        f"{run_summary(winner)}."
+    )
+    tags = {
+        "val_mean": f"{mean:.6f}",
+        "val_sd": f"{sd:.6f}",
+        "seeds": ",".join(run.seed for run in seeds),
+        "seed_run_ids": ",".join(run.run_id for run in seeds),
+    }
+    return register_run(winner, description, tags, mean, sweep, force)
+
+
+def run_summary(run: TrialRun) -> str:
+    return (
+        f"run {run.run_id}: hidden_size {run.value('model.hidden_size')}, num_layers "
+        f"{run.value('model.num_layers')}, epochs {run.value('train.epochs')}, seed "
+        f"{run.seed}; best validation accuracy {100 * best_val_accuracy(run):.2f}% at epoch "
+        f"{run.best_epoch}"
+    )
+
+
+def register_run(
+    run: TrialRun,
+    description: str,
+    tags: dict[str, str],
+    val_accuracy: float,
+    sweep: SweepConfig,
+    force: bool,
+) -> Registered:
+    """Register `run`'s model under the sweep's alias; `best` follows the champion rule
+    (champion_decision) on `val_accuracy` unless `force`."""
+    alias = alias_for(sweep.name)
+    promotion = register_candidate(
+        run.model_uri,
+        description,
+        tags={"sweep": sweep.name, "run_id": run.run_id, **tags},
+        val_accuracy=val_accuracy,
+        validation_digest=run.validation_digest,
+        alias=alias,
+        force=force,
+    )
+    return Registered(run, promotion.version, alias, promotion.reason)
+
+
+def nothing_to_register(runs: list[TrialRun], sweep: SweepConfig) -> str:
+    failed = [run for run in runs if run.status == FAILED]
+    last_error = next((r.error for r in failed if r.error is not None), "")
+    return (
+        f"sweep '{sweep.name}': no trial finished with a model to register "
+        f"({len(failed)} of {len(runs)} failed); the last lines of one error:\n"
+        + "\n".join(last_error.strip().splitlines()[-3:])
+    )
+
+
+def register(
+    job: Sweep, runs: list[TrialRun], confirmation: list[Confirmed] | None, force_best: bool
+) -> Registered:
+    """The search's best run, or with a confirmation stage the best of the configuration
+    with the best mean over seeds."""
+    source = f"{job.config_path}"
+    if confirmation is None:
+        return register_winner(runs, job.sweep, source, force_best)
+    if not confirmation:
+        raise SweepFailed(nothing_to_register(runs, job.sweep))
+    best = confirmation[0]
+    return register_confirmed(
+        best.best_run, best.runs, best.mean, best.sd, job.sweep, source, force_best
+    )

@@ -1,0 +1,189 @@
+"""The Ray Tune callback that records every trial in MLflow: the only per-epoch writer.
+
+Ray's MLflowLoggerCallback is close but cannot find a trial's run again after a restore (it
+would duplicate runs), log the trial's model, or mark the deep baseline, hence this one.
+It turns Tune's hooks into `pipelines.tracking.TrialRecords` calls; the MLflow side lives
+there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from pipelines.sweep.config import plain_values
+from pipelines.sweep.records import ModelFiles, TrialRecords, run_params
+from pipelines.sweep.runs import BASELINE_ROLE, BEST_VAL_ACCURACY, FAILED, FINISHED, TRIAL_ROLE
+from pipelines.sweep.trial import DEVICE_KEY, NODE_KEY, PID_KEY, RESUMED_KEY, load_training_state
+from pipelines.tracking import training_inputs
+from postag.config import RunConfig, to_dict
+from postag.dataset import PreparedDataset, load_prepared
+
+PID_TAG = "ray_pid"  # lets an operator find a trial's process
+# The run status a concluded trial ends in.
+CLOSED_STATUS = {Trial.TERMINATED: FINISHED, Trial.ERROR: FAILED}
+
+
+def trial_name(trial_config: dict, baseline: bool) -> str:
+    """A run name a reader can tell apart: the searched values, the baseline marked."""
+    short = {"model.hidden_size": "h", "model.num_layers": "l", "train.epochs": "e"}
+    parts = [
+        f"{short.get(key, key.rpartition('.')[2])}{short_value(value)}"
+        for key, value in plain_values(trial_config).items()
+    ]
+    return ("baseline-" if baseline else "") + "-".join(parts)
+
+
+def short_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return "x".join(map(str, value))  # char_kernels [2, 3, 4] -> 2x3x4
+    return str(value)
+
+
+def error_text(trial: Trial) -> str:
+    """The trial's error trace, read from the driver's copy.
+
+    Tune writes it beside the trial's local results and copies it to storage later;
+    trial.get_error() reads storage, so on a busy machine it can come back empty.
+    """
+    local = trial.error_file
+    if local is not None and Path(local).is_file():
+        return Path(local).read_text()
+    return str(trial.get_error() or "trial failed (no error text recorded)")
+
+
+class MlflowTrials(Callback):
+    """One nested MLflow run per Tune trial under the sweep's parent run."""
+
+    # Ray pickles callbacks into the experiment state and restores them with it: keep only
+    # plain values here and open the MLflow records and the dataset lazily. The client uses
+    # the process's tracking URI, so the URI (which may carry credentials) is never pickled.
+    def __init__(
+        self,
+        experiment_id: str,
+        parent_run_id: str,
+        dataset_dir: Path,
+        trial_run_config: Callable[[dict], RunConfig],
+        is_baseline: Callable[[dict], bool],
+        role: str = TRIAL_ROLE,
+    ):
+        """role: what its runs are (ROLE_TAG), the baseline's apart."""
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.dataset_dir = dataset_dir
+        self.trial_run_config = trial_run_config
+        self.is_baseline = is_baseline
+        self.role = role
+        self.run_ids: dict[str, str] = {}
+
+    @cached_property
+    def records(self) -> TrialRecords:
+        return TrialRecords(self.experiment_id, self.parent_run_id)
+
+    @cached_property
+    def dataset(self) -> PreparedDataset:
+        return load_prepared(self.dataset_dir)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("records", None)
+        state.pop("dataset", None)
+        # A snapshot can lag what was logged before a hard kill: after a restore, runs and
+        # their logged epochs are read again from MLflow, the record that cannot lag.
+        state["run_ids"] = {}
+        return state
+
+    # Tune hooks ------------------------------------------------------------------------
+
+    def on_trial_start(self, iteration, trials, trial: Trial, **info):
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial: Trial, result: dict, **info):
+        run_id = self.run_id(trial)
+        # Where the epoch ran is tagged before the epoch is logged, so a reader who sees the
+        # epoch also sees its node and process (an operator acting on a running trial).
+        where = {
+            NODE_KEY: result.get(NODE_KEY),
+            DEVICE_KEY: result.get(DEVICE_KEY),
+            PID_TAG: result.get(PID_KEY),
+            RESUMED_KEY: result.get(RESUMED_KEY),
+        }
+        self.records.tag_changes(run_id, {k: str(v) for k, v in where.items() if v})
+        # A trial resumed from a checkpoint repeats epochs the run already holds.
+        self.records.log_epochs(run_id, [result], int(result["timestamp"] * 1000))
+
+    def on_trial_complete(self, iteration, trials, trial: Trial, **info):
+        self.finish(trial)
+
+    def on_trial_recover(self, iteration, trials, trial: Trial, **info):
+        self.records.note_retry(self.run_id(trial), error_text(trial))
+
+    def on_trial_error(self, iteration, trials, trial: Trial, **info):
+        self.records.fail(self.run_id(trial), error_text(trial))
+
+    # Closing runs ----------------------------------------------------------------------
+
+    def finish(self, trial: Trial) -> None:
+        """Close a completed trial's run: any epoch MLflow missed, best figures, the model.
+
+        The trial's last checkpoint holds its whole history, so epochs that went unlogged
+        (MLflow unreachable, the driver restarted) are back-filled from it.
+        """
+        run_id = self.run_id(trial)
+        result = trial.last_result or {}
+        model = None
+        if trial.checkpoint is not None:
+            state = load_training_state(trial.checkpoint)
+            self.records.log_epochs(run_id, state.history, int(result.get("timestamp", 0) * 1000))
+            config = self.trial_run_config(trial.config)
+            model = ModelFiles(state.best_state, config, self.dataset)
+        best = result if BEST_VAL_ACCURACY in result else None
+        self.records.finish(run_id, best, model)
+
+    def settle(self, trials: list[Trial]) -> int:
+        """Close the run of every concluded trial whose run is still open; how many.
+
+        A trial that concluded while MLflow could not be reached, or just before the driver
+        died, is not run again on resume, so no Tune hook would ever close its run.
+        """
+        settled = 0
+        for trial in trials:
+            closed = CLOSED_STATUS.get(trial.status)
+            found = self.records.find(trial.trial_id)
+            if closed is None or (found is not None and found.info.status == closed):
+                continue
+            if trial.status == Trial.TERMINATED:
+                self.finish(trial)
+            else:
+                self.records.fail(self.run_id(trial), error_text(trial))
+            settled += 1
+        return settled
+
+    # Runs ------------------------------------------------------------------------------
+
+    def run_id(self, trial: Trial) -> str:
+        """The trial's run: found again by its trial-id tag after a restore, else created."""
+        if trial.trial_id not in self.run_ids:
+            found = self.records.find(trial.trial_id)
+            self.run_ids[trial.trial_id] = (
+                self.records.reopen(found) if found is not None else self._create_run(trial)
+            )
+        return self.run_ids[trial.trial_id]
+
+    def _create_run(self, trial: Trial) -> str:
+        baseline = self.is_baseline(trial.config)
+        config = self.trial_run_config(trial.config)
+        return self.records.create(
+            trial.trial_id,
+            name=trial_name(trial.config, baseline),
+            role=BASELINE_ROLE if baseline else self.role,
+            params=run_params(config, self.dataset),
+            config=to_dict(config),
+            inputs=training_inputs(self.dataset).values(),
+        )

@@ -1,0 +1,164 @@
+"""The sweep end to end on real Ray and a real sqlite MLflow store, CI-sized."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from postag.readers import read_conllu
+from postag.registry import REGISTERED_MODEL, best_model_uri
+from postag.sources import sha256_of
+from tests.helpers import DIVERGING_LR
+
+
+def by_lr(runs, lr):
+    return [r for r in runs if float(r.data.params["lr"]) == lr]
+
+
+def test_every_trial_has_a_nested_run_with_params_and_epoch_metrics(swept):
+    _, runs, client, _ = swept
+    assert len(runs) == 4  # three grid trials and the baseline
+    (run,) = by_lr(runs, 0.005)
+    params = run.data.params
+    assert (params["hidden_size"], params["num_layers"], params["epochs"]) == ("24", "1", "2")
+    assert {
+        "dataset_fingerprint",
+        "validation_digest",
+        "vocabulary_size",
+        "num_classes",
+        "data.train",
+    } <= set(params)
+    for metric in (
+        "train_loss",
+        "val_accuracy",
+        "epoch_seconds",
+        "validation_seconds",
+        "tokens_per_second",
+        "grad_norm_first_lstm",
+        "grad_norm_last_lstm",
+        "system/process_resident_megabytes",
+        "system/process_cpu_utilization_percentage",
+    ):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+        assert steps == [1, 2], metric
+
+
+def test_each_trial_logs_what_its_own_process_costs_per_epoch(swept):
+    _, runs, client, _ = swept
+    for run in [r for r in runs if r.info.status == "FINISHED"]:
+        resident = client.get_metric_history(run.info.run_id, "system/process_resident_megabytes")
+        cpu = client.get_metric_history(
+            run.info.run_id, "system/process_cpu_utilization_percentage"
+        )
+        # A trial process holds torch and its data: hundreds of MB, not nothing.
+        assert all(100 < m.value < 10_000 for m in resident), run.info.run_name
+        # It trained on one thread, so it used some of one core, and not many.
+        assert all(0 < m.value < 400 for m in cpu), run.info.run_name
+
+
+def test_baseline_is_tagged_recorded_and_keeps_its_shape(swept):
+    _, runs, _, _ = swept
+    baseline = [r for r in runs if r.data.tags["role"] == "deep-baseline"]
+    assert len(baseline) == 1
+    assert (baseline[0].data.params["num_layers"], baseline[0].data.params["epochs"]) == ("6", "1")
+    assert baseline[0].info.status == "FINISHED"
+    # Runs are named by what varies, so a reader tells them apart in the UI's table.
+    assert baseline[0].info.run_name == "baseline-lr0.001"
+    names = {r.info.run_name for r in runs if r.data.tags["role"] == "trial"}
+    assert names == {"lr0.005", "lr0.002", "lr1e+30"}
+    assert "grad_norm_first_lstm" in baseline[0].data.metrics
+
+
+def test_a_diverging_trial_fails_naming_the_epoch_and_the_sweep_completes(swept):
+    _, runs, _, _ = swept
+    (failed,) = by_lr(runs, DIVERGING_LR)
+    assert failed.info.status == "FAILED"
+    assert "epoch 1: the training loss is nan" in failed.data.tags["error"]
+    assert "retried_after_error" in failed.data.tags
+    assert {r.info.status for r in runs if r is not failed} == {"FINISHED"}
+
+
+def test_best_alias_points_at_the_best_non_baseline_trial(swept):
+    outcome, runs, client, _ = swept
+    trials = [r for r in runs if r.data.tags["role"] == "trial" and r.info.status == "FINISHED"]
+    best = max(trials, key=lambda r: r.data.metrics["best_val_accuracy"])
+    version = client.get_model_version_by_alias(REGISTERED_MODEL, "best")
+    assert version.version == outcome["version"]
+    assert version.tags["run_id"] == best.info.run_id
+    assert version.tags["validation_digest"] == best.data.params["validation_digest"]
+    assert "tiny" in version.description and "validation accuracy" in version.description
+    # The sweep's own alias names the same version.
+    assert client.get_model_version_by_alias(REGISTERED_MODEL, "sweep-tiny").version == (
+        version.version
+    )
+
+
+def test_registered_model_loads_by_alias_and_tags_sentences(in_swept_store, ewt_slice):
+    model = mlflow.pyfunc.load_model(best_model_uri())
+    sentences = [list(s.words) for s in read_conllu(ewt_slice["test"])[:5]]
+    tagged = model.predict(pd.DataFrame({"tokens": sentences}))["tags"]
+    assert [len(t) for t in tagged] == [len(s) for s in sentences]
+    train_tags = {t for s in read_conllu(ewt_slice["train"]) for t in s.tags}
+    assert all(tag in train_tags for sentence in tagged for tag in sentence)
+
+
+def test_trial_runs_record_their_training_and_validation_data(swept, ewt_slice):
+    _, runs, _, _ = swept
+    (run,) = by_lr(runs, 0.005)
+    inputs = {
+        {t.key: t.value for t in given.tags}["mlflow.data.context"]: given.dataset
+        for given in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"training", "validation"}
+    assert inputs["training"].name == ewt_slice["train"].name
+    assert inputs["validation"].name == ewt_slice["dev"].name
+    dev_sha256 = sha256_of(ewt_slice["dev"])
+    assert inputs["validation"].digest == dev_sha256[:16]
+    profile = json.loads(inputs["validation"].profile)
+    assert profile["sha256"] == dev_sha256
+    assert profile["num_rows"] == len(read_conllu(ewt_slice["dev"]))
+
+
+def test_each_model_is_complete_and_linked_to_its_figures(in_swept_store):
+    _, runs, client, _ = in_swept_store
+    (run,) = by_lr(runs, 0.005)
+    # get_logged_model reads MLflow's global tracking URI whatever the client's (hence
+    # in_swept_store).
+    model = client.get_logged_model(run.outputs.model_outputs[0].model_id)
+    signature = mlflow.models.get_model_info(run.data.tags["model_uri"]).signature
+    assert signature.inputs.input_names() == ["tokens"]
+    assert signature.outputs.input_names() == ["tags"]
+    linked = {m.key: m for m in model.metrics}
+    assert linked["best_val_accuracy"].value == run.data.metrics["best_val_accuracy"]
+    assert linked["best_val_accuracy"].dataset_name == Path(run.data.params["data.dev"]).name
+    assert model.params["hidden_size"] == run.data.params["hidden_size"]
+
+
+def test_the_registered_version_shows_validation_and_test_accuracy_and_its_sweep(swept):
+    outcome, _, client, _ = swept
+    version = client.get_model_version(REGISTERED_MODEL, outcome["version"])
+    assert version.tags["sweep"] == "tiny"
+    assert 0 < float(version.tags["val_accuracy"]) <= 1
+    evaluation = client.get_run(version.tags["evaluation_run_id"])
+    assert evaluation.data.tags["mlflow.parentRunId"] == version.run_id
+    assert float(version.tags["test_token_accuracy"]) == pytest.approx(
+        evaluation.data.metrics["token_accuracy"], abs=1e-6
+    )
+
+
+def test_the_sweep_records_what_mattered(swept, tmp_path):
+    outcome, _, client, _ = swept
+    parent = outcome["state"]["parent_run_id"]
+    # One axis varied (lr) and two of its trials finished: it explains all there is.
+    assert client.get_run(parent).data.metrics["importance.lr"] == pytest.approx(1.0)
+    summary = client.download_artifacts(parent, "trials.md", str(tmp_path))
+    assert "## What mattered" in Path(summary).read_text()
+    assert "| lr | 1.000 |" in Path(summary).read_text()
+    for name in ("param_importance.png", "parallel_coordinates.png"):
+        height, width, _ = imread(client.download_artifacts(parent, name, str(tmp_path))).shape
+        assert height > 300 and width > 300, name

@@ -1,0 +1,44 @@
+"""experiments/deep.yaml's question at CI size: one sweep, the same deep stack with and without
+residual connections, both recorded in MLflow; only the residual one learns."""
+
+from __future__ import annotations
+
+import mlflow
+
+from pipelines.sweep.driver import run_sweep
+from tests.helpers import trial_runs, write_experiment
+
+# The shape of deep.yaml shrunk to seconds: deep enough that the plain stack's gradient
+# vanishes before the first layer (see test_model), narrow enough for a CI machine.
+DEEP_SWEEP = {
+    "model": {"embedding_dim": 16, "ff_dims": [32]},
+    "train": {"epochs": 3, "batch_size": 16, "lr": 0.003},
+    "sweep": {
+        "name": "deep",
+        "space": {"model.hidden_size": [16], "model.num_layers": [12], "model.residual": [True]},
+        "baseline": {"model.hidden_size": 16, "model.num_layers": 12, "model.residual": False},
+        "max_concurrent_trials": 2,
+        "cpus_per_trial": 1,
+    },
+}
+
+
+def test_residual_deep_stack_learns_where_the_plain_one_stays_at_the_majority_tag(
+    ewt_slice, tmp_path, monkeypatch
+):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    config = write_experiment(tmp_path, ewt_slice, DEEP_SWEEP)
+    outcome = run_sweep(config, [], tmp_path / "tune", fresh=False)
+    assert not outcome["interrupted"]
+
+    runs = {run.data.params["residual"]: run for run in trial_runs(mlflow.MlflowClient(uri))}
+    plain, residual = runs["False"], runs["True"]
+    assert plain.data.tags["role"] == "deep-baseline" and residual.data.tags["role"] == "trial"
+    assert plain.data.params["num_layers"] == residual.data.params["num_layers"] == "12"
+    assert plain.data.metrics["best_val_accuracy"] < 0.25
+    assert residual.data.metrics["best_val_accuracy"] > 0.4
+    # The evidence of why: the plain stack's first layer gets almost no gradient.
+    assert plain.data.metrics["grad_norm_first_lstm"] < 1e-5
+    assert residual.data.metrics["grad_norm_first_lstm"] > 1e-2

@@ -1,0 +1,124 @@
+"""Faults the tracking side must ride out: its server restarting mid-sweep, down for longer
+than the client retries, and many trials logging at once to the default sqlite store."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from tests.helpers import (
+    SWEEP_LIMIT_SECONDS,
+    MlflowServer,
+    most_at_once,
+    trial_runs,
+    wait_for,
+    write_experiment,
+)
+
+
+def small_sweep(name: str, hidden_sizes: list[int], concurrent: int, cpus: float, epochs: int):
+    """Trials of `epochs` epochs over `hidden_sizes`, and a 3-layer baseline as long as them."""
+    return {
+        "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
+        "train": {"epochs": epochs, "batch_size": 16},
+        "sweep": {
+            "name": name,
+            "space": {"model.hidden_size": hidden_sizes},
+            "baseline": {"model.hidden_size": 4, "model.num_layers": 3, "train.epochs": epochs},
+            "max_concurrent_trials": concurrent,
+            "cpus_per_trial": cpus,
+        },
+    }
+
+
+def assert_every_epoch_logged_once(client, runs) -> None:
+    for run in runs:
+        assert run.info.status == "FINISHED", run.info.run_name
+        for metric in ("val_accuracy", "train_loss", "tokens_per_second"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+            assert steps == list(range(1, int(run.data.params["epochs"]) + 1)), metric
+
+
+def logging_mid_trial(client) -> bool:
+    return any(r.info.status == "RUNNING" and r.data.metrics for r in trial_runs(client))
+
+
+# MLflow's HTTP client retries a failed call this often, sleeping 0, 2, 4, 8 and 16 s (and
+# up to 1 s more each) between: about 30 s, time enough for a server to restart and far
+# less than the default budget of about 4 minutes that an outage would have to outlast.
+RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+@pytest.fixture
+def served(ewt_slice, tmp_path):
+    """A real `mlflow server`."""
+    server = MlflowServer(tmp_path / "server")
+    server.start()
+    yield server, mlflow.MlflowClient(server.uri)
+    server.stop()
+
+
+def epochs_logged(client) -> int:
+    return sum(
+        len(client.get_metric_history(run.info.run_id, "val_accuracy"))
+        for run in trial_runs(client)
+    )
+
+
+def test_the_tracking_server_restarting_then_down_for_good_loses_no_epoch(
+    served, ewt_slice, tmp_path, sweep_driver
+):
+    """One sweep: the server restarts while a call is on its way, and the sweep rides it out;
+    later it stays down past the retries, the sweep stops, and the rerun fills every gap."""
+    server, client = served
+    config = write_experiment(tmp_path, ewt_slice, small_sweep("faults", [8, 16], 2, 1, 8))
+    env = {"MLFLOW_TRACKING_URI": server.uri, "RAY_ADDRESS": "local", **RETRIES}
+    # The libraries' messages, the HTTP client's retries among them, go to the sweep's log.
+    library_log = tmp_path / "tune" / "faults.log"
+    driver = sweep_driver(config, tmp_path, env)
+    wait_for(lambda: logging_mid_trial(client), driver)
+
+    # A restart: down until a logging call has met the outage and is retrying, then back.
+    server.stop()
+    wait_for(lambda: "Retrying" in library_log.read_text(), driver)
+    server.start()
+    logged = epochs_logged(client)
+    # The call went through after all: the sweep goes on logging epochs.
+    wait_for(lambda: epochs_logged(client) > logged and logging_mid_trial(client), driver)
+
+    # Down for good: the retries run out, the sweep stops and says how to resume.
+    server.stop()
+    assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 1
+    console = (tmp_path / "driver.log").read_text()
+    assert "postag sweep: failed:" in console and "the same command resumes the sweep" in console
+    assert "could not close the sweep's MLflow runs" in console
+    assert "Traceback" not in console and "Retrying" not in console
+
+    # Trials trained on while nothing was logged; the rerun resumes them from their
+    # checkpoints and back-fills every epoch MLflow missed from their histories.
+    server.start()
+    rerun = sweep_driver(config, tmp_path, env)
+    assert rerun.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
+    runs = trial_runs(client)
+    assert len(runs) == 3
+    assert_every_epoch_logged_once(client, runs)
+    assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == "faults"
+
+
+def test_eight_trials_at_once_on_the_default_sqlite_store(ewt_slice, tmp_path, sweep_driver):
+    # Seven grid trials and the baseline, a quarter CPU each: eight side by side on 2 cores.
+    values = small_sweep("eight", [6, 8, 10, 12, 14, 16, 20], 8, 0.25, 5)
+    # Short epochs: what is tested is eight trials writing to one sqlite file, not training.
+    values["train"]["max_batches_per_epoch"] = 6
+    config = write_experiment(tmp_path, ewt_slice, values)
+    env = {"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": "local"}  # empty: the project's sqlite
+    driver = sweep_driver(config, tmp_path, env)
+    assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
+    assert "database is locked" not in (tmp_path / "driver.log").read_text()
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    trials = trial_runs(client)
+    assert len(trials) == 8
+    assert_every_epoch_logged_once(client, trials)
+    # They wrote side by side, and never more than the eight the sweep allows.
+    assert 2 <= most_at_once(trials) <= 8

@@ -1,0 +1,130 @@
+"""A sweep stopped mid-way (SIGTERM, Ctrl-C, or its driver killed outright), then the same
+command again: it resumes, with no run made twice and no epoch logged twice. One sweep is
+walked through every stop in turn."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+import mlflow
+import pytest
+
+from pipelines.cli import INTERRUPTED_EXIT_CODE
+from tests.helpers import trial_runs, wait_for, write_experiment
+
+STOP_LIMIT_SECONDS = 240
+SWEEP = {
+    "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
+    "train": {"epochs": 3, "batch_size": 16},
+    "sweep": {
+        "name": "resume",
+        "space": {"model.hidden_size": [8, 12, 16, 20, 24]},
+        "baseline": {"model.hidden_size": 4, "model.num_layers": 3, "train.epochs": 1},
+        "max_concurrent_trials": 1,
+        "cpus_per_trial": 1,
+    },
+}
+EXPECTED_TRIALS = 6
+
+
+@pytest.fixture
+def sweep_setup(ewt_slice, tmp_path):
+    config = write_experiment(tmp_path, ewt_slice, SWEEP)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # "local": each driver starts a Ray of its own, whatever else runs on this machine.
+    env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"}
+    return config, env, mlflow.MlflowClient(uri)
+
+
+def finished(client) -> int:
+    return sum(run.info.status == "FINISHED" for run in trial_runs(client))
+
+
+def assert_resumed_completely(client, before: dict[str, str]) -> None:
+    after = trial_runs(client)
+    trial_ids = Counter(r.data.tags["ray_trial_id"] for r in after)
+    assert len(after) == EXPECTED_TRIALS and set(trial_ids.values()) == {1}
+    assert {r.info.status for r in after} == {"FINISHED"}
+    # Runs finished before the interruption were kept, not made again.
+    assert {k for k, v in before.items() if v == "FINISHED"} <= {r.info.run_id for r in after}
+    for run in after:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        assert steps == list(range(1, int(run.data.params["epochs"]) + 1))
+    parent = client.search_runs([after[0].info.experiment_id], "tags.role = 'sweep'")
+    assert [p.info.status for p in parent] == ["FINISHED"]
+    assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == "resume"
+
+
+def stop(driver, how: signal.Signals) -> None:
+    driver.send_signal(how)
+    assert driver.wait(timeout=STOP_LIMIT_SECONDS) == INTERRUPTED_EXIT_CODE
+
+
+def assert_nothing_left_running(client) -> dict[str, str]:
+    runs = {r.info.run_id: r.info.status for r in trial_runs(client)}
+    assert list(runs.values()).count("FINISHED") < EXPECTED_TRIALS  # stopped mid-sweep
+    assert "RUNNING" not in runs.values()
+    experiment = trial_runs(client)[0].info.experiment_id
+    assert [p.info.status for p in client.search_runs([experiment], "tags.role = 'sweep'")] == [
+        "KILLED"
+    ]
+    return runs
+
+
+def mid_trial(client) -> bool:
+    """A run has logged epochs while its trial goes on: what Tune's snapshot may not know."""
+    return any(r.info.status == "RUNNING" and r.data.metrics for r in trial_runs(client))
+
+
+def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
+    sweep_setup, sweep_driver, tmp_path
+):
+    """One sweep through every way a driver stops, each followed by the same command."""
+    config, env, client = sweep_setup
+    log = tmp_path / "driver.log"
+    # Storage as a URI, the way a cluster names a bucket (s3://...) all nodes reach.
+    storage = ("--storage", f"file://{tmp_path}/bucket")
+    first = sweep_driver(config, tmp_path, env, *storage)
+    wait_for(lambda: finished(client) >= 1, first)
+
+    # A second driver of the same sweep stops at once, before touching its runs.
+    second = sweep_driver(config, tmp_path, env, *storage)
+    assert second.wait(timeout=STOP_LIMIT_SECONDS) == 2
+    assert "sweep 'resume' is already running in another driver" in log.read_text()
+    assert first.poll() is None
+
+    # SIGTERM (`timeout`, `kill`, a job scheduler) stops it as Ctrl-C does.
+    stop(first, signal.SIGTERM)
+    before = assert_nothing_left_running(client)
+
+    # A changed configuration is not silently resumed as the old one.
+    changed = sweep_driver(config, tmp_path, env, *storage, "--set", "train.epochs=4")
+    assert changed.wait(timeout=STOP_LIMIT_SECONDS) == 2
+    assert "its configuration has changed since" in log.read_text()
+
+    third = sweep_driver(config, tmp_path, env, *storage)
+    wait_for(lambda: finished(client) > list(before.values()).count("FINISHED"), third)
+    stop(third, signal.SIGINT)  # what Ctrl-C sends
+    before = assert_nothing_left_running(client)
+
+    # Killed outright mid-trial: no handler runs, the driver and its Ray just vanish.
+    fourth = sweep_driver(config, tmp_path, env, *storage)
+    wait_for(lambda: mid_trial(client), fourth)
+    os.killpg(fourth.pid, signal.SIGKILL)
+    fourth.wait()
+    before = {r.info.run_id: r.info.status for r in trial_runs(client)}
+    assert list(before.values()).count("FINISHED") < EXPECTED_TRIALS
+
+    last = sweep_driver(config, tmp_path, env, *storage)
+    assert last.wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
+    assert_resumed_completely(client, before)
+    assert any((tmp_path / "bucket").rglob("state.pt")), "checkpoints went to the URI"
+
+    # What the person at the console read: our lines only, ending with the answer.
+    console = log.read_text()
+    assert "resuming" in console
+    assert "WARNING" not in console and "Traceback" not in console
+    assert "trial 6/6" in console and "sweep 'resume' done: registered version 1" in console
+    assert "compare its runs: http://127.0.0.1:5000/#/compare-runs?runs=" in console

@@ -1,0 +1,91 @@
+"""A team's tracking server: `mlflow server` on a real PostgreSQL, eight trials writing at
+once, the database restarted mid-sweep.
+
+PostgreSQL is Debian's (`.ci/run` installs it), run in a data folder the test owns on a
+port of its own; MLflow reaches it with the driver pinned in requirements.lock.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.helpers import (
+    MlflowServer,
+    PostgresServer,
+    most_at_once,
+    trial_runs,
+    wait_for,
+    write_experiment,
+)
+
+EPOCHS = 4
+TRIALS = 8
+SWEEP = {
+    "model": {"embedding_dim": 16, "hidden_size": 16, "num_layers": 1, "ff_dims": [16]},
+    "train": {"epochs": EPOCHS, "batch_size": 32},
+    "sweep": {
+        "name": "postgres",
+        "space": {"train.lr": [0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.006]},
+        # As long as the others, so that all eight are open at once.
+        "baseline": {"train.lr": 0.01, "model.num_layers": 3},
+        "max_concurrent_trials": TRIALS,
+        "cpus_per_trial": 0.25,
+        "max_failures": 1,
+    },
+}
+
+
+@pytest.fixture
+def postgres():
+    # Not under pytest's tmp_path: that is root's alone, and PostgreSQL runs as `postgres`.
+    folder = Path(tempfile.mkdtemp(prefix="postag-postgres-"))
+    server = PostgresServer(folder)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_tracking(postgres, tmp_path):
+    server = MlflowServer(tmp_path / "server", backend_store=postgres.uri)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_eight_trials_at_once_lose_nothing_when_postgresql_restarts_mid_sweep(
+    ewt_slice, tmp_path, postgres, postgres_tracking, sweep_driver
+):
+    config = write_experiment(tmp_path, ewt_slice, SWEEP)
+    env = {"MLFLOW_TRACKING_URI": postgres_tracking.uri, "RAY_ADDRESS": "local"}
+    client = mlflow.MlflowClient(postgres_tracking.uri)
+    driver = sweep_driver(config, tmp_path, env)
+
+    def all_running_and_one_epoch_in() -> bool:
+        runs = trial_runs(client)
+        return len(runs) == TRIALS and any(
+            client.get_metric_history(run.info.run_id, "val_accuracy") for run in runs
+        )
+
+    wait_for(all_running_and_one_epoch_in, driver)
+    restarted_at = time.time()
+    postgres.restart()
+    assert driver.wait(timeout=420) == 0, (tmp_path / "driver.log").read_text()
+
+    runs = trial_runs(client)
+    assert len(runs) == TRIALS
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    assert 2 <= most_at_once(runs) <= TRIALS  # side by side; a busy machine may start fewer
+    assert any(run.info.end_time / 1000 > restarted_at for run in runs), "restart was mid-sweep"
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        assert steps == list(range(1, EPOCHS + 1)), run.info.run_name
+    best = client.get_model_version_by_alias("postag-tagger", "best")
+    assert best.run_id in {run.info.run_id for run in runs}

@@ -1,0 +1,413 @@
+"""What tests share besides fixtures (tests/conftest.py): real services (`mlflow server`,
+`mlflow models serve`, PostgreSQL) and sweep drivers, experiment files written from dicts,
+slices of CoNLL-U, and copies of a swept MLflow store."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+START_LIMIT_SECONDS = 90
+POLL_SECONDS = 0.5
+# A sweep test's longest wait for a driver, within pytest's 300 s bound on a whole test.
+SWEEP_LIMIT_SECONDS = 240
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """`mlflow server` on loopback, started as `make mlflow-server` starts it (`postag
+    mlflow-server`): sqlite unless told otherwise, proxied artifacts, logins if asked.
+
+    It can be stopped and started again on the same port and store, as a restart would.
+    """
+
+    def __init__(
+        self, folder: Path, backend_store: str | None = None, admin_password: str | None = None
+    ):
+        self.folder = folder
+        self.backend_store = backend_store or f"sqlite:///{folder / 'mlflow.db'}"
+        # With a password, logins are required (`make mlflow-server AUTH=1`) and it is admin's.
+        self.admin_password = admin_password
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "pipelines.servers.tracking_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store",
+            self.backend_store,
+            "--artifacts-destination",
+            str(self.folder / "artifacts"),
+        ]
+        env = dict(os.environ)
+        if self.admin_password is not None:
+            command += ["--auth", "--auth-folder", str(self.folder)]
+            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin_password
+        with (self.folder / "server.log").open("a") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        answers(self.process, f"{self.uri}/health", self.folder / "server.log")
+
+    def stop(self) -> None:
+        stop_group(self.process)
+
+
+def answers(process: subprocess.Popen, url: str, log: Path) -> None:
+    """Wait until `url` answers 200; fail with the log if the process ends first."""
+    deadline = time.monotonic() + START_LIMIT_SECONDS
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(POLL_SECONDS)
+    raise AssertionError(f"{url} did not answer in {START_LIMIT_SECONDS} s: {log}")
+
+
+def command_line(pid: int) -> str:
+    """A process's command line, its arguments joined by spaces (Linux's /proc)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+
+
+def stop_ray_cluster(gcs_port: int, grace_seconds: float = 10.0) -> None:
+    """End the processes of the Ray cluster whose head listens on `gcs_port`, and no others.
+
+    `ray stop` ends every Ray on the machine, another program's too. Each node's processes
+    name the head's port on their command line (the GCS its `--gcs_server_port`, the raylet
+    `--gcs-address=host:port`); the agents a raylet starts are its children.
+    """
+    marks = (f":{gcs_port} ", f"--gcs_server_port={gcs_port} ")
+    parents = {}
+    named = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            pid = int(entry.name)
+            line = command_line(pid) + " "
+            parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            continue
+        if "ray" in line and any(mark in line for mark in marks):
+            named.append(pid)
+    ours = descendants(named, parents)
+    signal_all(ours, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and any(alive(pid) for pid in ours):
+        time.sleep(POLL_SECONDS)
+    signal_all([pid for pid in ours if alive(pid)], signal.SIGKILL)
+    # As `ray stop` does: `ray start` names its cluster here for ray.init() to join.
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    with contextlib.suppress(FileNotFoundError):
+        if current.read_text().strip().endswith(f":{gcs_port}"):
+            current.unlink()
+
+
+def descendants(pids: list[int], parents: dict[int, int]) -> list[int]:
+    """`pids` and every process below them, from a map of each process to its parent."""
+    found, frontier = set(pids), list(pids)
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        frontier = [child for child in children if child not in found]
+        found.update(frontier)
+    return sorted(found)
+
+
+def signal_all(pids: list[int], how: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, how)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's wait is missing
+
+
+def stop_group(process: subprocess.Popen | None) -> None:
+    """Kill a server started in a session of its own, with the workers it started."""
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, 9)
+        process.wait()
+
+
+class ModelServer:
+    """`postag serve` (what `make serve` runs) on loopback, serving a store's model."""
+
+    def __init__(self, folder: Path, tracking_uri: str, model: str = "models:/postag-tagger@best"):
+        self.folder, self.tracking_uri, self.model = folder, tracking_uri, model
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "pipelines.commands.serve",
+            "--model",
+            self.model,
+            "--port",
+            str(self.port),
+        ]
+        env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri}
+        with (self.folder / "serve.log").open("a") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        answers(self.process, f"{self.url}/ping", self.folder / "serve.log")
+
+    def stop(self) -> None:
+        stop_group(self.process)
+
+
+def write_experiment(folder: Path, ewt_slice: dict, values: dict) -> Path:
+    """An experiment file over the EWT slice, its prepared data cached in `folder`; the
+    experiment's other data settings (`lowercase_words`) are kept."""
+    data = {
+        "train": str(ewt_slice["train"]),
+        "dev": str(ewt_slice["dev"]),
+        "cache_dir": str(folder / "cache"),
+    }
+    path = folder / f"{values['sweep']['name']}.yaml"
+    path.write_text(yaml.safe_dump({**values, "data": {**values.get("data", {}), **data}}))
+    return path
+
+
+def start_sweep(config: Path, folder: Path, env: dict, *extra: str) -> subprocess.Popen:
+    """`python -m pipelines.sweep` in its own process group, its output in driver.log."""
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.sweep",
+        "--config",
+        str(config),
+        "--storage",
+        str(folder / "tune"),
+        *extra,
+    ]
+    with (folder / "driver.log").open("a") as log:
+        return subprocess.Popen(
+            command,
+            env={**os.environ, **env},
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_for(condition, process: subprocess.Popen, limit: float = SWEEP_LIMIT_SECONDS) -> None:
+    """Poll `condition` while the sweep runs; fail if it ends first or time runs out."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        assert process.poll() is None, "the sweep ended before the condition held"
+        time.sleep(POLL_SECONDS)
+    raise AssertionError("timed out waiting for the sweep")
+
+
+def most_at_once(runs) -> int:
+    """The most runs open at the same time, from MLflow's start and end times."""
+    # At equal times an end comes before a start: a slot freed and taken is not an overlap.
+    events = sorted([(r.info.end_time, -1) for r in runs] + [(r.info.start_time, 1) for r in runs])
+    open_runs = peak = 0
+    for _, change in events:
+        open_runs += change
+        peak = max(peak, open_runs)
+    return peak
+
+
+def trial_runs(client) -> list:
+    """Every trial and baseline run of experiment `postag` (not sweeps' parent runs, nor the
+    evaluation runs nested under registered trials)."""
+    experiment = client.get_experiment_by_name("postag")
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], "tags.role != 'sweep'")
+    return [run for run in runs if run.data.tags.get("role") in ("trial", "deep-baseline")]
+
+
+class PostgresServer:
+    """Debian's PostgreSQL on loopback, in a data folder of the test's own.
+
+    PostgreSQL refuses to run as root: as root, its programs run as the `postgres` user
+    that Debian's package creates. It can be restarted on the same port and data.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.data = folder / "pgdata"
+        self.port = free_port()
+        self.bin = postgres_bin()
+
+    @property
+    def uri(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
+
+    def run(self, program: str, *args: str) -> None:
+        command = [str(self.bin / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=START_LIMIT_SECONDS)
+
+    def start(self) -> None:
+        if not self.data.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            if os.geteuid() == 0:
+                shutil.chown(self.folder, "postgres", "postgres")
+            self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust")
+            self.pg_ctl("start")
+            self.run(
+                "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "mlflow"
+            )
+            return
+        self.pg_ctl("start")
+
+    def pg_ctl(self, action: str, *args: str) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder}"
+        self.run(
+            "pg_ctl",
+            action,
+            "-D",
+            str(self.data),
+            "-w",
+            "-o",
+            options,
+            "-l",
+            str(self.folder / "postgres.log"),
+            *args,
+        )
+
+    def restart(self) -> None:
+        self.pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        self.pg_ctl("stop", "-m", "immediate")
+
+
+def postgres_bin() -> Path:
+    """The newest installed PostgreSQL's programs (Debian keeps them off PATH)."""
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        install_debian_packages("postgresql")
+    return sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1].parent
+
+
+def install_debian_packages(*packages: str) -> None:
+    """Install what a test needs from Debian, as .ci/run does, where this process may (root
+    with apt-get); elsewhere skip the test saying what to install (fail it in CI)."""
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        reason = f"needs Debian's {' '.join(packages)}: apt-get install {' '.join(packages)}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, capture_output=True
+    )
+
+
+def conllu_blocks(path: Path, count: int) -> str:
+    """The first `count` sentences of a CoNLL-U file, comments and all."""
+    blocks = path.read_text(encoding="utf-8").split("\n\n")
+    return "\n\n".join(blocks[:count]) + "\n\n"
+
+
+# A learning rate this size makes the loss NaN in epoch 1: the trial that fails (and is
+# retried, and fails again) while the sweep goes on.
+DIVERGING_LR = 1.0e30
+TINY_SWEEP = {
+    "model": {"embedding_dim": 16, "hidden_size": 24, "num_layers": 1, "ff_dims": [16]},
+    "train": {"epochs": 2, "batch_size": 32},
+    "sweep": {
+        "name": "tiny",
+        "space": {"train.lr": [0.005, 0.002, DIVERGING_LR]},
+        "baseline": {
+            "train.lr": 0.001,
+            "model.hidden_size": 8,
+            "model.num_layers": 6,
+            "train.epochs": 1,
+        },
+        "max_concurrent_trials": 2,
+        "cpus_per_trial": 1,
+        "max_failures": 1,
+    },
+}
+
+
+def write_sweep(tmp_path, ewt_slice, values=TINY_SWEEP):
+    values = {
+        **values,
+        "data": {
+            "train": str(ewt_slice["train"]),
+            "dev": str(ewt_slice["dev"]),
+            "test": str(ewt_slice["test"]),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+    }
+    path = tmp_path / f"{values['sweep']['name']}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def copy_store(uri: str, folder: Path) -> str:
+    """A copy of a sqlite MLflow store (its database and the artifacts beside it) in
+    `folder`; its URI. Paths recorded in the database are moved to the copy."""
+    source = Path(uri.removeprefix("sqlite:///")).parent
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("tune", "cache"))
+    database = folder / "mlflow.db"
+    with sqlite3.connect(database) as connection:
+        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        for (table,) in tables.fetchall():
+            for column in connection.execute(f"PRAGMA table_info('{table}')").fetchall():
+                name, kind = column[1], column[2].upper()
+                if kind.startswith(("VARCHAR", "TEXT")):
+                    connection.execute(
+                        f'UPDATE "{table}" SET "{name}" = replace("{name}", ?, ?)',
+                        (str(source), str(folder)),
+                    )
+    return f"sqlite:///{database}"

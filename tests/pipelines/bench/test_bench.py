@@ -1,0 +1,169 @@
+import json
+import os
+
+from pipelines.bench.chars import main as chars_bench
+from pipelines.bench.memory import main as memory_bench
+from pipelines.bench.model import main
+from pipelines.bench.scale import main as scale_bench
+from pipelines.bench.sweep import main as sweep_bench
+from tests.helpers import write_experiment
+
+
+def test_bench_races_both_ways_and_prints_the_table(ewt_slice, tmp_path, capsys):
+    output = tmp_path / "bench.json"
+    code = main(
+        [
+            "--target",
+            "0.3",
+            "--max-epochs",
+            "3",
+            "--output",
+            str(output),
+            "--set",
+            f"data.train={ewt_slice['train']}",
+            "--set",
+            f"data.dev={ewt_slice['dev']}",
+            "--set",
+            f"data.cache_dir={tmp_path}",
+            "--set",
+            "model.hidden_size=16",
+            "--set",
+            "model.num_layers=1",
+            "--set",
+            "train.batch_size=32",
+            "--set",
+            "train.lr=0.005",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert (
+        "| seed's way |" in printed
+        and "| postag |" in printed
+        and "ratio (postag / seed)" in printed
+    )
+    races = json.loads(output.read_text())["races"]
+    assert [r["name"] for r in races] == ["seed's way", "postag"]
+    assert all(r["tokens_per_second"] > 0 and r["epochs"] >= 1 for r in races)
+    assert all(r["best_val_accuracy"] > 0.3 for r in races)
+
+
+def test_sweep_bench_splits_where_the_time_of_packed_and_one_at_a_time_runs_went(
+    ewt_slice, tmp_path, capsys, monkeypatch
+):
+    values = {
+        "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
+        "train": {"epochs": 1, "batch_size": 32},
+        "sweep": {
+            "name": "bench",
+            "space": {"model.hidden_size": [8, 16]},
+            "baseline": {"model.hidden_size": 4, "model.num_layers": 3},
+            "max_concurrent_trials": 2,
+            "cpus_per_trial": 1,
+        },
+    }
+    config = write_experiment(tmp_path, ewt_slice, values)
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    user_store = tmp_path / "user.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{user_store}")
+    output = tmp_path / "bench_sweep.json"
+    assert sweep_bench(["--config", str(config), "--output", str(output)]) == 0
+
+    runs = json.loads(output.read_text())["runs"]
+    assert [(r["name"], r["max_concurrent_trials"], r["trials"]) for r in runs] == [
+        ("packed", 2, 3),
+        ("one at a time", 1, 3),
+    ]
+    for run in runs:
+        split = run["split"]
+        assert split["slots"] == run["max_concurrent_trials"]
+        # Every trial trained, started, reported and logged its model: each part took time.
+        for part in ("training", "trial_start_up", "reporting", "model_logging", "sweep_end"):
+            assert split[part] > 0, (run["name"], part)
+        # The parts are measured apart; what is left of wall time x slots is idle, and
+        # nothing was counted twice.
+        assert split["idle"] >= 0, run["name"]
+        assert split["epoch_logging"] <= split["reporting"]
+    printed = capsys.readouterr().out
+    assert "| trials training and validating |" in printed and "| idle slots |" in printed
+    assert "Wall time ratio (one at a time / packed)" in printed
+    # The bench ran in throwaway stores: the user's tracking store was never touched.
+    assert not user_store.exists()
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{user_store}"
+
+
+def test_chars_bench_encodes_fewer_rows_once_per_spelling(ewt_slice, tmp_path, capsys):
+    output = tmp_path / "bench_chars.json"
+    code = chars_bench(
+        [
+            "--batches",
+            "3",
+            "--output",
+            str(output),
+            "--set",
+            f"data.train={ewt_slice['train']}",
+            "--set",
+            f"data.dev={ewt_slice['dev']}",
+            "--set",
+            f"data.cache_dir={tmp_path}",
+            "--set",
+            "train.batch_size=32",
+            "--set",
+            "model.char_filters=8",
+        ]
+    )
+    assert code == 0
+    assert "ratio (positions / spellings)" in capsys.readouterr().out
+    figures = json.loads(output.read_text())
+    assert figures["batches"] == 3
+    # Every real token is one padded position; repeats and padding are what spellings save.
+    assert figures["positions"] > figures["tokens"] > figures["spellings"] > 0
+    assert figures["per_position_seconds"] > 0 and figures["per_spelling_seconds"] > 0
+
+
+def test_scale_bench_runs_the_same_trials_on_each_cluster_layout(ewt_slice, tmp_path, capsys):
+    values = {
+        "model": {"embedding_dim": 8, "hidden_size": 8, "num_layers": 1, "ff_dims": [8]},
+        "train": {"epochs": 1, "batch_size": 32, "max_batches_per_epoch": 5},
+        "sweep": {
+            "name": "scale",
+            "space": {"model.hidden_size": [8, 16]},
+            "baseline": {"model.hidden_size": 4, "model.num_layers": 2},
+            "max_concurrent_trials": 3,
+            "gpus_per_trial": 0,
+        },
+    }
+    config = write_experiment(tmp_path, ewt_slice, values)
+    output = tmp_path / "bench_scale.json"
+    assert scale_bench(["--config", str(config), "--output", str(output)]) == 0
+    runs = json.loads(output.read_text())["runs"]
+    # Every trial finished on every layout, and the two-node layout used both nodes.
+    assert [(r["name"], r["trials"], r["nodes_used"]) for r in runs] == [
+        ("one node, 1 CPU", 3, 1),
+        ("two nodes, 1 CPU each", 3, 2),
+        ("one node, 2 CPUs", 3, 1),
+    ]
+    assert "| two nodes, 1 CPU each | 2 |" in capsys.readouterr().out
+
+
+def test_memory_bench_traces_each_case_in_a_process_of_its_own(ewt_slice, tmp_path, capsys):
+    output = tmp_path / "bench_memory.json"
+    data = [f"data.{split}={ewt_slice[split]}" for split in ("train", "dev", "test")]
+    shrink = [
+        *data,
+        f"data.cache_dir={tmp_path}",
+        "data.max_train_sentences=null",
+        "model.hidden_size=16",
+        "model.num_layers=2",
+        "model.char_filters=8",
+        "train.epochs=3",
+    ]
+    assert memory_bench(["--output", str(output), *(f"--set={o}" for o in shrink)]) == 0
+    traces = {t["case"]: t for t in json.loads(output.read_text())["traces"]}
+    assert set(traces) == {"best", "baseline"}
+    for trace in traces.values():
+        resident = trace["resident_megabytes"]
+        assert len(resident) == 3 and all(100 < mb < 10_000 for mb in resident)
+        assert trace["peak_megabytes"][-1] >= max(resident)
+    printed = capsys.readouterr().out
+    assert "| growth, epoch 2 to last |" in printed and "| peak |" in printed

@@ -1,0 +1,187 @@
+"""Evaluation from the registry, reports, errors and `postag tag`, on the tiny sweep's model."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import mlflow
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from pipelines.cli import main
+from pipelines.tracking import run_url
+from postag.readers import read_conllu
+from postag.registry import best_model_uri
+from tests.helpers import copy_store
+
+PICTURES = ("confusion.png", "sweep_val_accuracy.png", "sweep_heatmap.png", "sweep_grad_norms.png")
+
+
+@pytest.fixture(scope="module")
+def evaluated(swept, ewt_slice, tmp_path_factory):
+    """One evaluation of `best`, on a store of its own: other tests here evaluate too, and
+    each evaluation moves the version's `evaluation_run_id` to itself."""
+    outcome, runs, _, uri = swept
+    folder = tmp_path_factory.mktemp("evaluate")
+    store = copy_store(uri, folder / "store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        code = main(
+            [
+                "evaluate",
+                "--data",
+                str(ewt_slice["test"]),
+                "--json",
+                str(folder / "out.json"),
+                "--reports",
+                str(folder / "reports"),
+            ]
+        )
+    mlflow.set_tracking_uri(None)
+    assert code == 0
+    copy = (outcome, runs, mlflow.MlflowClient(store), store)
+    return json.loads((folder / "out.json").read_text()), folder / "reports", copy
+
+
+def test_accuracy_matches_an_independent_count(evaluated, in_copy_of_swept, ewt_slice):
+    result, _, _ = evaluated
+    sentences = read_conllu(ewt_slice["test"])
+    model = mlflow.pyfunc.load_model(best_model_uri())
+    predicted = model.predict(pd.DataFrame({"tokens": [list(s.words) for s in sentences]}))["tags"]
+    right = total = 0
+    for sentence, tags in zip(sentences, predicted, strict=True):
+        for gold, guess in zip(sentence.tags, tags, strict=True):
+            right += gold == guess
+            total += 1
+    assert result["num_tokens"] == total
+    assert result["token_accuracy"] == right / total
+    assert {"seen_accuracy", "unseen_accuracy", "sentence_accuracy", "macro_f1"} <= set(result)
+
+
+def test_the_leading_confusions_match_an_independent_count(evaluated, in_copy_of_swept, ewt_slice):
+    _, reports, _ = evaluated
+    sentences = read_conllu(ewt_slice["test"])
+    model = mlflow.pyfunc.load_model(best_model_uri())
+    predicted = model.predict(pd.DataFrame({"tokens": [list(s.words) for s in sentences]}))["tags"]
+    errors, capitalized = Counter(), Counter()
+    for sentence, tags in zip(sentences, predicted, strict=True):
+        for word, gold, guess in zip(sentence.words, sentence.tags, tags, strict=True):
+            if gold != guess:
+                errors[(gold, guess)] += 1
+                capitalized[(gold, guess)] += word[0].isupper()
+    rows = (reports / "confusions.md").read_text().splitlines()[2:]
+    assert 0 < len(rows) <= 10
+    count = errors.most_common(1)[0][1]
+    listed = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    assert int(listed[2].replace(",", "")) == count
+    pair = (listed[0], listed[1])
+    assert errors[pair] == count and int(listed[3]) == capitalized[pair]
+
+
+def test_reports_hold_tables_and_pictures(evaluated):
+    _, reports, _ = evaluated
+    table = (reports / "per_tag.md").read_text()
+    assert table.startswith("| tag | precision | recall | F1 | support |")
+    assert "| NN |" in table
+    assert (reports / "per_tag.csv").read_text().startswith("tag,precision,recall,f1,support")
+    for name in PICTURES:
+        height, width, _ = imread(reports / name).shape
+        assert height > 300 and width > 300, name
+
+
+def test_evaluation_run_sits_with_the_model_version(evaluated, ewt_slice):
+    result, _, (outcome, _, client, uri) = evaluated
+    run = client.get_run(result["mlflow_run_id"])
+    version = client.get_model_version("postag-tagger", outcome["version"])
+    assert run.data.tags["registered_model_version"] == str(outcome["version"])
+    # Nested under the trial that trained the version, not loose beside the sweeps.
+    assert run.data.tags["mlflow.parentRunId"] == version.run_id
+    assert run.data.metrics["token_accuracy"] == result["token_accuracy"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
+    assert "reports/confusion.png" in artifacts
+    (test,) = run.inputs.dataset_inputs
+    assert test.dataset.name == ewt_slice["test"].name
+    assert {t.key: t.value for t in test.tags}["mlflow.data.context"] == "test"
+    # The version's page links the latest evaluation and shows its figure.
+    assert version.tags["evaluation_run_id"] == run.info.run_id
+    # The tag holds six decimals, as the UI shows it.
+    tagged = float(version.tags["test_token_accuracy"])
+    assert tagged == pytest.approx(result["token_accuracy"], abs=5e-7)
+    assert run_url(uri, run.info.experiment_id, run.info.run_id) in version.description
+    assert version.description.count("**Latest evaluation**") == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("models:/postag-tagger/99", "'postag-tagger' has no version 99"),
+        ("models:/postag-tagger@nope", "'postag-tagger' has no alias 'nope' yet"),
+        ("models:/no-such-model@best", "no registered model 'no-such-model'"),
+    ],
+)
+def test_missing_models_are_clear_errors(in_copy_of_swept, model, message, capsys):
+    assert main(["evaluate", "--model", model]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_empty_store_says_to_run_the_sweep(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert main(["evaluate"]) == 2
+    assert "run `make sweep` first" in capsys.readouterr().err
+
+
+def test_tags_the_model_never_saw_count_as_errors_and_are_listed(
+    in_copy_of_swept, tmp_path, capsys
+):
+    data = tmp_path / "odd.conllu"
+    data.write_text("1\tThe\t_\t_\tDT\t_\t_\t_\t_\t_\n2\tthing\t_\t_\tNEWTAG\t_\t_\t_\t_\t_\n")
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(data),
+                "--json",
+                str(tmp_path / "o.json"),
+                "--reports",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
+    result = json.loads((tmp_path / "o.json").read_text())
+    assert result["unknown_tags"] == {"NEWTAG": 1}
+    assert result["token_accuracy"] <= 0.5
+    assert "tags the model never saw, counted as errors: NEWTAG (1)" in capsys.readouterr().out
+
+
+def test_tag_rewrites_only_the_tag_column_of_conllu(in_copy_of_swept, ewt_slice, tmp_path):
+    out = tmp_path / "tagged.conllu"
+    assert main(["tag", "--input", str(ewt_slice["test"]), "--output", str(out)]) == 0
+    before = ewt_slice["test"].read_text().splitlines()
+    after = out.read_text().splitlines()
+    assert len(after) == len(before)
+    sentences = read_conllu(ewt_slice["test"])
+    model = mlflow.pyfunc.load_model(best_model_uri())
+    expected = model.predict(pd.DataFrame({"tokens": [list(s.words) for s in sentences]}))["tags"]
+    assert [list(s.tags) for s in read_conllu(out)] == [list(tags) for tags in expected]
+    for old, new in zip(before, after, strict=True):
+        old_columns, new_columns = old.split("\t"), new.split("\t")
+        if len(old_columns) == 10 and old_columns[0].isdigit():
+            assert old_columns[:4] + old_columns[5:] == new_columns[:4] + new_columns[5:]
+        else:
+            assert old == new
+
+
+def test_tag_reads_raw_text(in_copy_of_swept, tmp_path):
+    text = tmp_path / "raw.txt"
+    text.write_text("I like green tea .\n\nWhere is it ?\n")
+    out = tmp_path / "raw.conllu"
+    assert main(["tag", "--input", str(text), "--output", str(out)]) == 0
+    sentences = read_conllu(out)
+    assert [s.words for s in sentences] == [
+        ("I", "like", "green", "tea", "."),
+        ("Where", "is", "it", "?"),
+    ]

@@ -1,0 +1,39 @@
+"""What mattered: fANOVA importance is told only where the trials give it something to
+split, on the tiny sweep's real runs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pipelines.sweep.config import SweepConfig
+from pipelines.sweep.importance import parameter_importance
+from pipelines.sweep.runs import read_trial_runs
+
+
+def test_importance_is_not_told_from_trials_that_all_scored_the_same(swept):
+    _, runs, _, _ = swept
+    finished = [
+        dataclasses.replace(run, best_val_accuracy=0.5)
+        for run in read_trial_runs(runs)
+        if run.is_candidate()
+    ]
+    sweep = SweepConfig(name="same", space={"train.lr": [0.005, 0.002]}, baseline={})
+    importance, why = parameter_importance(finished, sweep)
+    assert importance is None and why == "every finished trial scored the same"
+
+
+def test_importance_needs_an_axis_that_varied(swept):
+    _, runs, _, _ = swept
+    sweep = SweepConfig(name="one", space={"train.lr": [0.005]}, baseline={})
+    importance, why = parameter_importance(read_trial_runs(runs), sweep)
+    assert importance is None and why == "no axis took more than one value"
+
+
+def test_importance_of_the_swept_learning_rate_is_all_there_is(swept):
+    _, runs, _, _ = swept
+    sweep = SweepConfig(name="lr", space={"train.lr": [0.005, 0.002]}, baseline={})
+    importance, why = parameter_importance(read_trial_runs(runs), sweep)
+    assert why == "" and importance.trials == 2
+    assert importance.shares == {"lr": pytest.approx(1.0)}

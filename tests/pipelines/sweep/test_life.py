@@ -1,0 +1,93 @@
+"""A sweep's life: each transition saved in the state file and reflected on the parent run,
+on a real sqlite MLflow store (resuming a real Tune experiment is the e2e tests' part)."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+
+from pipelines.experiment import load_sweep
+from pipelines.sweep.job import Sweep
+from pipelines.sweep.life import Halt, SweepLife, SweepStage, SweepState, sweep_storage
+from pipelines.tracking import ensure_experiment
+from tests.helpers import TINY_SWEEP, write_sweep
+
+
+def sweep_job(tmp_path, ewt_slice, values: dict) -> Sweep:
+    config = write_sweep(tmp_path, ewt_slice, values)
+    values, run, sweep = load_sweep(config, [])
+    return Sweep(config, values, run, sweep, *sweep_storage(tmp_path / "tune"))
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+
+
+@pytest.fixture
+def job(tmp_path, ewt_slice, store) -> Sweep:
+    return sweep_job(tmp_path, ewt_slice, TINY_SWEEP)
+
+
+def saved(job: Sweep) -> dict:
+    return json.loads(SweepState.path(job.state_dir, job.sweep).read_text())
+
+
+def parent_status(life: SweepLife) -> str:
+    return mlflow.MlflowClient().get_run(life.state.parent_run_id).info.status
+
+
+def test_a_new_sweep_searches_then_registers_then_finishes(job):
+    with SweepLife.lock(job), SweepLife.open(job, ensure_experiment(), fresh=False) as life:
+        assert not life.resuming and life.stage == SweepStage.SEARCHING
+        assert saved(job)["stage"] == "searching" and parent_status(life) == "RUNNING"
+        life.searched()
+        assert saved(job)["stage"] == "registering" and saved(job)["confirm_dir"] is None
+        assert life.trial_runs() == []  # the search here ran no trials
+        life.gave_up()
+    assert saved(job)["stage"] == "finished" and saved(job)["halted"] is None
+
+
+def test_a_sweep_with_a_confirmation_confirms_after_its_search(tmp_path, ewt_slice, store):
+    confirm = {"top_k": 1, "seeds": 2}
+    job = sweep_job(
+        tmp_path, ewt_slice, {**TINY_SWEEP, "sweep": {**TINY_SWEEP["sweep"], "confirm": confirm}}
+    )
+    with SweepLife.open(job, ensure_experiment(), fresh=False) as life:
+        life.searched()
+        assert life.stage == SweepStage.CONFIRMING
+        assert saved(job)["confirm_dir"] == f"{life.state.tune_dir}-confirm"
+        life.confirmed()
+        assert saved(job)["stage"] == "registering"
+
+
+def test_an_interrupted_stage_closes_the_runs_and_stays_to_resume(job):
+    with SweepLife.open(job, ensure_experiment(), fresh=False) as life:
+        life.interrupted()
+    assert saved(job)["stage"] == "searching" and saved(job)["halted"] == Halt.INTERRUPTED
+    assert parent_status(life) == "KILLED"
+
+
+def test_an_error_in_the_driver_leaves_the_sweep_failed_not_running(job):
+    with pytest.raises(RuntimeError), SweepLife.open(job, ensure_experiment(), False) as life:
+        raise RuntimeError("the disk is gone")
+    assert saved(job)["halted"] == "failed" and parent_status(life) == "FAILED"
+    tags = mlflow.MlflowClient().get_run(life.state.parent_run_id).data.tags
+    assert "the disk is gone" in tags["error"]
+
+
+@pytest.mark.parametrize(
+    ("finished", "confirm_dir", "stage"),
+    [(True, None, "finished"), (False, "x-confirm", "confirming"), (False, None, "searching")],
+)
+def test_a_state_file_from_before_the_explicit_stage_reads_as_its_stage(
+    tmp_path, finished, confirm_dir, stage
+):
+    path = tmp_path / "old.json"
+    old = {"tune_dir": "x", "parent_run_id": "p", "experiment_id": "1", "config_digest": "d"}
+    path.write_text(json.dumps({**old, "finished": finished, "confirm_dir": confirm_dir}))
+    assert SweepState.read(path).stage == stage

@@ -1,0 +1,63 @@
+"""The read model of a sweep's runs: config keys to MLflow params and back, and a trial run
+read once into a TrialRun."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pipelines.sweep.records import run_params
+from pipelines.sweep.runs import (
+    BASELINE_ROLE,
+    FINISHED,
+    TRIAL_ROLE,
+    config_key,
+    param_name,
+    read_trial_runs,
+)
+from postag import dataset as datasets
+from postag.config import to_dict
+
+
+def test_every_config_field_maps_to_its_param_and_back(tiny_config):
+    for section, values in to_dict(tiny_config).items():
+        for name in values:
+            key = f"{section}.{name}"
+            assert config_key(param_name(key)) == key
+
+
+def test_the_params_a_trial_logs_are_its_config_under_param_names(tiny_config):
+    params = run_params(tiny_config, datasets.load(tiny_config.data))
+    for section, values in to_dict(tiny_config).items():
+        for name, value in values.items():
+            assert params[param_name(f"{section}.{name}")] == str(value)
+    assert param_name("model.hidden_size") == "hidden_size"
+    assert param_name("data.train") == "data.train"
+    assert config_key("validation_digest") == "validation_digest"
+
+
+def test_a_swept_trial_reads_back_typed(swept):
+    outcome, runs, _, _ = swept
+    read = {run.run_id: run for run in read_trial_runs(runs)}
+    assert len(read) == len(runs)
+    for raw in runs:
+        run = read[raw.info.run_id]
+        assert run.name == raw.info.run_name and run.status == raw.info.status
+        assert run.value("model.hidden_size") == raw.data.params["hidden_size"]
+        assert run.value("train.lr") == raw.data.params["lr"]
+        if run.status == FINISHED:
+            assert run.best_val_accuracy == raw.data.metrics["best_val_accuracy"]
+            assert run.best_epoch == int(raw.data.metrics["best_epoch"])
+            assert run.model_uri == raw.data.tags["model_uri"]
+    roles = {run.role for run in read.values()}
+    assert {TRIAL_ROLE, BASELINE_ROLE} <= roles
+    winner = read[outcome["registered"].winner.run_id]
+    assert winner.is_candidate() and not winner.is_candidate(BASELINE_ROLE)
+
+
+@pytest.mark.parametrize("missing", ["best_val_accuracy", "model_uri"])
+def test_a_run_without_a_score_or_a_model_is_no_candidate(swept, missing):
+    _, runs, _, _ = swept
+    run = next(r for r in read_trial_runs(runs) if r.is_candidate())
+    assert not dataclasses.replace(run, **{missing: None}).is_candidate()
