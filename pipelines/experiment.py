@@ -1,17 +1,14 @@
-"""Experiment files: YAML -> validated RunConfig, with command-line overrides applied."""
+"""Experiment files: YAML -> validated RunConfig, with command-line overrides applied. A
+sweep's own section is read by pipelines/sweep/job.py."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from pipelines.sweep.config import SweepConfig, build_sweep
 from postag.config import ConfigError, RunConfig, apply_overrides, build, read_yaml
 
 SEED_EXPERIMENT = Path("experiments/seed.yaml")  # the seed notebook's configuration
-GPU_EXPERIMENT = SEED_EXPERIMENT
-CPU_EXPERIMENT = Path("experiments/cpu.yaml")
-SCALE_EXPERIMENT = Path("experiments/scale-out.yaml")  # `postag bench-scale`'s eight trials
 RUN_SECTIONS = ("data", "model", "train")
 # The sweep section belongs to `make sweep`; `postag train` runs the base configuration.
 EXPERIMENT_SECTIONS = (*RUN_SECTIONS, "sweep")
@@ -46,37 +43,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, default: Path | None =
     data.add_argument("--test", help="test file")
     data.add_argument("--format", choices=["conllu", "seed-ids"])
     data.add_argument("--tag-column", choices=["xpos", "upos"])
-
-
-def sweep_experiment(ray_address: str | None) -> tuple[Path, str]:
-    """The sweep to run when none is named, and why: the full study wherever trials get a
-    GPU, on this machine or on the Ray cluster that `ray_address` names."""
-    import torch  # here, not at the top: `postag --help` need not load torch
-
-    from pipelines.servers.probe import cluster_gpus
-
-    if torch.cuda.is_available():
-        return GPU_EXPERIMENT, "a CUDA GPU is visible (the full study)"
-    gpus = cluster_gpus(ray_address)
-    if gpus > 0:
-        return (
-            GPU_EXPERIMENT,
-            f"the Ray cluster at {ray_address} has {gpus:g} GPU(s) (the full study)",
-        )
-    return CPU_EXPERIMENT, "no CUDA GPU is visible (the study sized for a small CPU)"
-
-
-def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, SweepConfig]:
-    """An experiment file with a sweep section: raw values, base run config, sweep config."""
-    values = read_experiment(path, overrides)
-    run = run_config_from(values, path)
-    if "sweep" not in values:
-        raise ConfigError(f"{path}: no 'sweep' section; `postag train` runs a single config")
-    try:
-        sweep = build_sweep(values["sweep"], run)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
-    return values, run, sweep
 
 
 def read_experiment(path: Path | None, overrides: list[str]) -> dict:

@@ -18,7 +18,7 @@ import mlflow
 from mlflow.entities import Dataset, DatasetInput, InputTag, Run
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
-from pipelines.sweep.runs import (
+from pipelines.runs import (
     EVALUATION_ROLE,
     MODEL_URI_TAG,
     ROLE_TAG,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -87,16 +89,29 @@ def swept(ewt_slice, tmp_path_factory):
     """A real tiny sweep (Ray, sqlite MLflow) that registered `postag-tagger@best`.
 
     Yields (outcome, runs, client, uri); tests that use the store through MLflow's global
-    tracking URI take `in_swept_store` as well.
+    tracking URI take `in_swept_store` as well. The outcome also counts, by trial point, how
+    often the driver resolved a trial's RunConfig (`driver_config_resolutions`).
     """
-    from pipelines.sweep.driver import run_sweep  # here: a test that needs no sweep loads no Ray
+    # Here: a test that needs no sweep loads no Ray.
+    from pipelines.sweep.driver import run_sweep
+    from pipelines.sweep.job import TrialConfigs
 
     tmp_path = tmp_path_factory.mktemp("sweep")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    resolutions = Counter()
+    resolve = TrialConfigs.__call__
+
+    def counted(self, trial_config: dict, device: str):
+        resolutions[json.dumps(trial_config, sort_keys=True, default=str)] += 1
+        return resolve(self, trial_config, device)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.setenv("RAY_ADDRESS", "local")
+        # The driver's own resolutions only: each trial's worker imports the class afresh.
+        patch.setattr(TrialConfigs, "__call__", counted)
         outcome = run_sweep(write_sweep(tmp_path, ewt_slice), [], tmp_path / "tune", fresh=False)
+    outcome["driver_config_resolutions"] = resolutions
     mlflow.set_tracking_uri(None)
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.experiment import load_sweep, read_experiment, run_config_from
+from pipelines.experiment import read_experiment, run_config_from
+from pipelines.sweep.job import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.yaml"))

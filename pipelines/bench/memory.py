@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from pipelines.cli import command_parser
-from pipelines.experiment import CPU_EXPERIMENT, load_sweep, read_experiment, run_config_from
+from pipelines.experiment import read_experiment, run_config_from
+from pipelines.sweep.job import CPU_EXPERIMENT, load_sweep
 from pipelines.sweep.trial import STATE_FILE
 from postag import dataset as datasets
 from postag.config import RunConfig, apply_overrides, apply_values

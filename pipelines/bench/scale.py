@@ -23,8 +23,8 @@ import mlflow
 from ray.cluster_utils import Cluster
 
 from pipelines.cli import command_parser
-from pipelines.experiment import SCALE_EXPERIMENT, load_sweep
-from pipelines.sweep.runs import FINISHED, ROLE_TAG, SWEEP_ROLE
+from pipelines.runs import FINISHED, ROLE_TAG, SWEEP_ROLE
+from pipelines.sweep.job import SCALE_EXPERIMENT, load_sweep
 from pipelines.sweep.trial import NODE_KEY
 from pipelines.tracking import EXPERIMENT_NAME
 

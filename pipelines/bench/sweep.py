@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 
 from pipelines.cli import command_parser
-from pipelines.experiment import add_experiment_arguments, load_sweep, sweep_experiment
+from pipelines.experiment import add_experiment_arguments
 from pipelines.sweep.clock import SweepClock, TimeSplit
 from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.driver import run_sweep
+from pipelines.sweep.job import load_sweep, sweep_experiment
 
 # Without a GPU the CPU study would take ~13 minutes a run: cap each epoch's steps instead.
 CPU_BATCHES_PER_EPOCH = 10

@@ -23,7 +23,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines.cli import command_parser, not_found_message
 from pipelines.commands import plots
-from pipelines.sweep.runs import BASELINE_ROLE, read_trial_runs
+from pipelines.runs import BASELINE_ROLE, read_trial_runs
 from pipelines.tracking import (
     DataInput,
     child_runs,

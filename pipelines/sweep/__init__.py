@@ -1,8 +1,10 @@
-"""A sweep, in the order it flows: `driver` runs it; `job` and `config` say what it is;
-`life` owns its stage, lock, state file and parent run; `stages` runs its Tune experiments,
-whose trials train in `trial` and are logged by `trial_logger` through `records`; `confirm`
-trains the best again with new seeds; `conclusion` registers (`promotion`), tests and
-reports, with `importance`. `runs` reads a sweep's runs back, typed.
+"""A sweep, in the order it flows: `driver` runs it; `job` says what it is (and resolves each
+trial's RunConfig), `config` its typed sweep section; `life` owns its stage, lock, state file
+and parent run; `stages` runs its Tune experiments, whose trials train in `trial`, show their
+`progress`, and are logged by `trial_logger` through `records`; `confirm` trains the best
+again with new seeds; `conclusion` registers (`promotion`), tests and reports, with
+`importance`; `clock` times it all for `make bench`. A sweep's runs are read back, typed, by
+pipelines/runs.py.
 
-Imports nothing, so that a command reading a sweep's runs (`postag evaluate`) loads no Ray.
+Imports nothing, so that a command importing one module here loads only what that needs.
 """

@@ -11,6 +11,7 @@ import mlflow
 
 from pipelines.commands.evaluate import Evaluated, evaluate_model
 from pipelines.console import say
+from pipelines.runs import TRIAL_ROLE, TrialRun
 from pipelines.sweep.confirm import Confirmed, confirmation_markdown
 from pipelines.sweep.importance import (
     Importance,
@@ -21,7 +22,6 @@ from pipelines.sweep.importance import (
 from pipelines.sweep.job import Sweep
 from pipelines.sweep.life import SweepLife, SweepState
 from pipelines.sweep.promotion import Registered, SweepFailed, register
-from pipelines.sweep.runs import TRIAL_ROLE, TrialRun
 from pipelines.tracking import compare_runs_url
 from postag import dataset as datasets
 

@@ -17,14 +17,14 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from pipelines.sweep.config import SEED_KEY, ConfirmConfig, SweepConfig, fixed_point, plain_values
-from pipelines.sweep.runs import (
+from pipelines.runs import (
     CONFIRMATION_ROLE,
     TRIAL_ROLE,
     TrialRun,
     best_val_accuracy,
     candidates,
 )
+from pipelines.sweep.config import SEED_KEY, ConfirmConfig, SweepConfig, fixed_point, plain_values
 from pipelines.sweep.search import METRIC
 from pipelines.sweep.trial_logger import trial_name
 

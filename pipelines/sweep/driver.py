@@ -31,7 +31,7 @@ from ray.tune.experiment import Trial
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
 from pipelines.console import duration, library_output_to, say
-from pipelines.experiment import add_experiment_arguments, load_sweep, sweep_experiment
+from pipelines.experiment import add_experiment_arguments
 from pipelines.servers.probe import (
     UnreachableService,
     check_login,
@@ -41,7 +41,7 @@ from pipelines.servers.probe import (
 from pipelines.sweep.clock import SweepClock
 from pipelines.sweep.conclusion import conclude
 from pipelines.sweep.confirm import Candidate, confirmed, top_candidates
-from pipelines.sweep.job import Sweep
+from pipelines.sweep.job import Sweep, load_sweep, sweep_experiment
 from pipelines.sweep.life import (
     STORAGE_DIR,
     SweepBusy,

@@ -25,8 +25,8 @@ from optuna.distributions import (  # noqa: E402
 )
 from optuna.importance import FanovaImportanceEvaluator  # noqa: E402
 
+from pipelines.runs import TrialRun, best_val_accuracy, candidates  # noqa: E402
 from pipelines.sweep.config import Range, SweepConfig, Value  # noqa: E402
-from pipelines.sweep.runs import TrialRun, best_val_accuracy, candidates  # noqa: E402
 
 # fANOVA fits a random forest: a fixed seed gives the same figures for the same trials.
 FANOVA_SEED = 0

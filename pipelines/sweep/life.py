@@ -24,10 +24,10 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from ray import tune
 
+from pipelines.runs import FAILED, KILLED, TrialRun
 from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.job import Sweep
 from pipelines.sweep.records import SweepRecord
-from pipelines.sweep.runs import FAILED, KILLED, TrialRun
 from pipelines.tracking import DataInput
 from postag.config import ConfigError, to_dict
 from postag.files import write_text_atomically

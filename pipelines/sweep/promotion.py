@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from pipelines.runs import FAILED, TrialRun, best_val_accuracy, candidates
 from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.job import Sweep
-from pipelines.sweep.runs import FAILED, TrialRun, best_val_accuracy, candidates
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ import mlflow
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from pipelines.sweep.runs import (
+from pipelines.runs import (
     BEST_EPOCH,
     BEST_VAL_ACCURACY,
     ERROR_TAG,
@@ -35,7 +35,7 @@ from pipelines.sweep.runs import (
     param_name,
     read_trial_runs,
 )
-from pipelines.tracking import DataInput, child_runs, training_inputs
+from pipelines.tracking import DataInput, child_runs
 from postag.checkpoint import save_checkpoint
 from postag.config import RunConfig, to_dict
 from postag.dataset import PreparedDataset
@@ -236,7 +236,9 @@ class TrialRecords:
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in changed.items()])
             known.update(changed)
 
-    def finish(self, run_id: str, best: dict | None, model: ModelFiles | None) -> None:
+    def finish(
+        self, run_id: str, best: dict | None, model: ModelFiles | None, dev: DataInput
+    ) -> None:
         """Close a completed trial's run with its model and best figures, linked together.
 
         The best figures are logged against the model and the validation data, so the
@@ -246,7 +248,6 @@ class TrialRecords:
         if model is not None:
             info = model.log(run_id)
             self.client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
-            dev = training_inputs(model.dataset)["dev"]
             link = dict(model_id=info.model_id, dataset_name=dev.name, dataset_digest=dev.digest)
         if best is not None:
             for key in (BEST_VAL_ACCURACY, BEST_EPOCH):

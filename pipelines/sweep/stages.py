@@ -20,7 +20,8 @@ import ray
 from ray import tune
 from ray.tune.experiment import Trial
 
-from pipelines.console import SweepProgress, say
+from pipelines.console import say
+from pipelines.runs import CONFIRMATION_ROLE, TRIAL_ROLE
 from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.confirm import (
     Candidate,
@@ -32,9 +33,9 @@ from pipelines.sweep.confirm import (
 )
 from pipelines.sweep.job import Sweep
 from pipelines.sweep.life import SweepState
-from pipelines.sweep.runs import CONFIRMATION_ROLE, TRIAL_ROLE
+from pipelines.sweep.progress import SweepProgress
 from pipelines.sweep.search import param_space, tune_config
-from pipelines.sweep.trial import train_trial, trial_run_config
+from pipelines.sweep.trial import train_trial
 from pipelines.sweep.trial_logger import MlflowTrials, trial_name
 from pipelines.tracking import ui_base, without_credentials
 from postag.dataset import PreparedDataset
@@ -117,7 +118,7 @@ def fit_trials(
     ray.init(address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=verbose)
     try:
         resources, device = trial_resources(job.sweep)
-        make_config = functools.partial(trial_run_config, job.base, job.sweep)
+        make_config = job.trial_configs
         # with_parameters puts the dataset in Ray's object store once; trials read it there.
         trainable = tune.with_resources(
             tune.with_parameters(

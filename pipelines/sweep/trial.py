@@ -9,6 +9,7 @@ these two (`pipelines.sweep.trial_logger`).
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,16 +19,16 @@ import ray
 import torch
 from ray import tune
 
-from pipelines.experiment import run_config_from
-from pipelines.sweep.config import SweepConfig, plain_values
-from pipelines.sweep.runs import BEST_EPOCH, BEST_VAL_ACCURACY
+from pipelines.runs import BEST_EPOCH, BEST_VAL_ACCURACY
 from postag import dataset as datasets
-from postag.config import RunConfig, apply_values
+from postag.config import RunConfig, build, to_dict
 from postag.dataset import PreparedDataset
 from postag.resources import ProcessUsage
 from postag.train import EpochResult, TrainingState, fit
 
 STATE_FILE = "state.pt"
+# The RunConfig the trial resolved, as JSON: what the driver logs the model with.
+CONFIG_FILE = "config.json"
 # Result keys a trial reports beside its epoch metrics.
 RESUMED_KEY = "resumed_from_epoch"
 NODE_KEY = "ray_node_id"
@@ -40,19 +41,6 @@ REPORTED_AT_KEY = "reported_at"
 
 class NoCudaForGpu(RuntimeError):
     """Ray gave a trial a GPU share on a worker where torch finds no CUDA device."""
-
-
-def trial_run_config(base: dict, sweep: SweepConfig, trial_config: dict, device: str) -> RunConfig:
-    """The run config of one trial on `device`: the base run, the trial's values, baseline
-    extras."""
-    overrides = plain_values(trial_config)
-    if sweep.is_baseline(trial_config):
-        overrides.update(sweep.baseline_overrides())
-    overrides["train.device"] = device
-    if device == "cpu":
-        # Trials side by side must share the cores, not each spin up all of them.
-        overrides["train.num_threads"] = max(1, int(sweep.cpus_per_trial))
-    return run_config_from(apply_values(base, overrides))
 
 
 def worker_device(logical_gpus: bool) -> str:
@@ -83,6 +71,14 @@ def load_training_state(checkpoint: tune.Checkpoint) -> TrainingState:
     return TrainingState.from_dict(state)
 
 
+def load_trial_config(checkpoint: tune.Checkpoint) -> RunConfig | None:
+    """The RunConfig the trial trained with, as its checkpoint keeps it (None in one saved
+    before checkpoints carried it)."""
+    with checkpoint.as_directory() as folder:
+        path = Path(folder) / CONFIG_FILE
+        return build(RunConfig, json.loads(path.read_text())) if path.is_file() else None
+
+
 def train_trial(
     trial_config: dict,
     *,
@@ -96,6 +92,7 @@ def train_trial(
     datasets.check_arrival(dataset, dataset_digest)
     device = worker_device(logical_gpus)
     config = make_config(trial_config, device)
+    config_json = json.dumps(to_dict(config))
     checkpoint = tune.get_checkpoint()
     resume = load_training_state(checkpoint) if checkpoint else None
     resumed_from_epoch = resume.epoch if resume is not None else 0
@@ -108,6 +105,7 @@ def train_trial(
         system = usage.sample()
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state.to_dict(), Path(folder) / STATE_FILE)
+            (Path(folder) / CONFIG_FILE).write_text(config_json)
             tune.report(
                 {
                     "epoch": result.epoch,

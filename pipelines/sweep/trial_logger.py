@@ -15,11 +15,18 @@ from pathlib import Path
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from pipelines.runs import BASELINE_ROLE, BEST_VAL_ACCURACY, FAILED, FINISHED, TRIAL_ROLE
 from pipelines.sweep.config import plain_values
 from pipelines.sweep.records import ModelFiles, TrialRecords, run_params
-from pipelines.sweep.runs import BASELINE_ROLE, BEST_VAL_ACCURACY, FAILED, FINISHED, TRIAL_ROLE
-from pipelines.sweep.trial import DEVICE_KEY, NODE_KEY, PID_KEY, RESUMED_KEY, load_training_state
-from pipelines.tracking import training_inputs
+from pipelines.sweep.trial import (
+    DEVICE_KEY,
+    NODE_KEY,
+    PID_KEY,
+    RESUMED_KEY,
+    load_training_state,
+    load_trial_config,
+)
+from pipelines.tracking import DataInput, training_inputs
 from postag.config import RunConfig, to_dict
 from postag.dataset import PreparedDataset, load_prepared
 
@@ -90,10 +97,15 @@ class MlflowTrials(Callback):
     def dataset(self) -> PreparedDataset:
         return load_prepared(self.dataset_dir)
 
+    @cached_property
+    def inputs(self) -> dict[str, DataInput]:
+        """The sweep's train and dev files as MLflow inputs, worked out once."""
+        return training_inputs(self.dataset)
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.pop("records", None)
-        state.pop("dataset", None)
+        for cached in ("records", "dataset", "inputs"):
+            state.pop(cached, None)
         # A snapshot can lag what was logged before a hard kill: after a restore, runs and
         # their logged epochs are read again from MLflow, the record that cannot lag.
         state["run_ids"] = {}
@@ -141,10 +153,12 @@ class MlflowTrials(Callback):
         if trial.checkpoint is not None:
             state = load_training_state(trial.checkpoint)
             self.records.log_epochs(run_id, state.history, int(result.get("timestamp", 0) * 1000))
-            config = self.trial_run_config(trial.config)
+            # The config the trial trained with, as it resolved it; checkpoints from before
+            # they carried it fall back to resolving it again here.
+            config = load_trial_config(trial.checkpoint) or self.trial_run_config(trial.config)
             model = ModelFiles(state.best_state, config, self.dataset)
         best = result if BEST_VAL_ACCURACY in result else None
-        self.records.finish(run_id, best, model)
+        self.records.finish(run_id, best, model, self.inputs["dev"])
 
     def settle(self, trials: list[Trial]) -> int:
         """Close the run of every concluded trial whose run is still open; how many.
@@ -185,5 +199,5 @@ class MlflowTrials(Callback):
             role=BASELINE_ROLE if baseline else self.role,
             params=run_params(config, self.dataset),
             config=to_dict(config),
-            inputs=training_inputs(self.dataset).values(),
+            inputs=self.inputs.values(),
         )

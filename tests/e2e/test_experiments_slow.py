@@ -7,8 +7,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipelines.experiment import CPU_EXPERIMENT
 from pipelines.sweep.driver import run_sweep
+from pipelines.sweep.job import CPU_EXPERIMENT
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL
 from tests.helpers import trial_runs
 

@@ -162,3 +162,21 @@ def test_the_sweep_records_what_mattered(swept, tmp_path):
     for name in ("param_importance.png", "parallel_coordinates.png"):
         height, width, _ = imread(client.download_artifacts(parent, name, str(tmp_path))).shape
         assert height > 300 and width > 300, name
+
+
+def test_each_trials_config_is_resolved_once_and_travels_in_its_checkpoint(swept, tmp_path):
+    """The driver resolves a trial's RunConfig once, when its run opens; the trial stores
+    the one it trained with in each checkpoint, and the driver logs the model from that."""
+    outcome, runs, client, _ = swept
+    resolutions = outcome["driver_config_resolutions"]
+    assert len(resolutions) == len(runs) and set(resolutions.values()) == {1}
+    saved = {
+        path.parent.parent.name: json.loads(path.read_text())
+        for path in Path(outcome["state"]["tune_dir"]).glob("*/checkpoint_*/config.json")
+    }
+    finished = [run for run in runs if run.info.status == "FINISHED"]
+    assert len(saved) == len(finished)
+    for run in finished:
+        (trial_config,) = [c for d, c in saved.items() if run.data.tags["ray_trial_id"] in d]
+        artifact = client.download_artifacts(run.info.run_id, "config.json", str(tmp_path))
+        assert json.loads(Path(artifact).read_text()) == trial_config, run.info.run_name

@@ -15,9 +15,9 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from pipelines.experiment import load_sweep
 from pipelines.sweep import promotion
 from pipelines.sweep.driver import main
+from pipelines.sweep.job import load_sweep
 from pipelines.sweep.life import SweepState, open_sweep_state
 from pipelines.tracking import ensure_experiment
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
+from pipelines.runs import read_trial_runs
 from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.importance import parameter_importance
-from pipelines.sweep.runs import read_trial_runs
 
 
 def test_importance_is_not_told_from_trials_that_all_scored_the_same(swept):

@@ -8,8 +8,7 @@ import json
 import mlflow
 import pytest
 
-from pipelines.experiment import load_sweep
-from pipelines.sweep.job import Sweep
+from pipelines.sweep.job import Sweep, load_sweep
 from pipelines.sweep.life import Halt, SweepLife, SweepStage, SweepState, sweep_storage
 from pipelines.tracking import ensure_experiment
 from tests.helpers import TINY_SWEEP, write_sweep

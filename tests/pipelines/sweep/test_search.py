@@ -20,8 +20,8 @@ from pipelines.sweep.confirm import (
     point_key,
     seed_points,
 )
+from pipelines.sweep.job import TrialConfigs
 from pipelines.sweep.search import param_space, tune_config
-from pipelines.sweep.trial import trial_run_config
 from pipelines.sweep.trial_logger import trial_name
 from postag.config import ModelConfig, RunConfig, to_dict
 
@@ -66,7 +66,7 @@ def test_a_grid_with_a_list_valued_baseline_runs_every_point(ray_runtime, tmp_pa
     kernels = sorted(v["model.char_kernels"] for v in values)
     assert kernels == [[2, 3, 4], [3], [5]]
     baseline = next(v for v in values if sweep.is_baseline(v))
-    config = trial_run_config(to_dict(RUN), sweep, baseline, "cpu")
+    config = TrialConfigs(to_dict(RUN), sweep)(baseline, "cpu")
     assert config.model.char_kernels == (5,) and config.model.num_layers == 3
 
 
@@ -90,5 +90,5 @@ def test_confirmation_trials_get_their_list_values_whole(ray_runtime, tmp_path):
     # A seed run is matched to its configuration, named and configured by the plain values.
     assert {point_key(p) for p in points} == {point_key(c.point) for c in chosen}
     assert trial_name(points[0], baseline=False) == "char_kernels2x3x4-lr0.01-seed1"
-    config = trial_run_config(to_dict(RUN), sweep, points[0], "cpu")
+    config = TrialConfigs(to_dict(RUN), sweep)(points[0], "cpu")
     assert (config.model.char_kernels, config.train.seed) == ((2, 3, 4), 1)

@@ -7,8 +7,7 @@ import dataclasses
 
 import pytest
 
-from pipelines.sweep.records import run_params
-from pipelines.sweep.runs import (
+from pipelines.runs import (
     BASELINE_ROLE,
     FINISHED,
     TRIAL_ROLE,
@@ -16,6 +15,7 @@ from pipelines.sweep.runs import (
     param_name,
     read_trial_runs,
 )
+from pipelines.sweep.records import run_params
 from postag import dataset as datasets
 from postag.config import to_dict
 

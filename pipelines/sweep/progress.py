@@ -1,0 +1,109 @@
+"""A sweep's progress as a person reads it: a line per finished trial, and in a terminal a
+bar (tqdm), elsewhere (CI, a log) a line every so often, with the best so far and time left.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+from tqdm import tqdm
+
+from pipelines.console import duration, say
+from pipelines.runs import BEST_VAL_ACCURACY
+
+# How often a non-terminal console gets a progress line.
+PROGRESS_EVERY_S = 30.0
+BAR_EVERY_S = 1.0
+
+
+class SweepProgress(Callback):
+    """Trials done / running / pending, the best validation accuracy so far, time left."""
+
+    def __init__(self, total: int, is_baseline: Callable[[dict], bool], name: Callable[..., str]):
+        self.total = total
+        self.is_baseline = is_baseline
+        self.name = name
+        self._start()
+
+    def _start(self) -> None:
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.done_here = 0  # trials concluded by this driver, for the time estimate
+        self.interactive = sys.stdout.isatty()
+        self.bar = (
+            tqdm(total=self.total, unit="trial", dynamic_ncols=True) if self.interactive else None
+        )
+
+    # Tune pickles callbacks into its experiment state: a bar and clocks do not travel.
+    def __getstate__(self) -> dict:
+        return {k: self.__dict__[k] for k in ("total", "is_baseline", "name")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._start()
+
+    def on_trial_complete(self, iteration, trials, trial: Trial, **info):
+        result = trial.last_result or {}
+        accuracy = result.get(BEST_VAL_ACCURACY)
+        figure = f"best val {100 * accuracy:.2f}%" if accuracy is not None else "no result"
+        self._concluded(trials, trial, figure)
+
+    def on_trial_error(self, iteration, trials, trial: Trial, **info):
+        error = str(trial.get_error() or "").strip().splitlines()
+        self._concluded(trials, trial, f"FAILED  {error[-1] if error else ''}")
+
+    def on_step_end(self, iteration, trials, **info):
+        # Tune steps many times a second: redraw the bar once a second, a line every 30 s.
+        every = BAR_EVERY_S if self.bar is not None else PROGRESS_EVERY_S
+        if time.monotonic() - self.last_line < every:
+            return
+        self.last_line = time.monotonic()
+        counts = self._counts(trials)
+        if self.bar is not None:
+            self.bar.n = counts["done"]
+            self.bar.set_postfix_str(self._summary(trials, counts), refresh=True)
+        else:
+            say(f"progress: {self._summary(trials, counts)}")
+
+    def on_experiment_end(self, trials, **info):
+        if self.bar is not None:
+            self.bar.n = self._counts(trials)["done"]
+            self.bar.close()
+
+    def _concluded(self, trials, trial: Trial, outcome: str) -> None:
+        self.done_here += 1
+        # Tune calls this hook before it marks the trial itself as concluded.
+        done = self._counts([t for t in trials if t is not trial])["done"] + 1
+        say(
+            f"trial {done}/{self.total}  {self._label(trial)}  {outcome}  "
+            f"({duration(time.monotonic() - self.started)})"
+        )
+
+    def _label(self, trial: Trial) -> str:
+        return self.name(trial.config, self.is_baseline(trial.config))
+
+    def _counts(self, trials: list[Trial]) -> dict[str, int]:
+        done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
+        running = sum(t.status == Trial.RUNNING for t in trials)
+        return {"done": done, "running": running, "pending": self.total - done - running}
+
+    def _summary(self, trials: list[Trial], counts: dict[str, int]) -> str:
+        scores = [
+            t.last_result[BEST_VAL_ACCURACY]
+            for t in trials
+            if not self.is_baseline(t.config) and BEST_VAL_ACCURACY in (t.last_result or {})
+        ]
+        best = f"best val {100 * max(scores):.2f}%" if scores else "no result yet"
+        elapsed = time.monotonic() - self.started
+        left = ""
+        if self.done_here:
+            remaining = self.total - counts["done"]
+            left = f", ~{duration(elapsed / self.done_here * remaining)} left"
+        return (
+            f"{counts['done']}/{self.total} done, {counts['running']} running, "
+            f"{counts['pending']} pending; {best}; {duration(elapsed)} elapsed{left}"
+        )
