@@ -33,11 +33,12 @@ $(STAMP): requirements.lock pyproject.toml
 
 # In a random order (pytest-randomly; the seed is printed), ending with the 25 slowest tests.
 # Test files run side by side in TEST_WORKERS processes (pytest-xdist), each file whole in
-# one of them so that its module fixtures start once; TEST_WORKERS=0 runs them in one.
+# one of them so that its module fixtures start once, the long ones first (tests/conftest.py);
+# TEST_WORKERS=0 runs them in one.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not gpu" -n $(TEST_WORKERS) --dist loadfile \
-		--durations=25
+		--no-loadscope-reorder --durations=25
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow or gpu"

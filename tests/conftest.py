@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 from collections import Counter
@@ -12,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+from filelock import FileLock
 from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -22,8 +24,17 @@ from tests.helpers import conllu_blocks, copy_store, start_sweep, write_sweep
 SLICE_SENTENCES = {"train": 600, "dev": 150, "test": 150}
 
 
+# Test files that run whole sweeps or servers: minutes each where the rest take seconds.
+LONG_FOLDERS = ("tests/e2e/", "tests/pipelines/bench/")
+
+
 def pytest_collection_modifyitems(items):
-    """Tests marked `gpu` skip, saying why, where torch sees no CUDA device (CI never does)."""
+    """The long files first, so that the two `make test` workers (pytest-xdist, in this
+    order: `--no-loadscope-reorder`) do not end with one of them alone on a long one. The
+    sort is stable: pytest-randomly's shuffled order holds within each group.
+
+    Tests marked `gpu` skip, saying why, where torch sees no CUDA device (CI never does)."""
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_FOLDERS))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; torch sees none")
@@ -84,20 +95,48 @@ def no_leaks_between_tests():
     mlflow.set_tracking_uri(uri)
 
 
+def session_folder(tmp_path_factory, worker_id: str) -> Path:
+    """The temporary folder of the whole test session: with pytest-xdist, the one above
+    every worker's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
 @pytest.fixture(scope="session")
-def swept(ewt_slice, tmp_path_factory):
-    """A real tiny sweep (Ray, sqlite MLflow) that registered `postag-tagger@best`.
+def swept(ewt_slice, tmp_path_factory, worker_id):
+    """A real tiny sweep (Ray, sqlite MLflow) that registered `postag-tagger@best`, run once
+    per test session: the first worker to need it sweeps, the others wait and read it.
 
     Yields (outcome, runs, client, uri); tests that use the store through MLflow's global
     tracking URI take `in_swept_store` as well. The outcome also counts, by trial point, how
     often the driver resolved a trial's RunConfig (`driver_config_resolutions`).
     """
+    shared = session_folder(tmp_path_factory, worker_id)
+    folder = shared / "sweep"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with FileLock(shared / "sweep.lock"):
+        if not (folder / SWEPT_OUTCOME).exists():
+            outcome = sweep_once(folder, uri, ewt_slice)
+            (folder / SWEPT_OUTCOME).write_bytes(pickle.dumps(outcome))
+    outcome = pickle.loads((folder / SWEPT_OUTCOME).read_bytes())
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs(
+        [outcome["state"]["experiment_id"]],
+        filter_string=f"tags.mlflow.parentRunId = '{outcome['state']['parent_run_id']}'",
+    )
+    yield outcome, runs, client, uri
+
+
+SWEPT_OUTCOME = "outcome.pickle"
+
+
+def sweep_once(folder: Path, uri: str, ewt_slice: dict) -> dict:
+    """The tiny sweep, counting the driver's RunConfig resolutions."""
     # Here: a test that needs no sweep loads no Ray.
     from pipelines.sweep.driver import run_sweep
     from pipelines.sweep.job import TrialConfigs
 
-    tmp_path = tmp_path_factory.mktemp("sweep")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    folder.mkdir(exist_ok=True)  # a worker's failed try may have left it
     resolutions = Counter()
     resolve = TrialConfigs.__call__
 
@@ -110,15 +149,10 @@ def swept(ewt_slice, tmp_path_factory):
         patch.setenv("RAY_ADDRESS", "local")
         # The driver's own resolutions only: each trial's worker imports the class afresh.
         patch.setattr(TrialConfigs, "__call__", counted)
-        outcome = run_sweep(write_sweep(tmp_path, ewt_slice), [], tmp_path / "tune", fresh=False)
-    outcome["driver_config_resolutions"] = resolutions
+        outcome = run_sweep(write_sweep(folder, ewt_slice), [], folder / "tune", fresh=True)
     mlflow.set_tracking_uri(None)
-    client = mlflow.MlflowClient(uri)
-    runs = client.search_runs(
-        [outcome["state"]["experiment_id"]],
-        filter_string=f"tags.mlflow.parentRunId = '{outcome['state']['parent_run_id']}'",
-    )
-    yield outcome, runs, client, uri
+    outcome["driver_config_resolutions"] = resolutions
+    return outcome
 
 
 @pytest.fixture(scope="session")

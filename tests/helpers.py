@@ -411,3 +411,26 @@ def copy_store(uri: str, folder: Path) -> str:
                         (str(source), str(folder)),
                     )
     return f"sqlite:///{database}"
+
+
+def small_sweep(name: str, hidden_sizes: list[int], concurrent: int, cpus: float, epochs: int):
+    """Trials of `epochs` epochs over `hidden_sizes`, and a 3-layer baseline as long as them."""
+    return {
+        "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
+        "train": {"epochs": epochs, "batch_size": 16},
+        "sweep": {
+            "name": name,
+            "space": {"model.hidden_size": hidden_sizes},
+            "baseline": {"model.hidden_size": 4, "model.num_layers": 3, "train.epochs": epochs},
+            "max_concurrent_trials": concurrent,
+            "cpus_per_trial": cpus,
+        },
+    }
+
+
+def assert_every_epoch_logged_once(client, runs) -> None:
+    for run in runs:
+        assert run.info.status == "FINISHED", run.info.run_name
+        for metric in ("val_accuracy", "train_loss", "tokens_per_second"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+            assert steps == list(range(1, int(run.data.params["epochs"]) + 1)), metric

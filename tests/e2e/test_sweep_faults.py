@@ -1,5 +1,6 @@
-"""Faults the tracking side must ride out: its server restarting mid-sweep, down for longer
-than the client retries, and many trials logging at once to the default sqlite store."""
+"""Faults the tracking side must ride out: its server restarting mid-sweep, and down for
+longer than the client retries. (Many trials logging at once to the default sqlite store is
+test_sweep_sqlite.py.)"""
 
 from __future__ import annotations
 
@@ -9,34 +10,12 @@ import pytest
 from tests.helpers import (
     SWEEP_LIMIT_SECONDS,
     MlflowServer,
-    most_at_once,
+    assert_every_epoch_logged_once,
+    small_sweep,
     trial_runs,
     wait_for,
     write_experiment,
 )
-
-
-def small_sweep(name: str, hidden_sizes: list[int], concurrent: int, cpus: float, epochs: int):
-    """Trials of `epochs` epochs over `hidden_sizes`, and a 3-layer baseline as long as them."""
-    return {
-        "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
-        "train": {"epochs": epochs, "batch_size": 16},
-        "sweep": {
-            "name": name,
-            "space": {"model.hidden_size": hidden_sizes},
-            "baseline": {"model.hidden_size": 4, "model.num_layers": 3, "train.epochs": epochs},
-            "max_concurrent_trials": concurrent,
-            "cpus_per_trial": cpus,
-        },
-    }
-
-
-def assert_every_epoch_logged_once(client, runs) -> None:
-    for run in runs:
-        assert run.info.status == "FINISHED", run.info.run_name
-        for metric in ("val_accuracy", "train_loss", "tokens_per_second"):
-            steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
-            assert steps == list(range(1, int(run.data.params["epochs"]) + 1)), metric
 
 
 def logging_mid_trial(client) -> bool:
@@ -103,22 +82,3 @@ def test_the_tracking_server_restarting_then_down_for_good_loses_no_epoch(
     assert len(runs) == 3
     assert_every_epoch_logged_once(client, runs)
     assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == "faults"
-
-
-def test_eight_trials_at_once_on_the_default_sqlite_store(ewt_slice, tmp_path, sweep_driver):
-    # Seven grid trials and the baseline, a quarter CPU each: eight side by side on 2 cores.
-    values = small_sweep("eight", [6, 8, 10, 12, 14, 16, 20], 8, 0.25, 5)
-    # Short epochs: what is tested is eight trials writing to one sqlite file, not training.
-    values["train"]["max_batches_per_epoch"] = 6
-    config = write_experiment(tmp_path, ewt_slice, values)
-    env = {"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": "local"}  # empty: the project's sqlite
-    driver = sweep_driver(config, tmp_path, env)
-    assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
-    assert "database is locked" not in (tmp_path / "driver.log").read_text()
-
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    trials = trial_runs(client)
-    assert len(trials) == 8
-    assert_every_epoch_logged_once(client, trials)
-    # They wrote side by side, and never more than the eight the sweep allows.
-    assert 2 <= most_at_once(trials) <= 8

@@ -1,0 +1,33 @@
+"""Eight trials logging at once to the default sqlite store: no write lost, none locked out."""
+
+from __future__ import annotations
+
+import mlflow
+
+from tests.helpers import (
+    SWEEP_LIMIT_SECONDS,
+    assert_every_epoch_logged_once,
+    most_at_once,
+    small_sweep,
+    trial_runs,
+    write_experiment,
+)
+
+
+def test_eight_trials_at_once_on_the_default_sqlite_store(ewt_slice, tmp_path, sweep_driver):
+    # Seven grid trials and the baseline, a quarter CPU each: eight side by side on 2 cores.
+    values = small_sweep("eight", [6, 8, 10, 12, 14, 16, 20], 8, 0.25, 5)
+    # Short epochs: what is tested is eight trials writing to one sqlite file, not training.
+    values["train"]["max_batches_per_epoch"] = 6
+    config = write_experiment(tmp_path, ewt_slice, values)
+    env = {"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": "local"}  # empty: the project's sqlite
+    driver = sweep_driver(config, tmp_path, env)
+    assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
+    assert "database is locked" not in (tmp_path / "driver.log").read_text()
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    trials = trial_runs(client)
+    assert len(trials) == 8
+    assert_every_epoch_logged_once(client, trials)
+    # They wrote side by side, and never more than the eight the sweep allows.
+    assert 2 <= most_at_once(trials) <= 8
