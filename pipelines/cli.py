@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,6 +34,12 @@ def command_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
         prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+
+
+def sweep_command(config: Path, storage: str | Path, *extra: str) -> list[str]:
+    """The command line that runs a sweep driver in a process of its own."""
+    config_and_storage = ["--config", str(config), "--storage", str(storage)]
+    return [sys.executable, "-m", "pipelines.sweep", *config_and_storage, *extra]
 
 
 def fail(prog: str, error: BaseException | str, code: int, kind: str = "error") -> int:

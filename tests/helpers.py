@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.cli import sweep_command
+
 START_LIMIT_SECONDS = 90
 POLL_SECONDS = 0.5
 # A sweep test's longest wait for a driver, within pytest's 300 s bound on a whole test.
@@ -218,16 +220,7 @@ def write_experiment(folder: Path, ewt_slice: dict, values: dict) -> Path:
 
 def start_sweep(config: Path, folder: Path, env: dict, *extra: str) -> subprocess.Popen:
     """`python -m pipelines.sweep` in its own process group, its output in driver.log."""
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines.sweep",
-        "--config",
-        str(config),
-        "--storage",
-        str(folder / "tune"),
-        *extra,
-    ]
+    command = sweep_command(config, folder / "tune", *extra)
     with (folder / "driver.log").open("a") as log:
         return subprocess.Popen(
             command,

@@ -22,7 +22,7 @@ from pathlib import Path
 import mlflow
 from ray.cluster_utils import Cluster
 
-from pipelines.cli import command_parser
+from pipelines.cli import command_parser, sweep_command
 from pipelines.runs import FINISHED, ROLE_TAG, SWEEP_ROLE
 from pipelines.sweep.job import SCALE_EXPERIMENT, load_sweep
 from pipelines.sweep.trial import NODE_KEY
@@ -67,17 +67,9 @@ def time_on(layout: Layout, config: Path, trials: int, log: Path) -> ScaleTiming
                 "RAY_ADDRESS": cluster.address,
                 "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db",
             }
-            command = [
-                sys.executable,
-                "-m",
-                "pipelines.sweep",
-                "--config",
-                str(config),
-                "--storage",
-                f"{folder}/tune",
-                "--set",
-                f"sweep.max_concurrent_trials={trials}",
-            ]
+            command = sweep_command(
+                config, f"{folder}/tune", "--set", f"sweep.max_concurrent_trials={trials}"
+            )
             with log.open("a") as console:
                 started = time.perf_counter()
                 done = subprocess.run(command, env=env, stdout=console, stderr=subprocess.STDOUT)

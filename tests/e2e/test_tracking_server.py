@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from pipelines.cli import sweep_command
 from tests.helpers import MlflowServer, trial_runs, write_experiment
 
 PASSWORD = "pa55-for-admin-only"
@@ -47,15 +48,7 @@ def sweep_as(user: str, password: str, server: MlflowServer, folder: Path, ewt_s
         "RAY_ADDRESS": "local",
     }
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.sweep",
-            "--config",
-            str(config),
-            "--storage",
-            str(folder / "tune"),
-        ],
+        sweep_command(config, folder / "tune"),
         env={**os.environ, **env},
         cwd=folder,
         capture_output=True,
