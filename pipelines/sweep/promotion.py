@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from pipelines.runs import FAILED, TrialRun, best_val_accuracy, candidates
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 # Version tags the champion rule reads: what a version scored, and on which validation data.
 VAL_ACCURACY_TAG = "val_accuracy"
 VALIDATION_DIGEST_TAG = "validation_digest"
+# On a version that took `best` by --force-best: no other sweep's repair moves it back.
+FORCED_TAG = "forced_best"
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ def register_candidate(
         **tags,
         VAL_ACCURACY_TAG: f"{val_accuracy:.6f}",
         VALIDATION_DIGEST_TAG: validation_digest,
+        **({FORCED_TAG: "true"} if force else {}),
     }
     version = mlflow.register_model(model_uri, REGISTERED_MODEL, tags=tags).version
     client.update_model_version(REGISTERED_MODEL, version, description=description)
@@ -112,7 +116,42 @@ def register_candidate(
     moved, reason = champion_decision(champion, val_accuracy, validation_digest, force)
     if moved:
         client.set_registered_model_alias(REGISTERED_MODEL, BEST_ALIAS, version)
+    repaired = repair_best(client, validation_digest)
+    if repaired is not None and repaired.version != version:
+        moved = False
+        reason += (
+            f"; then `{BEST_ALIAS}` went to version {repaired.version} "
+            f"({100 * float(repaired.tags[VAL_ACCURACY_TAG]):.2f}%), registered at the same time"
+        )
     return Promotion(version=version, moved=moved, reason=reason)
+
+
+def repair_best(client: mlflow.MlflowClient, validation_digest: str) -> ModelVersion | None:
+    """Compare and repair, after every promotion: two sweeps promoting at once may both read
+    the old champion, and the last alias write wins even where it is the weaker. `best` is
+    put on the version with the highest validation accuracy on the same data, unless it
+    points at other data or was forced there. The version it was moved to, if any.
+
+    Every promotion ends with this step after its own write, so the last one to run sees
+    every version registered before it, and the outcome does not depend on write order.
+    """
+    try:
+        current = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
+    except MlflowException:
+        return None
+    if current.tags.get(VALIDATION_DIGEST_TAG) != validation_digest or FORCED_TAG in current.tags:
+        return None
+    same_data = [
+        version
+        for version in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+        if version.tags.get(VALIDATION_DIGEST_TAG) == validation_digest
+        and VAL_ACCURACY_TAG in version.tags
+    ]
+    top = max(same_data, key=lambda v: (float(v.tags[VAL_ACCURACY_TAG]), -int(v.version)))
+    if float(top.tags[VAL_ACCURACY_TAG]) <= float(current.tags.get(VAL_ACCURACY_TAG, "-1")):
+        return None
+    client.set_registered_model_alias(REGISTERED_MODEL, BEST_ALIAS, top.version)
+    return top
 
 
 def alias_for(name: str) -> str:

@@ -3,6 +3,7 @@ validation data, and every winner keeps its sweep's own alias."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import mlflow
@@ -10,6 +11,7 @@ import pytest
 
 from pipelines.sweep.promotion import Champion, alias_for, champion_decision, register_candidate
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, log_tagger
+from tests.helpers import MlflowServer
 
 SAME, OTHER = "dev-a", "dev-b"
 
@@ -91,4 +93,67 @@ def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(ch
         "sweep": "other-dev",
         "val_accuracy": "0.990000",
         "validation_digest": OTHER,
+        "forced_best": "true",
     }
+    # A sweep on the forced version's data that scores lower does not undo the force.
+    later = register("after-force", 0.98, OTHER)
+    assert not later.moved and best() == forced.version
+
+
+RACES = 8
+
+
+def test_two_sweeps_promoting_at_once_leave_best_on_the_better_one(checkpoint, tmp_path, capsys):
+    """Two sweeps on one tracking server finish at the same moment, many times over: each
+    may read the old champion before the other writes, and whichever alias write lands
+    last, `best` ends on the better version (the compare-and-repair step)."""
+    server = MlflowServer(tmp_path / "server")
+    server.start()
+    try:
+        mlflow.set_tracking_uri(server.uri)
+        with mlflow.start_run():
+            model_uri = log_tagger(checkpoint).model_uri
+        client = mlflow.MlflowClient()
+        repaired = 0
+        for race in range(RACES):
+            # Each race's pair beats the one before, so both of them have something to take.
+            weaker, stronger = 0.50 + 0.02 * race, 0.51 + 0.02 * race
+            outcome = promote_at_once(
+                model_uri, {f"weak-{race}": weaker, f"strong-{race}": stronger}
+            )
+            best = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
+            assert best.version == outcome[f"strong-{race}"].version, race
+            repaired += "registered at the same time" in outcome[f"weak-{race}"].reason
+    finally:
+        mlflow.set_tracking_uri(None)
+        server.stop()
+    with capsys.disabled():
+        print(f"\n{RACES} races for `best`: the repair step moved it back in {repaired}")
+
+
+def promote_at_once(model_uri: str, accuracies: dict[str, float]) -> dict:
+    """Register one version per sweep name from threads released together; their outcomes."""
+    start = threading.Barrier(len(accuracies))
+    outcome, errors = {}, []
+
+    def promote(name: str, accuracy: float) -> None:
+        start.wait()
+        try:
+            outcome[name] = register_candidate(
+                model_uri,
+                name,
+                {"sweep": name},
+                val_accuracy=accuracy,
+                validation_digest=SAME,
+                alias=alias_for(name),
+            )
+        except Exception as error:  # a thread's failure must fail the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=promote, args=item) for item in accuracies.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == [] and len(outcome) == len(accuracies)
+    return outcome
