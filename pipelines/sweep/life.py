@@ -268,7 +268,6 @@ class SweepLife:
         """Leave no run RUNNING after whatever stopped the driver; say so if MLflow is away
         too (the rerun closes them)."""
         interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
-        self._move(halted=Halt.INTERRUPTED if interrupted else Halt.FAILED)
         status, why = (KILLED, None) if interrupted else (FAILED, repr(error))
         try:
             self.record.stop(status, why)
@@ -278,6 +277,9 @@ class SweepLife:
                 f"({type(closing).__name__}); they are closed when the sweep resumes",
                 file=sys.stderr,
             )
+        # After the runs: a state file that cannot be written (a full disk) must not keep
+        # them RUNNING.
+        self._move(halted=Halt.INTERRUPTED if interrupted else Halt.FAILED)
 
     def _move(self, **changes) -> None:
         self.state = replace(self.state, **changes)

@@ -66,17 +66,17 @@ def worker_device(logical_gpus: bool) -> str:
 
 def load_training_state(checkpoint: tune.Checkpoint) -> TrainingState:
     """The TrainingState in a trial's checkpoint, fetched from wherever Tune keeps it."""
+    return load_trial_checkpoint(checkpoint)[0]
+
+
+def load_trial_checkpoint(checkpoint: tune.Checkpoint) -> tuple[TrainingState, RunConfig | None]:
+    """A trial's checkpoint, fetched once from wherever Tune keeps it: its TrainingState and
+    the RunConfig the trial trained with (None in one saved before checkpoints carried it)."""
     with checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
-    return TrainingState.from_dict(state)
-
-
-def load_trial_config(checkpoint: tune.Checkpoint) -> RunConfig | None:
-    """The RunConfig the trial trained with, as its checkpoint keeps it (None in one saved
-    before checkpoints carried it)."""
-    with checkpoint.as_directory() as folder:
         path = Path(folder) / CONFIG_FILE
-        return build(RunConfig, json.loads(path.read_text())) if path.is_file() else None
+        config = build(RunConfig, json.loads(path.read_text())) if path.is_file() else None
+    return TrainingState.from_dict(state), config
 
 
 def train_trial(

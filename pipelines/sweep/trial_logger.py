@@ -23,8 +23,7 @@ from pipelines.sweep.trial import (
     NODE_KEY,
     PID_KEY,
     RESUMED_KEY,
-    load_training_state,
-    load_trial_config,
+    load_trial_checkpoint,
 )
 from pipelines.tracking import DataInput, training_inputs
 from postag.config import RunConfig, to_dict
@@ -151,11 +150,11 @@ class MlflowTrials(Callback):
         result = trial.last_result or {}
         model = None
         if trial.checkpoint is not None:
-            state = load_training_state(trial.checkpoint)
+            state, trained_with = load_trial_checkpoint(trial.checkpoint)
             self.records.log_epochs(run_id, state.history, int(result.get("timestamp", 0) * 1000))
             # The config the trial trained with, as it resolved it; checkpoints from before
             # they carried it fall back to resolving it again here.
-            config = load_trial_config(trial.checkpoint) or self.trial_run_config(trial.config)
+            config = trained_with or self.trial_run_config(trial.config)
             model = ModelFiles(state.best_state, config, self.dataset)
         best = result if BEST_VAL_ACCURACY in result else None
         self.records.finish(run_id, best, model, self.inputs["dev"])
