@@ -27,7 +27,10 @@ from tests.helpers import (
     write_experiment,
 )
 
-EPOCHS = 6
+EPOCHS = 8
+# A trial is killed early enough that, retried, it still has epochs to run: the node it is
+# retried on is then a target for the node loss, whatever the other trials' timing.
+LATEST_KILL_EPOCH = EPOCHS - 4
 SWEEP = {
     "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
     "train": {"epochs": EPOCHS, "batch_size": 8},
@@ -37,7 +40,9 @@ SWEEP = {
         "baseline": {"model.hidden_size": 4, "model.num_layers": 3, "train.epochs": 1},
         "max_concurrent_trials": 3,
         "cpus_per_trial": 1,
-        "max_failures": 2,
+        # The killed trial may be hit again by the node loss, and Tune counts a lost actor's
+        # pending calls as separate failures: 1 + 2, with one to spare.
+        "max_failures": 4,
     },
 }
 EXPECTED_RUNS = 4  # three grid trials and the baseline
@@ -79,12 +84,21 @@ def mid_trial(client, run) -> int | None:
     return epochs_done
 
 
-def kill_the_worker_of_a_trial_mid_way(client) -> dict | None:
-    """SIGKILL the process of a trial that has logged an epoch and has more to go; its run
-    and the pid killed."""
+def worker_node_of(run, workers):
+    """The worker node a trial's run reports, or None for the head node, which a cluster
+    cannot lose."""
+    return next((w for w in workers if w.node_id == run.data.tags.get("ray_node_id")), None)
+
+
+def kill_the_worker_of_a_trial_mid_way(client, workers) -> dict | None:
+    """SIGKILL the process of a trial on a worker node that has logged an epoch and has
+    several more to go; its run and the pid killed."""
     for run in trial_runs(client):
         pid = run.data.tags.get("ray_pid")
-        if pid is None or mid_trial(client, run) is None:
+        epochs_done = mid_trial(client, run)
+        if pid is None or epochs_done is None or epochs_done > LATEST_KILL_EPOCH:
+            continue
+        if worker_node_of(run, workers) is None:
             continue
         try:
             assert TRIAL_PROCESS in command_line(int(pid))
@@ -95,39 +109,36 @@ def kill_the_worker_of_a_trial_mid_way(client) -> dict | None:
     return None
 
 
-def node_of_the_retried_trial(client, killed: dict) -> str | None:
-    """The node the killed trial runs on again, once its new process has reported."""
-    tags = client.get_run(killed["run_id"]).data.tags
-    if tags.get("ray_pid") == killed["pid"]:
-        return None  # not yet restarted, so not yet placed where we can see it
-    return tags["ray_node_id"]
+def retried(client, killed: dict) -> bool:
+    """Whether the killed trial's new process has reported."""
+    return client.get_run(killed["run_id"]).data.tags.get("ray_pid") != killed["pid"]
 
 
 def lose_the_node_of_a_trial_mid_way(client, cluster, workers, killed: dict) -> dict | None:
     """Kill a worker node whole (raylet, object store, trial processes) while a trial on it
     has logged an epoch and has more to go; what was lost, and when.
 
-    The node chosen is not the one the killed trial was retried on: one trial hit twice would
-    prove nothing more, and Tune counts a lost actor's pending calls as separate failures, so
-    it could exhaust `max_failures` for a reason that is the test's, not the sweep's."""
-    spare_node = node_of_the_retried_trial(client, killed)
-    if spare_node is None:
+    Waits for the killed trial's retry to report first, so the loss never meets a trial
+    between two processes. A node without the retried trial is preferred (one trial hit twice
+    proves less), but the retried trial's node is taken when it is the only one with a trial
+    mid-way: on a fast machine the other trials may all be done by then."""
+    if not retried(client, killed):
         return None
-    for run in trial_runs(client):
-        node_id = run.data.tags.get("ray_node_id")
-        epochs_done = mid_trial(client, run)
-        if run.info.run_id == killed["run_id"] or node_id == spare_node or epochs_done is None:
-            continue
-        node = next((w for w in workers if w.node_id == node_id), None)
-        if node is None:
-            continue  # on the head node, which a cluster cannot lose
+    candidates = [
+        (run, node, epochs_done)
+        for run in trial_runs(client)
+        if (epochs_done := mid_trial(client, run)) is not None
+        and (node := worker_node_of(run, workers)) is not None
+    ]
+    candidates.sort(key=lambda candidate: candidate[0].info.run_id == killed["run_id"])
+    for run, node, epochs_done in candidates[:1]:
         cluster.remove_node(node, allow_graceful=False)
         with contextlib.suppress(ProcessLookupError):
             # The raylet's death ends the trial's process too; make it certain.
             os.kill(int(run.data.tags["ray_pid"]), signal.SIGKILL)
         return {
             "run_id": run.info.run_id,
-            "node_id": node_id,
+            "node_id": node.node_id,
             "epochs_done": epochs_done,
             "killed_at": time.time(),
         }
@@ -149,7 +160,7 @@ def test_a_sweep_on_three_nodes_rides_out_a_killed_worker_and_a_lost_node(
     lost: list[dict] = []
 
     def kill_one_trial_worker() -> bool:
-        if (kill := kill_the_worker_of_a_trial_mid_way(client)) is not None:
+        if (kill := kill_the_worker_of_a_trial_mid_way(client, workers)) is not None:
             killed.append(kill)
         return bool(killed)
 
