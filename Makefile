@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench.chars
 	$(BIN)/python -m pipelines.bench.sweep
 	$(BIN)/python -m pipelines.bench.memory
+	$(BIN)/python -m pipelines.bench.text
 
 # Eight small trials on one node with 1 CPU, two nodes with 1 CPU each, one node with 2 CPUs.
 bench-scale: $(STAMP)
@@ -75,8 +76,10 @@ sweep: $(STAMP)
 	$(BIN)/python -m pipelines.sweep $(if $(EXPERIMENT),--config $(EXPERIMENT)) \
 		$(if $(STORAGE),--storage $(STORAGE)) $(SWEEP_ARGS)
 
+# RAW=1: from the test file's raw text (its `# text =` lines), scored as CoNLL 2018 did.
+RAW ?=
 evaluate: $(STAMP)
-	$(BIN)/postag evaluate --model $(MODEL) $(if $(DATA),--data $(DATA))
+	$(BIN)/postag evaluate --model $(MODEL) $(if $(DATA),--data $(DATA)) $(if $(RAW),--raw)
 
 # MODEL over HTTP on this machine (POST /invocations), with this venv: no conda, no download.
 SERVE_HOST ?= 127.0.0.1

@@ -20,6 +20,7 @@ COMMANDS = {
     "bench-chars": "pipelines.bench.chars",
     "bench-sweep": "pipelines.bench.sweep",
     "bench-scale": "pipelines.bench.scale",
+    "bench-text": "pipelines.bench.text",
     "sweep": "pipelines.sweep.driver",
     "evaluate": "pipelines.commands.evaluate",
     "tag": "pipelines.commands.tag",

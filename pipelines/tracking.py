@@ -181,14 +181,22 @@ def training_inputs(dataset: PreparedDataset) -> dict[str, DataInput]:
 
 
 def log_evaluation(
-    model_uri: str, version, test: DataInput, headline: dict, files: list[Path]
+    model_uri: str,
+    version,
+    test: DataInput,
+    headline: dict,
+    files: list[Path],
+    raw_text: bool = False,
 ) -> str:
     """An MLflow run holding an evaluation; its id.
 
     A registered version's evaluation is nested under the run that trained it, its figures
-    linked to the logged model and the test data, and the version links back to it.
+    linked to the logged model and the test data, and the version links back to it. An
+    evaluation from raw text (`raw_text`) is tagged so and leaves the version's link, which
+    is the gold-token evaluation's, as it is.
     """
     tags = {ROLE_TAG: EVALUATION_ROLE, MODEL_URI_TAG: model_uri, "data": str(test.path)}
+    tags[EVALUATION_INPUT_TAG] = "raw text" if raw_text else "gold tokens"
     experiment_id, parent, model_id = ensure_experiment(), None, None
     if version is not None:
         tags.update(registered_model=version.name, registered_model_version=version.version)
@@ -197,6 +205,7 @@ def log_evaluation(
             experiment_id = mlflow.MlflowClient().get_run(parent).info.experiment_id
         model_id = getattr(version, "model_id", None)
     name = f"evaluate-{version.name}-v{version.version}" if version else "evaluate"
+    name += "-raw-text" if raw_text else ""
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=name, tags=tags, parent_run_id=parent
     ) as run:
@@ -209,11 +218,13 @@ def log_evaluation(
         mlflow.log_dict(headline, "evaluation.json")
         for path in files:
             mlflow.log_artifact(str(path), artifact_path="reports")
-    if version is not None:
+    if version is not None and not raw_text:
         link_evaluation(version, run.info, test, headline["token_accuracy"])
     return run.info.run_id
 
 
+# What an evaluation run tagged: the gold file's own words, or its raw text.
+EVALUATION_INPUT_TAG = "evaluation_input"
 # The version description's last paragraph: the latest evaluation, replaced by the next one.
 EVALUATION_HEADING = "**Latest evaluation**"
 

@@ -20,8 +20,10 @@ from postag.readers import (
     read_conllu,
     read_lines,
 )
+from postag.tokenize import TextSentence, sentences_of
 
 DEFAULT_BATCH_SIZE = 256
+MISC_COLUMN = 9
 
 
 def encode(
@@ -84,11 +86,49 @@ def retag_conllu(path: str | Path, tagger: LoadedTagger, tag_column: TagColumn =
     return "\n".join(lines) + "\n"
 
 
-def text_to_conllu(path: str | Path, tagger: LoadedTagger, tag_column: TagColumn = "xpos") -> str:
-    """Raw text, one sentence per line of whitespace-separated tokens, tagged as CoNLL-U.
+def tag_text(
+    tagger: LoadedTagger, paragraphs: list[str]
+) -> tuple[list[TextSentence], list[list[str]]]:
+    """Raw text, split into sentences, tokens and words, and the words' tags."""
+    sentences = [sentence for paragraph in paragraphs for sentence in sentences_of(paragraph)]
+    return sentences, tag_sentences(tagger, [sentence.words for sentence in sentences])
 
-    Blank lines hold no sentence and are not carried over.
-    """
+
+def text_to_conllu(path: str | Path, tagger: LoadedTagger, tag_column: TagColumn = "xpos") -> str:
+    """Raw text tagged as CoNLL-U: each line a paragraph of one or more sentences, split into
+    tokens and words as EWT splits them (`postag.tokenize`). Blank lines hold no text."""
+    paragraphs = [line for _, line in read_lines(path) if line.strip()]
+    sentences, tags = tag_text(tagger, paragraphs)
+    if not sentences:
+        raise DataFormatError(path, None, "no text found")
+    return sentences_to_conllu(sentences, tags, tag_column, Path(path).name)
+
+
+def sentences_to_conllu(
+    sentences: list[TextSentence], tags: list[list[str]], tag_column: TagColumn, name: str
+) -> str:
+    """Tagged sentences as CoNLL-U, with their text, multi-word tokens and SpaceAfter=No."""
+    blocks = []
+    for number, (sentence, sentence_tags) in enumerate(zip(sentences, tags, strict=True), 1):
+        rows = [f"# sent_id = {name}:{number}", f"# text = {sentence.text}"]
+        word_tags = iter(sentence_tags)
+        word_id = 1
+        for token in sentence.tokens:
+            misc = "_" if token.space_after else "SpaceAfter=No"
+            last = word_id + len(token.words) - 1
+            if len(token.words) > 1:
+                rows.append(conllu_row(f"{word_id}-{last}", token.text, misc=misc))
+                misc = "_"  # a multi-word token's line carries its spacing
+            for word in token.words:
+                rows.append(conllu_row(str(word_id), word, tag_column, next(word_tags), misc))
+                word_id += 1
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks) + "\n\n"
+
+
+def tokens_to_conllu(path: str | Path, tagger: LoadedTagger, tag_column: TagColumn = "xpos") -> str:
+    """Pre-split text, one sentence per line of whitespace-separated tokens, tagged as
+    CoNLL-U. Blank lines hold no sentence and are not carried over."""
     sentences = [(number, line.split()) for number, line in read_lines(path) if line.strip()]
     if not sentences:
         raise DataFormatError(path, None, "no sentences found")
@@ -97,8 +137,21 @@ def text_to_conllu(path: str | Path, tagger: LoadedTagger, tag_column: TagColumn
     for (number, tokens), tags in zip(sentences, predicted, strict=True):
         rows = [f"# sent_id = {Path(path).name}:{number}", f"# text = {' '.join(tokens)}"]
         for i, (token, tag) in enumerate(zip(tokens, tags, strict=True), start=1):
-            columns = [str(i), token] + ["_"] * (CONLLU_COLUMNS - 2)
-            columns[TAG_COLUMN_INDEX[tag_column]] = tag
-            rows.append("\t".join(columns))
+            rows.append(conllu_row(str(i), token, tag_column, tag))
         blocks.append("\n".join(rows))
     return "\n\n".join(blocks) + "\n\n"
+
+
+def conllu_row(
+    word_id: str,
+    form: str,
+    tag_column: TagColumn | None = None,
+    tag: str = "_",
+    misc: str = "_",
+) -> str:
+    """One CoNLL-U line: ID, FORM, the tag in its column, MISC; the rest unknown ("_")."""
+    columns = [word_id, form] + ["_"] * (CONLLU_COLUMNS - 2)
+    if tag_column is not None:
+        columns[TAG_COLUMN_INDEX[tag_column]] = tag
+    columns[MISC_COLUMN] = misc
+    return "\t".join(columns)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
+import math
 import re
 import sys
 from pathlib import Path
@@ -18,36 +19,77 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, DataType, Schema
 from mlflow.types.schema import Array
 
 from postag.checkpoint import LoadedTagger, load_checkpoint
 from postag.inference import tag_sentences
+from postag.tokenize import sentences_of
 
 REGISTERED_MODEL = "postag-tagger"
 BEST_ALIAS = "best"
 MODEL_ARTIFACT = "model"
 CHECKPOINT_ARTIFACT = "checkpoint"
 TOKENS_COLUMN = "tokens"
+TEXT_COLUMN = "text"
 TAGS_COLUMN = "tags"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 # The package the model code imports; it travels inside the model (MLflow's code_paths).
 PACKAGE_DIR = Path(__file__).parent
 CHECKPOINT_SUFFIX = ".pt"  # what `postag train` writes
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-# A DataFrame with a `tokens` column holding one list of tokens per sentence in, one with a
-# `tags` column holding their tags out (over HTTP: {"predictions": [{"tags": [...]}]}).
+# A DataFrame in, each row one record: `tokens`, a sentence already split into words, or
+# `text`, raw text that the model splits into sentences and words as EWT does. Out, the words
+# tagged and their tags (over HTTP: {"predictions": [{"tokens": [...], "tags": [...]}]}).
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec(Array(DataType.string), TOKENS_COLUMN)]),
-    outputs=Schema([ColSpec(Array(DataType.string), TAGS_COLUMN)]),
+    inputs=Schema(
+        [
+            ColSpec(Array(DataType.string), TOKENS_COLUMN, required=False),
+            ColSpec(DataType.string, TEXT_COLUMN, required=False),
+        ]
+    ),
+    outputs=Schema(
+        [
+            ColSpec(Array(DataType.string), TOKENS_COLUMN),
+            ColSpec(Array(DataType.string), TAGS_COLUMN),
+        ]
+    ),
 )
 # Shown in the MLflow UI as how to call the model (and checked against it when logged).
 INPUT_EXAMPLE = pd.DataFrame({TOKENS_COLUMN: [["I", "saw", "her", "duck", "."]]})
 
 
+class BadRecord(MlflowException):
+    """A request record the model cannot tag; the scoring server answers it with a 400."""
+
+    def __init__(self, index: int, problem: str):
+        super().__init__(f"record {index}: {problem}", error_code=INVALID_PARAMETER_VALUE)
+
+
+def present(value) -> bool:
+    """Whether a record holds a value in a column (pandas fills absent ones with NaN)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def record_sentences(index: int, record: dict) -> list[list[str]]:
+    """The sentences of one request record, each a list of words."""
+    tokens, text = record.get(TOKENS_COLUMN), record.get(TEXT_COLUMN)
+    if present(tokens) == present(text):
+        raise BadRecord(index, f"give either '{TOKENS_COLUMN}' or '{TEXT_COLUMN}', not both")
+    if present(tokens):
+        if len(tokens) == 0:
+            raise BadRecord(index, f"'{TOKENS_COLUMN}' is empty")
+        return [list(tokens)]
+    sentences = [sentence.words for sentence in sentences_of(text)]
+    if not sentences:
+        raise BadRecord(index, f"'{TEXT_COLUMN}' holds no words")
+    return sentences
+
+
 class TaggerModel(PythonModel):
-    """pyfunc wrapper: DataFrame with a `tokens` column -> DataFrame with a `tags` column."""
+    """pyfunc wrapper: a DataFrame of `tokens` or `text` records -> `tokens` and `tags`."""
 
     def __init__(self) -> None:
         self.tagger: LoadedTagger | None = None
@@ -56,10 +98,20 @@ class TaggerModel(PythonModel):
         self.tagger = load_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        if TOKENS_COLUMN not in model_input.columns:
-            raise ValueError(f"input needs a '{TOKENS_COLUMN}' column of token lists")
-        sentences = [list(tokens) for tokens in model_input[TOKENS_COLUMN]]
-        return pd.DataFrame({TAGS_COLUMN: tag_sentences(self.tagger, sentences)})
+        if not {TOKENS_COLUMN, TEXT_COLUMN} & set(model_input.columns):
+            raise MlflowException(
+                f"input needs a '{TOKENS_COLUMN}' column of token lists "
+                f"or a '{TEXT_COLUMN}' column of raw text",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
+        records = [record_sentences(i, r) for i, r in enumerate(model_input.to_dict("records"))]
+        # One call for every sentence of every record, so they batch together.
+        tags = iter(tag_sentences(self.tagger, [s for sentences in records for s in sentences]))
+        words, tagged = [], []
+        for sentences in records:
+            words.append([word for sentence in sentences for word in sentence])
+            tagged.append([tag for _ in sentences for tag in next(tags)])
+        return pd.DataFrame({TOKENS_COLUMN: words, TAGS_COLUMN: tagged})
 
 
 def log_tagger(
@@ -84,28 +136,49 @@ def log_tagger(
 
 @functools.cache
 def model_requirements() -> list[str]:
-    """`name==version` for each distribution the `postag` package imports, as installed here.
+    """`name==version` for each distribution the model's code imports, as installed here.
 
     Given rather than left to MLflow: its inference starts a process that imports torch and
-    loads the model (7 s a model), and what it found left torch out. Read from the package's
-    own imports, so a new import cannot be forgotten.
+    loads the model (7 s a model), and what it found left torch out. Read from the imports
+    of the modules the model runs, so a new import cannot be forgotten.
     """
     providers = importlib.metadata.packages_distributions()
-    names = {distribution_of(module, providers) for module in third_party_imports(PACKAGE_DIR)}
+    names = {distribution_of(module, providers) for module in third_party_imports(MODEL_CODE)}
     return sorted(f"{name}=={importlib.metadata.version(name)}" for name in names)
 
 
-def third_party_imports(package: Path) -> set[str]:
-    """The top-level modules that the package's files import, less the standard library and
-    the package itself."""
-    modules = set()
-    for path in package.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            if isinstance(node, ast.Import):
-                modules.update(alias.name.partition(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                modules.add(node.module.partition(".")[0])
-    return modules - set(sys.stdlib_module_names) - {package.name, "__future__"}
+def third_party_imports(entry: Path) -> set[str]:
+    """The top-level modules that `entry` and the package modules it imports, in turn,
+    import, less the standard library and the package itself. Modules of the package that
+    the model never imports (the raw-text scorer's `udtools`, say) add nothing."""
+    package = entry.parent.name
+    modules: set[str] = set()
+    seen: set[Path] = set()
+    todo = [entry]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in imported_modules(path):
+            top, _, rest = name.partition(".")
+            module = entry.parent / f"{rest.partition('.')[0]}.py"
+            if top == package and module.is_file():
+                todo.append(module)
+            modules.add(top)
+    return modules - set(sys.stdlib_module_names) - {package, "__future__"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The absolute module names one file imports, wherever in the file."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            # `from postag import dataset` imports the module postag.dataset
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
 
 
 def distribution_of(module: str, providers: dict[str, list[str]]) -> str:

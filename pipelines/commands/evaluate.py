@@ -3,9 +3,14 @@
     make evaluate BEST                            # models:/postag-tagger@best on EWT test
     make evaluate MODEL=models:/postag-tagger/3 DATA=my-test.conllu
     .venv/bin/postag evaluate --model URI --data PATH [--format seed-ids] [--json out.json]
+    .venv/bin/postag evaluate --raw               # from the test file's raw text, as CoNLL 2018
 
 Prints the headline figures and the per-tag table, writes reports/ (tables, pictures, the
 sweep that produced the model) and logs it all as an MLflow run linked to the model version.
+
+`--raw` tags the gold file's `# text =` lines instead of its words, splitting them into
+sentences, tokens and words itself, and scores sentence, token and word F1 and the tag F1
+over the words aligned by character offsets, as the CoNLL 2018 shared task did.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines.cli import command_parser, not_found_message
 from pipelines.commands import plots
+from pipelines.commands.evaluate_raw import RAW_REPORTS, evaluate_raw_text, raw_text_report
 from pipelines.runs import BASELINE_ROLE, read_trial_runs
 from pipelines.tracking import (
     DataInput,
@@ -226,19 +232,24 @@ def evaluate_model(
 def run(args: argparse.Namespace) -> dict:
     mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
     data = Path(args.data) if args.data else None
-    done = evaluate_model(args.model, data, args.format, args.tag_column, args.reports)
-    print(terminal_report(args.model, done.version, done.data, done.report))
-    print()
-    print(markdown_table(per_tag_rows(done.report)))
-    result = {
-        **done.report.headline(),
-        "model": args.model,
-        "data": str(done.data),
-        "mlflow_run_id": done.run_id,
-    }
+    if args.raw:
+        tagger, version = load_tagger(args.model)
+        data = data or default_data(tagger)
+        raw = evaluate_raw_text(args.model, tagger, version, data, args.reports)
+        print(raw_text_report(args.model, raw.version, raw.data, raw.scores, raw.tag_column))
+        result = {**raw.scores.headline(), "data": str(raw.data), "mlflow_run_id": raw.run_id}
+        reports = args.reports / RAW_REPORTS
+    else:
+        done = evaluate_model(args.model, data, args.format, args.tag_column, args.reports)
+        print(terminal_report(args.model, done.version, done.data, done.report))
+        print()
+        print(markdown_table(per_tag_rows(done.report)))
+        result = {**done.report.headline(), "data": str(done.data), "mlflow_run_id": done.run_id}
+        reports = args.reports
+    result["model"] = args.model
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
-    print(f"\nreports in {args.reports}/; MLflow evaluation run {done.run_id}")
+    print(f"\nreports in {reports}/; MLflow evaluation run {result['mlflow_run_id']}")
     return result
 
 
@@ -252,7 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag-column", choices=["xpos", "upos"])
     parser.add_argument("--json", help="also write the headline figures here")
     parser.add_argument("--reports", type=Path, default=REPORTS_DIR)
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="tag the test file's raw text ('# text =' lines) and score as CoNLL 2018",
+    )
     args = parser.parse_args(argv)
+    if args.raw and (args.format == "seed-ids" or args.tag_column):
+        parser.error("--raw reads a CoNLL-U file's text and scores the model's own tag column")
     try:
         run(args)
     except ModelNotFound as error:

@@ -13,9 +13,11 @@ import mlflow
 
 from pipelines.cli import command_parser, not_found_message
 from pipelines.tracking import tracking_uri
-from postag.inference import retag_conllu, text_to_conllu
+from postag.inference import retag_conllu, text_to_conllu, tokens_to_conllu
 from postag.readers import DataFormatError
 from postag.registry import ModelNotFound, best_model_uri, load_tagger
+
+CONVERTERS = {"text": text_to_conllu, "tokens": tokens_to_conllu, "conllu": retag_conllu}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument(
         "--input-format",
-        choices=["text", "conllu"],
-        help="default: conllu for *.conllu, text otherwise",
+        choices=list(CONVERTERS),
+        help="text: raw text; tokens: pre-split, one sentence a line, tokens by spaces; "
+        "conllu: fill a CoNLL-U file's tag column (default: conllu for *.conllu, else text)",
     )
     parser.add_argument("--output", type=Path, help="default: standard output")
     parser.add_argument(
@@ -39,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
         tagger, _ = load_tagger(args.model)
         column = args.tag_column or tagger.config.data.tag_column
-        convert = retag_conllu if fmt == "conllu" else text_to_conllu
-        tagged = convert(args.input, tagger, column)
+        tagged = CONVERTERS[fmt](args.input, tagger, column)
     except ModelNotFound as error:
         print(f"postag tag: error: {not_found_message(error)}", file=sys.stderr)
         return 2

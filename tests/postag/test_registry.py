@@ -14,7 +14,9 @@ def test_a_logged_model_pins_what_it_imports_to_the_installed_versions(swept_mod
     pinned = dict(
         line.split("==") for line in (swept_model / "requirements.txt").read_text().split()
     )
-    assert {"torch", "mlflow", "pandas", "numpy", "pyarrow", "PyYAML", "tqdm"} <= set(pinned)
+    assert {"torch", "mlflow", "pandas", "numpy", "pyarrow", "PyYAML", "spacy"} <= set(pinned)
+    # Only what the model's code imports: the raw-text scorer's UD tools are not served.
+    assert "udtools" not in pinned
     assert "postag" not in pinned  # the package travels as code, not as a name to install
     for name, version in pinned.items():
         assert version == importlib.metadata.version(name), name

@@ -6,6 +6,7 @@ from pipelines.bench.memory import main as memory_bench
 from pipelines.bench.model import main
 from pipelines.bench.scale import main as scale_bench
 from pipelines.bench.sweep import main as sweep_bench
+from pipelines.bench.text import main as text_bench
 from tests.helpers import write_experiment
 
 
@@ -167,3 +168,24 @@ def test_memory_bench_traces_each_case_in_a_process_of_its_own(ewt_slice, tmp_pa
         assert trace["peak_megabytes"][-1] >= max(resident)
     printed = capsys.readouterr().out
     assert "| growth, epoch 2 to last |" in printed and "| peak |" in printed
+
+
+def test_text_bench_times_the_tokenizer_and_both_kinds_of_request(ewt_slice, tmp_path, capsys):
+    output = tmp_path / "bench_text.json"
+    data = [f"data.{split}={path}" for split, path in ewt_slice.items()]
+    options = [*data, f"data.cache_dir={tmp_path}", "model.hidden_size=16"]
+    code = text_bench(["--output", str(output), *(f for o in options for f in ("--set", o))])
+    assert code == 0
+    printed = capsys.readouterr().out
+    result = json.loads(output.read_text())
+    tokenizer = result["tokenizer"]
+    # The slice's raw text, all of it, split into about as many sentences as it holds.
+    assert tokenizer["words"] > 0.95 * sum(
+        1 for line in ewt_slice["test"].read_text().splitlines() if line[:1].isdigit()
+    )
+    assert 100 < tokenizer["sentences"] < 200
+    assert [row["sentences_per_request"] for row in result["requests"]] == [1, 32]
+    for row in result["requests"]:
+        assert row["ratio"] == row["text_ms"] / row["tokens_ms"]
+    assert f"{tokenizer['sentences_per_second']:,.0f} sentences/s" in printed
+    assert "| sentences a request | text records, ms |" in printed

@@ -175,13 +175,70 @@ def test_tag_rewrites_only_the_tag_column_of_conllu(in_copy_of_swept, ewt_slice,
             assert old == new
 
 
-def test_tag_reads_raw_text(in_copy_of_swept, tmp_path):
+def test_tag_reads_raw_text_and_splits_it_as_ewt_does(in_copy_of_swept, tmp_path):
     text = tmp_path / "raw.txt"
-    text.write_text("I like green tea .\n\nWhere is it ?\n")
+    text.write_text("I don't know, do you?\n\nWhere is it? Here.\n")
     out = tmp_path / "raw.conllu"
     assert main(["tag", "--input", str(text), "--output", str(out)]) == 0
     sentences = read_conllu(out)
     assert [s.words for s in sentences] == [
-        ("I", "like", "green", "tea", "."),
+        ("I", "do", "n't", "know", ",", "do", "you", "?"),
+        ("Where", "is", "it", "?"),
+        ("Here", "."),
+    ]
+    written = out.read_text()
+    assert "# text = I don't know, do you?\n" in written
+    assert "\n2-3\tdon't\t" in written  # one token, two words
+    assert "\n4\tknow\t_\t_\t" in written and "SpaceAfter=No" in written
+    # Tagged as the served model tags the same words.
+    model = mlflow.pyfunc.load_model(best_model_uri())
+    expected = model.predict(pd.DataFrame({"tokens": [list(s.words) for s in sentences]}))
+    assert [list(s.tags) for s in sentences] == [list(tags) for tags in expected["tags"]]
+
+
+def test_tag_keeps_pre_split_input_behind_a_flag(in_copy_of_swept, tmp_path):
+    text = tmp_path / "tokens.txt"
+    text.write_text("I do n't like green-tea .\n\nWhere is it ?\n")
+    out = tmp_path / "tokens.conllu"
+    command = ["tag", "--input", str(text), "--input-format", "tokens", "--output", str(out)]
+    assert main(command) == 0
+    assert [s.words for s in read_conllu(out)] == [
+        ("I", "do", "n't", "like", "green-tea", "."),
         ("Where", "is", "it", "?"),
     ]
+
+
+def test_evaluate_raw_scores_the_text_lines_as_conll_2018_and_logs_the_run(
+    in_copy_of_swept, ewt_slice, tmp_path, capsys
+):
+    outcome, _, client, _ = in_copy_of_swept
+    version_before = client.get_model_version("postag-tagger", outcome["version"])
+    out = tmp_path / "raw.json"
+    data = ["--data", str(ewt_slice["test"])]
+    assert main(["evaluate", "--raw", *data, "--json", str(out), "--reports", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    for level in ("sentences", "tokens", "words", "xpos"):
+        assert 0 < result[f"raw_{level}_f1"] <= 1
+        assert f"{100 * result[f'raw_{level}_f1']:6.2f}%" in printed
+    assert result["raw_tokens_f1"] > 0.97
+    assert "UPOS       not tagged: this model tags xpos" in printed
+    assert "most frequent tokenization errors" in printed
+    tagged = tmp_path / "raw" / "tagged.conllu"
+    assert read_conllu(tagged)  # what was scored, readable
+    assert (tmp_path / "raw" / "tokenization.md").read_text().startswith("| gold tokens |")
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.data.tags["evaluation_input"] == "raw text"
+    assert run.data.metrics["raw_xpos_f1"] == result["raw_xpos_f1"]
+    assert run.data.tags["mlflow.parentRunId"] == version_before.run_id
+    # The version keeps linking its gold-token evaluation, not this one.
+    version = client.get_model_version("postag-tagger", outcome["version"])
+    assert version.tags.get("evaluation_run_id") == version_before.tags.get("evaluation_run_id")
+
+
+def test_evaluate_raw_without_text_lines_names_the_file(in_copy_of_swept, tmp_path, capsys):
+    data = tmp_path / "bare.conllu"
+    data.write_text("1\tHi\t_\tINTJ\tUH\t_\t0\troot\t_\t_\n\n")
+    assert main(["evaluate", "--raw", "--data", str(data), "--reports", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "bare.conllu" in error and "no '# text =' lines" in error and "Traceback" not in error

@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 
+import mlflow
 import pytest
 
 from postag.readers import read_conllu
@@ -43,15 +44,49 @@ def test_posted_sentences_come_back_tagged(served, ewt_slice):
     assert status == 200
     tagged = [row["tags"] for row in answer["predictions"]]
     assert [len(tags) for tags in tagged] == [len(tokens) for tokens in sentences]
+    assert [row["tokens"] for row in answer["predictions"]] == sentences
     known = {tag for s in read_conllu(ewt_slice["train"]) for tag in s.tags}
     assert all(tag in known for tags in tagged for tag in tags)
+
+
+def test_raw_text_records_are_split_as_ewt_does_and_tagged_as_their_words(served):
+    text = "I don't know, do you? Maybe."
+    words = ["I", "do", "n't", "know", ",", "do", "you", "?", "Maybe", "."]
+    status, answer = post(served.url, json.dumps({"dataframe_records": [{"text": text}]}).encode())
+    assert status == 200, answer
+    (from_text,) = answer["predictions"]
+    # Two sentences found in the text, each tagged as its words would be given pre-split.
+    body = {"dataframe_records": [{"tokens": words[:8]}, {"tokens": words[8:]}]}
+    status, answer = post(served.url, json.dumps(body).encode())
+    assert status == 200, answer
+    assert from_text["tokens"] == words
+    assert from_text["tags"] == [tag for row in answer["predictions"] for tag in row["tags"]]
+
+
+def test_the_signature_offers_tokens_and_text(served, swept):
+    _, _, _, uri = swept
+    mlflow.set_tracking_uri(uri)
+    try:
+        signature = mlflow.models.get_model_info("models:/postag-tagger@best").signature
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert {spec.name: spec.required for spec in signature.inputs.inputs} == {
+        "tokens": False,
+        "text": False,
+    }
+    assert signature.outputs.input_names() == ["tokens", "tags"]
 
 
 @pytest.mark.parametrize(
     ("body", "says"),
     [
         (b"{not json", "valid JSON"),
-        (b'{"dataframe_records": [{"words": ["I"]}]}', "missing inputs ['tokens']"),
+        (b'{"dataframe_records": [{"words": ["I"]}]}', "a 'text' column of raw text"),
+        (b'{"dataframe_records": [{"tokens": ["I"], "text": "I"}]}', "record 0: give either"),
+        (b'{"dataframe_records": [{"tokens": ["I"]}, {"tokens": []}]}', "record 1: 'tokens' is"),
+        # One kind of record a request: MLflow reads an absent list as a number, not as none.
+        (b'{"dataframe_records": [{"text": "I"}, {"tokens": ["I"]}]}', "column tokens"),
+        (b'{"dataframe_records": [{"text": "   "}]}', "record 0: 'text' holds no words"),
         (b'{"dataframe_records": [{"tokens": "I saw her"}]}', "Array(string)"),
     ],
 )
