@@ -4,7 +4,9 @@
     make serve MODEL=models:/postag-tagger/3 SERVE_PORT=8080
     curl -s 127.0.0.1:5002/invocations -H 'Content-Type: application/json' \\
         -d '{"dataframe_records": [{"tokens": ["I", "saw", "her", "duck", "."]}]}'
-    # {"predictions": [{"tags": ["PRP", "VBD", "PRP$", "NN", "."]}]}
+    # {"predictions": [{"tokens": ["I", "saw", "her", "duck", "."], "tags": ["PRP", ...]}]}
+    curl -s 127.0.0.1:5002/invocations -H 'Content-Type: application/json' \\
+        -d '{"dataframe_records": [{"text": "Is it raining? Yes, a lot."}]}'   # raw text
 
 The model is found first, so a missing one is a one-line error, not a server's traceback;
 then `mlflow models serve` takes over this process. It runs in this virtual environment
