@@ -101,17 +101,18 @@ def text_to_conllu(path: str | Path, tagger: LoadedTagger, tag_column: TagColumn
     sentences, tags = tag_text(tagger, paragraphs)
     if not sentences:
         raise DataFormatError(path, None, "no text found")
-    return sentences_to_conllu(sentences, tags, tag_column, Path(path).name)
+    return sentences_to_conllu(sentences, {tag_column: tags}, Path(path).name)
 
 
 def sentences_to_conllu(
-    sentences: list[TextSentence], tags: list[list[str]], tag_column: TagColumn, name: str
+    sentences: list[TextSentence], columns: dict[TagColumn, list[list[str]]], name: str
 ) -> str:
-    """Tagged sentences as CoNLL-U, with their text, multi-word tokens and SpaceAfter=No."""
+    """Tagged sentences as CoNLL-U, with their text, multi-word tokens and SpaceAfter=No;
+    `columns` holds each tag column's tags, a list a sentence."""
     blocks = []
-    for number, (sentence, sentence_tags) in enumerate(zip(sentences, tags, strict=True), 1):
+    for number, sentence in enumerate(sentences, 1):
         rows = [f"# sent_id = {name}:{number}", f"# text = {sentence.text}"]
-        word_tags = iter(sentence_tags)
+        word_tags = zip(*(iter(tags[number - 1]) for tags in columns.values()), strict=True)
         word_id = 1
         for token in sentence.tokens:
             misc = "_" if token.space_after else "SpaceAfter=No"
@@ -120,7 +121,8 @@ def sentences_to_conllu(
                 rows.append(conllu_row(f"{word_id}-{last}", token.text, misc=misc))
                 misc = "_"  # a multi-word token's line carries its spacing
             for word in token.words:
-                rows.append(conllu_row(str(word_id), word, tag_column, next(word_tags), misc))
+                tags = dict(zip(columns, next(word_tags), strict=True))
+                rows.append(conllu_row(str(word_id), word, tags, misc))
                 word_id += 1
         blocks.append("\n".join(rows))
     return "\n\n".join(blocks) + "\n\n"
@@ -137,21 +139,17 @@ def tokens_to_conllu(path: str | Path, tagger: LoadedTagger, tag_column: TagColu
     for (number, tokens), tags in zip(sentences, predicted, strict=True):
         rows = [f"# sent_id = {Path(path).name}:{number}", f"# text = {' '.join(tokens)}"]
         for i, (token, tag) in enumerate(zip(tokens, tags, strict=True), start=1):
-            rows.append(conllu_row(str(i), token, tag_column, tag))
+            rows.append(conllu_row(str(i), token, {tag_column: tag}))
         blocks.append("\n".join(rows))
     return "\n\n".join(blocks) + "\n\n"
 
 
 def conllu_row(
-    word_id: str,
-    form: str,
-    tag_column: TagColumn | None = None,
-    tag: str = "_",
-    misc: str = "_",
+    word_id: str, form: str, tags: dict[TagColumn, str] | None = None, misc: str = "_"
 ) -> str:
-    """One CoNLL-U line: ID, FORM, the tag in its column, MISC; the rest unknown ("_")."""
+    """One CoNLL-U line: ID, FORM, the tags in their columns, MISC; the rest unknown ("_")."""
     columns = [word_id, form] + ["_"] * (CONLLU_COLUMNS - 2)
-    if tag_column is not None:
-        columns[TAG_COLUMN_INDEX[tag_column]] = tag
+    for column, tag in (tags or {}).items():
+        columns[TAG_COLUMN_INDEX[column]] = tag
     columns[MISC_COLUMN] = misc
     return "\t".join(columns)

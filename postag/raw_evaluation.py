@@ -83,9 +83,11 @@ def scorer_view(system_conllu: str) -> io.StringIO:
     return io.StringIO("\n".join(lines) + "\n")
 
 
-def score_raw(gold_path: str | Path, system_conllu: str, tag_column: TagColumn) -> RawScores:
+def score_raw(
+    gold_path: str | Path, system_conllu: str, tag_columns: tuple[TagColumn, ...]
+) -> RawScores:
     """Score a system's CoNLL-U, made from the gold file's raw text, against the gold file:
-    its segmentation, and the tag column it fills."""
+    its segmentation, and the tag columns it fills."""
     try:
         with open(gold_path, encoding="utf-8") as handle:
             gold = udeval.load_conllu(handle, str(gold_path), SCORER_OPTIONS)
@@ -96,7 +98,7 @@ def score_raw(gold_path: str | Path, system_conllu: str, tag_column: TagColumn) 
         scores = udeval.evaluate(gold, system)
     except udeval.UDError as error:
         raise DataFormatError(gold_path, None, f"the tagged text does not match: {error}") from None
-    levels = {**SEGMENTATION, tag_column: TAG_LEVELS[tag_column]}
+    levels = {**SEGMENTATION, **{column: TAG_LEVELS[column] for column in tag_columns}}
     return RawScores(
         f1={level: scores[name].f1 for level, name in levels.items()},
         precision={level: scores[name].precision for level, name in levels.items()},

@@ -17,6 +17,8 @@ from pipelines.tracking import DataInput, log_evaluation
 from postag.checkpoint import LoadedTagger
 from postag.inference import sentences_to_conllu, tag_text
 from postag.raw_evaluation import RawScores, gold_paragraphs, score_raw
+from postag.sources import ewt_files
+from postag.tagsets import UposFromXpos
 
 RAW_REPORTS = "raw"  # reports/raw/: the tagged text and its tokenization errors
 EWT_TEST_NAME = "en_ewt-ud-test.conllu"
@@ -41,7 +43,6 @@ def raw_text_report(
     uri: str, version: ModelVersion | None, data: Path, scores: RawScores, tag_column: str
 ) -> str:
     where = f" (version {version.version}, run {version.run_id})" if version else ""
-    other = "upos" if tag_column == "xpos" else "xpos"
     lines = [
         f"model  {uri}{where}",
         f"data   {data}: its raw text ('# text =' lines), {scores.gold_sentences:,} sentences "
@@ -54,7 +55,11 @@ def raw_text_report(
             f"  {LEVEL_NAMES[level]:<10} {100 * f1:6.2f}%    {100 * scores.precision[level]:6.2f}%"
             f"  {100 * scores.recall[level]:6.2f}%"
         )
-    lines.append(f"  {LEVEL_NAMES[other]:<10} not tagged: this model tags {tag_column}")
+    for other in ("upos", "xpos"):
+        if other not in scores.f1:
+            lines.append(f"  {LEVEL_NAMES[other]:<10} not tagged: this model tags {tag_column}")
+    if tag_column == "xpos" and "upos" in scores.f1:
+        lines.append("  (UPOS from the XPOS tags, as the training data pairs them with each word)")
     if data.name == EWT_TEST_NAME and tag_column == "xpos":
         lines.append("  published XPOS F1 from raw text on this file:")
         lines += [f"    {100 * f1:6.2f}%  {name}" for name, f1 in RAW_TEXT_ANCHORS.items()]
@@ -85,6 +90,14 @@ class RawEvaluated:
     run_id: str
 
 
+def training_file(tagger: LoadedTagger) -> Path | None:
+    """The CoNLL-U file the tagger was trained on, which pairs XPOS with UPOS; None for the
+    seed format, which holds one tag column."""
+    if tagger.config.data.format != "conllu":
+        return None
+    return Path(tagger.config.data.train) if tagger.config.data.train else ewt_files().train
+
+
 def evaluate_raw_text(
     uri: str, tagger: LoadedTagger, version: ModelVersion | None, data: Path, reports: Path | None
 ) -> RawEvaluated:
@@ -93,8 +106,12 @@ def evaluate_raw_text(
     errors."""
     column = tagger.config.data.tag_column
     sentences, tags = tag_text(tagger, gold_paragraphs(data))
-    tagged = sentences_to_conllu(sentences, tags, column, data.name)
-    scores = score_raw(data, tagged, column)
+    columns = {column: tags}
+    if column == "xpos" and (train := training_file(tagger)) is not None:
+        upos = UposFromXpos.learn(train)
+        columns["upos"] = [upos.tag(s.words, t) for s, t in zip(sentences, tags, strict=True)]
+    tagged = sentences_to_conllu(sentences, columns, data.name)
+    scores = score_raw(data, tagged, tuple(columns))
     files = []
     if reports:
         folder = reports / RAW_REPORTS

@@ -13,6 +13,10 @@ from postag.tokenize import TextSentence, Token, sentences_of
 MULTIWORD = re.compile(r"^\d+-\d+\t")
 
 
+def xpos_conllu(sentences, tags) -> str:
+    return sentences_to_conllu(sentences, {"xpos": tags}, "test")
+
+
 def gold_as_system(path) -> tuple[list[TextSentence], list[list[str]]]:
     """The gold file's own words and tags, as a perfect system would give them."""
     sentences = [
@@ -35,7 +39,7 @@ def test_the_raw_text_is_the_text_lines_joined_by_paragraph(ewt_slice):
 
 def test_the_gold_words_score_full_marks_except_where_tokens_merge(ewt_slice):
     sentences, tags = gold_as_system(ewt_slice["test"])
-    scores = score_raw(ewt_slice["test"], sentences_to_conllu(sentences, tags, "xpos", "t"), "xpos")
+    scores = score_raw(ewt_slice["test"], xpos_conllu(sentences, tags), ("xpos",))
     assert scores.f1["sentences"] == 1.0
     assert scores.f1["words"] == 1.0
     assert scores.f1["xpos"] == 1.0
@@ -64,7 +68,7 @@ def test_tokenization_errors_and_wrong_tags_lower_the_scores(ewt_slice, tmp_path
     split = ("Send", "an", "e", "-", "mail", "now", ".")
     sentence = TextSentence("Send an e-mail now.", tuple(Token(w, (w,), True) for w in split))
     tags = [["VB", "DT", "NN", "HYPH", "NN", "RB", "NN"]]
-    scores = score_raw(gold, sentences_to_conllu([sentence], tags, "xpos", "t"), "xpos")
+    scores = score_raw(gold, sentences_to_conllu([sentence], {"xpos": tags}, "t"), ("xpos",))
     assert scores.f1["tokens"] == pytest.approx(2 * (4 / 7) * (4 / 5) / (4 / 7 + 4 / 5))
     assert scores.recall["xpos"] == pytest.approx(3 / 5)  # Send, an, now right; . wrong
     (error,) = scores.tokenization_errors
@@ -75,7 +79,7 @@ def test_our_own_tokenizer_on_the_slice_matches_nearly_every_token(ewt_slice):
     paragraphs = gold_paragraphs(ewt_slice["test"])
     sentences = [s for p in paragraphs for s in sentences_of(p)]
     tags = [["NN"] * len(s.words) for s in sentences]
-    scores = score_raw(ewt_slice["test"], sentences_to_conllu(sentences, tags, "xpos", "t"), "xpos")
+    scores = score_raw(ewt_slice["test"], xpos_conllu(sentences, tags), ("xpos",))
     assert scores.f1["tokens"] > 0.97
     assert scores.f1["words"] > 0.97
 
@@ -90,4 +94,4 @@ def test_a_file_without_raw_text_is_an_error_that_names_it(tmp_path):
 def test_text_that_does_not_match_the_gold_is_an_error_not_a_score(ewt_slice):
     sentence = TextSentence("Other text.", (Token("Other", ("Other",), True),))
     with pytest.raises(DataFormatError, match="does not match"):
-        score_raw(ewt_slice["test"], sentences_to_conllu([sentence], [["JJ"]], "xpos", "t"), "xpos")
+        score_raw(ewt_slice["test"], xpos_conllu([sentence], [["JJ"]]), ("xpos",))

@@ -218,11 +218,12 @@ def test_evaluate_raw_scores_the_text_lines_as_conll_2018_and_logs_the_run(
     assert main(["evaluate", "--raw", *data, "--json", str(out), "--reports", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
-    for level in ("sentences", "tokens", "words", "xpos"):
+    for level in ("sentences", "tokens", "words", "xpos", "upos"):
         assert 0 < result[f"raw_{level}_f1"] <= 1
         assert f"{100 * result[f'raw_{level}_f1']:6.2f}%" in printed
     assert result["raw_tokens_f1"] > 0.97
-    assert "UPOS       not tagged: this model tags xpos" in printed
+    # The model tags XPOS; UPOS comes from its tags, as its training data pairs them.
+    assert "(UPOS from the XPOS tags" in printed
     assert "most frequent tokenization errors" in printed
     tagged = tmp_path / "raw" / "tagged.conllu"
     assert read_conllu(tagged)  # what was scored, readable
