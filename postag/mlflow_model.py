@@ -2,6 +2,6 @@
 
 import mlflow
 
-from postag.registry import TaggerModel
+from postag.serving import TaggerModel
 
 mlflow.models.set_model(TaggerModel())

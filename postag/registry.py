@@ -1,7 +1,8 @@
 """Taggers as MLflow models: logged from code, registered, loaded back by alias.
 
-The model is logged "from code" (`postag/mlflow_model.py`) with the checkpoint as an
-artifact: loading runs no pickled Python, and the weights load with weights_only=True.
+The model (`postag/serving.py`) is logged "from code" (`postag/mlflow_model.py`) with the
+checkpoint as an artifact: loading runs no pickled Python, and the weights load with
+weights_only=True.
 """
 
 from __future__ import annotations
@@ -9,109 +10,25 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
-import math
 import re
 import sys
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.pyfunc import PythonModel, PythonModelContext
-from mlflow.types import ColSpec, DataType, Schema
-from mlflow.types.schema import Array
 
 from postag.checkpoint import LoadedTagger, load_checkpoint
-from postag.inference import tag_sentences
-from postag.tokenize import sentences_of
+from postag.serving import CHECKPOINT_ARTIFACT, INPUT_EXAMPLE, SIGNATURE
 
 REGISTERED_MODEL = "postag-tagger"
 BEST_ALIAS = "best"
 MODEL_ARTIFACT = "model"
-CHECKPOINT_ARTIFACT = "checkpoint"
-TOKENS_COLUMN = "tokens"
-TEXT_COLUMN = "text"
-TAGS_COLUMN = "tags"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 # The package the model code imports; it travels inside the model (MLflow's code_paths).
 PACKAGE_DIR = Path(__file__).parent
 CHECKPOINT_SUFFIX = ".pt"  # what `postag train` writes
 REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-# A DataFrame in, each row one record: `tokens`, a sentence already split into words, or
-# `text`, raw text that the model splits into sentences and words as EWT does. Out, the words
-# tagged and their tags (over HTTP: {"predictions": [{"tokens": [...], "tags": [...]}]}).
-SIGNATURE = ModelSignature(
-    inputs=Schema(
-        [
-            ColSpec(Array(DataType.string), TOKENS_COLUMN, required=False),
-            ColSpec(DataType.string, TEXT_COLUMN, required=False),
-        ]
-    ),
-    outputs=Schema(
-        [
-            ColSpec(Array(DataType.string), TOKENS_COLUMN),
-            ColSpec(Array(DataType.string), TAGS_COLUMN),
-        ]
-    ),
-)
-# Shown in the MLflow UI as how to call the model (and checked against it when logged).
-INPUT_EXAMPLE = pd.DataFrame({TOKENS_COLUMN: [["I", "saw", "her", "duck", "."]]})
-
-
-class BadRecord(MlflowException):
-    """A request record the model cannot tag; the scoring server answers it with a 400."""
-
-    def __init__(self, index: int, problem: str):
-        super().__init__(f"record {index}: {problem}", error_code=INVALID_PARAMETER_VALUE)
-
-
-def present(value) -> bool:
-    """Whether a record holds a value in a column (pandas fills absent ones with NaN)."""
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
-def record_sentences(index: int, record: dict) -> list[list[str]]:
-    """The sentences of one request record, each a list of words."""
-    tokens, text = record.get(TOKENS_COLUMN), record.get(TEXT_COLUMN)
-    if present(tokens) == present(text):
-        raise BadRecord(index, f"give either '{TOKENS_COLUMN}' or '{TEXT_COLUMN}', not both")
-    if present(tokens):
-        if len(tokens) == 0:
-            raise BadRecord(index, f"'{TOKENS_COLUMN}' is empty")
-        return [list(tokens)]
-    sentences = [sentence.words for sentence in sentences_of(text)]
-    if not sentences:
-        raise BadRecord(index, f"'{TEXT_COLUMN}' holds no words")
-    return sentences
-
-
-class TaggerModel(PythonModel):
-    """pyfunc wrapper: a DataFrame of `tokens` or `text` records -> `tokens` and `tags`."""
-
-    def __init__(self) -> None:
-        self.tagger: LoadedTagger | None = None
-
-    def load_context(self, context: PythonModelContext) -> None:
-        self.tagger = load_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT])
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        if not {TOKENS_COLUMN, TEXT_COLUMN} & set(model_input.columns):
-            raise MlflowException(
-                f"input needs a '{TOKENS_COLUMN}' column of token lists "
-                f"or a '{TEXT_COLUMN}' column of raw text",
-                error_code=INVALID_PARAMETER_VALUE,
-            )
-        records = [record_sentences(i, r) for i, r in enumerate(model_input.to_dict("records"))]
-        # One call for every sentence of every record, so they batch together.
-        tags = iter(tag_sentences(self.tagger, [s for sentences in records for s in sentences]))
-        words, tagged = [], []
-        for sentences in records:
-            words.append([word for sentence in sentences for word in sentence])
-            tagged.append([tag for _ in sentences for tag in next(tags)])
-        return pd.DataFrame({TOKENS_COLUMN: words, TAGS_COLUMN: tagged})
 
 
 def log_tagger(

@@ -29,7 +29,7 @@ from postag.checkpoint import LoadedTagger
 from postag.model import Tagger
 from postag.raw_evaluation import gold_paragraphs
 from postag.readers import read_conllu
-from postag.registry import TEXT_COLUMN, TOKENS_COLUMN, TaggerModel
+from postag.serving import TEXT_COLUMN, TOKENS_COLUMN, TaggerModel
 from postag.sources import ewt_files
 from postag.tokenize import english_pipeline, sentences_of
 

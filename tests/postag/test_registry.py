@@ -28,7 +28,7 @@ def test_a_logged_model_carries_the_code_it_runs(swept_model, ewt_slice):
     assert (swept_model / "code" / "postag" / "registry.py").is_file()
     load = (
         "import sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model(sys.argv[1]);"
-        "print(sys.modules['postag.registry'].__file__);"
+        "print(sys.modules['postag.serving'].__file__);"
         "print(m.predict(pd.DataFrame({'tokens': [['I', 'saw', 'her', '.']]}))['tags'][0])"
     )
     done = subprocess.run(

@@ -10,10 +10,17 @@ import urllib.error
 import urllib.request
 
 import mlflow
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postag.readers import read_conllu
+from postag.serving import MAX_RECORDS, MAX_SENTENCE_WORDS
 from tests.helpers import ModelServer
+
+# A request that takes longer has hung: a tagging of the largest request allowed takes ~1 s.
+REQUEST_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +36,7 @@ def post(url: str, body: bytes) -> tuple[int, dict]:
         f"{url}/invocations", data=body, headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=REQUEST_SECONDS) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -119,3 +126,83 @@ def test_make_serve_binds_loopback_on_port_5002_unless_moved():
         check=True,
     )
     assert "--port 6123 --model models:/x/2" in moved.stdout
+
+
+KEYS = st.text(max_size=8)
+MLFLOW_KEYS = st.sampled_from(["dataframe_records", "dataframe_split", "inputs", "instances"])
+# Any JSON value, nested a few levels.
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+# What goes wrong inside a record: items of the wrong type, empty sentences and texts.
+WRONG_TOKENS = st.lists(
+    st.none()
+    | st.integers()
+    | st.floats()
+    | st.lists(st.text(max_size=3), max_size=2)
+    | st.text(max_size=6),
+    max_size=5,
+)
+HOSTILE_BODIES = st.one_of(
+    JSON.map(json.dumps),
+    st.dictionaries(MLFLOW_KEYS, JSON, min_size=1).map(json.dumps),
+    WRONG_TOKENS.map(lambda tokens: json.dumps({"dataframe_records": [{"tokens": tokens}]})),
+    st.text(max_size=300).map(lambda text: json.dumps({"dataframe_records": [{"text": text}]})),
+    st.just(json.dumps({"dataframe_records": []})),
+    st.binary(max_size=64),  # not JSON, not even UTF-8
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=HOSTILE_BODIES)
+def test_a_hostile_request_gets_a_4xx_or_its_tags_never_a_5xx(served, body):
+    status, answer = post_raw(served.url, body if isinstance(body, bytes) else body.encode())
+    assert status < 500, answer
+    if status == 200:
+        for row in answer["predictions"]:
+            assert len(row["tokens"]) == len(row["tags"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        # a sentence past the limit, pre-split and as text
+        ({"tokens": ["word"] * (MAX_SENTENCE_WORDS + 1)}, "the limit is 1,000 a sentence"),
+        ({"text": "word " * (MAX_SENTENCE_WORDS + 1)}, "the limit is 1,000 a sentence"),
+        # a body of several MB
+        ({"text": "Some words. " * 400_000}, "the limit is 100,000 a record"),
+    ],
+)
+def test_requests_past_a_limit_get_a_400_that_names_it(served, body, says):
+    payload = json.dumps({"dataframe_records": [body]}).encode()
+    status, answer = post_raw(served.url, payload)
+    assert status == 400 and says in answer["message"], (len(payload), status, answer)
+
+
+def test_too_many_records_and_invalid_utf8_get_a_400_then_good_requests_still_tag(served, swept):
+    records = [{"tokens": ["Hi"]}] * (MAX_RECORDS + 1)
+    status, answer = post_raw(served.url, json.dumps({"dataframe_records": records}).encode())
+    assert status == 400 and "the limit is 1,000 a request" in answer["message"]
+    status, _ = post_raw(served.url, b'{"dataframe_records": [{"text": "caf\xe9 \xff"}]}')
+    assert 400 <= status < 500
+    # After everything above, the server tags as the model does in this process.
+    words = ["The", "dog", "runs", "."]
+    body = json.dumps({"dataframe_records": [{"tokens": words}]}).encode()
+    status, answer = post_raw(served.url, body)
+    mlflow.set_tracking_uri(swept[3])
+    try:
+        model = mlflow.pyfunc.load_model("models:/postag-tagger@best")
+    finally:
+        mlflow.set_tracking_uri(None)
+    expected = model.predict(pd.DataFrame({"tokens": [words]}))["tags"][0]
+    assert status == 200 and answer["predictions"][0]["tags"] == list(expected)
+
+
+def post_raw(url: str, body: bytes) -> tuple[int, dict | str]:
+    """`post`, for bodies whose answer may not be JSON."""
+    try:
+        return post(url, body)
+    except json.JSONDecodeError as error:
+        return 0, f"the answer is not JSON: {error}"

@@ -1,0 +1,131 @@
+"""The tagger as MLflow serves it: the pyfunc model, its signature, and what a request may hold.
+
+A request is a DataFrame, each row one record: `tokens`, a sentence already split into words,
+or `text`, raw text that the model splits into sentences and words as EWT does
+(`postag.tokenize`). The answer gives, per record, the words tagged and their tags. A record
+the model cannot tag is an error that names the record and the problem, which MLflow's
+scoring server returns as a 400.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Array
+
+from postag.checkpoint import LoadedTagger, load_checkpoint
+from postag.inference import tag_sentences
+from postag.tokenize import sentences_of
+
+CHECKPOINT_ARTIFACT = "checkpoint"
+TOKENS_COLUMN = "tokens"
+TEXT_COLUMN = "text"
+TAGS_COLUMN = "tags"
+# Over HTTP: {"predictions": [{"tokens": [...], "tags": [...]}]}.
+SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [
+            ColSpec(Array(DataType.string), TOKENS_COLUMN, required=False),
+            ColSpec(DataType.string, TEXT_COLUMN, required=False),
+        ]
+    ),
+    outputs=Schema(
+        [
+            ColSpec(Array(DataType.string), TOKENS_COLUMN),
+            ColSpec(Array(DataType.string), TAGS_COLUMN),
+        ]
+    ),
+)
+# Shown in the MLflow UI as how to call the model (and checked against it when logged).
+INPUT_EXAMPLE = pd.DataFrame({TOKENS_COLUMN: [["I", "saw", "her", "duck", "."]]})
+
+
+# What one request may hold: enough for any real text (EWT's longest sentence has 159 words),
+# small enough that no request holds a server worker for long or takes its memory.
+MAX_RECORDS = 1_000
+MAX_SENTENCE_WORDS = 1_000
+MAX_TEXT_CHARACTERS = 100_000
+
+
+class BadRecord(MlflowException):
+    """A request record the model cannot tag; the scoring server answers it with a 400."""
+
+    def __init__(self, index: int, problem: str):
+        super().__init__(f"record {index}: {problem}", error_code=INVALID_PARAMETER_VALUE)
+
+
+def present(value) -> bool:
+    """Whether a record holds a value in a column (pandas fills absent ones with NaN)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def record_sentences(index: int, record: dict) -> list[list[str]]:
+    """The sentences of one request record, each a list of words, within the limits."""
+    tokens, text = record.get(TOKENS_COLUMN), record.get(TEXT_COLUMN)
+    if present(tokens) and present(text):
+        raise BadRecord(index, f"give either '{TOKENS_COLUMN}' or '{TEXT_COLUMN}', not both")
+    if present(tokens):
+        words = list(tokens)
+        if not words:
+            raise BadRecord(index, f"'{TOKENS_COLUMN}' is empty")
+        if not all(isinstance(word, str) and word for word in words):
+            raise BadRecord(index, f"every item of '{TOKENS_COLUMN}' must be a non-empty string")
+        sentences = [words]
+    elif present(text):
+        if not isinstance(text, str):
+            raise BadRecord(index, f"'{TEXT_COLUMN}' must be a string")
+        if len(text) > MAX_TEXT_CHARACTERS:
+            raise BadRecord(
+                index,
+                f"'{TEXT_COLUMN}' holds {len(text):,} characters; "
+                f"the limit is {MAX_TEXT_CHARACTERS:,} a record",
+            )
+        sentences = [sentence.words for sentence in sentences_of(text)]
+        if not sentences:
+            raise BadRecord(index, f"'{TEXT_COLUMN}' holds no words")
+    else:
+        raise BadRecord(index, f"holds neither '{TOKENS_COLUMN}' nor '{TEXT_COLUMN}'")
+    longest = max(len(sentence) for sentence in sentences)
+    if longest > MAX_SENTENCE_WORDS:
+        raise BadRecord(
+            index,
+            f"a sentence of {longest:,} words; the limit is {MAX_SENTENCE_WORDS:,} a sentence",
+        )
+    return sentences
+
+
+class TaggerModel(PythonModel):
+    """pyfunc wrapper: a DataFrame of `tokens` or `text` records -> `tokens` and `tags`."""
+
+    def __init__(self) -> None:
+        self.tagger: LoadedTagger | None = None
+
+    def load_context(self, context: PythonModelContext) -> None:
+        self.tagger = load_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        if not {TOKENS_COLUMN, TEXT_COLUMN} & set(model_input.columns):
+            raise MlflowException(
+                f"input needs a '{TOKENS_COLUMN}' column of token lists "
+                f"or a '{TEXT_COLUMN}' column of raw text",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
+        if len(model_input) > MAX_RECORDS:
+            raise MlflowException(
+                f"{len(model_input):,} records; the limit is {MAX_RECORDS:,} a request",
+                error_code=INVALID_PARAMETER_VALUE,
+            )
+        records = [record_sentences(i, r) for i, r in enumerate(model_input.to_dict("records"))]
+        # One call for every sentence of every record, so they batch together.
+        tags = iter(tag_sentences(self.tagger, [s for sentences in records for s in sentences]))
+        words, tagged = [], []
+        for sentences in records:
+            words.append([word for sentence in sentences for word in sentence])
+            tagged.append([tag for _ in sentences for tag in next(tags)])
+        return pd.DataFrame({TOKENS_COLUMN: words, TAGS_COLUMN: tagged})
