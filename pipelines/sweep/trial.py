@@ -10,6 +10,7 @@ these two (`pipelines.sweep.trial_logger`).
 from __future__ import annotations
 
 import json
+import pickle
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,12 +32,24 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 # Result keys a trial reports beside its epoch metrics.
 RESUMED_KEY = "resumed_from_epoch"
+# Why the trial's last checkpoint could not be read, when it could not: it trained afresh.
+DAMAGED_CHECKPOINT_KEY = "damaged_checkpoint"
 NODE_KEY = "ray_node_id"
 DEVICE_KEY = "device"  # where the trial trained, as its worker found it
 # Tune adds the trial process's pid to every result.
 PID_KEY = "pid"
 # When the epoch's work ended and its report began (wall clock): where a trial's time went.
 REPORTED_AT_KEY = "reported_at"
+
+
+# What a truncated or overwritten checkpoint raises on reading: torch's zip reader a
+# RuntimeError, its unpickler EOFError or a pickle error, a state of another shape a
+# KeyError or TypeError, a damaged config.json a ValueError.
+UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, pickle.PickleError)
+
+
+class DamagedCheckpoint(ValueError):
+    """A trial checkpoint whose files cannot be read back (truncated, overwritten)."""
 
 
 class NoCudaForGpu(RuntimeError):
@@ -73,10 +86,28 @@ def load_trial_checkpoint(checkpoint: tune.Checkpoint) -> tuple[TrainingState, R
     """A trial's checkpoint, fetched once from wherever Tune keeps it: its TrainingState and
     the RunConfig the trial trained with (None in one saved before checkpoints carried it)."""
     with checkpoint.as_directory() as folder:
-        state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
-        path = Path(folder) / CONFIG_FILE
-        config = build(RunConfig, json.loads(path.read_text())) if path.is_file() else None
-    return TrainingState.from_dict(state), config
+        state_file, config_file = Path(folder) / STATE_FILE, Path(folder) / CONFIG_FILE
+        try:
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+            training_state = TrainingState.from_dict(state)
+            config = None
+            if config_file.is_file():
+                config = build(RunConfig, json.loads(config_file.read_text()))
+        except UNREADABLE as e:
+            raise DamagedCheckpoint(f"{state_file.name}: {e}".splitlines()[0]) from e
+    return training_state, config
+
+
+def resume_state(checkpoint: tune.Checkpoint | None) -> tuple[TrainingState | None, str]:
+    """Where a trial starts: its checkpoint's state, or none (from epoch 1) with the reason
+    when there is no checkpoint to resume or it cannot be read. Tune keeps one checkpoint a
+    trial, so a damaged one has no earlier one to fall back on."""
+    if checkpoint is None:
+        return None, ""
+    try:
+        return load_training_state(checkpoint), ""
+    except DamagedCheckpoint as error:
+        return None, str(error)
 
 
 def train_trial(
@@ -93,14 +124,14 @@ def train_trial(
     device = worker_device(logical_gpus)
     config = make_config(trial_config, device)
     config_json = json.dumps(to_dict(config))
-    checkpoint = tune.get_checkpoint()
-    resume = load_training_state(checkpoint) if checkpoint else None
+    resume, damaged = resume_state(tune.get_checkpoint())
     resumed_from_epoch = resume.epoch if resume is not None else 0
     node_id = ray.get_runtime_context().get_node_id()
     # Read here, in the trial's own process: what the trial costs, not what its driver does.
     usage = ProcessUsage()
 
     def report(result: EpochResult, state: TrainingState) -> None:
+        nonlocal damaged
         reported_at = time.time()
         system = usage.sample()
         with tempfile.TemporaryDirectory() as folder:
@@ -117,8 +148,11 @@ def train_trial(
                     NODE_KEY: node_id,
                     DEVICE_KEY: device,
                     REPORTED_AT_KEY: reported_at,
+                    # Said once, with the first epoch trained afresh.
+                    **({DAMAGED_CHECKPOINT_KEY: damaged} if damaged else {}),
                 },
                 checkpoint=tune.Checkpoint.from_directory(folder),
             )
+        damaged = ""
 
     fit(config, dataset, callbacks=[report], resume=resume)

@@ -15,10 +15,12 @@ from pathlib import Path
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from pipelines.console import say
 from pipelines.runs import BASELINE_ROLE, BEST_VAL_ACCURACY, FAILED, FINISHED, TRIAL_ROLE
 from pipelines.sweep.config import plain_values
 from pipelines.sweep.records import ModelFiles, TrialRecords, run_params
 from pipelines.sweep.trial import (
+    DAMAGED_CHECKPOINT_KEY,
     DEVICE_KEY,
     NODE_KEY,
     PID_KEY,
@@ -30,6 +32,8 @@ from postag.config import RunConfig, to_dict
 from postag.dataset import PreparedDataset, load_prepared
 
 PID_TAG = "ray_pid"  # lets an operator find a trial's process
+# Why a trial trained afresh after a restart: its checkpoint could not be read.
+DAMAGED_CHECKPOINT_TAG = "restarted_after_damaged_checkpoint"
 # The run status a concluded trial ends in.
 CLOSED_STATUS = {Trial.TERMINATED: FINISHED, Trial.ERROR: FAILED}
 
@@ -126,6 +130,13 @@ class MlflowTrials(Callback):
             RESUMED_KEY: result.get(RESUMED_KEY),
         }
         self.records.tag_changes(run_id, {k: str(v) for k, v in where.items() if v})
+        if damaged := result.get(DAMAGED_CHECKPOINT_KEY):
+            self.records.tag_changes(run_id, {DAMAGED_CHECKPOINT_TAG: damaged})
+            name = trial_name(trial.config, self.is_baseline(trial.config))
+            say(
+                f"trial {name}: its last checkpoint could not be read ({damaged}); "
+                "it trained again from epoch 1"
+            )
         # A trial resumed from a checkpoint repeats epochs the run already holds.
         self.records.log_epochs(run_id, [result], int(result["timestamp"] * 1000))
 

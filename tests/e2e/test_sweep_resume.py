@@ -1,12 +1,13 @@
 """A sweep stopped mid-way (SIGTERM, Ctrl-C, or its driver killed outright), then the same
 command again: it resumes, with no run made twice and no epoch logged twice. One sweep is
-walked through every stop in turn."""
+walked through every stop in turn; the last leaves a trial's checkpoint cut short."""
 
 from __future__ import annotations
 
 import os
 import signal
 from collections import Counter
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -78,6 +79,17 @@ def mid_trial(client) -> bool:
     return any(r.info.status == "RUNNING" and r.data.metrics for r in trial_runs(client))
 
 
+def damage_the_checkpoint_of_the_trial_mid_way(client, storage: Path):
+    """Truncate the latest checkpoint of the trial whose run is still open; its run."""
+    (run,) = [r for r in trial_runs(client) if r.info.status == "RUNNING"]
+    trial_id = run.data.tags["ray_trial_id"]
+    states = [p for p in storage.rglob("state.pt") if trial_id in str(p.parent.parent.name)]
+    assert states, f"no checkpoint of trial {trial_id} in {storage}"
+    latest = max(states, key=lambda path: path.stat().st_mtime)
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    return run
+
+
 def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
     sweep_setup, sweep_driver, tmp_path
 ):
@@ -116,6 +128,8 @@ def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
     fourth.wait()
     before = {r.info.run_id: r.info.status for r in trial_runs(client)}
     assert list(before.values()).count("FINISHED") < EXPECTED_TRIALS
+    # And the checkpoint that trial left is cut short, as a full disk or a broken copy does.
+    damaged = damage_the_checkpoint_of_the_trial_mid_way(client, tmp_path / "bucket")
 
     last = sweep_driver(config, tmp_path, env, *storage)
     assert last.wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
@@ -128,3 +142,8 @@ def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
     assert "WARNING" not in console and "Traceback" not in console
     assert "trial 6/6" in console and "sweep 'resume' done: registered version 1" in console
     assert "compare its runs: http://127.0.0.1:5000/#/compare-runs?runs=" in console
+    # The trial whose checkpoint was damaged trained again from epoch 1, and said so once.
+    line = f"trial {damaged.info.run_name}: its last checkpoint could not be read (state.pt: "
+    assert console.count(line) == 1 and "it trained again from epoch 1" in console
+    tags = client.get_run(damaged.info.run_id).data.tags
+    assert tags["restarted_after_damaged_checkpoint"].startswith("state.pt: ")
