@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import mlflow
 import ray
+import ray._private.services as ray_services
+import ray._private.utils as ray_utils
 from ray import tune
 from ray.tune.experiment import Trial
 
@@ -54,6 +56,35 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def ray_processes_in_groups_of_their_own() -> Iterator[None]:
+    """The local Ray runtime that ray.init starts, each process in a process group of its
+    own, so that a stop signal sent to the driver's whole group (`timeout`, Slurm, systemd,
+    a container stop) reaches the driver alone, and it stops Tune as Ctrl-C does.
+
+    In the driver's group, Ray's processes died at once on such a SIGTERM; the driver then
+    waited 60 s for them and left runs RUNNING. Ray does the same on Windows, where it starts
+    them with CREATE_NEW_PROCESS_GROUP; on Linux they still end with the driver, through the
+    kernel's parent-death signal (Ray's fate sharing). Ray 2.60 starts every one of them
+    through `services.ConsolePopen`, replaced here for the call: no option of ray.init does
+    it.
+    """
+    if not ray_utils.detect_fate_sharing_support():
+        yield  # without fate sharing, Ray reaps its processes by their group: leave them
+        return
+    original = ray_services.ConsolePopen
+
+    class InAGroupOfItsOwn(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "process_group": 0})
+
+    ray_services.ConsolePopen = InAGroupOfItsOwn
+    try:
+        yield
+    finally:
+        ray_services.ConsolePopen = original
 
 
 def trial_resources(sweep: SweepConfig) -> tuple[dict, str]:
@@ -115,7 +146,8 @@ def fit_trials(
     # "local" when RAY_ADDRESS names no cluster: ray.init would otherwise join the last one
     # `ray start` made on this machine, or wait on it if it is gone.
     address = os.environ.get("RAY_ADDRESS") or "local"
-    ray.init(address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=verbose)
+    with ray_processes_in_groups_of_their_own():
+        ray.init(address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=verbose)
     try:
         resources, device = trial_resources(job.sweep)
         make_config = job.trial_configs
