@@ -20,7 +20,7 @@ HEAD ?=
 STORAGE ?=
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: install test test-slow test-gpu lint format train bench bench-scale sweep ui ui-screenshot evaluate BEST serve mlflow-server ray-head ray-worker clean
+.PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale sweep ui ui-screenshot evaluate BEST serve mlflow-server ray-head ray-worker clean
 
 install: $(STAMP)
 
@@ -69,6 +69,10 @@ bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench.text
 
 # Eight small trials on one node with 1 CPU, two nodes with 1 CPU each, one node with 2 CPUs.
+# `make serve` under load: 1 and 32 sentences a request, 1, 4 and 16 clients, 1 and 2 workers.
+bench-serve: $(STAMP)
+	$(BIN)/python -m pipelines.bench.serve
+
 bench-scale: $(STAMP)
 	$(BIN)/python -m pipelines.bench.scale
 
@@ -84,9 +88,11 @@ evaluate: $(STAMP)
 # MODEL over HTTP on this machine (POST /invocations), with this venv: no conda, no download.
 SERVE_HOST ?= 127.0.0.1
 SERVE_PORT ?= 5002
+# Server processes, each with the model loaded; make bench-serve measures 1 against 2.
+SERVE_WORKERS ?= 1
 serve: $(STAMP)
 	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(BIN)/postag serve \
-		--host $(SERVE_HOST) --port $(SERVE_PORT) --model $(MODEL)
+		--host $(SERVE_HOST) --port $(SERVE_PORT) --model $(MODEL) --workers $(SERVE_WORKERS)
 
 # A word, not a task: it lets `make evaluate BEST` read as it should.
 BEST:

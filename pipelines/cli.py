@@ -21,6 +21,7 @@ COMMANDS = {
     "bench-sweep": "pipelines.bench.sweep",
     "bench-scale": "pipelines.bench.scale",
     "bench-text": "pipelines.bench.text",
+    "bench-serve": "pipelines.bench.serve",
     "sweep": "pipelines.sweep.driver",
     "evaluate": "pipelines.commands.evaluate",
     "tag": "pipelines.commands.tag",

@@ -1,7 +1,7 @@
 """`make serve` / `postag serve`: a registered tagger over HTTP, with MLflow's own server.
 
     make serve                                    # models:/postag-tagger@best, 127.0.0.1:5002
-    make serve MODEL=models:/postag-tagger/3 SERVE_PORT=8080
+    make serve MODEL=models:/postag-tagger/3 SERVE_PORT=8080 SERVE_WORKERS=2
     curl -s 127.0.0.1:5002/invocations -H 'Content-Type: application/json' \\
         -d '{"dataframe_records": [{"tokens": ["I", "saw", "her", "duck", "."]}]}'
     # {"predictions": [{"tokens": ["I", "saw", "her", "duck", "."], "tags": ["PRP", ...]}]}
@@ -32,8 +32,9 @@ DEFAULT_PORT = 5002
 EXAMPLE = '{"dataframe_records": [{"tokens": ["I", "saw", "her", "duck", "."]}]}'
 
 
-def serve_command(uri: str, host: str, port: int) -> list[str]:
-    """`mlflow models serve` from this environment's own mlflow."""
+def serve_command(uri: str, host: str, port: int, workers: int = 1) -> list[str]:
+    """`mlflow models serve` from this environment's own mlflow, with `workers` server
+    processes (each loads the model and tags requests on its own)."""
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     return [
         mlflow_cli,
@@ -47,6 +48,8 @@ def serve_command(uri: str, host: str, port: int) -> list[str]:
         str(port),
         "--env-manager",
         "local",
+        "--workers",
+        str(workers),
     ]
 
 
@@ -55,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=best_model_uri(), help="a models:/ URI")
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (make bench-serve compares 1, 2)"
+    )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     uri = tracking_uri(Path.cwd())
     mlflow.set_tracking_uri(uri)
     try:
@@ -76,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "MLFLOW_TRACKING_URI": uri,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    command = serve_command(args.model, args.host, args.port)
+    command = serve_command(args.model, args.host, args.port, args.workers)
     os.execve(command[0], command, env)
     return 0  # not reached: the server replaced this process
 

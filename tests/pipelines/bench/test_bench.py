@@ -1,13 +1,16 @@
 import json
 import os
 
+import pytest
+
 from pipelines.bench.chars import main as chars_bench
 from pipelines.bench.memory import main as memory_bench
 from pipelines.bench.model import main
 from pipelines.bench.scale import main as scale_bench
+from pipelines.bench.serve import main as serve_bench
 from pipelines.bench.sweep import main as sweep_bench
 from pipelines.bench.text import main as text_bench
-from tests.helpers import write_experiment
+from tests.helpers import free_port, write_experiment
 
 
 def test_bench_races_both_ways_and_prints_the_table(ewt_slice, tmp_path, capsys):
@@ -189,3 +192,31 @@ def test_text_bench_times_the_tokenizer_and_both_kinds_of_request(ewt_slice, tmp
         assert row["ratio"] == row["text_ms"] / row["tokens_ms"]
     assert f"{tokenizer['sentences_per_second']:,.0f} sentences/s" in printed
     assert "| sentences a request | text records, ms |" in printed
+
+
+def test_serve_bench_drives_the_real_server_and_counts_no_errors(ewt_slice, tmp_path, capsys):
+    output = tmp_path / "bench_serve.json"
+    data = [f"data.{split}={path}" for split, path in ewt_slice.items()]
+    options = [*data, f"data.cache_dir={tmp_path}", "model.hidden_size=16", "model.char_dim=0"]
+    arguments = ["--output", str(output), "--port", str(free_port())]
+    arguments += ["--workers", "1", "--clients", "1", "3", "--requests", "30", "--seconds", "10"]
+    code = serve_bench([*arguments, *(f for o in options for f in ("--set", o))])
+    assert code == 0, capsys.readouterr().out
+    result = json.loads(output.read_text())
+    cells = result["cells"]
+    assert [(c["sentences_per_request"], c["clients"]) for c in cells] == [
+        (1, 1),
+        (1, 3),
+        (32, 1),
+        (32, 3),
+    ]
+    for cell in cells:
+        assert cell["errors"] == 0 and cell["requests"] > 0
+        assert cell["sentences_per_second"] == pytest.approx(
+            cell["requests_per_second"] * cell["sentences_per_request"]
+        )
+        assert 0 < cell["p50_ms"] <= cell["p95_ms"] <= cell["p99_ms"]
+    assert set(result["ceilings"]) == {"1", "32"}
+    printed = capsys.readouterr().out
+    assert "| workers | sentences a request | clients | requests/s |" in printed
+    assert "sentences/s (the ceiling)" in printed
