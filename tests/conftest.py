@@ -14,6 +14,7 @@ import mlflow
 import pytest
 import torch
 from filelock import FileLock
+from mlflow.tracking import fluent as mlflow_fluent
 from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -83,13 +84,16 @@ def tiny_config(ewt_slice, tmp_path_factory) -> RunConfig:
 
 @pytest.fixture(autouse=True)
 def no_leaks_between_tests():
-    """Each test leaves the process as it found it: environment, MLflow URI, no active run."""
+    """Each test leaves the process as it found it: environment, MLflow URI, no active run,
+    no active experiment (mlflow.set_experiment's, which a later run in another store would
+    be filed under: `No Experiment with id=1 exists`)."""
     environ = dict(os.environ)
     # What mlflow.set_tracking_uri set (None: unset); MLflow has no public getter for it.
     uri = mlflow_tracking._tracking_uri
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
+    assert mlflow_fluent._active_experiment_id is None, "the test left an active experiment"
     os.environ.clear()
     os.environ.update(environ)
     mlflow.set_tracking_uri(uri)

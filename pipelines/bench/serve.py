@@ -74,10 +74,12 @@ def log_bench_model(config, folder: Path) -> tuple[str, str]:
     prepared = datasets.load(config.data)
     checkpoint = save_checkpoint(folder / "bench.pt", tagger.model.state_dict(), config, prepared)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
+    # No mlflow.set_experiment: it would leave the experiment active in this process, for
+    # a caller's next run in another store to be filed under.
+    experiment_id = mlflow.MlflowClient(uri).create_experiment("bench-serve")
     mlflow.set_tracking_uri(uri)
     try:
-        mlflow.set_experiment("bench-serve")
-        with mlflow.start_run(run_name="bench-serve"):
+        with mlflow.start_run(experiment_id=experiment_id, run_name="bench-serve"):
             info = log_tagger(checkpoint)
     finally:
         mlflow.set_tracking_uri(None)

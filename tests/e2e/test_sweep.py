@@ -131,8 +131,8 @@ def test_each_model_is_complete_and_linked_to_its_figures(in_swept_store):
     # in_swept_store).
     model = client.get_logged_model(run.outputs.model_outputs[0].model_id)
     signature = mlflow.models.get_model_info(run.data.tags["model_uri"]).signature
-    assert signature.inputs.input_names() == ["tokens"]
-    assert signature.outputs.input_names() == ["tags"]
+    assert signature.inputs.input_names() == ["tokens", "text"]
+    assert signature.outputs.input_names() == ["tokens", "tags"]
     linked = {m.key: m for m in model.metrics}
     assert linked["best_val_accuracy"].value == run.data.metrics["best_val_accuracy"]
     assert linked["best_val_accuracy"].dataset_name == Path(run.data.params["data.dev"]).name
