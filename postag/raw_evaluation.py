@@ -18,7 +18,7 @@ from pathlib import Path
 from udtools import udeval
 
 from postag.config import TagColumn
-from postag.readers import DataFormatError, read_lines
+from postag.readers import DataFormatError, is_word_line, read_lines
 
 TEXT_PREFIX = "# text = "
 # A new document or paragraph: the raw text breaks there.
@@ -77,7 +77,7 @@ def scorer_view(system_conllu: str) -> io.StringIO:
     lines = []
     for line in system_conllu.splitlines():
         columns = line.split("\t")
-        if len(columns) == 10 and columns[0].isdigit():
+        if is_word_line(columns):
             columns[HEAD], columns[DEPREL] = "0", "root"
         lines.append("\t".join(columns))
     return io.StringIO("\n".join(lines) + "\n")

@@ -27,14 +27,13 @@ from pipelines.experiment import add_config_arguments, config_from_args
 from postag import dataset as datasets
 from postag.checkpoint import LoadedTagger
 from postag.model import Tagger
-from postag.raw_evaluation import gold_paragraphs
+from postag.raw_evaluation import TEXT_PREFIX, gold_paragraphs
 from postag.readers import read_conllu
 from postag.serving import TEXT_COLUMN, TOKENS_COLUMN, TaggerModel
 from postag.sources import ewt_files
 from postag.tokenize import english_pipeline, sentences_of
 
 BEST_EXPERIMENT = Path("experiments/best.yaml")
-TEXT_PREFIX = "# text = "
 TOKENIZER_ROUNDS = 3
 REQUEST_SIZES = (1, 32)
 REQUESTS = 40  # of each size and kind
