@@ -10,7 +10,6 @@ it knows nothing of sweeps.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from pipelines.runs import FAILED, TrialRun, best_val_accuracy, candidates
 from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.job import Sweep
-from postag.registry import BEST_ALIAS, REGISTERED_MODEL
+from postag.registry import BEST_ALIAS, REGISTERED_MODEL, set_alias
 
 if TYPE_CHECKING:
     from pipelines.sweep.confirm import Confirmed
@@ -31,9 +30,6 @@ VAL_ACCURACY_TAG = "val_accuracy"
 VALIDATION_DIGEST_TAG = "validation_digest"
 # On a version that took `best` by --force-best: no other sweep's repair moves it back.
 FORCED_TAG = "forced_best"
-# Tries of an alias write that lost a race with another writer of the same alias.
-ALIAS_WRITE_ATTEMPTS = 3
-ALIAS_RETRY_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -128,22 +124,6 @@ def register_candidate(
             f"({100 * float(repaired.tags[VAL_ACCURACY_TAG]):.2f}%), registered at the same time"
         )
     return Promotion(version=version, moved=moved, reason=reason)
-
-
-def set_alias(client: mlflow.MlflowClient, alias: str, version: str | int) -> None:
-    """Point `alias` at `version`, again if another writer set the same alias at the same
-    moment: MLflow's SQL store inserts an alias row without a lock, and the loser of such a
-    race gets `UNIQUE constraint failed: registered_model_aliases` (seen once in 8 races x
-    2 runs against a real `mlflow server` on sqlite). The alias exists by then, so the
-    second write is an update and goes through."""
-    for attempt in range(ALIAS_WRITE_ATTEMPTS):
-        try:
-            client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
-            return
-        except MlflowException as error:
-            if "UNIQUE constraint" not in str(error) or attempt == ALIAS_WRITE_ATTEMPTS - 1:
-                raise
-            time.sleep(ALIAS_RETRY_SECONDS)
 
 
 def repair_best(client: mlflow.MlflowClient, validation_digest: str) -> ModelVersion | None:

@@ -90,6 +90,25 @@ def mid_trial(client) -> bool:
     return any(r.info.status == "RUNNING" and r.data.metrics for r in trial_runs(client))
 
 
+def tune_knows_a_checkpoint_of_the_trial_mid_way(client, storage: Path) -> bool:
+    """Tune's snapshot in storage names a checkpoint of the trial whose run is open. Until it
+    does, a driver killed outright restarts that trial from epoch 1 with no checkpoint to
+    read: the snapshot is written after the epoch's MLflow record, and uploaded after that.
+
+    The snapshot holds the checkpoint's path inside a pickle, written out in hex."""
+    running = [r for r in trial_runs(client) if r.info.status == "RUNNING" and r.data.metrics]
+    if not running:
+        return False
+    trial_id = running[0].data.tags["ray_trial_id"]
+    checkpoints = [
+        f"{path.parent.name}/{path.name}".encode().hex()
+        for path in storage.rglob("checkpoint_*")
+        if trial_id in path.parent.name
+    ]
+    snapshots = [path.read_text() for path in storage.rglob("experiment_state-*.json")]
+    return any(checkpoint in snapshot for checkpoint in checkpoints for snapshot in snapshots)
+
+
 def damage_the_checkpoint_of_the_trial_mid_way(client, storage: Path):
     """Truncate the checkpoints of the trial whose run is still open; its run. Every one of
     them: a driver killed between a new checkpoint and Tune's note of it restores the trial
@@ -138,18 +157,19 @@ def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
 
     # Killed outright mid-trial: no handler runs, the driver and its Ray just vanish.
     fourth = sweep_driver(config, tmp_path, env, *storage)
-    wait_for(lambda: mid_trial(client), fourth)
+    bucket = tmp_path / "bucket"
+    wait_for(lambda: tune_knows_a_checkpoint_of_the_trial_mid_way(client, bucket), fourth)
     os.killpg(fourth.pid, signal.SIGKILL)
     fourth.wait()
     before = {r.info.run_id: r.info.status for r in trial_runs(client)}
     assert list(before.values()).count("FINISHED") < EXPECTED_TRIALS
     # And the checkpoint that trial left is cut short, as a full disk or a broken copy does.
-    damaged = damage_the_checkpoint_of_the_trial_mid_way(client, tmp_path / "bucket")
+    damaged = damage_the_checkpoint_of_the_trial_mid_way(client, bucket)
 
     last = sweep_driver(config, tmp_path, env, *storage)
     assert last.wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
     assert_resumed_completely(client, before)
-    assert any((tmp_path / "bucket").rglob("state.pt")), "checkpoints went to the URI"
+    assert any(bucket.rglob("state.pt")), "checkpoints went to the URI"
 
     # What the person at the console read: our lines only, ending with the answer.
     console = log.read_text()
