@@ -40,7 +40,7 @@ def library_output_to(log_file: Path, verbose: bool) -> Iterator[None]:
         yield
         return
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_file)
+    handler = LogFileHandler(log_file)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
     saved = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
@@ -61,7 +61,16 @@ def library_output_to(log_file: Path, verbose: bool) -> Iterator[None]:
         for logger, (handlers, propagate, level) in zip(loggers, saved, strict=True):
             logger.handlers, logger.propagate = handlers, propagate
             logger.setLevel(level)
-        handler.close()
+        with contextlib.suppress(OSError):  # its disk full: said by what stopped on it
+            handler.close()
+
+
+class LogFileHandler(logging.FileHandler):
+    """The log file's handler: a line it cannot write (its disk full) is dropped, where
+    logging's own handler prints a traceback on the console for every one."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
 
 
 @contextlib.contextmanager

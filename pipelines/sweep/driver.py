@@ -31,6 +31,7 @@ from ray.tune.experiment import Trial
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
 from pipelines.console import duration, library_output_to, say
+from pipelines.disk import disk_full
 from pipelines.experiment import add_experiment_arguments
 from pipelines.servers.probe import (
     UnreachableService,
@@ -59,7 +60,12 @@ from pipelines.sweep.stages import (
     sigterm_as_ctrl_c,
     stage_trials,
 )
-from pipelines.tracking import ensure_experiment, tracking_uri, training_inputs
+from pipelines.tracking import (
+    ensure_experiment,
+    tracking_uri,
+    training_inputs,
+    without_credentials,
+)
 from postag import dataset as datasets
 from postag.config import ConfigError
 from postag.dataset import PreparedDataset
@@ -163,18 +169,28 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, error, 2)
     except SweepFailed as error:
         return fail(PROG, error, 1, kind="failed")
-    except KeyboardInterrupt:
-        return fail(PROG, RESUME_HINT, INTERRUPTED_EXIT_CODE, kind="interrupted")
+    except KeyboardInterrupt as error:
+        return fail(PROG, noted(RESUME_HINT, error), INTERRUPTED_EXIT_CODE, kind="interrupted")
     except Exception as error:
+        cause = wrapped_by_tune(error)
+        if full := disk_full(cause, args.storage, mlflow_database()):
+            why = noted(str(full), error)
+            return fail(PROG, f"{why}; free space there, then {RESUME_HINT}", 1, kind="stopped")
         log = write_crash_log(args.storage)
-        error = wrapped_by_tune(error)
-        why = (
-            f"{type(error).__name__}: {error}\nThe traceback is in {log}. The sweep's runs are "
-            "closed; once the cause is fixed, the same command resumes the sweep."
+        why = noted(
+            f"{type(cause).__name__}: {cause}\nThe traceback is in {log}. Once the cause is "
+            "fixed, the same command resumes the sweep",
+            error,
         )
         return fail(PROG, why, 1, kind="failed")
     say(f"  ({duration(time.monotonic() - started)} in all)")
     return INTERRUPTED_EXIT_CODE if outcome["interrupted"] else 0
+
+
+def noted(text: str, error: BaseException) -> str:
+    """`text`, then what the driver added to the error on its way out (runs it could not
+    close), in the same line."""
+    return "; ".join([text, *getattr(error, "__notes__", [])])
 
 
 def say_default_experiment() -> Path:
@@ -215,6 +231,14 @@ def wrapped_by_tune(error: BaseException) -> BaseException:
     while isinstance(error, tune.TuneError) and error.__context__ is not None:
         error = error.__context__
     return error
+
+
+def mlflow_database() -> str:
+    """What holds the MLflow store: a SQLite file's path, else the store's URI."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return without_credentials(uri)
 
 
 def write_crash_log(storage: str) -> Path:

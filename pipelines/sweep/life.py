@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -271,15 +270,16 @@ class SweepLife:
         status, why = (KILLED, None) if interrupted else (FAILED, repr(error))
         try:
             self.record.stop(status, why)
-        except Exception as closing:  # the tracking server may be what failed
-            print(
-                "postag sweep: could not close the sweep's MLflow runs "
-                f"({type(closing).__name__}); they are closed when the sweep resumes",
-                file=sys.stderr,
+        except Exception as closing:  # the tracking server, or its disk, may be what failed
+            # Said with the error, in the driver's one line about it.
+            error.add_note(
+                f"could not close the sweep's MLflow runs ({type(closing).__name__}); "
+                "they are closed when the sweep resumes"
             )
         # After the runs: a state file that cannot be written (a full disk) must not keep
-        # them RUNNING.
-        self._move(halted=Halt.INTERRUPTED if interrupted else Halt.FAILED)
+        # them RUNNING. Written whole or not at all, the state it had still resumes the sweep.
+        with contextlib.suppress(OSError):
+            self._move(halted=Halt.INTERRUPTED if interrupted else Halt.FAILED)
 
     def _move(self, **changes) -> None:
         self.state = replace(self.state, **changes)

@@ -16,6 +16,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from pipelines.console import say
+from pipelines.disk import DiskFull, full_text
 from pipelines.runs import BASELINE_ROLE, BEST_VAL_ACCURACY, FAILED, FINISHED, TRIAL_ROLE
 from pipelines.sweep.config import plain_values
 from pipelines.sweep.records import ModelFiles, TrialRecords, run_params
@@ -66,6 +67,14 @@ def error_text(trial: Trial) -> str:
     if local is not None and Path(local).is_file():
         return Path(local).read_text()
     return str(trial.get_error() or "trial failed (no error text recorded)")
+
+
+def stop_if_disk_full(trial: Trial, error: str) -> None:
+    """A trial that failed for want of space stops the sweep: every trial after it would
+    fail the same way, and retrying would spend its failures. The trial is left to resume
+    from its last checkpoint once space is freed."""
+    if why := full_text(error):
+        raise DiskFull(trial.path or trial.local_path or "the trial's storage", why)
 
 
 class MlflowTrials(Callback):
@@ -144,10 +153,14 @@ class MlflowTrials(Callback):
         self.finish(trial)
 
     def on_trial_recover(self, iteration, trials, trial: Trial, **info):
-        self.records.note_retry(self.run_id(trial), error_text(trial))
+        error = error_text(trial)
+        stop_if_disk_full(trial, error)
+        self.records.note_retry(self.run_id(trial), error)
 
     def on_trial_error(self, iteration, trials, trial: Trial, **info):
-        self.records.fail(self.run_id(trial), error_text(trial))
+        error = error_text(trial)
+        stop_if_disk_full(trial, error)
+        self.records.fail(self.run_id(trial), error)
 
     # Closing runs ----------------------------------------------------------------------
 

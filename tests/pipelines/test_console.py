@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,11 @@ def test_library_messages_go_to_the_log_file_and_everything_is_put_back(tmp_path
         (logging.getLogger(n).handlers[:], logging.getLogger(n).level) for n in LIBRARY_LOGGERS
     ]
     assert after == before and dict(os.environ) == environ
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_log_file_on_a_full_disk_puts_no_traceback_on_the_console(capsys):
+    # /dev/full answers every write with ENOSPC, as a full disk does.
+    with library_output_to(Path("/dev/full"), verbose=False):
+        logging.getLogger("ray").warning("a library speaks")
+    assert capsys.readouterr().err == ""

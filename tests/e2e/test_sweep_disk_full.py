@@ -1,0 +1,107 @@
+"""A disk that fills mid-sweep, under Tune's storage and then under the MLflow store (a
+small tmpfs): the sweep stops with one line naming the full path, no traceback, its state
+file readable; once space is freed, the same command finishes the sweep."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from pipelines.sweep.driver import RESUME_HINT
+from tests.helpers import trial_runs, wait_for, write_experiment
+
+DISK_BYTES = 48 * 2**20
+STOP_LIMIT_SECONDS = 240
+SWEEP = {
+    "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
+    "train": {"epochs": 3, "batch_size": 16},
+    "sweep": {
+        "name": "full",
+        "space": {"model.hidden_size": [8, 12, 16]},
+        "baseline": {"model.hidden_size": 4, "model.num_layers": 3, "train.epochs": 1},
+        "max_concurrent_trials": 1,
+        "cpus_per_trial": 1,
+    },
+}
+EXPECTED_TRIALS = 4
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of DISK_BYTES, mounted for the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(disk)], check=True
+    )
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """A ballast file that takes every byte left on `disk`."""
+    ballast = disk / "ballast"
+    with ballast.open("wb", buffering=0) as file:
+        for chunk in (2**20, 4096, 1):
+            try:
+                while True:
+                    file.write(b"\0" * chunk)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC
+    return ballast
+
+
+def statuses(client) -> Counter:
+    return Counter(run.info.status for run in trial_runs(client))
+
+
+@pytest.mark.parametrize("full", ["tune storage", "mlflow store"])
+def test_a_full_disk_stops_the_sweep_cleanly_and_it_resumes_once_space_is_freed(
+    full, small_disk, ewt_slice, sweep_driver, tmp_path
+):
+    config = write_experiment(tmp_path, ewt_slice, SWEEP)
+    on_disk = full == "tune storage"
+    storage = small_disk / "runs" if on_disk else tmp_path / "runs"
+    database = (tmp_path if on_disk else small_disk) / "mlflow.db"
+    uri = f"sqlite:///{database}"
+    env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"}
+    client = mlflow.MlflowClient(uri)
+    log = tmp_path / "driver.log"
+
+    driver = sweep_driver(config, tmp_path, env, "--storage", str(storage))
+    wait_for(lambda: statuses(client)["FINISHED"] >= 1, driver)
+    ballast = fill(small_disk)
+    assert driver.wait(timeout=STOP_LIMIT_SECONDS) == 1
+    console = log.read_text()
+    assert "Traceback" not in console and "Logging error" not in console, console
+    # One line after the progress, naming what filled and what to do.
+    line = console.splitlines()[-1]
+    assert line.startswith(f"postag sweep: stopped: the disk holding {small_disk}/"), console
+    assert line.endswith(f"free space there, then {RESUME_HINT}")
+    print(line)
+    assert statuses(client)["FINISHED"] < EXPECTED_TRIALS
+    state = json.loads((storage / "full.json").read_text())  # whole, not cut short
+    assert state["stage"] == "searching"
+    if on_disk:
+        assert "RUNNING" not in statuses(client)
+    else:  # nothing can close a run in a store that cannot be written: said, done on resume
+        assert "could not close the sweep's MLflow runs" in line
+
+    ballast.unlink()
+    last = sweep_driver(config, tmp_path, env, "--storage", str(storage))
+    assert last.wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
+    after = trial_runs(client)
+    assert len(after) == EXPECTED_TRIALS and statuses(client) == {"FINISHED": EXPECTED_TRIALS}
+    for run in after:  # no epoch lost, none logged twice
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        assert steps == list(range(1, int(run.data.params["epochs"]) + 1))
+    assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == "full"
