@@ -33,6 +33,7 @@ import mlflow
 from pipelines.bench.text import BEST_EXPERIMENT, untrained_tagger
 from pipelines.cli import command_parser
 from pipelines.commands.serve import DEFAULT_HOST
+from pipelines.console import library_output_to
 from pipelines.experiment import add_config_arguments, config_from_args
 from postag import dataset as datasets
 from postag.checkpoint import save_checkpoint
@@ -256,9 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     sentences = [list(s.words) for s in read_conllu(test, config.data.tag_column)]
     tagger = untrained_tagger(config)
     ceilings = {size: in_process_ceiling(tagger, sentences, size) for size in SENTENCES_PER_REQUEST}
-    with tempfile.TemporaryDirectory(prefix="postag-bench-serve-") as folder:
+    log = args.output.with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"bench-serve: the servers' and MLflow's messages go to {log}", flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="postag-bench-serve-") as folder,
+        library_output_to(log, verbose=False),
+    ):
         tracking_uri, model_uri = log_bench_model(config, Path(folder))
-        log = args.output.with_suffix(".log")
         cells = [
             cell
             for workers in args.workers
@@ -268,7 +274,6 @@ def main(argv: list[str] | None = None) -> int:
         ]
     table = format_table(cells, ceilings)
     print(table, flush=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
         json.dumps({"cells": [asdict(c) for c in cells], "ceilings": ceilings, "table": table})
     )
