@@ -155,6 +155,10 @@ def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
     return {k: str(v) for k, v in params.items()}
 
 
+# Written last when a trial's run is created: a run without it was cut off mid-creation.
+CREATED_TAG = "postag.created"
+
+
 class TrialRecords:
     """The trial runs nested under one sweep's parent run, found again after a restore.
 
@@ -188,6 +192,11 @@ class TrialRecords:
         self.logged_epochs[run_id] = {m.step for m in history}
         return run_id
 
+    @staticmethod
+    def complete(run: Run) -> bool:
+        """Whether the run's creation got to its end (see `fill`)."""
+        return CREATED_TAG in run.data.tags
+
     def create(
         self,
         trial_id: str,
@@ -207,11 +216,18 @@ class TrialRecords:
             },
         )
         run_id = run.info.run_id
+        self.logged_epochs[run_id] = set()
+        self.fill(run_id, params, config, inputs)
+        return run_id
+
+    def fill(self, run_id: str, params: dict, config: dict, inputs: Iterable[DataInput]) -> None:
+        """A new run's params, config and inputs, then the tag that says it has them: a
+        creation cut off (a full disk, the tracking server gone) is filled in on resume, where
+        the trial finds its run again by its trial tag. Each write may be repeated."""
         self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
         self.client.log_dict(run_id, config, "config.json")
         self.client.log_inputs(run_id, datasets=[data.entity() for data in inputs])
-        self.logged_epochs[run_id] = set()
-        return run_id
+        self.client.set_tag(run_id, CREATED_TAG, "true")
 
     def log_epochs(self, run_id: str, epochs: Iterable[dict], timestamp_ms: int) -> None:
         """Log the epochs (dicts with `epoch`, the EPOCH_METRICS and any `system/` figures

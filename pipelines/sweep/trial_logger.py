@@ -208,19 +208,24 @@ class MlflowTrials(Callback):
         """The trial's run: found again by its trial-id tag after a restore, else created."""
         if trial.trial_id not in self.run_ids:
             found = self.records.find(trial.trial_id)
-            self.run_ids[trial.trial_id] = (
-                self.records.reopen(found) if found is not None else self._create_run(trial)
-            )
+            if found is None:
+                self.run_ids[trial.trial_id] = self._create_run(trial)
+            else:
+                self.run_ids[trial.trial_id] = self.records.reopen(found)
+                if not self.records.complete(found):
+                    self.records.fill(found.info.run_id, *self._run_contents(trial))
         return self.run_ids[trial.trial_id]
 
     def _create_run(self, trial: Trial) -> str:
         baseline = self.is_baseline(trial.config)
-        config = self.trial_run_config(trial.config)
         return self.records.create(
             trial.trial_id,
-            name=trial_name(trial.config, baseline),
-            role=BASELINE_ROLE if baseline else self.role,
-            params=run_params(config, self.dataset),
-            config=to_dict(config),
-            inputs=self.inputs.values(),
+            trial_name(trial.config, baseline),
+            BASELINE_ROLE if baseline else self.role,
+            *self._run_contents(trial),
         )
+
+    def _run_contents(self, trial: Trial) -> tuple[dict, dict, list[DataInput]]:
+        """What a trial's run holds from its creation: params, config, data inputs."""
+        config = self.trial_run_config(trial.config)
+        return run_params(config, self.dataset), to_dict(config), list(self.inputs.values())
