@@ -12,11 +12,14 @@ What "full" looks like depends on who wrote:
 from __future__ import annotations
 
 import errno
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-SQLITE_FULL = "database or disk is full"
-FULL_TEXTS = ("No space left on device", SQLITE_FULL, "Disk quota exceeded")
+FULL_TEXTS = ("No space left on device", "database or disk is full", "Disk quota exceeded")
+# Free space under this counts as full: a write has just failed there for want of space.
+FULL_BELOW_BYTES = 2**20
 
 
 class DiskFull(OSError):
@@ -36,22 +39,34 @@ def full_text(text: str) -> str | None:
     return next((phrase for phrase in FULL_TEXTS if phrase.lower() in text.lower()), None)
 
 
-def disk_full(error: BaseException, where: str, database: str | None = None) -> DiskFull | None:
+def disk_full(error: BaseException, places: list[str]) -> DiskFull | None:
     """The full disk behind `error`, if one is: from anywhere in its chain of causes (a
-    failed write often surfaces as a later error in code that was cleaning up). `where` is
-    named when the error itself names no file, `database` (the MLflow store) when it is
-    SQLite's own complaint."""
+    failed write often surfaces as a later error in code that was cleaning up).
+
+    `places` are where the failed work writes (folders, files, a server's URI): when the
+    error names no file, the one whose disk is full now is named, else all of them."""
     chain = list(causes(error))
     for cause in chain:
         if isinstance(cause, DiskFull):
             return cause
     for cause in chain:
         if isinstance(cause, OSError) and cause.errno in FULL_ERRNOS:
-            return DiskFull(str(cause.filename or where), cause.strerror or "no space left")
+            where = str(cause.filename) if cause.filename else full_place(places)
+            return DiskFull(where, cause.strerror or "no space left")
     phrase = full_text("\n".join(str(cause) for cause in chain))
-    if phrase is None:
-        return None
-    return DiskFull(database if phrase == SQLITE_FULL and database else where, phrase)
+    return DiskFull(full_place(places), phrase) if phrase else None
+
+
+def full_place(places: list[str]) -> str:
+    """The first of `places` on a local disk that is full now, else all of them."""
+    for place in places:
+        if "://" in place:
+            continue
+        path = Path(place).resolve()
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        if existing is not None and shutil.disk_usage(existing).free < FULL_BELOW_BYTES:
+            return place
+    return " or ".join(places)
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, noted(RESUME_HINT, error), INTERRUPTED_EXIT_CODE, kind="interrupted")
     except Exception as error:
         cause = wrapped_by_tune(error)
-        if full := disk_full(cause, args.storage, mlflow_database()):
+        if full := disk_full(cause, [args.storage, mlflow_store()]):
             why = noted(str(full), error)
             return fail(PROG, f"{why}; free space there, then {RESUME_HINT}", 1, kind="stopped")
         log = write_crash_log(args.storage)
@@ -233,8 +233,9 @@ def wrapped_by_tune(error: BaseException) -> BaseException:
     return error
 
 
-def mlflow_database() -> str:
-    """What holds the MLflow store: a SQLite file's path, else the store's URI."""
+def mlflow_store() -> str:
+    """Where MLflow writes: a SQLite file's path (its artifacts lie beside it), else the
+    store's URI."""
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///"):
         return str(Path(uri.removeprefix("sqlite:///")).resolve())
