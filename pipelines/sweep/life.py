@@ -20,10 +20,12 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
+import mlflow
 from filelock import FileLock, Timeout
 from ray import tune
 
 from pipelines.runs import FAILED, KILLED, TrialRun
+from pipelines.servers.probe import probe_tracking_server
 from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.job import Sweep
 from pipelines.sweep.records import SweepRecord
@@ -269,6 +271,9 @@ class SweepLife:
         interrupted = isinstance(error, KeyboardInterrupt | SystemExit)
         status, why = (KILLED, None) if interrupted else (FAILED, repr(error))
         try:
+            # A server that is down answers no faster for being asked: one quick look, not
+            # another round of the client's retries (about 4 minutes by default).
+            probe_tracking_server(mlflow.get_tracking_uri())
             self.record.stop(status, why)
         except Exception as closing:  # the tracking server, or its disk, may be what failed
             # Said with the error, in the driver's one line about it.
