@@ -232,6 +232,17 @@ def check_arrival(dataset: PreparedDataset, expected_digest: str) -> None:
         )
 
 
+def split_file(config: DataConfig, split: str) -> Path:
+    """The file `config` names for `split` ("train", "dev" or "test"); EWT's, the default
+    treebank, where CoNLL-U data names none."""
+    named = getattr(config, split)
+    if named is not None:
+        return Path(named)
+    if config.format != "conllu":
+        raise DataFormatError(Path(f"data.{split}"), None, f"{config.format} data names no file")
+    return getattr(ewt_files(), split)
+
+
 def source_files(config: DataConfig) -> dict[str, Path]:
     """The train/dev/test files a data config names, EWT where it names none."""
     given = {"train": config.train, "dev": config.dev, "test": config.test}

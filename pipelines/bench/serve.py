@@ -40,7 +40,6 @@ from postag.checkpoint import save_checkpoint
 from postag.inference import tag_sentences
 from postag.readers import read_conllu
 from postag.registry import log_tagger
-from postag.sources import ewt_files
 
 WORKERS = (1, 2)
 SENTENCES_PER_REQUEST = (1, 32)
@@ -253,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bound = (args.requests, args.seconds)
     config = config_from_args(args)
-    test = Path(config.data.test) if config.data.test else ewt_files().test
+    test = datasets.split_file(config.data, "test")
     sentences = [list(s.words) for s in read_conllu(test, config.data.tag_column)]
     tagger = untrained_tagger(config)
     ceilings = {size: in_process_ceiling(tagger, sentences, size) for size in SENTENCES_PER_REQUEST}

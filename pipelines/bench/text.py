@@ -30,7 +30,6 @@ from postag.model import Tagger
 from postag.raw_evaluation import TEXT_PREFIX, gold_paragraphs
 from postag.readers import read_conllu
 from postag.serving import TEXT_COLUMN, TOKENS_COLUMN, TaggerModel
-from postag.sources import ewt_files
 from postag.tokenize import english_pipeline, sentences_of
 
 BEST_EXPERIMENT = Path("experiments/best.yaml")
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("runs/bench_text.json"))
     args = parser.parse_args(argv)
     config = config_from_args(args)
-    test = Path(config.data.test) if config.data.test else ewt_files().test
+    test = datasets.split_file(config.data, "test")
     speed = tokenizer_speed(gold_paragraphs(test))
     texts = [
         line.removeprefix(TEXT_PREFIX)

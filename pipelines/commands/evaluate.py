@@ -37,10 +37,11 @@ from pipelines.tracking import (
     tracking_uri,
 )
 from postag.checkpoint import LoadedTagger
+from postag.dataset import split_file
 from postag.evaluation import EvaluationReport, evaluate_tagger
 from postag.readers import DataFormatError, read_sentences
 from postag.registry import ModelNotFound, best_model_uri, load_tagger
-from postag.sources import DataSourceError, ewt_files
+from postag.sources import DataSourceError
 
 SEED_TEST_ACCURACY = 0.9261  # the notebook's figure, on its author's own data
 REPORTS_DIR = Path("reports")
@@ -195,11 +196,10 @@ def write_reports(
 
 
 def default_data(tagger: LoadedTagger) -> Path:
-    if tagger.config.data.format == "conllu" and tagger.config.data.test is None:
-        return ewt_files().test
-    if tagger.config.data.test is not None:
-        return Path(tagger.config.data.test)
-    raise DataFormatError(Path("--data"), None, "the model names no test file: pass --data PATH")
+    data = tagger.config.data
+    if data.test is None and data.format != "conllu":
+        raise DataFormatError(Path("--data"), None, "the model names no test file: pass --data")
+    return split_file(data, "test")
 
 
 @dataclass(frozen=True)

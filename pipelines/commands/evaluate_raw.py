@@ -15,9 +15,9 @@ from mlflow.entities.model_registry import ModelVersion
 
 from pipelines.tracking import DataInput, log_evaluation
 from postag.checkpoint import LoadedTagger
+from postag.dataset import split_file
 from postag.inference import sentences_to_conllu, tag_text
 from postag.raw_evaluation import RawScores, gold_paragraphs, score_raw
-from postag.sources import ewt_files
 from postag.tagsets import UposFromXpos
 
 RAW_REPORTS = "raw"  # reports/raw/: the tagged text and its tokenization errors
@@ -95,7 +95,7 @@ def training_file(tagger: LoadedTagger) -> Path | None:
     seed format, which holds one tag column."""
     if tagger.config.data.format != "conllu":
         return None
-    return Path(tagger.config.data.train) if tagger.config.data.train else ewt_files().train
+    return split_file(tagger.config.data, "train")
 
 
 def evaluate_raw_text(

@@ -17,6 +17,7 @@ from postag.dataset import (
     load,
     load_prepared,
     prepare,
+    split_file,
 )
 from postag.readers import DataFormatError, Sentence, read_conllu
 
@@ -237,3 +238,12 @@ def test_a_missing_data_file_is_an_error_that_names_it_and_its_setting(ewt_slice
     config = DataConfig(train=str(ewt_slice["train"]), dev=str(missing), cache_dir=str(tmp_path))
     with pytest.raises(DataFormatError, match=rf"{missing}: no such file \(data\.dev\)"):
         prepare(config)
+
+
+def test_a_split_is_the_file_the_data_names_and_ewt_fills_in_for_conllu(ewt_source, ewt_slice):
+    named = DataConfig(train=str(ewt_slice["train"]), dev=str(ewt_slice["dev"]))
+    assert split_file(named, "train") == ewt_slice["train"]
+    assert split_file(named, "test") == ewt_source.test  # CoNLL-U naming no test file
+    seed = DataConfig(train="train.txt", dev="dev.txt", format="seed-ids")
+    with pytest.raises(DataFormatError, match="^data.test: seed-ids data names no file$"):
+        split_file(seed, "test")
