@@ -52,6 +52,11 @@ def tracking_uri(project_dir: Path) -> str:
     return f"{SQLITE_PREFIX}{database}"
 
 
+def sqlite_database(uri: str) -> Path | None:
+    """The database file of a sqlite tracking URI; None for any other store."""
+    return Path(uri.removeprefix(SQLITE_PREFIX)) if uri.startswith(SQLITE_PREFIX) else None
+
+
 def move_credentials_to_environment(uri: str) -> str:
     """`uri` without its user:password@ part, which goes where MLflow reads credentials.
 
@@ -93,9 +98,8 @@ def ensure_experiment(name: str = EXPERIMENT_NAME) -> str:
             )
         return existing.experiment_id
     location = None
-    uri = mlflow.get_tracking_uri()
-    if uri.startswith(SQLITE_PREFIX):
-        database = Path(uri.removeprefix(SQLITE_PREFIX))
+    database = sqlite_database(mlflow.get_tracking_uri())
+    if database is not None:
         location = (database.parent / "artifacts").resolve().as_uri()
     return mlflow.create_experiment(
         name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}

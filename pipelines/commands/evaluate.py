@@ -198,7 +198,8 @@ def write_reports(
 def default_data(tagger: LoadedTagger) -> Path:
     data = tagger.config.data
     if data.test is None and data.format != "conllu":
-        raise DataFormatError(Path("--data"), None, "the model names no test file: pass --data")
+        problem = "the model names no test file: pass --data PATH"
+        raise DataFormatError(Path("--data"), None, problem)
     return split_file(data, "test")
 
 

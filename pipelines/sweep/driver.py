@@ -62,6 +62,7 @@ from pipelines.sweep.stages import (
 )
 from pipelines.tracking import (
     ensure_experiment,
+    sqlite_database,
     tracking_uri,
     training_inputs,
     without_credentials,
@@ -237,9 +238,8 @@ def mlflow_store() -> str:
     """Where MLflow writes: a SQLite file's path (its artifacts lie beside it), else the
     store's URI."""
     uri = mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        return str(Path(uri.removeprefix("sqlite:///")).resolve())
-    return without_credentials(uri)
+    database = sqlite_database(uri)
+    return str(database.resolve()) if database is not None else without_credentials(uri)
 
 
 def write_crash_log(storage: str) -> Path:

@@ -15,21 +15,11 @@ import mlflow
 import pytest
 
 from pipelines.sweep.driver import RESUME_HINT
-from tests.helpers import trial_runs, wait_for, write_experiment
+from tests.helpers import small_sweep, trial_runs, wait_for, write_experiment
 
 DISK_BYTES = 48 * 2**20
 STOP_LIMIT_SECONDS = 240
-SWEEP = {
-    "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
-    "train": {"epochs": 3, "batch_size": 16},
-    "sweep": {
-        "name": "full",
-        "space": {"model.hidden_size": [8, 12, 16]},
-        "baseline": {"model.hidden_size": 4, "model.num_layers": 3, "train.epochs": 1},
-        "max_concurrent_trials": 1,
-        "cpus_per_trial": 1,
-    },
-}
+SWEEP = small_sweep("full", [8, 12, 16], concurrent=1, cpus=1, epochs=3)
 EXPECTED_TRIALS = 4
 
 
