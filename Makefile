@@ -20,7 +20,7 @@ HEAD ?=
 STORAGE ?=
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale sweep ui ui-screenshot evaluate BEST serve mlflow-server ray-head ray-worker clean
+.PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale bench-tracking sweep ui ui-screenshot evaluate BEST serve mlflow-server ray-head ray-worker clean
 
 install: $(STAMP)
 
@@ -68,13 +68,18 @@ bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench.memory
 	$(BIN)/python -m pipelines.bench.text
 
-# Eight small trials on one node with 1 CPU, two nodes with 1 CPU each, one node with 2 CPUs.
 # `make serve` under load: 1 and 32 sentences a request, 1, 4 and 16 clients, 1 and 2 workers.
 bench-serve: $(STAMP)
 	$(BIN)/python -m pipelines.bench.serve
 
+# Eight small trials on one node with 1 CPU, two nodes with 1 CPU each, one node with 2 CPUs.
 bench-scale: $(STAMP)
 	$(BIN)/python -m pipelines.bench.scale
+
+# 100 and 1,000 simulated trials x 20 epochs (training a no-op) through the sweep's driver into
+# `mlflow server` on PostgreSQL: epochs logged a second, the driver's memory, nothing lost.
+bench-tracking: $(STAMP)
+	$(BIN)/python -m pipelines.bench.tracking
 
 sweep: $(STAMP)
 	$(BIN)/python -m pipelines.sweep $(if $(EXPERIMENT),--config $(EXPERIMENT)) \

@@ -22,6 +22,7 @@ COMMANDS = {
     "bench-scale": "pipelines.bench.scale",
     "bench-text": "pipelines.bench.text",
     "bench-serve": "pipelines.bench.serve",
+    "bench-tracking": "pipelines.bench.tracking",
     "sweep": "pipelines.sweep.driver",
     "evaluate": "pipelines.commands.evaluate",
     "tag": "pipelines.commands.tag",

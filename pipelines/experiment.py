@@ -24,13 +24,13 @@ def add_experiment_arguments(
         default=default,
         help=help or f"experiment YAML (default: {default or 'built-in defaults'})",
     )
+    add_overrides_argument(parser, "override one field, e.g. --set train.epochs=5 (repeatable)")
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """Repeatable --set KEY=VALUE, gathered in `args.overrides`."""
     parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one field, e.g. --set train.epochs=5 (repeatable)",
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help
     )
 
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 from mlflow.entities import Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-from postag.config import ModelConfig, TrainConfig
+from postag.config import ModelConfig, RunConfig, TrainConfig, to_dict
+
+if TYPE_CHECKING:
+    from postag.dataset import PreparedDataset
 
 # Run statuses, as MLflow spells them.
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
@@ -61,6 +65,25 @@ def config_key(param: str) -> str:
     param that is no config field (`validation_digest`) is returned as it is."""
     section = SECTION_OF_FIELD.get(param)
     return f"{section}.{param}" if section is not None else param
+
+
+def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
+    """Every config field, model and train fields by their own name, plus the dataset's."""
+    values = to_dict(config)
+    params = {
+        param_name(f"{section}.{name}"): value
+        for section in ("data", "model", "train")
+        for name, value in values[section].items()
+    }
+    params.update(
+        {
+            "dataset_fingerprint": dataset.fingerprint,
+            VALIDATION_DIGEST_PARAM: dataset.validation_digest,
+            "vocabulary_size": len(dataset.words),
+            "num_classes": dataset.num_classes,
+        }
+    )
+    return {k: str(v) for k, v in params.items()}
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,8 @@ EXPERIMENT_NAME = "postag"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 SQLITE_PREFIX = "sqlite:///"
-# Far above any sweep here (the full seed study holds 37 trials).
-MAX_CHILD_RUNS = 1000
+# Runs read a request: MLflow's own default page (a search returns at most 50,000).
+RUNS_PER_PAGE = 1000
 
 
 # Where runs go ---------------------------------------------------------------------------
@@ -107,12 +107,22 @@ def ensure_experiment(name: str = EXPERIMENT_NAME) -> str:
 
 
 def child_runs(experiment_id: str, parent_run_id: str) -> list[Run]:
-    """The runs nested under `parent_run_id`: a sweep's trials."""
-    return mlflow.MlflowClient().search_runs(
-        [experiment_id],
-        filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent_run_id}'",
-        max_results=MAX_CHILD_RUNS,
-    )
+    """The runs nested under `parent_run_id`: a sweep's trials, every one of them, however
+    many pages MLflow returns them in (`make bench-tracking` sweeps 1,000 trials)."""
+    client = mlflow.MlflowClient()
+    runs: list[Run] = []
+    page_token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent_run_id}'",
+            max_results=RUNS_PER_PAGE,
+            page_token=page_token,
+        )
+        runs.extend(page)
+        page_token = page.token
+        if not page_token:
+            return runs
 
 
 # Datasets as MLflow inputs ---------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""What tests share besides fixtures (tests/conftest.py): real services (`mlflow server`,
-`mlflow models serve`, PostgreSQL) and sweep drivers, experiment files written from dicts,
-slices of CoNLL-U, and copies of a swept MLflow store."""
+"""What tests share besides fixtures (tests/conftest.py): real services (`mlflow server` and
+PostgreSQL from pipelines/servers/local.py, `postag serve`) and sweep drivers, experiment
+files written from dicts, slices of CoNLL-U, and copies of a swept MLflow store."""
 
 from __future__ import annotations
 
@@ -8,96 +8,29 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pipelines.cli import sweep_command
+from pipelines.servers.local import (  # noqa: F401 (MlflowServer, free_port: for the tests)
+    MlflowServer,
+    PostgresServer,
+    free_port,
+    postgres_bin,
+    stop_group,
+    wait_until_answers,
+)
 
-START_LIMIT_SECONDS = 90
 POLL_SECONDS = 0.5
 # A sweep test's longest wait for a driver, within pytest's 300 s bound on a whole test.
 SWEEP_LIMIT_SECONDS = 240
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class MlflowServer:
-    """`mlflow server` on loopback, started as `make mlflow-server` starts it (`postag
-    mlflow-server`): sqlite unless told otherwise, proxied artifacts, logins if asked.
-
-    It can be stopped and started again on the same port and store, as a restart would.
-    """
-
-    def __init__(
-        self, folder: Path, backend_store: str | None = None, admin_password: str | None = None
-    ):
-        self.folder = folder
-        self.backend_store = backend_store or f"sqlite:///{folder / 'mlflow.db'}"
-        # With a password, logins are required (`make mlflow-server AUTH=1`) and it is admin's.
-        self.admin_password = admin_password
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "pipelines.servers.tracking_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            "1",
-            "--backend-store",
-            self.backend_store,
-            "--artifacts-destination",
-            str(self.folder / "artifacts"),
-        ]
-        env = dict(os.environ)
-        if self.admin_password is not None:
-            command += ["--auth", "--auth-folder", str(self.folder)]
-            env["MLFLOW_AUTH_ADMIN_PASSWORD"] = self.admin_password
-        with (self.folder / "server.log").open("a") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        answers(self.process, f"{self.uri}/health", self.folder / "server.log")
-
-    def stop(self) -> None:
-        stop_group(self.process)
-
-
-def answers(process: subprocess.Popen, url: str, log: Path) -> None:
-    """Wait until `url` answers 200; fail with the log if the process ends first."""
-    deadline = time.monotonic() + START_LIMIT_SECONDS
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(POLL_SECONDS)
-    raise AssertionError(f"{url} did not answer in {START_LIMIT_SECONDS} s: {log}")
 
 
 def command_line(pid: int) -> str:
@@ -164,13 +97,6 @@ def alive(pid: int) -> bool:
     return state != "Z"  # a zombie has ended; only its parent's wait is missing
 
 
-def stop_group(process: subprocess.Popen | None) -> None:
-    """Kill a server started in a session of its own, with the workers it started."""
-    if process is not None and process.poll() is None:
-        os.killpg(process.pid, 9)
-        process.wait()
-
-
 class ModelServer:
     """`postag serve` (what `make serve` runs) on loopback, serving a store's model."""
 
@@ -199,7 +125,7 @@ class ModelServer:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        answers(self.process, f"{self.url}/ping", self.folder / "serve.log")
+        wait_until_answers(self.process, f"{self.url}/ping", self.folder / "serve.log")
 
     def stop(self) -> None:
         stop_group(self.process)
@@ -264,69 +190,11 @@ def trial_runs(client) -> list:
     return [run for run in runs if run.data.tags.get("role") in ("trial", "deep-baseline")]
 
 
-class PostgresServer:
-    """Debian's PostgreSQL on loopback, in a data folder of the test's own.
-
-    PostgreSQL refuses to run as root: as root, its programs run as the `postgres` user
-    that Debian's package creates. It can be restarted on the same port and data.
-    """
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.data = folder / "pgdata"
-        self.port = free_port()
-        self.bin = postgres_bin()
-
-    @property
-    def uri(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/mlflow"
-
-    def run(self, program: str, *args: str) -> None:
-        command = [str(self.bin / program), *args]
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=START_LIMIT_SECONDS)
-
-    def start(self) -> None:
-        if not self.data.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                shutil.chown(self.folder, "postgres", "postgres")
-            self.run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust")
-            self.pg_ctl("start")
-            self.run(
-                "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "mlflow"
-            )
-            return
-        self.pg_ctl("start")
-
-    def pg_ctl(self, action: str, *args: str) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder}"
-        self.run(
-            "pg_ctl",
-            action,
-            "-D",
-            str(self.data),
-            "-w",
-            "-o",
-            options,
-            "-l",
-            str(self.folder / "postgres.log"),
-            *args,
-        )
-
-    def restart(self) -> None:
-        self.pg_ctl("restart", "-m", "fast")
-
-    def stop(self) -> None:
-        self.pg_ctl("stop", "-m", "immediate")
-
-
-def postgres_bin() -> Path:
-    """The newest installed PostgreSQL's programs (Debian keeps them off PATH)."""
-    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+def postgres_server(folder: Path) -> PostgresServer:
+    """A PostgreSQL for a test, Debian's package installed first where it is missing."""
+    if postgres_bin() is None:
         install_debian_packages("postgresql")
-    return sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))[-1].parent
+    return PostgresServer(folder)
 
 
 def install_debian_packages(*packages: str) -> None:

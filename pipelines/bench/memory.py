@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from pipelines.cli import command_parser
-from pipelines.experiment import read_experiment, run_config_from
+from pipelines.experiment import add_overrides_argument, read_experiment, run_config_from
 from pipelines.sweep.job import CPU_EXPERIMENT, load_sweep
 from pipelines.sweep.trial import STATE_FILE
 from postag import dataset as datasets
@@ -136,13 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = command_parser("postag bench-memory", __doc__)
     parser.add_argument("--case", choices=sorted(CASES), help="trace this case alone, here")
     parser.add_argument("--output", type=Path, default=Path("runs/bench_memory.json"))
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a field of every case, e.g. --set data.train=my.conllu (repeatable)",
+    add_overrides_argument(
+        parser, "override a field of every case, e.g. --set data.train=my.conllu (repeatable)"
     )
     args = parser.parse_args(argv)
     args.output.parent.mkdir(parents=True, exist_ok=True)

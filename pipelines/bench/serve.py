@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from pipelines.cli import command_parser
 from pipelines.commands.serve import DEFAULT_HOST
 from pipelines.console import library_output_to
 from pipelines.experiment import add_config_arguments, config_from_args
+from pipelines.servers.local import stop_group, wait_until_answers
 from postag import dataset as datasets
 from postag.checkpoint import save_checkpoint
 from postag.inference import tag_sentences
@@ -95,17 +95,8 @@ def start_server(model_uri: str, tracking_uri: str, workers: int, port: int, log
         process = subprocess.Popen(
             command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"postag serve ended (exit {process.returncode}); see {log}")
-        try:
-            with urllib.request.urlopen(f"http://{DEFAULT_HOST}:{port}/ping", timeout=2):
-                return process
-        except OSError:
-            time.sleep(0.5)
-    os.killpg(process.pid, 9)
-    raise RuntimeError(f"postag serve did not answer in {START_SECONDS} s; see {log}")
+    wait_until_answers(process, f"http://{DEFAULT_HOST}:{port}/ping", log, START_SECONDS)
+    return process
 
 
 async def drive(url: str, bodies: list[bytes], clients: int, count: int, seconds: float):
@@ -212,8 +203,7 @@ def measure_server(
                     flush=True,
                 )
     finally:
-        os.killpg(server.pid, 9)
-        server.wait()
+        stop_group(server)
     return cells
 
 

@@ -76,6 +76,9 @@ class SweepClock:
 
     def __init__(self) -> None:
         self.trials: dict[str, TrialTimes] = {}
+        # The driver's time in the sweep's callbacks as a trial starts (its MLflow run made)
+        # and as each epoch is reported (logged).
+        self.run_creation = 0.0
         self.epoch_logging = 0.0
         self._opened: dict[tuple[str, str], float] = {}
         self.opening, self.closing = _Opening(self), _Closing(self)
@@ -121,6 +124,7 @@ class _Opening(Callback):
 
     def on_trial_start(self, iteration, trials, trial: Trial, **info):
         self.clock.trials[trial.trial_id] = TrialTimes(started=time.time())
+        self.clock.open("start", trial)
 
     def on_trial_result(self, iteration, trials, trial: Trial, result: dict, **info):
         self.clock.open("result", trial)
@@ -146,6 +150,9 @@ class _Closing(Callback):
 
     def __init__(self, clock: SweepClock):
         self.clock = clock
+
+    def on_trial_start(self, iteration, trials, trial: Trial, **info):
+        self.clock.run_creation += self.clock.close("start", trial)
 
     def on_trial_result(self, iteration, trials, trial: Trial, result: dict, **info):
         self.clock.epoch_logging += self.clock.close("result", trial)

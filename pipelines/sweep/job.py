@@ -4,6 +4,7 @@ state and Tune's experiments live."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +86,9 @@ class Sweep:
     state_dir: Path
     # Times where the sweep's time goes (make bench); None in a plain sweep.
     clock: SweepClock | None = None
+    # What each trial runs in place of training (make bench-tracking's no-op, which reports
+    # at once); None in a plain sweep: pipelines.sweep.trial.train_trial.
+    trainable: Callable | None = None
 
     @property
     def base(self) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +31,13 @@ from pipelines.runs import (
     RUNNING,
     SWEEP_ROLE,
     TRIAL_TAG,
-    VALIDATION_DIGEST_PARAM,
     TrialRun,
-    param_name,
     read_trial_runs,
+    run_params,
 )
 from pipelines.tracking import DataInput, child_runs
 from postag.checkpoint import save_checkpoint
-from postag.config import RunConfig, to_dict
+from postag.config import RunConfig
 from postag.dataset import PreparedDataset
 from postag.registry import log_tagger
 from postag.resources import SYSTEM_PREFIX
@@ -136,25 +136,6 @@ class SweepRecord:
 # A sweep's trial runs --------------------------------------------------------------------
 
 
-def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
-    """Every config field, model and train fields by their own name, plus the dataset's."""
-    values = to_dict(config)
-    params = {
-        param_name(f"{section}.{name}"): value
-        for section in ("data", "model", "train")
-        for name, value in values[section].items()
-    }
-    params.update(
-        {
-            "dataset_fingerprint": dataset.fingerprint,
-            VALIDATION_DIGEST_PARAM: dataset.validation_digest,
-            "vocabulary_size": len(dataset.words),
-            "num_classes": dataset.num_classes,
-        }
-    )
-    return {k: str(v) for k, v in params.items()}
-
-
 # Written last when a trial's run is created: a run without it was cut off mid-creation.
 CREATED_TAG = "postag.created"
 
@@ -172,6 +153,8 @@ class TrialRecords:
         self.client = mlflow.MlflowClient()
         self.logged_epochs: dict[str, set[int]] = {}
         self.tags: dict[str, dict[str, str]] = {}
+        # Runs this driver closed: settling them again needs no look at MLflow.
+        self.closed: set[str] = set()
 
     def find(self, trial_id: str) -> Run | None:
         found = self.client.search_runs(
@@ -221,36 +204,40 @@ class TrialRecords:
         return run_id
 
     def fill(self, run_id: str, params: dict, config: dict, inputs: Iterable[DataInput]) -> None:
-        """A new run's params, config and inputs, then the tag that says it has them: a
-        creation cut off (a full disk, the tracking server gone) is filled in on resume, where
-        the trial finds its run again by its trial tag. Each write may be repeated."""
-        self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        """A new run's config, inputs and params, the params in one request with the tag that
+        says the run has them all: a creation cut off (a full disk, the tracking server gone)
+        is filled in on resume, where the trial finds its run again by its trial tag. Each
+        write may be repeated."""
         self.client.log_dict(run_id, config, "config.json")
         self.client.log_inputs(run_id, datasets=[data.entity() for data in inputs])
-        self.client.set_tag(run_id, CREATED_TAG, "true")
+        self.client.log_batch(
+            run_id,
+            params=[Param(k, v) for k, v in params.items()],
+            tags=[RunTag(CREATED_TAG, "true")],
+        )
 
-    def log_epochs(self, run_id: str, epochs: Iterable[dict], timestamp_ms: int) -> None:
-        """Log the epochs (dicts with `epoch`, the EPOCH_METRICS and any `system/` figures
-        the trial read of its process) the run does not hold."""
+    def log_epochs(
+        self, run_id: str, epochs: Iterable[dict], timestamp_ms: int, tags: dict | None = None
+    ) -> None:
+        """Log, in one request, the epochs (dicts with `epoch`, the EPOCH_METRICS and any
+        `system/` figures the trial read of its process) the run does not hold, and the
+        `tags` whose values changed: a reader who sees an epoch also sees its tags (where it
+        ran). One request an epoch is what the driver spends on a trial's report."""
         new = [e for e in epochs if int(e["epoch"]) not in self.logged_epochs[run_id]]
-        if not new:
-            return
         metrics = [
             Metric(key, float(epoch[key]), timestamp_ms, int(epoch["epoch"]))
             for epoch in new
             for key in [*EPOCH_METRICS, *sorted(k for k in epoch if k.startswith(SYSTEM_PREFIX))]
         ]
-        self.client.log_batch(run_id, metrics=metrics)
-        self.logged_epochs[run_id].update(int(epoch["epoch"]) for epoch in new)
-
-    def tag_changes(self, run_id: str, tags: dict[str, str]) -> None:
-        """Set the tags whose values changed, in one request, not on every epoch: a reader
-        never sees some of a report's tags without the others."""
         known = self.tags.setdefault(run_id, {})
-        changed = {key: value for key, value in tags.items() if known.get(key) != value}
-        if changed:
-            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in changed.items()])
-            known.update(changed)
+        changed = {k: v for k, v in (tags or {}).items() if known.get(k) != v}
+        if not metrics and not changed:
+            return
+        self.client.log_batch(
+            run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in changed.items()]
+        )
+        self.logged_epochs[run_id].update(int(epoch["epoch"]) for epoch in new)
+        known.update(changed)
 
     def finish(
         self, run_id: str, best: dict | None, model: ModelFiles | None, dev: DataInput
@@ -266,14 +253,20 @@ class TrialRecords:
             self.client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
             link = dict(model_id=info.model_id, dataset_name=dev.name, dataset_digest=dev.digest)
         if best is not None:
-            for key in (BEST_VAL_ACCURACY, BEST_EPOCH):
-                self.client.log_metric(run_id, key, float(best[key]), **link)
+            now = int(time.time() * 1000)
+            metrics = [
+                Metric(key, float(best[key]), now, 0, **link)
+                for key in (BEST_VAL_ACCURACY, BEST_EPOCH)
+            ]
+            self.client.log_batch(run_id, metrics=metrics)
         self.client.set_terminated(run_id, FINISHED)
+        self.closed.add(run_id)
 
     def fail(self, run_id: str, error: str) -> None:
         self.client.set_tag(run_id, ERROR_TAG, error[-ERROR_TAG_CHARS:])
         self.client.log_text(run_id, error, "error.txt")
         self.client.set_terminated(run_id, FAILED)
+        self.closed.add(run_id)
 
     def note_retry(self, run_id: str, error: str) -> None:
         self.client.set_tag(run_id, "retried_after_error", error[-ERROR_TAG_CHARS:])

@@ -154,7 +154,7 @@ def fit_trials(
         # with_parameters puts the dataset in Ray's object store once; trials read it there.
         trainable = tune.with_resources(
             tune.with_parameters(
-                train_trial,
+                job.trainable or train_trial,
                 dataset=prepared,
                 dataset_digest=prepared.content_digest(),
                 make_config=make_config,
@@ -170,6 +170,7 @@ def fit_trials(
             functools.partial(make_config, device=device),
             stage.is_baseline,
             stage.role,
+            new_experiment=not resuming,
         )
         say_start(job, state, stage, resuming, device, resources)
         tuner = make_tuner(job, stage, resuming, trainable, callback, verbose)

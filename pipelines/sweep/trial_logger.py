@@ -17,9 +17,16 @@ from ray.tune.experiment import Trial
 
 from pipelines.console import say
 from pipelines.disk import DiskFull, full_text
-from pipelines.runs import BASELINE_ROLE, BEST_VAL_ACCURACY, FAILED, FINISHED, TRIAL_ROLE
+from pipelines.runs import (
+    BASELINE_ROLE,
+    BEST_VAL_ACCURACY,
+    FAILED,
+    FINISHED,
+    TRIAL_ROLE,
+    run_params,
+)
 from pipelines.sweep.config import plain_values
-from pipelines.sweep.records import ModelFiles, TrialRecords, run_params
+from pipelines.sweep.records import ModelFiles, TrialRecords
 from pipelines.sweep.trial import (
     DAMAGED_CHECKPOINT_KEY,
     DEVICE_KEY,
@@ -91,8 +98,10 @@ class MlflowTrials(Callback):
         trial_run_config: Callable[[dict], RunConfig],
         is_baseline: Callable[[dict], bool],
         role: str = TRIAL_ROLE,
+        new_experiment: bool = False,
     ):
-        """role: what its runs are (ROLE_TAG), the baseline's apart."""
+        """role: what its runs are (ROLE_TAG), the baseline's apart; new_experiment: the
+        callback of a Tune experiment started now, not restored."""
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.dataset_dir = dataset_dir
@@ -100,6 +109,9 @@ class MlflowTrials(Callback):
         self.is_baseline = is_baseline
         self.role = role
         self.run_ids: dict[str, str] = {}
+        # Whether a trial this callback has not seen may already have a run: not in a Tune
+        # experiment it starts (`new_experiment`); always once Tune restores it.
+        self.runs_may_exist = not new_experiment
 
     @cached_property
     def records(self) -> TrialRecords:
@@ -121,6 +133,7 @@ class MlflowTrials(Callback):
         # A snapshot can lag what was logged before a hard kill: after a restore, runs and
         # their logged epochs are read again from MLflow, the record that cannot lag.
         state["run_ids"] = {}
+        state["runs_may_exist"] = True  # what is pickled is what a restore brings back
         return state
 
     # Tune hooks ------------------------------------------------------------------------
@@ -130,24 +143,24 @@ class MlflowTrials(Callback):
 
     def on_trial_result(self, iteration, trials, trial: Trial, result: dict, **info):
         run_id = self.run_id(trial)
-        # Where the epoch ran is tagged before the epoch is logged, so a reader who sees the
-        # epoch also sees its node and process (an operator acting on a running trial).
+        # Where the epoch ran is tagged with the epoch, so a reader who sees the epoch also
+        # sees its node and process (an operator acting on a running trial).
         where = {
             NODE_KEY: result.get(NODE_KEY),
             DEVICE_KEY: result.get(DEVICE_KEY),
             PID_TAG: result.get(PID_KEY),
             RESUMED_KEY: result.get(RESUMED_KEY),
         }
-        self.records.tag_changes(run_id, {k: str(v) for k, v in where.items() if v})
+        tags = {k: str(v) for k, v in where.items() if v}
         if damaged := result.get(DAMAGED_CHECKPOINT_KEY):
-            self.records.tag_changes(run_id, {DAMAGED_CHECKPOINT_TAG: damaged})
+            tags[DAMAGED_CHECKPOINT_TAG] = damaged
             name = trial_name(trial.config, self.is_baseline(trial.config))
             say(
                 f"trial {name}: its last checkpoint could not be read ({damaged}); "
                 "it trained again from epoch 1"
             )
         # A trial resumed from a checkpoint repeats epochs the run already holds.
-        self.records.log_epochs(run_id, [result], int(result["timestamp"] * 1000))
+        self.records.log_epochs(run_id, [result], int(result["timestamp"] * 1000), tags)
 
     def on_trial_complete(self, iteration, trials, trial: Trial, **info):
         self.finish(trial)
@@ -192,8 +205,10 @@ class MlflowTrials(Callback):
         settled = 0
         for trial in trials:
             closed = CLOSED_STATUS.get(trial.status)
+            if closed is None or self.run_ids.get(trial.trial_id) in self.records.closed:
+                continue
             found = self.records.find(trial.trial_id)
-            if closed is None or (found is not None and found.info.status == closed):
+            if found is not None and found.info.status == closed:
                 continue
             if trial.status == Trial.TERMINATED:
                 self.finish(trial)
@@ -207,7 +222,9 @@ class MlflowTrials(Callback):
     def run_id(self, trial: Trial) -> str:
         """The trial's run: found again by its trial-id tag after a restore, else created."""
         if trial.trial_id not in self.run_ids:
-            found = self.records.find(trial.trial_id)
+            # A search MLflow answers more slowly the more runs it holds: skipped in a
+            # Tune experiment this driver started, where a trial it has not seen is new.
+            found = self.records.find(trial.trial_id) if self.runs_may_exist else None
             if found is None:
                 self.run_ids[trial.trial_id] = self._create_run(trial)
             else:

@@ -17,8 +17,8 @@ import pytest
 
 from tests.helpers import (
     MlflowServer,
-    PostgresServer,
     most_at_once,
+    postgres_server,
     trial_runs,
     wait_for,
     write_experiment,
@@ -45,7 +45,7 @@ SWEEP = {
 def postgres():
     # Not under pytest's tmp_path: that is root's alone, and PostgreSQL runs as `postgres`.
     folder = Path(tempfile.mkdtemp(prefix="postag-postgres-"))
-    server = PostgresServer(folder)
+    server = postgres_server(folder)
     server.start()
     yield server
     server.stop()

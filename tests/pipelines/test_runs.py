@@ -14,8 +14,8 @@ from pipelines.runs import (
     config_key,
     param_name,
     read_trial_runs,
+    run_params,
 )
-from pipelines.sweep.records import run_params
 from postag import dataset as datasets
 from postag.config import to_dict
 

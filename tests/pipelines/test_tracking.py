@@ -1,4 +1,5 @@
-"""Where runs go: the default store, the experiment's kind, and links into the UI."""
+"""Where runs go: the default store, the experiment's kind, a sweep's runs read back, and
+links into the UI."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import json
 from urllib.parse import unquote
 
 import mlflow
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from pipelines import tracking
 from pipelines.tracking import (
     EXPERIMENT_KIND_TAG,
     MODEL_TRAINING,
+    child_runs,
     compare_runs_url,
     ensure_experiment,
     run_url,
@@ -31,6 +35,19 @@ def test_the_experiment_is_made_once_and_tagged_as_model_training(tmp_path):
     assert experiment.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
     # Artifacts sit beside the database, so the store is one folder.
     assert experiment.artifact_location.startswith(f"file://{tmp_path}")
+
+
+def test_every_run_of_a_sweep_is_read_back_however_many_pages_it_takes(tmp_path, monkeypatch):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = ensure_experiment("postag")
+    client = mlflow.MlflowClient()
+    parent = client.create_run(experiment_id).info.run_id
+    nested = {MLFLOW_PARENT_RUN_ID: parent}
+    made = {client.create_run(experiment_id, tags=nested).info.run_id for _ in range(7)}
+    client.create_run(experiment_id)  # another sweep's, or none's
+    # Seven runs in pages of three: a sweep of 1,000 trials in MLflow's pages of 1,000.
+    monkeypatch.setattr(tracking, "RUNS_PER_PAGE", 3)
+    assert {run.info.run_id for run in child_runs(experiment_id, parent)} == made
 
 
 def test_ui_links_point_at_the_server_or_at_make_ui():

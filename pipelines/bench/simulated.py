@@ -1,0 +1,178 @@
+"""The simulated sweep of `make bench-tracking`: trials that train nothing, reporting every
+epoch at once with the keys and as many metrics as a real trial, driven as `make sweep`
+drives a sweep (its life, its search stage under Ray Tune, its MLflow callback); and what
+they left in MLflow, read back."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlflow
+import ray
+import yaml
+from ray import tune
+
+from pipelines.console import library_output_to
+from pipelines.runs import BEST_EPOCH, BEST_VAL_ACCURACY, FINISHED
+from pipelines.sweep.clock import SweepClock
+from pipelines.sweep.driver import run_stage
+from pipelines.sweep.job import Sweep, load_sweep
+from pipelines.sweep.life import SweepLife, sweep_storage
+from pipelines.sweep.stages import search_stage
+from pipelines.sweep.trial import DEVICE_KEY, NODE_KEY, REPORTED_AT_KEY, RESUMED_KEY
+from pipelines.tracking import child_runs, ensure_experiment, training_inputs
+from postag import dataset as datasets
+from postag.resources import ProcessUsage, resident_megabytes
+from postag.train import EPOCH_METRICS
+
+# Trials at once: Ray's CPU share each, so that 2 cores hold them (a no-op barely runs).
+CONCURRENT = 8
+CPUS_PER_TRIAL = 0.25
+# The trials' data: enough sentences to be a dataset; the trials never read it.
+TRAIN_SENTENCES = 200
+KILOBYTE = 1024
+
+
+@dataclass
+class TrackingFigures:
+    trials: int
+    epochs: int  # each trial's
+    # From the first trial's start to the last one's run closed, as the driver saw them.
+    seconds: float
+    driver_peak_megabytes: float
+    # The driver's resident memory from just before the Tune stage to its peak.
+    driver_growth_megabytes: float
+    # Seconds the driver spent in the sweep's callbacks (while it does, Tune hands no trial
+    # a result): making trials' runs, logging their epochs, closing them.
+    run_creation_seconds: float
+    epoch_logging_seconds: float
+    run_closing_seconds: float
+    runs_finished: int
+    epochs_missing: int
+    epochs_repeated: int
+
+    @property
+    def epochs_per_second(self) -> float:
+        return self.trials * self.epochs / self.seconds
+
+    @property
+    def trials_per_minute(self) -> float:
+        return 60 * self.trials / self.seconds
+
+    @property
+    def driver_writing_seconds(self) -> float:
+        return self.run_creation_seconds + self.epoch_logging_seconds + self.run_closing_seconds
+
+    @property
+    def exactly_once(self) -> bool:
+        return (
+            self.runs_finished == self.trials
+            and self.epochs_missing == 0
+            and self.epochs_repeated == 0
+        )
+
+
+def simulated_trial(trial_config: dict, *, make_config, **_unused) -> None:
+    """A trial that trains nothing: its epochs reported at once, each with the keys and the
+    number of metrics a real trial reports (pipelines/sweep/trial.py), and no checkpoint."""
+    config = make_config(trial_config, "cpu")
+    usage = ProcessUsage()
+    node = ray.get_runtime_context().get_node_id()
+    for epoch in range(1, config.train.epochs + 1):
+        accuracy = 1 - 1 / (epoch + 1)  # rises every epoch: each is the best so far
+        tune.report(
+            {
+                "epoch": epoch,
+                **dict.fromkeys(EPOCH_METRICS, 0.0),
+                "val_accuracy": accuracy,
+                **usage.sample(),
+                BEST_VAL_ACCURACY: accuracy,
+                BEST_EPOCH: epoch,
+                RESUMED_KEY: 0,
+                NODE_KEY: node,
+                DEVICE_KEY: "cpu",
+                REPORTED_AT_KEY: time.time(),
+            }
+        )
+
+
+def simulated_experiment(trials: int, epochs: int) -> dict:
+    """A grid over the seed, one value a trial, beside the baseline that every sweep holds."""
+    return {
+        "data": {"max_train_sentences": TRAIN_SENTENCES},
+        "train": {"epochs": epochs},
+        "sweep": {
+            "name": f"tracking-{trials}",
+            "space": {"train.seed": list(range(1, trials))},
+            "baseline": {"train.seed": 0},
+            "max_concurrent_trials": CONCURRENT,
+            "cpus_per_trial": CPUS_PER_TRIAL,
+            "max_failures": 0,
+        },
+    }
+
+
+def measure(
+    trials: int, epochs: int, overrides: list[str], uri: str, folder: Path, log: Path
+) -> dict:
+    """One simulated sweep's search, as `make sweep` drives it; its figures (as a dict, to
+    cross back from the process it runs in)."""
+    path = folder / f"tracking-{trials}.yaml"
+    path.write_text(yaml.safe_dump(simulated_experiment(trials, epochs)))
+    values, run, sweep = load_sweep(path, overrides)
+    clock = SweepClock()
+    tune_storage, state_dir = sweep_storage(folder / "tune")
+    job = Sweep(
+        path, values, run, sweep, tune_storage, state_dir, clock=clock, trainable=simulated_trial
+    )
+    with (
+        log.open("a") as console,
+        contextlib.redirect_stdout(console),
+        SweepLife.lock(job),
+        library_output_to(log, verbose=False),
+    ):
+        mlflow.set_tracking_uri(uri)
+        experiment_id = ensure_experiment()
+        prepared = datasets.load(run.data)
+        # The store is thrown away after the bench: the sweep is left where its search ends.
+        with SweepLife.open(job, experiment_id, fresh=True) as life:
+            life.log_data(training_inputs(prepared).values())
+            before = resident_megabytes()
+            run_stage(life, search_stage(job, life.state), False, prepared, verbose=False)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KILOBYTE
+            runs = child_runs(experiment_id, life.state.parent_run_id)
+            missing, repeated = epochs_missing_and_repeated(runs, epochs)
+    closed = [times for times in clock.trials.values() if times.ended is not None]
+    first = min(times.started for times in closed)
+    last = max(times.ended + times.model_logging for times in closed)
+    return asdict(
+        TrackingFigures(
+            trials=trials,
+            epochs=epochs,
+            seconds=last - first,
+            driver_peak_megabytes=peak,
+            driver_growth_megabytes=peak - before,
+            run_creation_seconds=clock.run_creation,
+            epoch_logging_seconds=clock.epoch_logging,
+            run_closing_seconds=sum(times.model_logging for times in closed),
+            runs_finished=sum(r.info.status == FINISHED for r in runs),
+            epochs_missing=missing,
+            epochs_repeated=repeated,
+        )
+    )
+
+
+def epochs_missing_and_repeated(runs, epochs: int) -> tuple[int, int]:
+    """Read back from the server: epochs of a trial's run that are not there, and epochs
+    there more than once (counted on val_accuracy, logged in one request with the rest)."""
+    client = mlflow.MlflowClient()
+    missing = repeated = 0
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        missing += len(set(range(1, epochs + 1)) - set(steps))
+        repeated += len(steps) - len(set(steps))
+    return missing, repeated
