@@ -10,7 +10,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 from pipelines.cli import sweep_command
 from pipelines.servers.local import (  # noqa: F401 (MlflowServer, free_port: for the tests)
     MlflowServer,
+    ModelServer,
     PostgresServer,
     free_port,
     postgres_bin,
@@ -95,40 +95,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has ended; only its parent's wait is missing
-
-
-class ModelServer:
-    """`postag serve` (what `make serve` runs) on loopback, serving a store's model."""
-
-    def __init__(self, folder: Path, tracking_uri: str, model: str = "models:/postag-tagger@best"):
-        self.folder, self.tracking_uri, self.model = folder, tracking_uri, model
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable,
-            "-m",
-            "pipelines.commands.serve",
-            "--model",
-            self.model,
-            "--port",
-            str(self.port),
-        ]
-        env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri}
-        with (self.folder / "serve.log").open("a") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        wait_until_answers(self.process, f"{self.url}/ping", self.folder / "serve.log")
-
-    def stop(self) -> None:
-        stop_group(self.process)
 
 
 def write_experiment(folder: Path, ewt_slice: dict, values: dict) -> Path:

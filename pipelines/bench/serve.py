@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,10 +29,9 @@ import mlflow
 
 from pipelines.bench.text import BEST_EXPERIMENT, untrained_tagger
 from pipelines.cli import command_parser
-from pipelines.commands.serve import DEFAULT_HOST
 from pipelines.console import library_output_to
 from pipelines.experiment import add_config_arguments, config_from_args
-from pipelines.servers.local import stop_group, wait_until_answers
+from pipelines.servers.local import ModelServer
 from postag import dataset as datasets
 from postag.checkpoint import save_checkpoint
 from postag.inference import tag_sentences
@@ -42,12 +39,13 @@ from postag.readers import read_conllu
 from postag.registry import log_tagger
 
 WORKERS = (1, 2)
+# For a server to load the model and answer /ping (each worker loads its own copy).
+START_SECONDS = 120
 SENTENCES_PER_REQUEST = (1, 32)
 CLIENTS = (1, 4, 16)
 REQUESTS_PER_CELL = 200  # or fewer, where the time bound comes first
 SECONDS_PER_CELL = 20.0
 REQUEST_TIMEOUT_SECONDS = 60
-START_SECONDS = 120  # for the server to load the model and answer /ping
 CEILING_ROUNDS = 3
 
 
@@ -84,19 +82,6 @@ def log_bench_model(config, folder: Path) -> tuple[str, str]:
     finally:
         mlflow.set_tracking_uri(None)
     return uri, info.model_uri
-
-
-def start_server(model_uri: str, tracking_uri: str, workers: int, port: int, log: Path):
-    """`postag serve` in a session of its own; returns once it answers /ping."""
-    command = [sys.executable, "-m", "pipelines.commands.serve", "--model", model_uri]
-    command += ["--host", DEFAULT_HOST, "--port", str(port), "--workers", str(workers)]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
-    with log.open("a") as handle:
-        process = subprocess.Popen(
-            command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    wait_until_answers(process, f"http://{DEFAULT_HOST}:{port}/ping", log, START_SECONDS)
-    return process
 
 
 async def drive(url: str, bodies: list[bytes], clients: int, count: int, seconds: float):
@@ -190,10 +175,11 @@ def measure_server(
     bound: tuple[int, float],
 ) -> list[Cell]:
     """Every cell for one server of `workers` workers, started and stopped here."""
-    server = start_server(model_uri, tracking_uri, workers, port, log)
+    server = ModelServer(log, tracking_uri, model_uri, workers, port, START_SECONDS)
+    server.start()
     cells = []
     try:
-        url = f"http://{DEFAULT_HOST}:{port}/invocations"
+        url = f"{server.url}/invocations"
         for size in SENTENCES_PER_REQUEST:
             for count in clients:
                 cells.append(measure_cell(url, workers, size, count, sentences, bound))
@@ -203,7 +189,7 @@ def measure_server(
                     flush=True,
                 )
     finally:
-        stop_group(server)
+        server.stop()
     return cells
 
 

@@ -19,6 +19,7 @@ from ray import tune
 from pipelines.console import library_output_to
 from pipelines.runs import BEST_EPOCH, BEST_VAL_ACCURACY, FINISHED
 from pipelines.sweep.clock import SweepClock
+from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.driver import run_stage
 from pipelines.sweep.job import Sweep, load_sweep
 from pipelines.sweep.life import SweepLife, sweep_storage
@@ -26,6 +27,7 @@ from pipelines.sweep.stages import search_stage
 from pipelines.sweep.trial import DEVICE_KEY, NODE_KEY, REPORTED_AT_KEY, RESUMED_KEY
 from pipelines.tracking import child_runs, ensure_experiment, training_inputs
 from postag import dataset as datasets
+from postag.config import ConfigError, RunConfig
 from postag.resources import ProcessUsage, resident_megabytes
 from postag.train import EPOCH_METRICS
 
@@ -116,14 +118,26 @@ def simulated_experiment(trials: int, epochs: int) -> dict:
     }
 
 
+def load_simulated_sweep(
+    trials: int, epochs: int, overrides: list[str], folder: Path
+) -> tuple[Path, dict, RunConfig, SweepConfig]:
+    """The simulated experiment with the user's --set values, written to `folder` and
+    loaded as `make sweep` loads one: (its file, raw values, base run, sweep config)."""
+    path = folder / f"tracking-{trials}.yaml"
+    path.write_text(yaml.safe_dump(simulated_experiment(trials, epochs)))
+    try:
+        return path, *load_sweep(path, overrides)
+    except ConfigError as error:  # said of the bench's own file, which the user never saw
+        why = str(error).removeprefix(f"{path}: ")
+        raise ConfigError(f"the simulated sweep, with --set {overrides}: {why}") from None
+
+
 def measure(
     trials: int, epochs: int, overrides: list[str], uri: str, folder: Path, log: Path
 ) -> dict:
     """One simulated sweep's search, as `make sweep` drives it; its figures (as a dict, to
     cross back from the process it runs in)."""
-    path = folder / f"tracking-{trials}.yaml"
-    path.write_text(yaml.safe_dump(simulated_experiment(trials, epochs)))
-    values, run, sweep = load_sweep(path, overrides)
+    path, values, run, sweep = load_simulated_sweep(trials, epochs, overrides, folder)
     clock = SweepClock()
     tune_storage, state_dir = sweep_storage(folder / "tune")
     job = Sweep(

@@ -25,13 +25,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-import yaml
-
-from pipelines.bench.simulated import CONCURRENT, TrackingFigures, measure, simulated_experiment
+from pipelines.bench.simulated import CONCURRENT, TrackingFigures, load_simulated_sweep, measure
 from pipelines.cli import command_parser, fail
 from pipelines.experiment import add_overrides_argument
 from pipelines.servers.local import MlflowServer, PostgresServer, ServiceDidNotStart
-from pipelines.sweep.job import load_sweep
 from postag import dataset as datasets
 from postag.config import ConfigError
 from postag.readers import DataFormatError
@@ -135,13 +132,7 @@ def check_and_prepare(trials: int, args: argparse.Namespace, folder: Path) -> No
     """The simulated experiment with the user's values, checked and its data prepared here,
     before any server starts: a bad value or a missing file is one line, not a traceback
     from the measuring process."""
-    path = folder / "check.yaml"
-    path.write_text(yaml.safe_dump(simulated_experiment(trials, args.epochs)))
-    try:
-        _, run, _ = load_sweep(path, args.overrides)
-    except ConfigError as error:  # said of the bench's own file, which the user never saw
-        why = str(error).removeprefix(f"{path}: ")
-        raise ConfigError(f"the simulated sweep, with --set {args.overrides}: {why}") from None
+    _, _, run, _ = load_simulated_sweep(trials, args.epochs, args.overrides, folder)
     datasets.load(run.data)  # cached for the measuring processes
 
 

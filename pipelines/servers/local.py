@@ -1,5 +1,6 @@
 """Throwaway services on loopback, for benchmarks and tests: Debian's PostgreSQL in a data
-folder of its own, and `mlflow server` started as `make mlflow-server` starts it.
+folder of its own, `mlflow server` started as `make mlflow-server` starts it, and a model
+served as `make serve` serves it.
 
 Each listens on a free port of 127.0.0.1, can be stopped and started again on the same port
 and data (a restart), and is killed with everything it started.
@@ -110,6 +111,45 @@ class MlflowServer:
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
         wait_until_answers(self.process, f"{self.uri}/health", self.log)
+
+    def stop(self) -> None:
+        stop_group(self.process)
+
+
+class ModelServer:
+    """`postag serve` (what `make serve` runs) on loopback: a model of a tracking store, with
+    `workers` server processes; its output goes to `log`. It must answer /ping, the model
+    loaded, within `start_limit` seconds."""
+
+    def __init__(
+        self,
+        log: Path,
+        tracking_uri: str,
+        model: str = "models:/postag-tagger@best",
+        workers: int = 1,
+        port: int | None = None,
+        start_limit: float = START_LIMIT_SECONDS,
+    ):
+        self.log, self.tracking_uri, self.model, self.workers = log, tracking_uri, model, workers
+        self.port = port or free_port()
+        self.start_limit = start_limit
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pipelines.commands.serve", "--model", self.model]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--workers", str(self.workers)]
+        env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri}
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        wait_until_answers(self.process, f"{self.url}/ping", self.log, self.start_limit)
 
     def stop(self) -> None:
         stop_group(self.process)

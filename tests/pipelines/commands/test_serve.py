@@ -25,7 +25,7 @@ REQUEST_SECONDS = 30
 
 @pytest.fixture(scope="module")
 def served(swept, tmp_path_factory):
-    server = ModelServer(tmp_path_factory.mktemp("serve"), swept[3])
+    server = ModelServer(tmp_path_factory.mktemp("serve") / "serve.log", swept[3])
     server.start()
     yield server
     server.stop()
