@@ -156,7 +156,9 @@ def measure(
         with SweepLife.open(job, experiment_id, fresh=True) as life:
             life.log_data(training_inputs(prepared).values())
             before = resident_megabytes()
-            run_stage(life, search_stage(job, life.state), False, prepared, verbose=False)
+            if not run_stage(life, search_stage(job, life.state), False, prepared, False):
+                # Tune stopped on Ctrl-C or SIGTERM before every trial concluded: no figures.
+                raise KeyboardInterrupt
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KILOBYTE
             runs = child_runs(experiment_id, life.state.parent_run_id)
             missing, repeated = epochs_missing_and_repeated(runs, epochs)

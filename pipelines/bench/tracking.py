@@ -26,9 +26,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pipelines.bench.simulated import CONCURRENT, TrackingFigures, load_simulated_sweep, measure
-from pipelines.cli import command_parser, fail
+from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
 from pipelines.experiment import add_overrides_argument
 from pipelines.servers.local import MlflowServer, PostgresServer, ServiceDidNotStart
+from pipelines.sweep.stages import sigterm_as_ctrl_c
 from postag import dataset as datasets
 from postag.config import ConfigError
 from postag.readers import DataFormatError
@@ -101,9 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path("runs/bench_tracking.json"))
     args = parser.parse_args(argv)
     try:
-        return run_bench(args)
+        # SIGTERM (`timeout`, a scheduler) as Ctrl-C: the servers started here are stopped.
+        with sigterm_as_ctrl_c():
+            return run_bench(args)
     except (ConfigError, DataFormatError, DataSourceError, ServiceDidNotStart) as error:
         return fail(PROG, error, 2)
+    except KeyboardInterrupt:  # its servers and their data are gone with it
+        why = "stopped before the table; nothing written"
+        return fail(PROG, why, INTERRUPTED_EXIT_CODE, kind="interrupted")
 
 
 def run_bench(args: argparse.Namespace) -> int:
