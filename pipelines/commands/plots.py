@@ -5,17 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display is needed or assumed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 MOST_CONFUSED = 15
 LINE_STYLES = ("-", "-.", ":")
 DPI = 130
+
+
+def pyplot():
+    """matplotlib's pyplot, drawing to files only (no display is needed or assumed).
+
+    Imported on first use, not with this module: every sweep driver imports it (through
+    evaluate) yet draws only at the sweep's end, and a driver stopped before then, or a
+    test that never draws, would pay half a second of imports for nothing.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,7 @@ def confusion_png(confusion: torch.Tensor, tags: tuple[str, ...], path: Path) ->
     share = np.divide(sub, rows, out=np.zeros_like(sub), where=rows > 0)
     off_diagonal = share.copy()
     np.fill_diagonal(off_diagonal, 0.0)
-    fig, ax = plt.subplots(figsize=(9, 8))
+    fig, ax = pyplot().subplots(figsize=(9, 8))
     image = ax.imshow(off_diagonal, cmap="Reds")
     labels = [names[i] for i in keep]
     ax.set_xticks(range(len(keep)), labels, rotation=60, ha="right")
@@ -63,8 +73,8 @@ def confusion_png(confusion: torch.Tensor, tags: tuple[str, ...], path: Path) ->
 
 
 def val_accuracy_png(trials: list[TrialCurves], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(10, 6))
-    colours = plt.get_cmap("tab20").colors
+    fig, ax = pyplot().subplots(figsize=(10, 6))
+    colours = pyplot().get_cmap("tab20").colors
     for i, trial in enumerate(trials):
         epochs = range(1, len(trial.val_accuracy) + 1)
         if trial.baseline:
@@ -91,7 +101,7 @@ def heatmap_png(trials: list[TrialCurves], path: Path) -> Path:
     for t in healthy:
         i, j = layers.index(t.num_layers), hidden.index(t.hidden_size)
         grid[i, j] = np.fmax(grid[i, j], 100 * t.best_val_accuracy)
-    fig, ax = plt.subplots(figsize=(1.6 * len(hidden) + 3, 1.2 * len(layers) + 2.5))
+    fig, ax = pyplot().subplots(figsize=(1.6 * len(hidden) + 3, 1.2 * len(layers) + 2.5))
     image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
     ax.set_xticks(range(len(hidden)), [str(h) for h in hidden])
     ax.set_yticks(range(len(layers)), [str(n) for n in layers])
@@ -107,7 +117,7 @@ def heatmap_png(trials: list[TrialCurves], path: Path) -> Path:
 
 
 def grad_norms_png(baseline: TrialCurves, healthy: TrialCurves, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, ax = pyplot().subplots(figsize=(9, 5.5))
     for trial, colour in ((baseline, "red"), (healthy, "blue")):
         epochs = range(1, len(trial.grad_norm_first) + 1)
         ax.plot(
@@ -138,5 +148,5 @@ def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    pyplot().close(fig)
     return path

@@ -11,22 +11,17 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-from optuna.distributions import (  # noqa: E402
+import optuna
+from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
 )
-from optuna.importance import FanovaImportanceEvaluator  # noqa: E402
 
-from pipelines.runs import TrialRun, best_val_accuracy, candidates  # noqa: E402
-from pipelines.sweep.config import Range, SweepConfig, Value  # noqa: E402
+from pipelines.commands.plots import pyplot
+from pipelines.runs import TrialRun, best_val_accuracy, candidates
+from pipelines.sweep.config import Range, SweepConfig, Value
 
 # fANOVA fits a random forest: a fixed seed gives the same figures for the same trials.
 FANOVA_SEED = 0
@@ -114,6 +109,15 @@ def study_of(runs: list[TrialRun], sweep: SweepConfig) -> optuna.Study:
     return study
 
 
+def fanova() -> optuna.importance.BaseImportanceEvaluator:
+    """Optuna's fANOVA evaluator, seeded. Imported when a sweep ends: its random forest is
+    scikit-learn's, over a second of imports that a driver stopped earlier, and every test
+    process that loads the driver, would pay for nothing."""
+    from optuna.importance import FanovaImportanceEvaluator
+
+    return FanovaImportanceEvaluator(seed=FANOVA_SEED)
+
+
 def parameter_importance(runs: list[TrialRun], sweep: SweepConfig) -> tuple[Importance | None, str]:
     """fANOVA importance of the searched axes, or None and why it cannot be told."""
     if not varied_axes(sweep):
@@ -125,9 +129,7 @@ def parameter_importance(runs: list[TrialRun], sweep: SweepConfig) -> tuple[Impo
     # fANOVA splits the variance of the scores: with none, there is nothing to share out.
     if len({trial.value for trial in study.trials}) == 1:
         return None, "every finished trial scored the same"
-    shares = optuna.importance.get_param_importances(
-        study, evaluator=FanovaImportanceEvaluator(seed=FANOVA_SEED)
-    )
+    shares = optuna.importance.get_param_importances(study, evaluator=fanova())
     return Importance(dict(shares), len(study.trials)), ""
 
 
@@ -135,6 +137,7 @@ def importance_figures(runs: list[TrialRun], sweep: SweepConfig, folder: Path) -
     """The importance bar chart and the axes-against-accuracy parallel coordinates."""
     study = study_of(runs, sweep)
     target = "best validation accuracy"
+    plt = pyplot()  # before Optuna's plots import matplotlib: files only, never a window
     written = []
     # Optuna marks its matplotlib plots experimental; the warning tells a user nothing.
     with warnings.catch_warnings():
@@ -143,7 +146,7 @@ def importance_figures(runs: list[TrialRun], sweep: SweepConfig, folder: Path) -
             (
                 IMPORTANCE_PNG,
                 lambda: optuna.visualization.matplotlib.plot_param_importances(
-                    study, evaluator=FanovaImportanceEvaluator(seed=FANOVA_SEED), target_name=target
+                    study, evaluator=fanova(), target_name=target
                 ),
             ),
             (
