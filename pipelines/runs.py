@@ -12,19 +12,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from mlflow.entities import Run, RunStatus
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
-
 from postag.config import ModelConfig, RunConfig, TrainConfig, to_dict
 
 if TYPE_CHECKING:
+    from mlflow.entities import Run
+
     from postag.dataset import PreparedDataset
 
-# Run statuses, as MLflow spells them.
-FINISHED = RunStatus.to_string(RunStatus.FINISHED)
-FAILED = RunStatus.to_string(RunStatus.FAILED)
-KILLED = RunStatus.to_string(RunStatus.KILLED)
-RUNNING = RunStatus.to_string(RunStatus.RUNNING)
+# MLflow's names, spelled out rather than imported: a trial's worker reads this module for
+# its metric names, and importing any part of mlflow costs it a second at start.
+# tests/pipelines/test_runs.py checks them against MLflow's own.
+FINISHED = "FINISHED"
+FAILED = "FAILED"
+KILLED = "KILLED"
+RUNNING = "RUNNING"
+MLFLOW_RUN_NAME = "mlflow.runName"
 
 # What a run is, in the tag ROLE_TAG.
 ROLE_TAG = "role"
