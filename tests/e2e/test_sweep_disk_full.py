@@ -1,6 +1,7 @@
-"""A disk that fills mid-sweep, under Tune's storage and then under the MLflow store (a
-small tmpfs): the sweep stops with one line naming the full path, no traceback, its state
-file readable; once space is freed, the same command finishes the sweep."""
+"""A disk that fills mid-sweep, under Tune's storage and then under the MLflow store (two
+small tmpfs), in one sweep: each time the sweep stops with one line naming the full path,
+no traceback, its state file readable; once space is freed, the same command goes on, and
+finishes the sweep."""
 
 from __future__ import annotations
 
@@ -24,17 +25,20 @@ EXPECTED_TRIALS = 4
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A tmpfs of DISK_BYTES, mounted for the test."""
+def small_disks(tmp_path):
+    """Two tmpfs of DISK_BYTES each, mounted for the test: one for Tune's storage, one for
+    the MLflow store."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(disk)], check=True
-    )
-    yield disk
-    subprocess.run(["umount", "--lazy", str(disk)], check=True)
+    disks = tmp_path / "tune-disk", tmp_path / "store-disk"
+    for disk in disks:
+        disk.mkdir()
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(disk)], check=True
+        )
+    yield disks
+    for disk in disks:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
 
 
 def fill(disk: Path) -> Path:
@@ -54,39 +58,44 @@ def statuses(client) -> Counter:
     return Counter(run.info.status for run in trial_runs(client))
 
 
-@pytest.mark.parametrize("full", ["tune storage", "mlflow store"])
 def test_a_full_disk_stops_the_sweep_cleanly_and_it_resumes_once_space_is_freed(
-    full, small_disk, ewt_slice, sweep_driver, tmp_path
+    small_disks, ewt_slice, sweep_driver, tmp_path
 ):
+    """One sweep, stopped by a full disk twice: under Tune's storage, then under the store."""
+    tune_disk, store_disk = small_disks
     config = write_experiment(tmp_path, ewt_slice, SWEEP)
-    on_disk = full == "tune storage"
-    storage = small_disk / "runs" if on_disk else tmp_path / "runs"
-    database = (tmp_path if on_disk else small_disk) / "mlflow.db"
-    uri = f"sqlite:///{database}"
+    storage = tune_disk / "runs"
+    uri = f"sqlite:///{store_disk / 'mlflow.db'}"
     env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"}
     client = mlflow.MlflowClient(uri)
     log = tmp_path / "driver.log"
 
-    driver = sweep_driver(config, tmp_path, env, "--storage", str(storage))
-    wait_for(lambda: statuses(client)["FINISHED"] >= 1, driver)
-    ballast = fill(small_disk)
-    assert driver.wait(timeout=STOP_LIMIT_SECONDS) == 1
-    console = log.read_text()
-    assert "Traceback" not in console and "Logging error" not in console, console
-    # One line after the progress, naming what filled and what to do.
-    line = console.splitlines()[-1]
-    assert line.startswith(f"postag sweep: stopped: the disk holding {small_disk}/"), console
-    assert line.endswith(f"free space there, then {RESUME_HINT}")
-    print(line)
-    assert statuses(client)["FINISHED"] < EXPECTED_TRIALS
-    state = json.loads((storage / "full.json").read_text())  # whole, not cut short
-    assert state["stage"] == "searching"
-    if on_disk:
-        assert "RUNNING" not in statuses(client)
-    else:  # nothing can close a run in a store that cannot be written: said, done on resume
-        assert "could not close the sweep's MLflow runs" in line
+    def fill_when_finished(count: int, disk: Path) -> str:
+        """Start the sweep (again), fill `disk` once `count` trials have finished; the
+        driver's last line."""
+        driver = sweep_driver(config, tmp_path, env, "--storage", str(storage))
+        wait_for(lambda: statuses(client)["FINISHED"] >= count, driver)
+        ballast = fill(disk)
+        assert driver.wait(timeout=STOP_LIMIT_SECONDS) == 1
+        ballast.unlink()
+        console = log.read_text()
+        assert "Traceback" not in console and "Logging error" not in console, console
+        # One line after the progress, naming what filled and what to do.
+        line = console.splitlines()[-1]
+        assert line.startswith(f"postag sweep: stopped: the disk holding {disk}/"), console
+        assert line.endswith(f"free space there, then {RESUME_HINT}")
+        print(line)
+        assert statuses(client)["FINISHED"] < EXPECTED_TRIALS
+        state = json.loads((storage / "full.json").read_text())  # whole, not cut short
+        assert state["stage"] == "searching"
+        return line
 
-    ballast.unlink()
+    fill_when_finished(1, tune_disk)
+    assert "RUNNING" not in statuses(client)
+    line = fill_when_finished(2, store_disk)
+    # Nothing can close a run in a store that cannot be written: said, and done on resume.
+    assert "could not close the sweep's MLflow runs" in line
+
     last = sweep_driver(config, tmp_path, env, "--storage", str(storage))
     assert last.wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
     after = trial_runs(client)
