@@ -41,14 +41,15 @@ class ScaleTiming:
 class Layout:
     """Ray nodes on this machine, by their CPU counts: (1,), (1, 1), (2,)."""
 
+    key: str  # what --layout calls it
     name: str
     node_cpus: tuple[int, ...]
 
 
 LAYOUTS = (
-    Layout("one node, 1 CPU", (1,)),
-    Layout("two nodes, 1 CPU each", (1, 1)),
-    Layout("one node, 2 CPUs", (2,)),
+    Layout("1cpu", "one node, 1 CPU", (1,)),
+    Layout("2nodes", "two nodes, 1 CPU each", (1, 1)),
+    Layout("2cpus", "one node, 2 CPUs", (2,)),
 )
 
 
@@ -98,7 +99,7 @@ def format_table(timings: list[ScaleTiming]) -> str:
     lines = [
         f"The same {timings[0].trials} trials on Ray clusters on this machine:",
         "",
-        "| layout | nodes used | wall time | speed-up against one node, 1 CPU |",
+        f"| layout | nodes used | wall time | speed-up against {timings[0].name} |",
         "| --- | ---: | ---: | ---: |",
     ]
     lines += [
@@ -113,18 +114,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = command_parser("postag bench-scale", __doc__)
     parser.add_argument("--config", type=Path, default=SCALE_EXPERIMENT)
     parser.add_argument("--output", type=Path, default=Path("runs/bench_scale.json"))
+    parser.add_argument(
+        "--layout",
+        action="append",
+        choices=[layout.key for layout in LAYOUTS],
+        help="time only this layout (repeatable; default: all three, in this order: "
+        + ", ".join(f"{layout.key} = {layout.name}" for layout in LAYOUTS)
+        + "); speed-ups are against the first timed",
+    )
     args = parser.parse_args(argv)
+    layouts = [layout for layout in LAYOUTS if args.layout is None or layout.key in args.layout]
     _, _, sweep = load_sweep(args.config, [])
     trials = sweep.expected_trials()
     log = args.output.with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     print(
-        f"bench-scale: {args.config}, {trials} trials on each layout; each sweep's own "
-        f"output: {log}",
+        f"bench-scale: {args.config}, {trials} trials on each of {len(layouts)} layouts; "
+        f"each sweep's own output: {log}",
         flush=True,
     )
     timings = []
-    for layout in LAYOUTS:
+    for layout in layouts:
         timings.append(time_on(layout, args.config, trials, log))
         print(f"  {layout.name}: {timings[-1].wall_seconds:,.0f} s", flush=True)
     table = format_table(timings)
