@@ -158,9 +158,14 @@ def trial_runs(client) -> list:
 
 def postgres_server(folder: Path) -> PostgresServer:
     """A PostgreSQL for a test, Debian's package installed first where it is missing."""
+    install_postgres()
+    return PostgresServer(folder)
+
+
+def install_postgres() -> None:
+    """Debian's PostgreSQL, for a test that starts one itself or through a benchmark."""
     if postgres_bin() is None:
         install_debian_packages("postgresql")
-    return PostgresServer(folder)
 
 
 def install_debian_packages(*packages: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ LINE_STYLES = ("-", "-.", ":")
 DPI = 130
 
 
+@functools.cache
 def pyplot():
     """matplotlib's pyplot, drawing to files only (no display is needed or assumed).
 
@@ -73,8 +75,9 @@ def confusion_png(confusion: torch.Tensor, tags: tuple[str, ...], path: Path) ->
 
 
 def val_accuracy_png(trials: list[TrialCurves], path: Path) -> Path:
-    fig, ax = pyplot().subplots(figsize=(10, 6))
-    colours = pyplot().get_cmap("tab20").colors
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(10, 6))
+    colours = plt.get_cmap("tab20").colors
     for i, trial in enumerate(trials):
         epochs = range(1, len(trial.val_accuracy) + 1)
         if trial.baseline:
