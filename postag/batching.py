@@ -6,7 +6,7 @@ length; with 1 (the default) batches are plain random samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,6 +25,8 @@ class Batch:
     # and (B, T) the row of each token's spelling (0 for padding).
     spellings: torch.Tensor | None = None
     spelling_index: torch.Tensor | None = None
+    # (B, T) label ids of each joint column, padded as `tags`.
+    joint: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def num_tokens(self) -> int:
@@ -108,6 +110,11 @@ def collate(split: Split, indices: np.ndarray, with_chars: bool = False) -> Batc
     tags = np.full(shape, PAD_ID, dtype=np.int64)
     tokens[rows, columns] = split.tokens[sources]
     tags[rows, columns] = split.tags[sources]
+    joint = {}
+    for column, labels in split.joint.items():
+        padded = np.full(shape, PAD_ID, dtype=np.int64)
+        padded[rows, columns] = labels[sources]
+        joint[column] = torch.from_numpy(padded)
     spellings = spelling_index = None
     if with_chars:
         spellings, token_rows = _collate_spellings(split, sources)
@@ -121,6 +128,7 @@ def collate(split: Split, indices: np.ndarray, with_chars: bool = False) -> Batc
         lengths=torch.from_numpy(lengths),
         spellings=spellings,
         spelling_index=spelling_index,
+        joint=joint,
     )
 
 

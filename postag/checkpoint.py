@@ -17,6 +17,7 @@ from postag.files import replaced_atomically
 from postag.model import Tagger
 
 CHECKPOINT_FORMAT = 1
+JOINT_HEADS = "joint_heads."
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,12 @@ def save_checkpoint(
     path: str | Path, model_state: dict, config: RunConfig, dataset: PreparedDataset
 ) -> Path:
     path = Path(path)
+    # The joint heads trained the encoder; the shipped tagger predicts the tag alone.
+    shipped = {k: v for k, v in model_state.items() if not k.startswith(JOINT_HEADS)}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config": to_dict(config),
-        "model_state": model_state,
+        "model_state": shipped,
         "words": list(dataset.words.items),
         "tags": list(dataset.tags.items),
         "chars": list(dataset.chars.items),

@@ -22,6 +22,7 @@ T = TypeVar("T")
 YAML12_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 DataFormat = Literal["conllu", "seed-ids"]
 TagColumn = Literal["xpos", "upos"]
+JointColumn = Literal["upos", "xpos", "feats"]
 
 
 class ConfigError(ValueError):
@@ -75,9 +76,22 @@ class DataConfig:
     # "Apple" with "apple": on EWT test, seen capitalized words then made most NNP/NN
     # confusions. This keeps those apart and still finds "FOUND".
     lowercase_unseen: bool = False
+    # CoNLL-U columns predicted beside `tag_column`, each by a head of its own on the shared
+    # encoder (UDPipe 2's joint UPOS / XPOS / FEATS). They train the encoder only: the tagger
+    # is evaluated, selected and shipped on `tag_column` alone. FEATS is one label per word
+    # ("Number=Sing|Person=3"), as UDPipe predicts it.
+    joint_columns: tuple[JointColumn, ...] = ()
 
     def __post_init__(self) -> None:
         require_at_least("data", self, 1, ("max_train_sentences",))
+        if self.tag_column in self.joint_columns:
+            raise ConfigError(
+                f"'data.joint_columns' holds {self.tag_column!r}, which is 'data.tag_column'"
+            )
+        if len(set(self.joint_columns)) != len(self.joint_columns):
+            raise ConfigError(f"'data.joint_columns' repeats a column: {self.joint_columns}")
+        if self.joint_columns and self.format != "conllu":
+            raise ConfigError("'data.joint_columns' needs CoNLL-U data ('data.format: conllu')")
         if self.lowercase_words and self.lowercase_unseen:
             raise ConfigError(
                 "'data.lowercase_unseen' does nothing with 'data.lowercase_words': every "
@@ -118,6 +132,11 @@ class ModelConfig:
     # word seen once is hidden 20% of the time and "the" almost never, so the unknown word
     # is learned in the contexts where unseen words occur, at little cost to common ones.
     rare_word_dropout: float = 0.0
+    # What a hidden or unseen word reads as. "learned": the unknown word's row, which
+    # starts at zero and learns from the words that word dropout hides. "zero": no word
+    # vector at all, ever, so the tag of an unseen word comes from its spelling and its
+    # context alone, as in UDPipe and Stanza.
+    unknown_word_vector: Literal["learned", "zero"] = "learned"
 
     def __post_init__(self) -> None:
         sizes = ("embedding_dim", "hidden_size", "num_layers", "ff_dims")
@@ -157,6 +176,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.01
+    # Cross-entropy against gold tags smoothed by this much: the gold tag's target is
+    # 1 - label_smoothing, the rest shared evenly by the other tags. 0 is plain (the seed).
+    label_smoothing: float = 0.0
     seed: int = 0
     # "auto" picks CUDA when present, else CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -188,7 +210,9 @@ class TrainConfig:
         )
         require_at_least("train", self, 1, counts)
         require_at_least("train", self, 0, ("weight_decay",))
-        require_fraction("train", self, ("betas", "warmup_fraction", "ema_decay"))
+        require_fraction(
+            "train", self, ("betas", "warmup_fraction", "ema_decay", "label_smoothing")
+        )
         require_above("train", self, 0, ("lr", "eps"))
         if self.swa_start is not None:
             require_fraction("train", self, ("swa_start",))

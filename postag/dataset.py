@@ -1,7 +1,8 @@
 """Prepared datasets: treebank text parsed once into Parquet, keyed by a hash of its inputs.
 
 A prepared directory holds `train.parquet`, `dev.parquet`, `test.parquet` (columns `words`,
-`token_ids`, `tag_ids`, `length`) and `meta.json` (vocabulary, tag set, fingerprint, sources).
+`token_ids`, `tag_ids`, `length`, and `<column>_ids` for each joint column) and `meta.json`
+(vocabulary, tag sets, fingerprint, sources).
 It is the only contract between data preparation and training: trials read it, never text.
 """
 
@@ -16,7 +17,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,16 @@ def build_vocabularies(
     return Vocabulary(tuple(words)), Vocabulary(tuple(tags))
 
 
+def build_joint_vocabularies(
+    train: list[Sentence], columns: tuple[str, ...]
+) -> dict[str, Vocabulary]:
+    """Per joint column, its labels in the training sentences, most frequent first."""
+    return {
+        column: Vocabulary((PAD, *_by_frequency(Counter(t for s in train for t in s.joint[i]))))
+        for i, column in enumerate(columns)
+    }
+
+
 def build_char_vocabulary(train: list[Sentence]) -> Vocabulary:
     """Characters of the training words, most frequent first; 0 padding, 1 unknown."""
     counts = Counter(c for s in train for w in s.words for c in w)
@@ -144,6 +155,8 @@ class Split:
     tags: np.ndarray  # (N,) int64 tag ids, UNKNOWN_TAG_ID where the tag set lacks the tag
     offsets: np.ndarray  # (S + 1,) int64
     spellings: Spellings | None = None  # for the char encoder
+    # (N,) int64 label ids of each joint column (DataConfig.joint_columns), as `tags`.
+    joint: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -178,6 +191,8 @@ class PreparedDataset:
     chars: Vocabulary
     splits: dict[str, Split]
     meta: dict
+    # The label set of each joint column, as `tags` is for the tag column.
+    joint_tags: dict[str, Vocabulary] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -205,7 +220,8 @@ class PreparedDataset:
         travelled to another machine (Ray's object store) can be checked on arrival.
         """
         digest = hashlib.sha256()
-        for vocabulary in (self.words, self.tags, self.chars):
+        joint = [self.joint_tags[column] for column in sorted(self.joint_tags)]
+        for vocabulary in (self.words, self.tags, self.chars, *joint):
             digest.update(json.dumps(vocabulary.items).encode())
         for name in sorted(self.splits):
             split = self.splits[name]
@@ -213,6 +229,7 @@ class PreparedDataset:
             arrays = (split.tokens, split.tags, split.offsets)
             if split.spellings is not None:
                 arrays += split.spellings.arrays()
+            arrays += tuple(split.joint[column] for column in sorted(split.joint))
             for array in arrays:
                 digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
         return digest.hexdigest()
@@ -269,9 +286,11 @@ def fingerprint(config: DataConfig, files: dict[str, Path]) -> str:
         "lowercase_words": config.lowercase_words,
         "files": {split: sha256_of(path) for split, path in sorted(files.items())},
     }
+    # Keyed only when on, so that data prepared before these options existed stays valid.
     if config.lowercase_unseen:
-        # Keyed only when on, so that data prepared before the option existed stays valid.
         key["lowercase_unseen"] = True
+    if config.joint_columns:
+        key["joint_columns"] = list(config.joint_columns)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -300,13 +319,14 @@ def prepare(config: DataConfig) -> Path:
             return target
         log.warning("prepared data %s is damaged (%s); preparing it again", target, damage)
     sentences = {
-        split: read_sentences(path, config.format, config.tag_column)
+        split: read_sentences(path, config.format, config.tag_column, config.joint_columns)
         for split, path in files.items()
     }
     if config.max_train_sentences is not None:
         sentences["train"] = sentences["train"][: config.max_train_sentences]
     lookup = WordLookup.of(config)
     words, tags = build_vocabularies(sentences["train"], lookup.form)
+    joint_tags = build_joint_vocabularies(sentences["train"], config.joint_columns)
     meta = {
         "fingerprint": digest,
         "prepare_version": PREPARE_VERSION,
@@ -317,6 +337,7 @@ def prepare(config: DataConfig) -> Path:
         "words": list(words.items),
         "tags": list(tags.items),
         "chars": list(build_char_vocabulary(sentences["train"]).items),
+        "joint_tags": {column: list(labels.items) for column, labels in joint_tags.items()},
         "splits": {},
         "sha256": {},
     }
@@ -325,7 +346,7 @@ def prepare(config: DataConfig) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{digest}-"))
     try:
         for split, split_sentences in sentences.items():
-            table, stats = _encode(split_sentences, words, tags, lookup)
+            table, stats = _encode(split_sentences, words, tags, lookup, joint_tags)
             pq.write_table(table, staging / f"{split}.parquet")
             meta["splits"][split] = stats
             meta["sha256"][f"{split}.parquet"] = sha256_of(staging / f"{split}.parquet")
@@ -369,22 +390,36 @@ def _replace_folder(staging: Path, target: Path) -> None:
             raise
 
 
+def joint_field(column: str) -> str:
+    """The Parquet column of a joint column's label ids."""
+    return f"{column}_ids"
+
+
 def _encode(
-    sentences: list[Sentence], words: Vocabulary, tags: Vocabulary, lookup: WordLookup
+    sentences: list[Sentence],
+    words: Vocabulary,
+    tags: Vocabulary,
+    lookup: WordLookup,
+    joint_tags: dict[str, Vocabulary],
 ) -> tuple[pa.Table, dict]:
     word_ids, tag_ids = words.index(), tags.index()
     token_column = [[lookup.id(word_ids, w) for w in s.words] for s in sentences]
     tag_column = [[tag_ids.get(t, UNKNOWN_TAG_ID) for t in s.tags] for s in sentences]
     unknown_tags = Counter(t for s in sentences for t in s.tags if t not in tag_ids)
-    table = pa.table(
-        {
-            "words": [list(s.words) for s in sentences],
-            "token_ids": token_column,
-            "tag_ids": tag_column,
-            "length": [len(s.words) for s in sentences],
-        },
-        schema=SCHEMA,
-    )
+    columns = {
+        "words": [list(s.words) for s in sentences],
+        "token_ids": token_column,
+        "tag_ids": tag_column,
+        "length": [len(s.words) for s in sentences],
+    }
+    schema = SCHEMA
+    for i, (column, labels) in enumerate(joint_tags.items()):
+        ids = labels.index()
+        columns[joint_field(column)] = [
+            [ids.get(t, UNKNOWN_TAG_ID) for t in s.joint[i]] for s in sentences
+        ]
+        schema = schema.append(pa.field(joint_field(column), pa.list_(pa.int16())))
+    table = pa.table(columns, schema=schema)
     stats = {
         "sentences": len(sentences),
         "tokens": sum(len(s.words) for s in sentences),
@@ -398,8 +433,11 @@ def load_prepared(directory: str | Path) -> PreparedDataset:
     directory = Path(directory)
     meta = json.loads((directory / META_FILE).read_text())
     chars = Vocabulary(tuple(meta["chars"]))
+    joint_tags = {
+        column: Vocabulary(tuple(labels)) for column, labels in meta.get("joint_tags", {}).items()
+    }
     splits = {
-        split: _load_split(directory / f"{split}.parquet", chars.index())
+        split: _load_split(directory / f"{split}.parquet", chars.index(), tuple(joint_tags))
         for split in SPLITS
         if (directory / f"{split}.parquet").is_file()
     }
@@ -411,20 +449,27 @@ def load_prepared(directory: str | Path) -> PreparedDataset:
         chars=chars,
         splits=splits,
         meta=meta,
+        joint_tags=joint_tags,
     )
 
 
-def _load_split(path: Path, char_index: dict[str, int]) -> Split:
-    table = pq.read_table(path, columns=["words", "token_ids", "tag_ids"])
+def _load_split(path: Path, char_index: dict[str, int], joint_columns: tuple[str, ...]) -> Split:
+    joint_fields = [joint_field(column) for column in joint_columns]
+    table = pq.read_table(path, columns=["words", "token_ids", "tag_ids", *joint_fields])
     tokens = table.column("token_ids").combine_chunks()
-    tags = table.column("tag_ids").combine_chunks()
     words = table.column("words").combine_chunks().values.to_pylist()
     return Split(
         tokens=tokens.values.to_numpy().astype(np.int64),
-        tags=tags.values.to_numpy().astype(np.int64),
+        tags=_flat_ids(table, "tag_ids"),
         offsets=tokens.offsets.to_numpy().astype(np.int64),
         spellings=spell(words, char_index),
+        joint={c: _flat_ids(table, f) for c, f in zip(joint_columns, joint_fields, strict=True)},
     )
+
+
+def _flat_ids(table: pa.Table, name: str) -> np.ndarray:
+    """A list<int> column's ids, every sentence's end to end, as int64."""
+    return table.column(name).combine_chunks().values.to_numpy().astype(np.int64)
 
 
 def load(config: DataConfig) -> PreparedDataset:

@@ -153,9 +153,12 @@ class Tagger(nn.Module):
         num_classes: int,
         num_chars: int = 0,
         word_counts: torch.Tensor | None = None,
+        joint_classes: dict[str, int] | None = None,
     ):
         """word_counts: (vocab_size,) each word id's count in the training data, which
-        `rare_word_dropout` needs; `fit` passes them."""
+        `rare_word_dropout` needs; `fit` passes them. joint_classes: the label count of
+        each joint column (DataConfig.joint_columns) that training predicts beside the tag;
+        a tagger loaded for tagging has none."""
         super().__init__()
         self.config = config
         # Not saved with the weights: it describes the training data, not the model.
@@ -183,6 +186,13 @@ class Tagger(nn.Module):
         self.lstm = lstm_stack(config, input_size)
         self.output_dropout = nn.Dropout(config.dropout)
         self.head = feed_forward_head(2 * config.hidden_size, config.ff_dims, num_classes)
+        # One linear layer each, as in UDPipe 2: what they add is the encoder's training.
+        self.joint_heads = nn.ModuleDict(
+            {
+                column: nn.Linear(2 * config.hidden_size, count)
+                for column, count in (joint_classes or {}).items()
+            }
+        )
 
     @property
     def uses_chars(self) -> bool:
@@ -207,10 +217,24 @@ class Tagger(nn.Module):
         (N, C) for the N = lengths.sum() real tokens: neither the LSTM nor the feed-forward
         layers spend work on padding, and the char encoder runs once per distinct word.
         """
+        encoded = self.encode(tokens, lengths, spellings, spelling_index)
+        return encoded._replace(data=self.head(encoded.data))  # data: (N, C)
+
+    def encode(
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        spellings: torch.Tensor | None = None,
+        spelling_index: torch.Tensor | None = None,
+    ) -> PackedSequence:
+        """The shared encoder's output for the real tokens, (N, 2H), that the heads read."""
         if self.training and self.hides_words:
             hidden = torch.rand(tokens.shape, device=tokens.device) < self.hide_probability[tokens]
             tokens = tokens.masked_fill(hidden, UNK_ID)  # PAD and UNK have probability 0
         embedded = self.embedding(tokens)  # (B, T, E)
+        if self.config.unknown_word_vector == "zero":
+            # Masked here rather than frozen in the table: no gradient ever reaches the row.
+            embedded = embedded.masked_fill((tokens == UNK_ID).unsqueeze(-1), 0.0)
         if self.chars is not None:
             if spellings is None or spelling_index is None:
                 raise ValueError("this tagger has a char encoder: pass each token's spelling")
@@ -219,16 +243,27 @@ class Tagger(nn.Module):
         embedded = self.embedding_dropout(embedded)
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
         encoded, _ = self.lstm(packed)
-        features = self.output_dropout(encoded.data)  # (N, 2H)
-        return encoded._replace(data=self.head(features))  # data: (N, C)
+        return encoded._replace(data=self.output_dropout(encoded.data))
 
     def score(self, batch: Batch, device: torch.device) -> PackedSequence:
         """forward() on a collated batch, moved to `device`."""
+        return self(*self._inputs(batch, device))
+
+    def score_jointly(
+        self, batch: Batch, device: torch.device
+    ) -> tuple[PackedSequence, dict[str, torch.Tensor]]:
+        """The tag scores as score() gives them, and each joint head's (N, classes) scores
+        from the same pass through the encoder."""
+        encoded = self.encode(*self._inputs(batch, device))
+        joint = {column: head(encoded.data) for column, head in self.joint_heads.items()}
+        return encoded._replace(data=self.head(encoded.data)), joint
+
+    def _inputs(self, batch: Batch, device: torch.device) -> tuple:
         spellings = spelling_index = None
         if batch.spellings is not None and batch.spelling_index is not None:
             spellings = batch.spellings.to(device)
             spelling_index = batch.spelling_index.to(device)
-        return self(batch.tokens.to(device), batch.lengths, spellings, spelling_index)
+        return batch.tokens.to(device), batch.lengths, spellings, spelling_index
 
     def lstm_layer_parameters(self, layer: int) -> list[nn.Parameter]:
         """Both directions' weights and biases of LSTM layer `layer` (negative counts back)."""

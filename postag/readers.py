@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from postag.config import DataFormat, TagColumn
+from postag.config import DataFormat, JointColumn, TagColumn
 
 CONLLU_COLUMNS = 10
 # Column index (0-based) of each tag column in CoNLL-U.
-TAG_COLUMN_INDEX = {"upos": 3, "xpos": 4}
+TAG_COLUMN_INDEX = {"upos": 3, "xpos": 4, "feats": 5}
 FORM_INDEX = 1
 # ASCII digits only: str.isdigit() also accepts characters such as "²" that int() refuses.
 WORD_ID = re.compile(r"[0-9]+")
@@ -38,6 +38,8 @@ class DataFormatError(ValueError):
 class Sentence:
     words: tuple[str, ...]
     tags: tuple[str, ...]
+    # One tuple of labels per joint column asked for (DataConfig.joint_columns), in order.
+    joint: tuple[tuple[str, ...], ...] = ()
 
 
 def is_word_line(columns: list[str]) -> bool:
@@ -45,9 +47,14 @@ def is_word_line(columns: list[str]) -> bool:
     return len(columns) == CONLLU_COLUMNS and WORD_ID.fullmatch(columns[0]) is not None
 
 
-def read_sentences(path: str | Path, fmt: DataFormat, tag_column: TagColumn) -> list[Sentence]:
+def read_sentences(
+    path: str | Path,
+    fmt: DataFormat,
+    tag_column: TagColumn,
+    joint_columns: tuple[JointColumn, ...] = (),
+) -> list[Sentence]:
     if fmt == "conllu":
-        return read_conllu(path, tag_column)
+        return read_conllu(path, tag_column, joint_columns)
     return read_seed_ids(path)
 
 
@@ -73,20 +80,30 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
         raise DataFormatError(path, None, "the file is empty")
 
 
-def read_conllu(path: str | Path, tag_column: TagColumn = "xpos") -> list[Sentence]:
-    """Sentences of a CoNLL-U file: FORM as the word, XPOS or UPOS as the tag.
+def read_conllu(
+    path: str | Path, tag_column: TagColumn = "xpos", joint_columns: tuple[JointColumn, ...] = ()
+) -> list[Sentence]:
+    """Sentences of a CoNLL-U file: FORM as the word, XPOS or UPOS as the tag, and the
+    labels of `joint_columns` beside it.
 
     Comment lines, multi-word token ranges (`3-4`) and empty nodes (`8.1`) are not words.
     """
     tag_index = TAG_COLUMN_INDEX[tag_column]
+    joint_indices = [TAG_COLUMN_INDEX[column] for column in joint_columns]
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
+    joint: list[list[str]] = [[] for _ in joint_columns]
+
+    def sentence() -> Sentence:
+        return Sentence(tuple(words), tuple(tags), tuple(tuple(labels) for labels in joint))
+
     for number, line in read_lines(path):
         if not line.strip():
             if words:
-                sentences.append(Sentence(tuple(words), tuple(tags)))
+                sentences.append(sentence())
                 words, tags = [], []
+                joint = [[] for _ in joint_columns]
             continue
         if line.startswith("#"):
             continue
@@ -109,10 +126,14 @@ def read_conllu(path: str | Path, tag_column: TagColumn = "xpos") -> list[Senten
         word, tag = columns[FORM_INDEX], columns[tag_index]
         if not word or not tag:
             raise DataFormatError(path, number, "empty FORM or tag column")
+        for column, index, labels in zip(joint_columns, joint_indices, joint, strict=True):
+            if not columns[index]:
+                raise DataFormatError(path, number, f"empty {column.upper()} column")
+            labels.append(columns[index])
         words.append(word)
         tags.append(tag)
     if words:
-        sentences.append(Sentence(tuple(words), tuple(tags)))
+        sentences.append(sentence())
     if not sentences:
         raise DataFormatError(path, None, "no sentences found")
     return sentences

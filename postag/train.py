@@ -199,9 +199,13 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def packed_targets(batch: Batch, device: torch.device) -> torch.Tensor:
-    """Gold tags in the same order as the model's packed output, padding left out."""
-    packed = pack_padded_sequence(batch.tags, batch.lengths, batch_first=True, enforce_sorted=False)
+def packed_targets(
+    batch: Batch, device: torch.device, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Gold tags (or a joint column's `labels`) in the same order as the model's packed
+    output, padding left out."""
+    padded = batch.tags if labels is None else labels
+    packed = pack_padded_sequence(padded, batch.lengths, batch_first=True, enforce_sorted=False)
     return packed.data.to(device)
 
 
@@ -223,14 +227,18 @@ def train_epoch(
     mixed_precision: bool = False,
     rate: Callable[[float], float] | None = None,
     average: AveragedModel | None = None,
+    label_smoothing: float = 0.0,
 ) -> dict[str, float]:
     """One pass over `batches`; returns loss per token, tokens seen and gradient norms.
 
     rate: given the share of this epoch done after a step, that step's learning rate;
-    None leaves the optimizer's rate as it is. average: updated after every step.
+    None leaves the optimizer's rate as it is. average: updated after every step. With
+    joint heads, the loss is the sum of every head's, the tag's and each joint column's.
     """
     model.train()
-    loss_fn = nn.CrossEntropyLoss(ignore_index=PAD_ID, reduction="sum")
+    loss_fn = nn.CrossEntropyLoss(
+        ignore_index=PAD_ID, reduction="sum", label_smoothing=label_smoothing
+    )
     first_layer, last_layer = model.lstm_layer_parameters(0), model.lstm_layer_parameters(-1)
     # Sums stay on the device and are read once per epoch: a .item() per step would make
     # every step wait for the GPU.
@@ -243,9 +251,11 @@ def train_epoch(
             set_learning_rate(optimizer, rate((step + 1) / len(batches)))
         batch = collate(split, indices, with_chars=model.uses_chars)
         with precision(device, mixed_precision):
-            scores = model.score(batch, device)
-            targets = packed_targets(batch, device)
-            loss = loss_fn(scores.data.float(), targets)
+            scores, joint = model.score_jointly(batch, device)
+            loss = loss_fn(scores.data.float(), packed_targets(batch, device))
+            for column, column_scores in joint.items():
+                targets = packed_targets(batch, device, batch.joint[column])
+                loss = loss + loss_fn(column_scores.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         (loss / batch.num_tokens).backward()
         first_norms += gradient_norm(first_layer)
@@ -339,6 +349,7 @@ def fit(
             mixed,
             rate=lambda done, epoch=epoch: learning_rate(train_config, epoch - 1 + done),
             average=average if train_config.ema_decay else None,
+            label_smoothing=train_config.label_smoothing,
         )
         seconds = time.perf_counter() - started
         _check_finite(epoch, trained["loss"], train_config.lr)
@@ -418,7 +429,12 @@ def _build(
     train_tokens = dataset.splits["train"].tokens
     word_counts = torch.from_numpy(np.bincount(train_tokens, minlength=len(dataset.words)))
     model = Tagger(
-        config.model, len(dataset.words), dataset.num_classes, len(dataset.chars), word_counts
+        config.model,
+        len(dataset.words),
+        dataset.num_classes,
+        len(dataset.chars),
+        word_counts,
+        joint_classes={column: len(labels) for column, labels in dataset.joint_tags.items()},
     ).to(device)
     optimizer = make_optimizer(model, config.train)
     if resume is not None:

@@ -48,6 +48,18 @@ def test_build_fills_nested_sections_and_keeps_defaults():
         ({"model": 3}, "model: expected a mapping, got int"),
         ({"model": {"dropout": 1.0}}, "'model.dropout' must be at least 0 and below 1, got 1.0"),
         ({"model": {"word_dropout": -0.1}}, "'model.word_dropout' must be at least 0"),
+        (
+            {"data": {"joint_columns": ["upos", "xpos"]}},
+            "'data.joint_columns' holds 'xpos', which is 'data.tag_column'",
+        ),
+        ({"data": {"joint_columns": ["upos", "upos"]}}, "'data.joint_columns' repeats a column"),
+        ({"data": {"joint_columns": ["lemma"]}}, "'data.joint_columns[0]' must be one of"),
+        (
+            {"data": {"format": "seed-ids", "joint_columns": ["upos"]}},
+            "'data.joint_columns' needs CoNLL-U data",
+        ),
+        ({"train": {"label_smoothing": 1.0}}, "'train.label_smoothing' must be at least 0"),
+        ({"model": {"unknown_word_vector": "random"}}, "'model.unknown_word_vector' must be one"),
         ({"model": {"rare_word_dropout": -1}}, "'model.rare_word_dropout' must be at least 0"),
         ({"train": {"epochs": 0}}, "'train.epochs' must be at least 1, got 0"),
         ({"train": {"batch_size": -4}}, "'train.batch_size' must be at least 1, got -4"),

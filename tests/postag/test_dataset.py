@@ -126,6 +126,28 @@ def test_prepared_parquet_keeps_words_ids_and_lengths(ewt_slice, tmp_path):
     )
 
 
+def test_joint_columns_are_prepared_as_label_ids_aligned_with_the_tags(ewt_slice, tmp_path):
+    base = DataConfig(
+        train=str(ewt_slice["train"]), dev=str(ewt_slice["dev"]), cache_dir=str(tmp_path)
+    )
+    joint = replace(base, joint_columns=("upos", "feats"))
+    directory = prepare(joint)
+    assert directory != prepare(base)
+    table = pq.read_table(directory / "train.parquet")
+    assert table.column_names[-2:] == ["upos_ids", "feats_ids"]
+    dataset = load_prepared(directory)
+    train = dataset.splits["train"]
+    gold = read_conllu(ewt_slice["train"], "xpos", ("upos", "feats"))
+    for column, i in (("upos", 0), ("feats", 1)):
+        labels = dataset.joint_tags[column].items
+        assert labels[0] == PAD
+        decoded = [labels[j] for j in train.joint[column]]
+        assert decoded == [label for s in gold for label in s.joint[i]]
+    assert "Number=Sing" in dataset.joint_tags["feats"].items
+    # Every copy is checked on arrival with its joint labels too.
+    assert dataset.content_digest() != load_prepared(prepare(base)).content_digest()
+
+
 def test_prepare_is_reused_for_the_same_inputs_and_redone_for_new_settings(ewt_slice, tmp_path):
     base = DataConfig(
         train=str(ewt_slice["train"]), dev=str(ewt_slice["dev"]), cache_dir=str(tmp_path)

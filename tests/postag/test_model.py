@@ -194,3 +194,34 @@ def test_an_unknown_word_has_no_vector_of_its_own_until_word_dropout_trains_one(
     # Unseen words at test time then all read as "no word", not as one random word.
     assert torch.equal(unknown_vector_after_training(0.0), torch.zeros(4))
     assert unknown_vector_after_training(0.5).abs().sum() > 0
+
+
+def test_a_zero_unknown_word_vector_reads_hidden_and_unseen_words_as_no_vector():
+    config = ModelConfig(
+        embedding_dim=4,
+        hidden_size=4,
+        num_layers=1,
+        ff_dims=(),
+        word_dropout=0.5,
+        unknown_word_vector="zero",
+    )
+    torch.manual_seed(0)
+    model = Tagger(config, vocab_size=20, num_classes=3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    tokens, lengths = torch.randint(2, 20, (8, 6)), torch.full((8,), 6)
+    for _ in range(5):
+        scores = model.train()(tokens, lengths).data
+        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores)).long())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    # Word dropout hid words in every step, and yet the row never learned a vector.
+    assert torch.equal(model.embedding.weight[UNK_ID], torch.zeros(4))
+    # An unknown word scores as a word whose vector is zero, whatever its row holds.
+    with torch.no_grad():
+        model.embedding.weight[UNK_ID] = 5.0
+    seen: list[torch.Tensor] = []
+    model.lstm.register_forward_hook(lambda _, args, __: seen.append(args[0].data.clone()))
+    model.eval()(torch.tensor([[UNK_ID, 5]]), torch.tensor([2]))
+    assert torch.equal(seen[0][0], torch.zeros(4))
+    assert seen[0][1].abs().sum() > 0

@@ -41,6 +41,21 @@ def test_conllu_reads_upos_by_option(tmp_path):
     assert sentences[0].tags == ("PRON", "AUX", "PART", "VERB", "PUNCT")
 
 
+def test_conllu_reads_joint_columns_beside_the_tag(tmp_path):
+    (first, second) = read_conllu(write(tmp_path, CONLLU), "xpos", ("upos", "feats"))
+    assert first.tags == ("PRP", "MD", "RB", "VB", ".")
+    assert first.joint == (("PRON", "AUX", "PART", "VERB", "PUNCT"), ("_",) * 5)
+    assert second.joint == (("INTJ",), ("_",))
+    assert read_conllu(write(tmp_path, CONLLU))[0].joint == ()
+
+
+def test_an_empty_joint_column_is_an_error_naming_the_line(tmp_path):
+    path = write(tmp_path, "1\tok\tok\tX\tNN\t\t_\t_\t_\t_\n")
+    with pytest.raises(DataFormatError) as caught:
+        read_conllu(path, "xpos", ("feats",))
+    assert str(caught.value) == f"{path}:1: empty FEATS column"
+
+
 def test_conllu_keeps_long_sentences_whole(tmp_path):
     lines = [f"{i}\tw{i}\t_\tX\tNN\t_\t_\t_\t_\t_" for i in range(1, 161)]
     sentences = read_conllu(write(tmp_path, "\n".join(lines) + "\n"))

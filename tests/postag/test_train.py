@@ -1,10 +1,12 @@
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from postag import dataset as datasets
+from postag.batching import collate
 from postag.checkpoint import load_checkpoint, save_checkpoint
 from postag.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from postag.inference import tag_sentences
@@ -275,25 +277,65 @@ def test_every_model_option_trains_and_survives_a_checkpoint(tiny_config, ewt_sl
         embedding_dropout=0.1,
         char_dim=16,
         char_filters=32,
+        word_dropout=0.1,
+        unknown_word_vector="zero",
     )
     config = replace(
         tiny_config,
-        data=replace(tiny_config.data, lowercase_words=True),
+        data=replace(tiny_config.data, lowercase_words=True, joint_columns=("upos", "feats")),
         model=model,
-        train=replace(tiny_config.train, epochs=3, batch_tokens=400),
+        train=replace(tiny_config.train, epochs=3, batch_tokens=400, label_smoothing=0.1),
     )
     prepared = datasets.load(config.data)
     result = fit(config, prepared)
     assert result.best_val_accuracy > MAJORITY_TAG_RATE + 0.2
 
+    assert set(result.model.joint_heads) == {"upos", "feats"}
     path = save_checkpoint(tmp_path / "best.pt", result.model.state_dict(), config, prepared)
     loaded = load_checkpoint(path)
+    assert not loaded.model.joint_heads  # they trained the encoder; the tag is what ships
     assert loaded.chars == prepared.chars.items
     sentences = [list(s.words) for s in read_conllu(ewt_slice["dev"])]
     tagged = [tag for sentence in tag_sentences(loaded, sentences) for tag in sentence]
     gold = [tag for s in read_conllu(ewt_slice["dev"]) for tag in s.tags]
     matches = sum(t == g for t, g in zip(tagged, gold, strict=True))
     assert matches / len(gold) == pytest.approx(result.best_val_accuracy)
+
+
+def test_joint_heads_learn_their_columns_from_the_shared_encoder(tiny_config):
+    config = replace(tiny_config, data=replace(tiny_config.data, joint_columns=("upos",)))
+    prepared = datasets.load(config.data)
+    result = fit(config, prepared)
+    dev = prepared.splits["dev"]
+    batch = collate(dev, np.arange(dev.num_sentences))
+    with torch.no_grad():
+        _, joint = result.model.eval().score_jointly(batch, torch.device("cpu"))
+    gold = torch.from_numpy(dev.joint["upos"])
+    # Sentences go in as the batch packs them: compare in that order.
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        batch.joint["upos"], batch.lengths, batch_first=True, enforce_sorted=False
+    ).data
+    assert sorted(packed.tolist()) == sorted(gold.tolist())
+    upos_accuracy = (joint["upos"].argmax(dim=-1) == packed).float().mean().item()
+    assert upos_accuracy > 0.6  # the most frequent UPOS (NOUN) is about 17%
+
+
+def test_label_smoothing_trains_a_less_certain_tagger(tiny_config):
+    """The same run (seed, batches) with and without smoothing: the smoothed tagger gives
+    its chosen tag less probability on dev."""
+    prepared = datasets.load(tiny_config.data)
+    dev = prepared.splits["dev"]
+
+    def confidence(label_smoothing: float) -> float:
+        train = replace(tiny_config.train, epochs=2, label_smoothing=label_smoothing)
+        model = fit(replace(tiny_config, train=train), prepared).model.eval()
+        batch = collate(dev, np.arange(len(dev.lengths)), with_chars=False)
+        with torch.no_grad():
+            scores = model.score(batch, torch.device("cpu")).data
+        return scores.softmax(dim=-1).amax(dim=-1).mean().item()
+
+    plain, smoothed = confidence(0.0), confidence(0.3)
+    assert smoothed < plain - 0.05, f"mean top probability {smoothed:.3f} against {plain:.3f}"
 
 
 def test_mixed_precision_without_cuda_is_refused_not_ignored(tiny_config):
