@@ -91,52 +91,57 @@ def read_conllu(
     tag_index = TAG_COLUMN_INDEX[tag_column]
     joint_indices = [TAG_COLUMN_INDEX[column] for column in joint_columns]
     sentences: list[Sentence] = []
-    words: list[str] = []
-    tags: list[str] = []
-    joint: list[list[str]] = [[] for _ in joint_columns]
-
-    def sentence() -> Sentence:
-        return Sentence(tuple(words), tuple(tags), tuple(tuple(labels) for labels in joint))
-
+    # Each word line's FORM, tag and joint labels, for the sentence being read.
+    rows: list[list[str]] = []
     for number, line in read_lines(path):
         if not line.strip():
-            if words:
-                sentences.append(sentence())
-                words, tags = [], []
-                joint = [[] for _ in joint_columns]
+            if rows:
+                sentences.append(_sentence(rows))
+                rows = []
             continue
         if line.startswith("#"):
             continue
-        columns = line.split("\t")
-        if len(columns) != CONLLU_COLUMNS:
-            raise DataFormatError(
-                path,
-                number,
-                f"expected {CONLLU_COLUMNS} tab-separated columns, found {len(columns)}",
-            )
-        token_id = columns[0]
-        if MULTIWORD_ID.fullmatch(token_id) or EMPTY_NODE_ID.fullmatch(token_id):
+        columns = _word_columns(path, number, line, len(rows) + 1)
+        if columns is None:
             continue
-        if not WORD_ID.fullmatch(token_id):
-            raise DataFormatError(path, number, f"token id {token_id!r} is not an integer")
-        if int(token_id) != len(words) + 1:
-            raise DataFormatError(
-                path, number, f"token id {token_id} out of order (expected {len(words) + 1})"
-            )
         word, tag = columns[FORM_INDEX], columns[tag_index]
         if not word or not tag:
             raise DataFormatError(path, number, "empty FORM or tag column")
-        for column, index, labels in zip(joint_columns, joint_indices, joint, strict=True):
+        for column, index in zip(joint_columns, joint_indices, strict=True):
             if not columns[index]:
                 raise DataFormatError(path, number, f"empty {column.upper()} column")
-            labels.append(columns[index])
-        words.append(word)
-        tags.append(tag)
-    if words:
-        sentences.append(sentence())
+        rows.append([word, tag, *(columns[index] for index in joint_indices)])
+    if rows:
+        sentences.append(_sentence(rows))
     if not sentences:
         raise DataFormatError(path, None, "no sentences found")
     return sentences
+
+
+def _word_columns(path: str | Path, number: int, line: str, expected_id: int) -> list[str] | None:
+    """A word line's columns; None for a multi-word range or an empty node. Its id must be
+    `expected_id`, the next in the sentence."""
+    columns = line.split("\t")
+    if len(columns) != CONLLU_COLUMNS:
+        raise DataFormatError(
+            path, number, f"expected {CONLLU_COLUMNS} tab-separated columns, found {len(columns)}"
+        )
+    token_id = columns[0]
+    if MULTIWORD_ID.fullmatch(token_id) or EMPTY_NODE_ID.fullmatch(token_id):
+        return None
+    if not WORD_ID.fullmatch(token_id):
+        raise DataFormatError(path, number, f"token id {token_id!r} is not an integer")
+    if int(token_id) != expected_id:
+        raise DataFormatError(
+            path, number, f"token id {token_id} out of order (expected {expected_id})"
+        )
+    return columns
+
+
+def _sentence(rows: list[list[str]]) -> Sentence:
+    """A sentence from its word lines' (FORM, tag, joint labels...) rows."""
+    words, tags, *joint = zip(*rows, strict=True)
+    return Sentence(words, tags, tuple(joint))
 
 
 def read_seed_ids(path: str | Path) -> list[Sentence]:

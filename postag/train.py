@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -217,6 +218,21 @@ def gradient_norm(parameters: list[nn.Parameter]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
+def batch_loss(
+    model: Tagger, batch: Batch, device: torch.device, label_smoothing: float
+) -> torch.Tensor:
+    """The batch's summed cross-entropy: the tag's, plus each joint head's on its column."""
+    scores, joint = model.score_jointly(batch, device)
+    pairs = [(scores.data, packed_targets(batch, device))]
+    pairs += [(s, packed_targets(batch, device, batch.joint[c])) for c, s in joint.items()]
+    return sum(
+        F.cross_entropy(
+            s.float(), t, ignore_index=PAD_ID, reduction="sum", label_smoothing=label_smoothing
+        )
+        for s, t in pairs
+    )
+
+
 def train_epoch(
     model: Tagger,
     optimizer: torch.optim.Optimizer,
@@ -236,9 +252,6 @@ def train_epoch(
     joint heads, the loss is the sum of every head's, the tag's and each joint column's.
     """
     model.train()
-    loss_fn = nn.CrossEntropyLoss(
-        ignore_index=PAD_ID, reduction="sum", label_smoothing=label_smoothing
-    )
     first_layer, last_layer = model.lstm_layer_parameters(0), model.lstm_layer_parameters(-1)
     # Sums stay on the device and are read once per epoch: a .item() per step would make
     # every step wait for the GPU.
@@ -251,11 +264,7 @@ def train_epoch(
             set_learning_rate(optimizer, rate((step + 1) / len(batches)))
         batch = collate(split, indices, with_chars=model.uses_chars)
         with precision(device, mixed_precision):
-            scores, joint = model.score_jointly(batch, device)
-            loss = loss_fn(scores.data.float(), packed_targets(batch, device))
-            for column, column_scores in joint.items():
-                targets = packed_targets(batch, device, batch.joint[column])
-                loss = loss + loss_fn(column_scores.float(), targets)
+            loss = batch_loss(model, batch, device, label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         (loss / batch.num_tokens).backward()
         first_norms += gradient_norm(first_layer)
@@ -330,8 +339,7 @@ def fit(
         torch.set_num_threads(train_config.num_threads)
     seed_everything(train_config.seed)
     device = resolve_device(train_config.device)
-    mixed = train_config.mixed_precision
-    precision(device, mixed)  # refuse an impossible setting before any work
+    precision(device, train_config.mixed_precision)  # refuse an impossible setting at once
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
     model, optimizer, average = _build(config, dataset, device, resume)
     state = resume or TrainingState()
@@ -346,7 +354,7 @@ def fit(
             batches,
             device,
             f"epoch {epoch}",
-            mixed,
+            train_config.mixed_precision,
             rate=lambda done, epoch=epoch: learning_rate(train_config, epoch - 1 + done),
             average=average if train_config.ema_decay else None,
             label_smoothing=train_config.label_smoothing,

@@ -140,6 +140,11 @@ class SweepConfig:
         values = plain_values(trial_config)
         return all(values.get(k) == v for k, v in self.baseline_point().items())
 
+    def searches_seeds(self) -> bool:
+        """train.seed is an axis of the search: each configuration is then ranked, and
+        registered, by its mean over its seeds (experiments/best.yaml)."""
+        return SEED_KEY in self.space
+
     def expected_trials(self) -> int:
         """Trials a complete sweep holds: the baseline and the samples (each a grid, for grid)."""
         per_sample = 1

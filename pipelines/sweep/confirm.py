@@ -123,7 +123,9 @@ class Confirmed:
 
     @property
     def name(self) -> str:
-        return trial_name(self.candidate.point, baseline=False)
+        point = {k: v for k, v in self.candidate.point.items() if k != SEED_KEY}
+        # A sweep of one configuration over seeds (experiments/best.yaml) names nothing else.
+        return trial_name(point, baseline=False) or "its configuration"
 
     def line(self) -> str:
         return (
@@ -146,6 +148,26 @@ def confirmed(
         Confirmed(candidate, by_point[point_key(candidate.point)])
         for candidate in chosen
         if point_key(candidate.point) in by_point
+    ]
+    return sorted(outcome, key=lambda c: c.mean, reverse=True)
+
+
+def seeds_of_the_search(runs: list[TrialRun], trials: list[Trial]) -> list[Confirmed]:
+    """With train.seed an axis of the search, each configuration with its finished seed
+    runs, best mean first: the search is its own confirmation, and its trials run side by
+    side. The candidate of each is its best seed run."""
+    points = {trial.trial_id: trial.config for trial in trials}
+    by_point: dict[str, list[Candidate]] = {}
+    for run in candidates(runs, TRIAL_ROLE):
+        point = points.get(run.trial_id or "")
+        if point is not None:
+            by_point.setdefault(point_key(point), []).append(Candidate(run, point))
+    outcome = [
+        Confirmed(
+            max(seeds, key=lambda seed: best_val_accuracy(seed.run)),
+            [seed.run for seed in seeds],
+        )
+        for seeds in by_point.values()
     ]
     return sorted(outcome, key=lambda c: c.mean, reverse=True)
 

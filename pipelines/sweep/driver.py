@@ -41,7 +41,7 @@ from pipelines.servers.probe import (
 )
 from pipelines.sweep.clock import SweepClock
 from pipelines.sweep.conclusion import conclude
-from pipelines.sweep.confirm import Candidate, confirmed, top_candidates
+from pipelines.sweep.confirm import Candidate, confirmed, seeds_of_the_search, top_candidates
 from pipelines.sweep.job import Sweep, load_sweep, sweep_experiment
 from pipelines.sweep.life import (
     STORAGE_DIR,
@@ -106,7 +106,7 @@ def run_sweep(
 def run_stages(life: SweepLife, prepared: PreparedDataset, force_best: bool, verbose: bool) -> dict:
     """The search, then its confirmation if the sweep asks, then the conclusion, each from
     the stage the sweep is in; a Tune stage interrupted ends the sweep there, and the same
-    command resumes it."""
+    command resumes it. A search over seeds is its own confirmation."""
     job = life.job
     if life.stage == SweepStage.REGISTERING and life.resuming:
         say(f"sweep '{job.sweep.name}': every trial concluded; resuming at registration")
@@ -125,6 +125,8 @@ def run_stages(life: SweepLife, prepared: PreparedDataset, force_best: bool, ver
                 return interrupted(life, stage)
             life.confirmed()
         confirmation = confirmed(chosen, life.trial_runs(), stage_trials(stage.tune_dir))
+    elif job.sweep.searches_seeds():
+        confirmation = seeds_of_the_search(life.trial_runs(), stage_trials(life.state.tune_dir))
     return conclude(life, confirmation, force_best)
 
 

@@ -1,8 +1,9 @@
 """Promotion of a sweep's winner, owned here from choice to alias.
 
-Which run wins: the search's best trial, or with a confirmation stage the best seed of the
-configuration with the best mean. It is registered as a new version under the sweep's own
-alias, and `best` follows it only by the champion rule: a gain on the same validation data.
+Which run wins: the search's best trial, or with a confirmation stage (or a search over
+seeds) the best seed of the configuration with the best mean. It is registered as a new
+version under the sweep's own alias, and `best` follows it only by the champion rule: a
+gain on the same validation data.
 The library (postag/registry.py) knows the model format and the registered model's name;
 it knows nothing of sweeps.
 """
@@ -268,8 +269,8 @@ def nothing_to_register(runs: list[TrialRun], sweep: SweepConfig) -> str:
 def register(
     job: Sweep, runs: list[TrialRun], confirmation: list[Confirmed] | None, force_best: bool
 ) -> Registered:
-    """The search's best run, or with a confirmation stage the best of the configuration
-    with the best mean over seeds."""
+    """The search's best run, or with a confirmation stage (or a search over seeds) the best
+    of the configuration with the best mean over seeds."""
     source = f"{job.config_path}"
     if confirmation is None:
         return register_winner(runs, job.sweep, source, force_best)

@@ -93,8 +93,10 @@ def test_a_full_disk_stops_the_sweep_cleanly_and_it_resumes_once_space_is_freed(
     fill_when_finished(1, tune_disk)
     assert "RUNNING" not in statuses(client)
     line = fill_when_finished(2, store_disk)
-    # Nothing can close a run in a store that cannot be written: said, and done on resume.
-    assert "could not close the sweep's MLflow runs" in line
+    # SQLite may still find room to close the runs (an update in place). Where it cannot,
+    # the line says so, and the resume closes them; no run is left RUNNING unsaid.
+    closed = "RUNNING" not in statuses(client)
+    assert closed or "could not close the sweep's MLflow runs" in line, (line, statuses(client))
 
     last = sweep_driver(config, tmp_path, env, "--storage", str(storage))
     assert last.wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
