@@ -165,7 +165,7 @@ def seeds_of_the_search(runs: list[TrialRun], trials: list[Trial]) -> list[Confi
     outcome = [
         Confirmed(
             max(seeds, key=lambda seed: best_val_accuracy(seed.run)),
-            [seed.run for seed in seeds],
+            sorted((seed.run for seed in seeds), key=lambda run: int(run.seed)),
         )
         for seeds in by_point.values()
     ]
