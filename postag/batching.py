@@ -106,15 +106,13 @@ def collate(split: Split, indices: np.ndarray, with_chars: bool = False) -> Batc
     columns = np.arange(lengths.sum()) - first
     sources = np.repeat(starts, lengths) + columns
     shape = (len(indices), int(lengths.max()))
-    tokens = np.full(shape, PAD_ID, dtype=np.int64)
-    tags = np.full(shape, PAD_ID, dtype=np.int64)
-    tokens[rows, columns] = split.tokens[sources]
-    tags[rows, columns] = split.tags[sources]
-    joint = {}
-    for column, labels in split.joint.items():
-        padded = np.full(shape, PAD_ID, dtype=np.int64)
-        padded[rows, columns] = labels[sources]
-        joint[column] = torch.from_numpy(padded)
+
+    def padded(flat: np.ndarray) -> torch.Tensor:
+        """(B, T) of the batch's entries of a per-token array, PAD_ID after each end."""
+        grid = np.full(shape, PAD_ID, dtype=np.int64)
+        grid[rows, columns] = flat[sources]
+        return torch.from_numpy(grid)
+
     spellings = spelling_index = None
     if with_chars:
         spellings, token_rows = _collate_spellings(split, sources)
@@ -123,12 +121,12 @@ def collate(split: Split, indices: np.ndarray, with_chars: bool = False) -> Batc
         spelling_index = torch.from_numpy(spelling_index)
     return Batch(
         indices=indices,
-        tokens=torch.from_numpy(tokens),
-        tags=torch.from_numpy(tags),
+        tokens=padded(split.tokens),
+        tags=padded(split.tags),
         lengths=torch.from_numpy(lengths),
         spellings=spellings,
         spelling_index=spelling_index,
-        joint=joint,
+        joint={column: padded(labels) for column, labels in split.joint.items()},
     )
 
 

@@ -133,21 +133,29 @@ class Confirmed:
         )
 
 
+def seed_runs_by_configuration(
+    runs: list[TrialRun], trials: list[Trial], role: str
+) -> dict[str, list[TrialRun]]:
+    """The finished runs of `role`, grouped by configuration (point_key)."""
+    points = {trial.trial_id: trial.config for trial in trials}
+    groups: dict[str, list[TrialRun]] = {}
+    for run in candidates(runs, role):
+        point = points.get(run.trial_id or "")
+        if point is not None:
+            groups.setdefault(point_key(point), []).append(run)
+    return groups
+
+
 def confirmed(
     chosen: list[Candidate], runs: list[TrialRun], trials: list[Trial]
 ) -> list[Confirmed]:
     """Each chosen configuration with its finished seed runs, best mean first; one whose
     seeds all failed is left out (the trial table shows its runs as FAILED)."""
-    points = {trial.trial_id: trial.config for trial in trials}
-    by_point: dict[str, list[TrialRun]] = {}
-    for run in candidates(runs, CONFIRMATION_ROLE):
-        point = points.get(run.trial_id or "")
-        if point is not None:
-            by_point.setdefault(point_key(point), []).append(run)
+    groups = seed_runs_by_configuration(runs, trials, CONFIRMATION_ROLE)
     outcome = [
-        Confirmed(candidate, by_point[point_key(candidate.point)])
+        Confirmed(candidate, groups[point_key(candidate.point)])
         for candidate in chosen
-        if point_key(candidate.point) in by_point
+        if point_key(candidate.point) in groups
     ]
     return sorted(outcome, key=lambda c: c.mean, reverse=True)
 
@@ -157,18 +165,11 @@ def seeds_of_the_search(runs: list[TrialRun], trials: list[Trial]) -> list[Confi
     runs, best mean first: the search is its own confirmation, and its trials run side by
     side. The candidate of each is its best seed run."""
     points = {trial.trial_id: trial.config for trial in trials}
-    by_point: dict[str, list[Candidate]] = {}
-    for run in candidates(runs, TRIAL_ROLE):
-        point = points.get(run.trial_id or "")
-        if point is not None:
-            by_point.setdefault(point_key(point), []).append(Candidate(run, point))
-    outcome = [
-        Confirmed(
-            max(seeds, key=lambda seed: best_val_accuracy(seed.run)),
-            sorted((seed.run for seed in seeds), key=lambda run: int(run.seed)),
-        )
-        for seeds in by_point.values()
-    ]
+    outcome = []
+    for seeds in seed_runs_by_configuration(runs, trials, TRIAL_ROLE).values():
+        best = max(seeds, key=best_val_accuracy)
+        in_seed_order = sorted(seeds, key=lambda run: int(run.seed))
+        outcome.append(Confirmed(Candidate(best, points[best.trial_id or ""]), in_seed_order))
     return sorted(outcome, key=lambda c: c.mean, reverse=True)
 
 

@@ -173,6 +173,18 @@ def test_rare_word_dropout_hides_rare_words_far_more_often_than_common_ones():
     assert "hide_probability" not in model.state_dict()  # training data, not weights
 
 
+def train_briefly(model: Tagger) -> None:
+    """Five AdamW steps on random sentences of 6 words, every target tag 0."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    tokens, lengths = torch.randint(2, 20, (8, 6)), torch.full((8,), 6)
+    for _ in range(5):
+        scores = model.train()(tokens, lengths).data
+        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores)).long())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 def test_an_unknown_word_has_no_vector_of_its_own_until_word_dropout_trains_one():
     def unknown_vector_after_training(word_dropout: float) -> torch.Tensor:
         config = ModelConfig(
@@ -181,14 +193,7 @@ def test_an_unknown_word_has_no_vector_of_its_own_until_word_dropout_trains_one(
         torch.manual_seed(0)
         model = Tagger(config, vocab_size=20, num_classes=3)
         assert torch.equal(model.embedding.weight[UNK_ID], torch.zeros(4))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-        tokens, lengths = torch.randint(2, 20, (8, 6)), torch.full((8,), 6)
-        for _ in range(5):
-            scores = model.train()(tokens, lengths).data
-            loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores)).long())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        train_briefly(model)
         return model.embedding.weight[UNK_ID].detach()
 
     # Unseen words at test time then all read as "no word", not as one random word.
@@ -207,14 +212,7 @@ def test_a_zero_unknown_word_vector_reads_hidden_and_unseen_words_as_no_vector()
     )
     torch.manual_seed(0)
     model = Tagger(config, vocab_size=20, num_classes=3)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-    tokens, lengths = torch.randint(2, 20, (8, 6)), torch.full((8,), 6)
-    for _ in range(5):
-        scores = model.train()(tokens, lengths).data
-        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(len(scores)).long())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    train_briefly(model)
     # Word dropout hid words in every step, and yet the row never learned a vector.
     assert torch.equal(model.embedding.weight[UNK_ID], torch.zeros(4))
     # An unknown word scores as a word whose vector is zero, whatever its row holds.
