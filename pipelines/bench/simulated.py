@@ -20,9 +20,9 @@ from pipelines.console import library_output_to
 from pipelines.runs import BEST_EPOCH, BEST_VAL_ACCURACY, FINISHED
 from pipelines.sweep.clock import SweepClock
 from pipelines.sweep.config import SweepConfig
-from pipelines.sweep.driver import run_stage
 from pipelines.sweep.job import Sweep, load_sweep
 from pipelines.sweep.life import SweepLife, sweep_storage
+from pipelines.sweep.stage_runner import run_stage
 from pipelines.sweep.stages import search_stage
 from pipelines.sweep.trial import DEVICE_KEY, NODE_KEY, REPORTED_AT_KEY, RESUMED_KEY
 from pipelines.tracking import child_runs, ensure_experiment, training_inputs

@@ -29,7 +29,7 @@ from pipelines.bench.simulated import CONCURRENT, TrackingFigures, load_simulate
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
 from pipelines.experiment import add_overrides_argument
 from pipelines.servers.local import MlflowServer, PostgresServer, ServiceDidNotStart
-from pipelines.sweep.stages import sigterm_as_ctrl_c
+from pipelines.sweep.stage_runner import sigterm_as_ctrl_c
 from postag import dataset as datasets
 from postag.config import ConfigError
 from postag.readers import DataFormatError

@@ -2,8 +2,8 @@
 so that the winner is the configuration with the best mean, not the luckiest single run.
 
 The stage is a second Ray Tune experiment whose trials are fixed points (a configuration
-and a seed); this file chooses the points and reads the outcome. The driver
-(pipelines/sweep/driver.py) runs it, and pipelines/sweep/promotion.py registers its winner.
+and a seed); this file chooses the points and reads the outcome.
+pipelines/sweep/stages.py runs it, and pipelines/sweep/promotion.py registers its winner.
 """
 
 from __future__ import annotations

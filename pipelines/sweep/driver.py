@@ -10,10 +10,10 @@ store unless MLFLOW_TRACKING_URI names another. Run it again after an interrupti
 same sweep resumes (Ray Tune's restore); `--fresh` abandons it and starts anew.
 
 Where things live (all in pipelines/sweep/ but tracking.py): the sweep's life (its stage,
-lock, state file and parent run) is life.py's SweepLife; the trial trains in trial.py; the
-Tune stages run in stages.py; MLflow is written by records.py (per epoch, through the Tune
-callback in trial_logger.py); conclusion.py registers the winner and reports. This file
-only drives.
+lock, state file and parent run) is life.py's SweepLife; its stages and their order are
+stages.py, each Tune stage run by stage_runner.py; the trial trains in trial.py; MLflow is
+written by records.py (per epoch, through the Tune callback in trial_logger.py);
+conclusion.py registers the winner and reports. This file opens the sweep and answers.
 """
 
 from __future__ import annotations
@@ -22,12 +22,10 @@ import argparse
 import os
 import time
 import traceback
-from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
 from ray import tune
-from ray.tune.experiment import Trial
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
 from pipelines.console import duration, library_output_to, say
@@ -40,26 +38,11 @@ from pipelines.servers.probe import (
     probe_tracking_server,
 )
 from pipelines.sweep.clock import SweepClock
-from pipelines.sweep.conclusion import conclude
-from pipelines.sweep.confirm import Candidate, confirmed, seeds_of_the_search, top_candidates
 from pipelines.sweep.job import Sweep, load_sweep, sweep_experiment
-from pipelines.sweep.life import (
-    STORAGE_DIR,
-    SweepBusy,
-    SweepLife,
-    SweepStage,
-    sweep_storage,
-)
-from pipelines.sweep.promotion import SweepFailed, nothing_to_register
-from pipelines.sweep.stages import (
-    Stage,
-    confirmation_stage,
-    fit_trials,
-    search_stage,
-    settled,
-    sigterm_as_ctrl_c,
-    stage_trials,
-)
+from pipelines.sweep.life import STORAGE_DIR, SweepBusy, SweepLife, sweep_storage
+from pipelines.sweep.promotion import SweepFailed
+from pipelines.sweep.stage_runner import sigterm_as_ctrl_c
+from pipelines.sweep.stages import RESUME_HINT, run_stages
 from pipelines.tracking import (
     ensure_experiment,
     sqlite_database,
@@ -69,12 +52,10 @@ from pipelines.tracking import (
 )
 from postag import dataset as datasets
 from postag.config import ConfigError
-from postag.dataset import PreparedDataset
 from postag.readers import DataFormatError
 from postag.sources import DataSourceError
 
 PROG = "postag sweep"
-RESUME_HINT = "run the same command again to resume"
 
 
 def run_sweep(
@@ -101,62 +82,6 @@ def run_sweep(
             if not life.resuming:
                 life.log_data(training_inputs(prepared).values())
             return run_stages(life, prepared, force_best, verbose)
-
-
-def run_stages(life: SweepLife, prepared: PreparedDataset, force_best: bool, verbose: bool) -> dict:
-    """The search, then its confirmation if the sweep asks, then the conclusion, each from
-    the stage the sweep is in; a Tune stage interrupted ends the sweep there, and the same
-    command resumes it. A search over seeds is its own confirmation."""
-    job = life.job
-    if life.stage == SweepStage.REGISTERING and life.resuming:
-        say(f"sweep '{job.sweep.name}': every trial concluded; resuming at registration")
-    if life.stage == SweepStage.SEARCHING:
-        stage = search_stage(job, life.state)
-        if not run_stage(life, stage, life.resuming, prepared, verbose):
-            return interrupted(life, stage)
-        life.searched()
-    confirmation = None
-    if job.sweep.confirm is not None:
-        chosen = best_of_the_search(life)
-        stage = confirmation_stage(job, life.state, chosen)
-        if life.stage == SweepStage.CONFIRMING:
-            restoring = tune.Tuner.can_restore(stage.tune_dir)
-            if not run_stage(life, stage, restoring, prepared, verbose):
-                return interrupted(life, stage)
-            life.confirmed()
-        confirmation = confirmed(chosen, life.trial_runs(), stage_trials(stage.tune_dir))
-    elif job.sweep.searches_seeds():
-        confirmation = seeds_of_the_search(life.trial_runs(), stage_trials(life.state.tune_dir))
-    return conclude(life, confirmation, force_best)
-
-
-def run_stage(
-    life: SweepLife, stage: Stage, resuming: bool, prepared: PreparedDataset, verbose: bool
-) -> bool:
-    """Run (or resume) a Tune stage; whether all of its trials concluded."""
-    callback = fit_trials(life.job, life.state, stage, resuming, prepared, verbose)
-    return settled(stage, callback)
-
-
-def best_of_the_search(life: SweepLife) -> list[Candidate]:
-    """The configurations the confirmation stage trains again; none is a failed sweep."""
-    assert life.job.sweep.confirm is not None
-    runs = life.trial_runs()
-    chosen = top_candidates(runs, stage_trials(life.state.tune_dir), life.job.sweep.confirm.top_k)
-    if not chosen:
-        life.gave_up()
-        raise SweepFailed(nothing_to_register(runs, life.job.sweep))
-    return chosen
-
-
-def interrupted(life: SweepLife, stage: Stage) -> dict:
-    life.interrupted()
-    done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in stage_trials(stage.tune_dir))
-    say(
-        f"sweep '{life.job.sweep.name}' interrupted in its {stage.name} with {done} of "
-        f"{stage.trials} trials concluded; {RESUME_HINT}"
-    )
-    return {"state": asdict(life.state), "interrupted": True}
 
 
 def main(argv: list[str] | None = None) -> int:

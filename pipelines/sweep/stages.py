@@ -1,110 +1,68 @@
-"""The Tune stages of a sweep: the search, and the confirmation of its best with new seeds.
+"""A sweep's stages, in their order: the search, then the confirmation of its best with new
+seeds if the sweep asks, then the conclusion (register, test, report). Each Tune stage is
+made here and run by pipelines/sweep/stage_runner.py; the sweep's life records which stage it
+is in (pipelines/sweep/life.py), so a rerun resumes there.
 
-Each stage is one Ray Tune experiment, run (or resumed from Tune's saved state) to its end;
-its trials' MLflow runs are written by the callback in pipelines/sweep/trial_logger.py and closed
-here once Tune has concluded them.
+A new stage is made here and given its place in `run_stages`; its name and its transition go
+to life.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import logging
-import os
-import signal
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict
 
-import mlflow
-import ray
-import ray._private.services as ray_services
-import ray._private.utils as ray_utils
 from ray import tune
 from ray.tune.experiment import Trial
 
 from pipelines.console import say
 from pipelines.runs import CONFIRMATION_ROLE, TRIAL_ROLE
-from pipelines.sweep.config import SweepConfig
+from pipelines.sweep.conclusion import conclude
 from pipelines.sweep.confirm import (
     Candidate,
     confirmation_param_space,
     confirmation_seeds,
     confirmation_tune_config,
+    confirmed,
     never_baseline,
     seed_points,
+    seeds_of_the_search,
+    top_candidates,
 )
 from pipelines.sweep.job import Sweep
-from pipelines.sweep.life import SweepState
-from pipelines.sweep.progress import SweepProgress
+from pipelines.sweep.life import SweepLife, SweepStage, SweepState
+from pipelines.sweep.promotion import SweepFailed, nothing_to_register
 from pipelines.sweep.search import param_space, tune_config
-from pipelines.sweep.trial import train_trial
-from pipelines.sweep.trial_logger import MlflowTrials, trial_name
-from pipelines.tracking import ui_base, without_credentials
+from pipelines.sweep.stage_runner import Stage, run_stage, stage_trials
 from postag.dataset import PreparedDataset
 
-
-@contextlib.contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (a job scheduler, `timeout`, `kill`) stops the sweep as Ctrl-C does.
-
-    Tune stops gracefully on SIGINT, saving its state; outside Tune, Ctrl-C raises
-    KeyboardInterrupt, which closes the sweep's runs. Set again after ray.init, whose own
-    SIGTERM handler would end the process at once.
-    """
-    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+RESUME_HINT = "run the same command again to resume"
 
 
-@contextlib.contextmanager
-def ray_processes_in_groups_of_their_own() -> Iterator[None]:
-    """The local Ray runtime that ray.init starts, each process in a process group of its
-    own, so that a stop signal sent to the driver's whole group (`timeout`, Slurm, systemd,
-    a container stop) reaches the driver alone, and it stops Tune as Ctrl-C does.
-
-    In the driver's group, Ray's processes died at once on such a SIGTERM; the driver then
-    waited 60 s for them and left runs RUNNING. Ray does the same on Windows, where it starts
-    them with CREATE_NEW_PROCESS_GROUP; on Linux they still end with the driver, through the
-    kernel's parent-death signal (Ray's fate sharing). Ray 2.60 starts every one of them
-    through `services.ConsolePopen`, replaced here for the call: no option of ray.init does
-    it.
-    """
-    if not ray_utils.detect_fate_sharing_support():
-        yield  # without fate sharing, Ray reaps its processes by their group: leave them
-        return
-    original = ray_services.ConsolePopen
-
-    class InAGroupOfItsOwn(original):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**kwargs, "process_group": 0})
-
-    ray_services.ConsolePopen = InAGroupOfItsOwn
-    try:
-        yield
-    finally:
-        ray_services.ConsolePopen = original
-
-
-def trial_resources(sweep: SweepConfig) -> tuple[dict, str]:
-    if sweep.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) > 0:
-        return {"cpu": 1, "gpu": sweep.gpus_per_trial}, "cuda"
-    return {"cpu": sweep.cpus_per_trial}, "cpu"
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One Ray Tune experiment of a sweep: the search, or the confirmation of its best."""
-
-    name: str
-    tune_dir: str
-    trials: int  # how many a complete stage holds
-    role: str  # of its runs (ROLE_TAG), the baseline's apart
-    is_baseline: Callable[[dict], bool]
-    # What a new experiment starts from; a restored one brings its own from Tune's state.
-    param_space: dict
-    tune_config: tune.TuneConfig
+def run_stages(life: SweepLife, prepared: PreparedDataset, force_best: bool, verbose: bool) -> dict:
+    """The search, then its confirmation if the sweep asks, then the conclusion, each from
+    the stage the sweep is in; a Tune stage interrupted ends the sweep there, and the same
+    command resumes it. A search over seeds is its own confirmation."""
+    job = life.job
+    if life.stage == SweepStage.REGISTERING and life.resuming:
+        say(f"sweep '{job.sweep.name}': every trial concluded; resuming at registration")
+    if life.stage == SweepStage.SEARCHING:
+        stage = search_stage(job, life.state)
+        if not run_stage(life, stage, life.resuming, prepared, verbose):
+            return interrupted(life, stage)
+        life.searched()
+    confirmation = None
+    if job.sweep.confirm is not None:
+        chosen = best_of_the_search(life)
+        stage = confirmation_stage(job, life.state, chosen)
+        if life.stage == SweepStage.CONFIRMING:
+            restoring = tune.Tuner.can_restore(stage.tune_dir)
+            if not run_stage(life, stage, restoring, prepared, verbose):
+                return interrupted(life, stage)
+            life.confirmed()
+        confirmation = confirmed(chosen, life.trial_runs(), stage_trials(stage.tune_dir))
+    elif job.sweep.searches_seeds():
+        confirmation = seeds_of_the_search(life.trial_runs(), stage_trials(life.state.tune_dir))
+    return conclude(life, confirmation, force_best)
 
 
 def search_stage(job: Sweep, state: SweepState) -> Stage:
@@ -120,8 +78,9 @@ def search_stage(job: Sweep, state: SweepState) -> Stage:
 
 
 def confirmation_stage(job: Sweep, state: SweepState, chosen: list[Candidate]) -> Stage:
-    assert job.sweep.confirm is not None and state.confirm_dir is not None
-    seeds = confirmation_seeds(job.sweep.confirm, job.run.train.seed)
+    confirm = job.sweep.confirm
+    assert confirm is not None and state.confirm_dir is not None
+    seeds = confirmation_seeds(confirm, job.run.train.seed)
     points = seed_points(chosen, seeds)
     return Stage(
         "confirmation",
@@ -131,126 +90,29 @@ def confirmation_stage(job: Sweep, state: SweepState, chosen: list[Candidate]) -
         never_baseline,
         confirmation_param_space(points),
         confirmation_tune_config(job.sweep, points),
-    )
-
-
-def fit_trials(
-    job: Sweep,
-    state: SweepState,
-    stage: Stage,
-    resuming: bool,
-    prepared: PreparedDataset,
-    verbose: bool,
-) -> MlflowTrials:
-    """Run (or resume) a stage's Tune experiment; the MLflow callback, to settle runs."""
-    # "local" when RAY_ADDRESS names no cluster: ray.init would otherwise join the last one
-    # `ray start` made on this machine, or wait on it if it is gone.
-    address = os.environ.get("RAY_ADDRESS") or "local"
-    with ray_processes_in_groups_of_their_own():
-        ray.init(address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=verbose)
-    try:
-        resources, device = trial_resources(job.sweep)
-        make_config = job.trial_configs
-        # with_parameters puts the dataset in Ray's object store once; trials read it there.
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                job.trainable or train_trial,
-                dataset=prepared,
-                dataset_digest=prepared.content_digest(),
-                make_config=make_config,
-                logical_gpus=job.sweep.logical_gpus,
-            ),
-            resources,
-        )
-        callback = MlflowTrials(
-            state.experiment_id,
-            state.parent_run_id,
-            prepared.directory,
-            # The driver's view of a trial's config; the trial reports the device it found.
-            functools.partial(make_config, device=device),
-            stage.is_baseline,
-            stage.role,
-            new_experiment=not resuming,
-        )
-        say_start(job, state, stage, resuming, device, resources)
-        tuner = make_tuner(job, stage, resuming, trainable, callback, verbose)
-        with sigterm_as_ctrl_c():
-            tuner.fit()
-    finally:
-        # A caller in this process (a test, a notebook) must not inherit our Ray instance.
-        ray.shutdown()
-    return callback
-
-
-def make_tuner(
-    job: Sweep, stage: Stage, resuming: bool, trainable, callback, verbose: bool
-) -> tune.Tuner:
-    if resuming:
-        # The callbacks come back from Tune's saved state, with the rest of the run config.
-        return tune.Tuner.restore(stage.tune_dir, trainable, resume_errored=False)
-    callbacks = [callback, SweepProgress(stage.trials, stage.is_baseline, trial_name)]
-    if job.clock is not None:
-        callbacks = [job.clock.opening, *callbacks, job.clock.closing]
-    return tune.Tuner(
-        trainable,
-        param_space=stage.param_space,
-        tune_config=stage.tune_config,
-        run_config=tune.RunConfig(
-            name=stage.tune_dir.rpartition("/")[2],
-            storage_path=job.tune_storage,
-            callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=job.sweep.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=1 if verbose else 0,
+        headline=(
+            f"the confirmation: the best {len(points) // confirm.seeds} configurations again with "
+            f"{confirm.seeds} new seeds each"
         ),
     )
 
 
-def say_start(
-    job: Sweep, state: SweepState, stage: Stage, resuming: bool, device: str, resources
-) -> None:
-    verb = "resuming" if resuming else "starting"
-    limits = f"on {device} ({resources} each, at most {job.sweep.max_concurrent_trials} at once)"
-    if stage.name == "confirmation":
-        confirm = job.sweep.confirm
-        assert confirm is not None
-        say(
-            f"sweep '{job.sweep.name}': {verb} the confirmation: the best "
-            f"{stage.trials // confirm.seeds} configurations again with {confirm.seeds} new "
-            f"seeds each, {stage.trials} trials {limits}"
-        )
-        return
-    uri = mlflow.get_tracking_uri()
+def best_of_the_search(life: SweepLife) -> list[Candidate]:
+    """The configurations the confirmation stage trains again; none is a failed sweep."""
+    assert life.job.sweep.confirm is not None
+    runs = life.trial_runs()
+    chosen = top_candidates(runs, stage_trials(life.state.tune_dir), life.job.sweep.confirm.top_k)
+    if not chosen:
+        life.gave_up()
+        raise SweepFailed(nothing_to_register(runs, life.job.sweep))
+    return chosen
+
+
+def interrupted(life: SweepLife, stage: Stage) -> dict:
+    life.interrupted()
+    done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in stage_trials(stage.tune_dir))
     say(
-        f"sweep '{job.sweep.name}' ({job.config_path}): {verb} {stage.trials} trials {limits}\n"
-        f"  MLflow {without_credentials(uri)}, parent run {state.parent_run_id}; "
-        f"UI {ui_base(uri)}{' (make ui)' if ui_base(uri) != uri else ''}\n"
-        f"  Ray, Tune and MLflow messages: {job.log_file}"
+        f"sweep '{life.job.sweep.name}' interrupted in its {stage.name} with {done} of "
+        f"{stage.trials} trials concluded; {RESUME_HINT}"
     )
-
-
-def stage_trials(tune_dir: str) -> list[Trial]:
-    """Every trial of a saved Tune experiment, read from disk."""
-    quiet = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # it warns of every trial without results yet
-    try:
-        return tune.ExperimentAnalysis(tune_dir).trials
-    finally:
-        quiet.setLevel(level)
-
-
-def settled(stage: Stage, callback: MlflowTrials) -> bool:
-    """Close the run of every trial of the stage that is TERMINATED or ERROR; whether all
-    of its trials are.
-
-    Read from disk: after Ctrl-C, the ResultGrid that fit() returns counts trials that never
-    started as concluded.
-    """
-    concluded = [
-        trial
-        for trial in stage_trials(stage.tune_dir)
-        if trial.status in (Trial.TERMINATED, Trial.ERROR)
-    ]
-    callback.settle(concluded)
-    return len(concluded) >= stage.trials
+    return {"state": asdict(life.state), "interrupted": True}

@@ -156,6 +156,8 @@ def test_each_confirmed_configuration_shows_its_mean_and_spread_in_mlflow(confir
 
 
 def test_a_sweep_stopped_in_its_confirmation_resumes_there(confirmed_sweep):
+    headline = "the confirmation: the best 2 configurations again with 2 new seeds each, 4 trials"
+    assert f"starting {headline}" in confirmed_sweep.stopped
     assert "interrupted in its confirmation" in confirmed_sweep.stopped
     roles = confirmed_sweep.roles
     # The search was not run again, and each confirmation trial has one run.
@@ -164,5 +166,5 @@ def test_a_sweep_stopped_in_its_confirmation_resumes_there(confirmed_sweep):
     assert {r.info.status for r in roles["confirmation"]} == {"FINISHED"}
     assert len({r.data.tags["ray_trial_id"] for r in roles["confirmation"]}) == 4
     console = confirmed_sweep.console
-    assert "resuming the confirmation" in console and "Traceback" not in console
+    assert f"resuming {headline}" in console and "Traceback" not in console
     assert "confirmed lr" in console and "registered version 1" in console

@@ -15,7 +15,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipelines.sweep.driver import RESUME_HINT
+from pipelines.sweep.stages import RESUME_HINT
 from tests.helpers import small_sweep, trial_runs, wait_for, write_experiment
 
 DISK_BYTES = 48 * 2**20

@@ -14,7 +14,7 @@ import mlflow
 import pytest
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE
-from pipelines.sweep.driver import RESUME_HINT
+from pipelines.sweep.stages import RESUME_HINT
 from tests.helpers import trial_runs, wait_for, write_experiment
 
 STOP_LIMIT_SECONDS = 240
