@@ -4,9 +4,11 @@ bar (tqdm), elsewhere (CI, a log) a line every so often, with the best so far an
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
@@ -14,6 +16,7 @@ from tqdm import tqdm
 
 from pipelines.console import duration, say
 from pipelines.runs import BEST_VAL_ACCURACY
+from pipelines.sweep.trial import PLANNED_EPOCHS_KEY
 
 # How often a non-terminal console gets a progress line.
 PROGRESS_EVERY_S = 30.0
@@ -32,7 +35,6 @@ class SweepProgress(Callback):
     def _start(self) -> None:
         self.started = time.monotonic()
         self.last_line = self.started
-        self.done_here = 0  # trials concluded by this driver, for the time estimate
         self.interactive = sys.stdout.isatty()
         self.bar = (
             tqdm(total=self.total, unit="trial", dynamic_ncols=True) if self.interactive else None
@@ -75,7 +77,6 @@ class SweepProgress(Callback):
             self.bar.close()
 
     def _concluded(self, trials, trial: Trial, outcome: str) -> None:
-        self.done_here += 1
         # Tune calls this hook before it marks the trial itself as concluded.
         done = self._counts([t for t in trials if t is not trial])["done"] + 1
         say(
@@ -99,11 +100,67 @@ class SweepProgress(Callback):
         ]
         best = f"best val {100 * max(scores):.2f}%" if scores else "no result yet"
         elapsed = time.monotonic() - self.started
-        left = ""
-        if self.done_here:
-            remaining = self.total - counts["done"]
-            left = f", ~{duration(elapsed / self.done_here * remaining)} left"
+        left = self._time_left(trials, counts)
+        left = f", ~{duration(left)} left" if left is not None else ""
         return (
             f"{counts['done']}/{self.total} done, {counts['running']} running, "
             f"{counts['pending']} pending; {best}; {duration(elapsed)} elapsed{left}"
         )
+
+    def _time_left(self, trials: list[Trial], counts: dict[str, int]) -> float | None:
+        running = [t for t in trials if t.status == Trial.RUNNING]
+        finished = [t for t in trials if t.status == Trial.TERMINATED]
+        return time_left(
+            [p for t in running if (p := pace(t, self.is_baseline(t.config)))],
+            [p for t in finished if (p := pace(t, self.is_baseline(t.config)))],
+            pending=counts["pending"],
+            slots=max(counts["running"], 1),
+        )
+
+
+@dataclass(frozen=True)
+class Pace:
+    """A trial's pace, read from its last result."""
+
+    seconds_per_epoch: float
+    epochs_done: int
+    epochs: int
+    baseline: bool
+
+    @property
+    def seconds_left(self) -> float:
+        return self.seconds_per_epoch * (self.epochs - self.epochs_done)
+
+    @property
+    def seconds_in_all(self) -> float:
+        return self.seconds_per_epoch * self.epochs
+
+
+def pace(trial: Trial, baseline: bool) -> Pace | None:
+    """None until the trial has reported an epoch."""
+    result = trial.last_result or {}
+    if not {"epoch", PLANNED_EPOCHS_KEY, "time_total_s"} <= result.keys():
+        return None
+    epoch = int(result["epoch"])
+    # A running trial's last epoch follows the cores' load now: a neighbour that finished,
+    # the weight averaging that began. The first epoch also holds the trial's start-up.
+    last = result.get("time_this_iter_s")
+    recent = trial.status == Trial.RUNNING and epoch > 1 and last is not None
+    per_epoch = last if recent else result["time_total_s"] / epoch
+    return Pace(per_epoch, epoch, int(result[PLANNED_EPOCHS_KEY]), baseline)
+
+
+def time_left(running: list[Pace], finished: list[Pace], pending: int, slots: int) -> float | None:
+    """Seconds until the stage ends, or None before any running trial has an epoch.
+
+    Not the finished trials' share of the whole: trials side by side finish together, and a
+    short baseline done in the first minutes would make that share say the sweep is a
+    quarter done. The running trials end at their own pace; each pending one takes as long
+    as a searched trial in all, and they share the slots the running trials free.
+    """
+    if not running:
+        return None
+    searched = [p for p in [*running, *finished] if not p.baseline] or running
+    per_pending = statistics.fmean(p.seconds_in_all for p in searched)
+    work = sum(p.seconds_left for p in running) + pending * per_pending
+    return max(max(p.seconds_left for p in running), work / slots)

@@ -40,6 +40,8 @@ DEVICE_KEY = "device"  # where the trial trained, as its worker found it
 PID_KEY = "pid"
 # When the epoch's work ended and its report began (wall clock): where a trial's time went.
 REPORTED_AT_KEY = "reported_at"
+# The epochs the trial trains in all: the sweep's estimate of its time left.
+PLANNED_EPOCHS_KEY = "epochs_planned"
 
 
 # What a truncated or overwritten checkpoint raises on reading: torch's zip reader a
@@ -140,6 +142,7 @@ def train_trial(
             tune.report(
                 {
                     "epoch": result.epoch,
+                    PLANNED_EPOCHS_KEY: config.train.epochs,
                     **result.metrics(),
                     **system,
                     BEST_VAL_ACCURACY: state.best_val_accuracy,
