@@ -21,7 +21,7 @@ from optuna.distributions import (
 
 from pipelines.commands.plots import pyplot
 from pipelines.runs import TrialRun, best_val_accuracy, candidates
-from pipelines.sweep.config import Range, SweepConfig, Value
+from pipelines.sweep.config import SEED_KEY, Range, SweepConfig, Value
 
 # fANOVA fits a random forest: a fixed seed gives the same figures for the same trials.
 FANOVA_SEED = 0
@@ -84,10 +84,13 @@ def trial_value(run: TrialRun, dotted: str, dist: BaseDistribution) -> Value:
 def varied_axes(sweep: SweepConfig) -> dict[str, tuple[str, BaseDistribution]]:
     """The axes that took more than one value, by parameter name: (dotted key, distribution).
 
-    An axis of one value explains nothing, so it is left out.
+    An axis of one value explains nothing, so it is left out. So is the seed: what it
+    "explains" is noise, and a sweep over seeds alone (best.yaml's) has no importance to tell.
     """
     varied = {}
     for key, axis in sweep.space.items():
+        if key == SEED_KEY:
+            continue
         if isinstance(axis, Range) or len(set(map(str, axis))) > 1:
             varied[key.rpartition(".")[2]] = (key, distribution(axis))
     return varied
@@ -121,6 +124,8 @@ def fanova() -> optuna.importance.BaseImportanceEvaluator:
 def parameter_importance(runs: list[TrialRun], sweep: SweepConfig) -> tuple[Importance | None, str]:
     """fANOVA importance of the searched axes, or None and why it cannot be told."""
     if not varied_axes(sweep):
+        if SEED_KEY in sweep.space:
+            return None, "only the seed varied: its share would be noise, not a setting's"
         return None, "no axis took more than one value"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = study_of(runs, sweep)

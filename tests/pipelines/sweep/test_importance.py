@@ -37,3 +37,20 @@ def test_importance_of_the_swept_learning_rate_is_all_there_is(swept):
     importance, why = parameter_importance(read_trial_runs(runs), sweep)
     assert why == "" and importance.trials == 2
     assert importance.shares == {"lr": pytest.approx(1.0)}
+
+
+def test_a_sweep_over_seeds_alone_tells_no_importance(swept):
+    """best.yaml's search is its seeds: a seed's share of the variance is noise."""
+    _, runs, _, _ = swept
+    sweep = SweepConfig(name="seeds", space={"train.seed": [1, 2, 3]}, baseline={})
+    importance, why = parameter_importance(read_trial_runs(runs), sweep)
+    assert importance is None and why.startswith("only the seed varied")
+
+
+def test_the_seed_beside_a_real_axis_is_left_out_of_the_shares(swept):
+    _, runs, _, _ = swept
+    sweep = SweepConfig(
+        name="lr", space={"train.lr": [0.005, 0.002], "train.seed": [1, 2]}, baseline={}
+    )
+    importance, _ = parameter_importance(read_trial_runs(runs), sweep)
+    assert set(importance.shares) == {"lr"}
