@@ -18,9 +18,16 @@ from pipelines.console import duration, say
 from pipelines.runs import BEST_VAL_ACCURACY
 from pipelines.sweep.trial import PLANNED_EPOCHS_KEY
 
-# How often a non-terminal console gets a progress line.
+# How often a non-terminal console gets a progress line: every 30 s at first, then every
+# tenth of the time elapsed, so that a log holds about 45 lines for a 2-hour sweep, not 270.
 PROGRESS_EVERY_S = 30.0
+PROGRESS_SHARE_OF_ELAPSED = 0.1
 BAR_EVERY_S = 1.0
+
+
+def line_interval(elapsed: float) -> float:
+    """Seconds between progress lines on a console that is not a terminal."""
+    return max(PROGRESS_EVERY_S, PROGRESS_SHARE_OF_ELAPSED * elapsed)
 
 
 class SweepProgress(Callback):
@@ -59,9 +66,10 @@ class SweepProgress(Callback):
         self._concluded(trials, trial, f"FAILED  {error[-1] if error else ''}")
 
     def on_step_end(self, iteration, trials, **info):
-        # Tune steps many times a second: redraw the bar once a second, a line every 30 s.
-        every = BAR_EVERY_S if self.bar is not None else PROGRESS_EVERY_S
-        if time.monotonic() - self.last_line < every:
+        # Tune steps many times a second: redraw the bar once a second, a line more rarely.
+        now = time.monotonic()
+        every = BAR_EVERY_S if self.bar is not None else line_interval(now - self.started)
+        if now - self.last_line < every:
             return
         self.last_line = time.monotonic()
         counts = self._counts(trials)

@@ -84,3 +84,15 @@ def test_no_estimate_before_a_running_trial_has_trained_an_epoch(reported, monke
         running.update_last_result({"epoch": 1, "time_total_s": 60.0})
     line = progress_line([running], 2, monkeypatch, capsys)
     assert "0/2 done, 1 running, 1 pending" in line and "left" not in line
+
+
+def test_a_long_sweep_in_a_log_gets_tens_of_progress_lines_not_hundreds():
+    """best.yaml's 2 h 17 min sweep printed 270 lines at one every 30 s; the first minutes
+    still get one every 30 s."""
+    sweep_seconds, printed, last = 137 * 60, [], 0.0
+    for now in range(1, sweep_seconds):
+        if now - last >= progress.line_interval(now):
+            printed.append(now)
+            last = now
+    assert printed[:4] == [30, 60, 90, 120]
+    assert 30 <= len(printed) <= 60
