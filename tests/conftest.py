@@ -29,6 +29,20 @@ SLICE_SENTENCES = {"train": 600, "dev": 150, "test": 150}
 LONG_FOLDERS = ("tests/e2e/", "tests/pipelines/bench/")
 
 
+# Threads each test process, and each process it starts, gives torch. `make test` runs test
+# files side by side, one process per core (pytest-xdist): a torch spreading the tests' tiny
+# models over every core as well only spins. One thread halved the CPU of test_train.py
+# alone and took its wall time from 97 s to 77 s. Trials set their own (cpus_per_trial).
+TORCH_THREADS = "1"
+
+
+def pytest_configure(config):
+    """One torch thread a test process unless OMP_NUM_THREADS says otherwise; the processes
+    the tests start (sweep drivers, `postag` commands, servers) inherit the setting."""
+    os.environ.setdefault("OMP_NUM_THREADS", TORCH_THREADS)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def pytest_collection_modifyitems(items):
     """The long files first, so that the two `make test` workers (pytest-xdist, in this
     order: `--no-loadscope-reorder`) do not end with one of them alone on a long one. The
