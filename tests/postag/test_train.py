@@ -275,8 +275,8 @@ def test_every_model_option_trains_and_survives_a_checkpoint(tiny_config, ewt_sl
         residual=True,
         dropout=0.2,
         embedding_dropout=0.1,
-        char_dim=16,
-        char_filters=32,
+        char_dim=8,
+        char_filters=16,
         word_dropout=0.1,
         unknown_word_vector="zero",
     )
@@ -284,7 +284,7 @@ def test_every_model_option_trains_and_survives_a_checkpoint(tiny_config, ewt_sl
         tiny_config,
         data=replace(tiny_config.data, lowercase_words=True, joint_columns=("upos", "feats")),
         model=model,
-        train=replace(tiny_config.train, epochs=3, batch_tokens=400, label_smoothing=0.1),
+        train=replace(tiny_config.train, epochs=3, batch_tokens=800, label_smoothing=0.1),
     )
     prepared = datasets.load(config.data)
     result = fit(config, prepared)
