@@ -19,7 +19,7 @@ from pipelines.runs import BEST_VAL_ACCURACY
 from pipelines.sweep.trial import PLANNED_EPOCHS_KEY
 
 # How often a non-terminal console gets a progress line: every 30 s at first, then every
-# tenth of the time elapsed, so that a log holds about 45 lines for a 2-hour sweep, not 270.
+# tenth of the time elapsed, so that a log holds about 40 lines for a 2-hour sweep, not 240.
 PROGRESS_EVERY_S = 30.0
 PROGRESS_SHARE_OF_ELAPSED = 0.1
 BAR_EVERY_S = 1.0
