@@ -89,11 +89,13 @@ def varied_axes(sweep: SweepConfig) -> dict[str, tuple[str, BaseDistribution]]:
     """
     varied = {}
     for key, axis in sweep.space.items():
-        if key == SEED_KEY:
-            continue
-        if isinstance(axis, Range) or len(set(map(str, axis))) > 1:
+        if key != SEED_KEY and took_several_values(axis):
             varied[key.rpartition(".")[2]] = (key, distribution(axis))
     return varied
+
+
+def took_several_values(axis: list[Value] | Range) -> bool:
+    return isinstance(axis, Range) or len(set(map(str, axis))) > 1
 
 
 def study_of(runs: list[TrialRun], sweep: SweepConfig) -> optuna.Study:
@@ -124,7 +126,7 @@ def fanova() -> optuna.importance.BaseImportanceEvaluator:
 def parameter_importance(runs: list[TrialRun], sweep: SweepConfig) -> tuple[Importance | None, str]:
     """fANOVA importance of the searched axes, or None and why it cannot be told."""
     if not varied_axes(sweep):
-        if SEED_KEY in sweep.space:
+        if took_several_values(sweep.space.get(SEED_KEY, [])):
             return None, "only the seed varied: its share would be noise, not a setting's"
         return None, "no axis took more than one value"
     optuna.logging.set_verbosity(optuna.logging.WARNING)

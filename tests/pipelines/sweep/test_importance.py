@@ -54,3 +54,10 @@ def test_the_seed_beside_a_real_axis_is_left_out_of_the_shares(swept):
     )
     importance, _ = parameter_importance(read_trial_runs(runs), sweep)
     assert set(importance.shares) == {"lr"}
+
+
+def test_a_seed_axis_of_one_value_is_no_axis_at_all(swept):
+    _, runs, _, _ = swept
+    sweep = SweepConfig(name="one", space={"train.seed": [1], "train.lr": [0.005]}, baseline={})
+    importance, why = parameter_importance(read_trial_runs(runs), sweep)
+    assert importance is None and why == "no axis took more than one value"
