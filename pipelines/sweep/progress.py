@@ -71,7 +71,7 @@ class SweepProgress(Callback):
         every = BAR_EVERY_S if self.bar is not None else line_interval(now - self.started)
         if now - self.last_line < every:
             return
-        self.last_line = time.monotonic()
+        self.last_line = now
         counts = self._counts(trials)
         if self.bar is not None:
             self.bar.n = counts["done"]
