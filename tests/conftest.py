@@ -39,8 +39,9 @@ TORCH_THREADS = "1"
 def pytest_configure(config):
     """One torch thread a test process unless OMP_NUM_THREADS says otherwise; the processes
     the tests start (sweep drivers, `postag` commands, servers) inherit the setting."""
-    os.environ.setdefault("OMP_NUM_THREADS", TORCH_THREADS)
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    threads = os.environ.setdefault("OMP_NUM_THREADS", TORCH_THREADS)
+    if threads.isdigit():  # OpenMP also takes a list per nesting level ("4,2"); torch does not
+        torch.set_num_threads(int(threads))
 
 
 def pytest_collection_modifyitems(items):
