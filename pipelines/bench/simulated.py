@@ -22,7 +22,7 @@ from pipelines.sweep.clock import SweepClock
 from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.job import Sweep, load_sweep
 from pipelines.sweep.life import SweepLife, sweep_storage
-from pipelines.sweep.stage_runner import run_stage
+from pipelines.sweep.stage_runner import one_ray_for_the_stages, run_stage
 from pipelines.sweep.stages import search_stage
 from pipelines.sweep.trial import DEVICE_KEY, NODE_KEY, REPORTED_AT_KEY, RESUMED_KEY
 from pipelines.tracking import child_runs, ensure_experiment, training_inputs
@@ -156,9 +156,10 @@ def measure(
         with SweepLife.open(job, experiment_id, fresh=True) as life:
             life.log_data(training_inputs(prepared).values())
             before = resident_megabytes()
-            if not run_stage(life, search_stage(job, life.state), False, prepared, False):
-                # Tune stopped on Ctrl-C or SIGTERM before every trial concluded: no figures.
-                raise KeyboardInterrupt
+            with one_ray_for_the_stages():
+                if not run_stage(life, search_stage(job, life.state), False, prepared, False):
+                    # Tune stopped on Ctrl-C or SIGTERM before every trial concluded: no figures.
+                    raise KeyboardInterrupt
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KILOBYTE
             runs = child_runs(experiment_id, life.state.parent_run_id)
             missing, repeated = epochs_missing_and_repeated(runs, epochs)
