@@ -18,6 +18,7 @@ from postag.registry import REGISTERED_MODEL
 from tests.helpers import TINY_SWEEP, start_sweep, wait_for, write_experiment
 
 STOP_LIMIT_SECONDS = 240
+RAY_STARTED = "Started a local Ray instance"
 # The tiny sweep, over three learning rates that all train, with its top 2 confirmed.
 SWEEP = {
     **TINY_SWEEP,
@@ -46,11 +47,11 @@ def best_val(run) -> float:
 
 
 @pytest.fixture(scope="module")
-def confirmed_sweep(ewt_slice, tmp_path_factory):
+def confirmed_sweep(ewt_slice, tmp_path_factory, sqlite_store):
     """The confirmation sweep, stopped (SIGTERM) in its confirmation and run again to its
     end: (what the rerun's driver printed, its runs by role, the client)."""
     tmp_path = tmp_path_factory.mktemp("confirm")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"}
     config = write_experiment(tmp_path, ewt_slice, SWEEP)
     client = mlflow.MlflowClient(uri)
@@ -68,6 +69,8 @@ def confirmed_sweep(ewt_slice, tmp_path_factory):
         drivers[0].send_signal(signal.SIGTERM)
         assert drivers[0].wait(timeout=STOP_LIMIT_SECONDS) == INTERRUPTED_EXIT_CODE
         stopped = log.read_text()
+        # The libraries' messages, Ray's among them, go to the sweep's own log.
+        ray_starts = (tmp_path / "tune" / "confirm.log").read_text().count(RAY_STARTED)
         experiment = client.get_experiment_by_name("postag").experiment_id
         search_before = {r.info.run_id for r in runs_by_role(client, experiment)["trial"]}
         drivers.append(start_sweep(config, tmp_path, env))
@@ -77,7 +80,8 @@ def confirmed_sweep(ewt_slice, tmp_path_factory):
             if driver.poll() is None:
                 os.killpg(driver.pid, signal.SIGKILL)
     console = log.read_text().removeprefix(stopped)
-    return Confirmed(stopped, console, search_before, runs_by_role(client, experiment), client)
+    roles = runs_by_role(client, experiment)
+    return Confirmed(stopped, console, search_before, roles, client, ray_starts)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Confirmed:
     search_before: set[str]  # the search's runs when it stopped
     roles: dict[str, list]
     client: mlflow.MlflowClient
+    ray_starts: int  # by the driver that ran the search and began the confirmation
 
     @property
     def version(self):
@@ -168,3 +173,8 @@ def test_a_sweep_stopped_in_its_confirmation_resumes_there(confirmed_sweep):
     console = confirmed_sweep.console
     assert f"resuming {headline}" in console and "Traceback" not in console
     assert "confirmed lr" in console and "registered version 1" in console
+
+
+def test_the_search_and_its_confirmation_share_one_ray(confirmed_sweep):
+    """Ray starts once a driver, not once a stage: some 5 CPU-s and seconds of start-up."""
+    assert confirmed_sweep.ray_starts == 1
