@@ -125,10 +125,16 @@ def fanova() -> optuna.importance.BaseImportanceEvaluator:
 
 def parameter_importance(runs: list[TrialRun], sweep: SweepConfig) -> tuple[Importance | None, str]:
     """fANOVA importance of the searched axes, or None and why it cannot be told."""
-    if not varied_axes(sweep):
+    axes = varied_axes(sweep)
+    if not axes:
         if took_several_values(sweep.space.get(SEED_KEY, [])):
             return None, "only the seed varied: its share would be noise, not a setting's"
         return None, "no axis took more than one value"
+    if len(axes) == 1:
+        # Its share is 1 whatever the scores: the figure and the metric would say nothing,
+        # and a random forest and its plots cost the sweep's end 3 CPU-s of imports.
+        (name,) = axes
+        return None, f"only {name} varied, so it holds all the variance; the trial table shows how"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = study_of(runs, sweep)
     if len(study.trials) < 2:

@@ -8,7 +8,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from matplotlib.image import imread
 
 from postag.readers import read_conllu
 from postag.registry import REGISTERED_MODEL, best_model_uri
@@ -151,17 +150,20 @@ def test_the_registered_version_shows_validation_and_test_accuracy_and_its_sweep
     )
 
 
-def test_the_sweep_records_what_mattered(swept, tmp_path):
+def test_a_sweep_of_one_axis_says_it_holds_all_the_variance(swept, tmp_path):
+    """Only lr varied: fANOVA would give it a share of 1 whatever the trials scored, so the
+    sweep says so rather than record a figure that tells nothing (test_sweep_search has the
+    fANOVA of several axes)."""
     outcome, _, client, _ = swept
     parent = outcome["state"]["parent_run_id"]
-    # One axis varied (lr) and two of its trials finished: it explains all there is.
-    assert client.get_run(parent).data.metrics["importance.lr"] == pytest.approx(1.0)
-    summary = client.download_artifacts(parent, "trials.md", str(tmp_path))
-    assert "## What mattered" in Path(summary).read_text()
-    assert "| lr | 1.000 |" in Path(summary).read_text()
-    for name in ("param_importance.png", "parallel_coordinates.png"):
-        height, width, _ = imread(client.download_artifacts(parent, name, str(tmp_path))).shape
-        assert height > 300 and width > 300, name
+    assert not any(name.startswith("importance.") for name in client.get_run(parent).data.metrics)
+    summary = Path(client.download_artifacts(parent, "trials.md", str(tmp_path))).read_text()
+    assert (
+        "## What mattered\n\nNot measured: only lr varied, so it holds all the variance" in summary
+    )
+    assert {a.path for a in client.list_artifacts(parent)}.isdisjoint(
+        {"param_importance.png", "parallel_coordinates.png"}
+    )
 
 
 def test_each_trials_config_is_resolved_once_and_travels_in_its_checkpoint(swept, tmp_path):

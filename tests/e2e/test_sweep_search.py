@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
+from matplotlib.image import imread
 
 from pipelines.sweep.driver import run_sweep
 from postag.registry import best_model_uri, load_tagger
@@ -44,9 +46,9 @@ def shrunk_search() -> dict:
 
 
 def test_search_yaml_samples_with_optuna_and_registers_a_char_tagger(
-    ewt_slice, tmp_path, monkeypatch
+    ewt_slice, tmp_path, monkeypatch, sqlite_store
 ):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("RAY_ADDRESS", "local")
     mlflow.set_tracking_uri(uri)
@@ -96,3 +98,17 @@ def test_search_yaml_samples_with_optuna_and_registers_a_char_tagger(
         "char_filters",
     ):
         assert registered.data.params[name] == best.data.params[name], name
+
+    # What mattered: fANOVA shares out the searched axes' variance (the seed is not one),
+    # recorded as metrics, in trials.md, and as Optuna's two plots.
+    parent = mlflow.MlflowClient(uri).get_run(outcome["state"]["parent_run_id"])
+    shares = {k: v for k, v in parent.data.metrics.items() if k.startswith("importance.")}
+    assert {"importance.hidden_size", "importance.lr"} <= shares.keys()
+    assert "importance.seed" not in shares and sum(shares.values()) == pytest.approx(1.0)
+    client = mlflow.MlflowClient(uri)
+    summary = Path(client.download_artifacts(parent.info.run_id, "trials.md", str(tmp_path)))
+    assert "fANOVA importance for best validation accuracy over 4 finished" in summary.read_text()
+    for name in ("param_importance.png", "parallel_coordinates.png"):
+        figure = client.download_artifacts(parent.info.run_id, name, str(tmp_path))
+        height, width, _ = imread(figure).shape
+        assert height > 300 and width > 300, name
