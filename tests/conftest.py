@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
+import shutil
 import signal
+import sqlite3
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
 from filelock import FileLock
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import fluent as mlflow_fluent
 from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
@@ -95,6 +100,33 @@ def tiny_config(ewt_slice, tmp_path_factory) -> RunConfig:
             epochs=6, batch_size=16, lr=3e-3, device="cpu", output_dir=str(tmp_path / "run")
         ),
     )
+
+
+@pytest.fixture(scope="session")
+def sqlite_store(tmp_path_factory) -> Callable[[Path], str]:
+    """Makes a new, empty MLflow sqlite store in a folder and gives its URI.
+
+    MLflow builds a new store's schema by running each of its migrations, some 1.5 CPU-s
+    a store, paid by whichever sweep, server or command opens it first. Each test process
+    pays it once here: the stores are copies of one it made, with the default
+    experiment's artifacts moved beside each copy (`mlruns/`, where MLflow would put them)."""
+    template = tmp_path_factory.mktemp("empty-store")
+    SqlAlchemyStore(f"sqlite:///{template / SQLITE_STORE}", str(template / "mlruns"))
+
+    def make(folder: Path, name: str = SQLITE_STORE) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template / SQLITE_STORE, folder / name)
+        with contextlib.closing(sqlite3.connect(folder / name)) as database, database:
+            database.execute(
+                "UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)",
+                (str(template / "mlruns"), str(folder / "mlruns")),
+            )
+        return f"sqlite:///{folder / name}"
+
+    return make
+
+
+SQLITE_STORE = "mlflow.db"
 
 
 @pytest.fixture(autouse=True)

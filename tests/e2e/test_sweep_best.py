@@ -33,13 +33,13 @@ def ci_sized(values: dict) -> dict:
 
 
 def test_best_yaml_trains_its_seeds_side_by_side_and_registers_their_mean(
-    ewt_slice, tmp_path, sweep_driver, monkeypatch, capsys
+    ewt_slice, tmp_path, sweep_driver, monkeypatch, capsys, sqlite_store
 ):
     values = ci_sized(read_yaml(BEST))
     assert values["sweep"]["space"] == {"train.seed": [1, 2, 3]}
     values["data"] = {**values["data"], "test": str(ewt_slice["test"])}
     config = write_experiment(tmp_path, ewt_slice, values)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     driver = sweep_driver(config, tmp_path, {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"})
     log = tmp_path / "driver.log"
     assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, log.read_text()

@@ -69,7 +69,8 @@ def three_node_cluster():
 
 
 @pytest.fixture
-def mlflow_server(tmp_path):
+def mlflow_server(tmp_path, sqlite_store):
+    sqlite_store(tmp_path / "server")  # where the server keeps its runs
     server = MlflowServer(tmp_path / "server")
     server.start()
     yield server

@@ -26,9 +26,9 @@ DEEP_SWEEP = {
 
 
 def test_residual_deep_stack_learns_where_the_plain_one_stays_at_the_majority_tag(
-    ewt_slice, tmp_path, monkeypatch
+    ewt_slice, tmp_path, monkeypatch, sqlite_store
 ):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("RAY_ADDRESS", "local")
     config = write_experiment(tmp_path, ewt_slice, DEEP_SWEEP)

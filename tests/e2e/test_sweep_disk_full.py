@@ -59,13 +59,13 @@ def statuses(client) -> Counter:
 
 
 def test_a_full_disk_stops_the_sweep_cleanly_and_it_resumes_once_space_is_freed(
-    small_disks, ewt_slice, sweep_driver, tmp_path
+    small_disks, ewt_slice, sweep_driver, tmp_path, sqlite_store
 ):
     """One sweep, stopped by a full disk twice: under Tune's storage, then under the store."""
     tune_disk, store_disk = small_disks
     config = write_experiment(tmp_path, ewt_slice, SWEEP)
     storage = tune_disk / "runs"
-    uri = f"sqlite:///{store_disk / 'mlflow.db'}"
+    uri = sqlite_store(store_disk)
     env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"}
     client = mlflow.MlflowClient(uri)
     log = tmp_path / "driver.log"

@@ -33,8 +33,8 @@ def small_sweep(name: str, lrs: list[float], baseline_lr: float, **sweep_setting
 
 
 @pytest.fixture
-def local_store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def local_store(tmp_path, monkeypatch, sqlite_store):
+    uri = sqlite_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("RAY_ADDRESS", "local")
     return mlflow.MlflowClient(uri)

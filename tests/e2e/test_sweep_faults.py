@@ -29,8 +29,9 @@ RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_
 
 
 @pytest.fixture
-def served(ewt_slice, tmp_path):
-    """A real `mlflow server`."""
+def served(ewt_slice, tmp_path, sqlite_store):
+    """A real `mlflow server` on a sqlite store."""
+    sqlite_store(tmp_path / "server")
     server = MlflowServer(tmp_path / "server")
     server.start()
     yield server, mlflow.MlflowClient(server.uri)

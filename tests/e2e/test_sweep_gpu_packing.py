@@ -65,13 +65,13 @@ def test_a_gpu_share_on_a_worker_without_cuda_is_an_error_not_the_cpu(gpu_worker
 
 
 def test_quarter_gpu_trials_share_one_gpu_never_more_than_four_at_once(
-    gpu_worker_cluster, ewt_slice, tmp_path, sweep_driver
+    gpu_worker_cluster, ewt_slice, tmp_path, sweep_driver, sqlite_store
 ):
     # A driver process of its own, as a user runs it: a sweep run in this process after
     # another test's Ray session could fail every trial at start ("the actor never ran").
     env = {
         "RAY_ADDRESS": gpu_worker_cluster.address,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": sqlite_store(tmp_path),
     }
     driver = sweep_driver(write_sweep(tmp_path, ewt_slice, SWEEP), tmp_path, env)
     assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()

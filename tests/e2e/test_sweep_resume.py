@@ -36,9 +36,9 @@ EXPECTED_TRIALS = 7
 
 
 @pytest.fixture
-def sweep_setup(ewt_slice, tmp_path):
+def sweep_setup(ewt_slice, tmp_path, sqlite_store):
     config = write_experiment(tmp_path, ewt_slice, SWEEP)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     # "local": each driver starts a Ray of its own, whatever else runs on this machine.
     env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"}
     return config, env, mlflow.MlflowClient(uri)

@@ -32,8 +32,10 @@ SWEEP = {
 
 
 @pytest.fixture(scope="module")
-def login_server(tmp_path_factory):
-    server = MlflowServer(tmp_path_factory.mktemp("auth-server"), admin_password=PASSWORD)
+def login_server(tmp_path_factory, sqlite_store):
+    folder = tmp_path_factory.mktemp("auth-server")
+    sqlite_store(folder)  # where the server keeps its runs
+    server = MlflowServer(folder, admin_password=PASSWORD)
     server.start()
     yield server
     server.stop()

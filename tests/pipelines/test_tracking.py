@@ -27,8 +27,8 @@ def test_without_a_uri_runs_go_to_the_projects_sqlite_store(tmp_path, monkeypatc
     assert tracking_uri(tmp_path) == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
 
 
-def test_the_experiment_is_made_once_and_tagged_as_model_training(tmp_path):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+def test_the_experiment_is_made_once_and_tagged_as_model_training(tmp_path, sqlite_store):
+    mlflow.set_tracking_uri(sqlite_store(tmp_path))
     first = ensure_experiment("postag")
     assert ensure_experiment("postag") == first
     experiment = mlflow.get_experiment(first)
@@ -37,8 +37,10 @@ def test_the_experiment_is_made_once_and_tagged_as_model_training(tmp_path):
     assert experiment.artifact_location.startswith(f"file://{tmp_path}")
 
 
-def test_every_run_of_a_sweep_is_read_back_however_many_pages_it_takes(tmp_path, monkeypatch):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+def test_every_run_of_a_sweep_is_read_back_however_many_pages_it_takes(
+    tmp_path, monkeypatch, sqlite_store
+):
+    mlflow.set_tracking_uri(sqlite_store(tmp_path))
     experiment_id = ensure_experiment("postag")
     client = mlflow.MlflowClient()
     parent = client.create_run(experiment_id).info.run_id

@@ -126,8 +126,8 @@ def test_missing_models_are_clear_errors(in_copy_of_swept, model, message, capsy
     assert message in capsys.readouterr().err
 
 
-def test_empty_store_says_to_run_the_sweep(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+def test_empty_store_says_to_run_the_sweep(tmp_path, monkeypatch, capsys, sqlite_store):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_store(tmp_path, "empty.db"))
     assert main(["evaluate"]) == 2
     assert "run `make sweep` first" in capsys.readouterr().err
 

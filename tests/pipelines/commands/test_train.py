@@ -24,7 +24,9 @@ TINY = [
 ]
 
 
-def test_train_writes_checkpoint_and_summary(ewt_slice, tmp_path, capsys, monkeypatch):
+def test_train_writes_checkpoint_and_summary(
+    ewt_slice, tmp_path, capsys, monkeypatch, sqlite_store
+):
     out = tmp_path / "run"
     code = main(
         [
@@ -78,7 +80,7 @@ def test_train_writes_checkpoint_and_summary(ewt_slice, tmp_path, capsys, monkey
     )
     assert len(read_conllu(tagged)) == len(read_conllu(ewt_slice["test"]))
     capsys.readouterr()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_store(tmp_path))
     report = ["--json", str(tmp_path / "eval.json"), "--reports", str(tmp_path / "r")]
     data = ["--data", str(ewt_slice["test"])]
     assert main(["evaluate", "--model", str(out / "best.pt"), *data, *report]) == 0

@@ -13,9 +13,9 @@ from pipelines.sweep.config import ConfirmConfig
 from pipelines.sweep.confirm import Candidate, confirmation_seeds, confirmed, seed_points
 
 
-def test_the_best_mean_beats_the_luckiest_single_run(tmp_path):
+def test_the_best_mean_beats_the_luckiest_single_run(tmp_path, sqlite_store):
     """Configuration A has the best single run (0.90) and B the best mean (0.86 vs 0.85)."""
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient(sqlite_store(tmp_path))
     experiment = client.create_experiment("confirm")
     runs, trials = [], []
     for name, lr, scores in (("a", 0.005, (0.90, 0.80)), ("b", 0.002, (0.86, 0.86))):

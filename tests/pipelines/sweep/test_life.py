@@ -21,8 +21,8 @@ def sweep_job(tmp_path, ewt_slice, values: dict) -> Sweep:
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def store(tmp_path, monkeypatch, sqlite_store) -> None:
+    uri = sqlite_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
 

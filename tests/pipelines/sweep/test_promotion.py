@@ -55,8 +55,10 @@ def checkpoint(swept_model) -> Path:
     return path
 
 
-def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(checkpoint, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(
+    checkpoint, tmp_path, sqlite_store
+):
+    uri = sqlite_store(tmp_path)
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
 
@@ -103,10 +105,13 @@ def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(ch
 RACES = 8
 
 
-def test_two_sweeps_promoting_at_once_leave_best_on_the_better_one(checkpoint, tmp_path, capsys):
+def test_two_sweeps_promoting_at_once_leave_best_on_the_better_one(
+    checkpoint, tmp_path, capsys, sqlite_store
+):
     """Two sweeps on one tracking server finish at the same moment, many times over: each
     may read the old champion before the other writes, and whichever alias write lands
     last, `best` ends on the better version (the compare-and-repair step)."""
+    sqlite_store(tmp_path / "server")  # where the server keeps its runs
     server = MlflowServer(tmp_path / "server")
     server.start()
     try:

@@ -19,9 +19,9 @@ TRAIN = DataInput(
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(tmp_path, monkeypatch, sqlite_store):
     """A sqlite store with a sweep's parent run; (client, experiment id, parent run id)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = mlflow.MlflowClient(uri)
     experiment = client.create_experiment("postag", artifact_location=str(tmp_path / "artifacts"))
