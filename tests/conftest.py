@@ -106,8 +106,8 @@ def tiny_config(ewt_slice, tmp_path_factory) -> RunConfig:
 def sqlite_store(tmp_path_factory) -> Callable[[Path], str]:
     """Makes a new, empty MLflow sqlite store in a folder and gives its URI.
 
-    MLflow builds a new store's schema by running each of its migrations, some 1.5 CPU-s
-    a store, paid by whichever sweep, server or command opens it first. Each test process
+    MLflow builds a new store's schema by running each of its migrations, 0.8-1.6 CPU-s a
+    store, paid by whichever sweep, server or command opens it first. Each test process
     pays it once here: the stores are copies of one it made, with the default
     experiment's artifacts moved beside each copy (`mlruns/`, where MLflow would put them)."""
     template = tmp_path_factory.mktemp("empty-store")

@@ -79,8 +79,8 @@ def ray_processes_in_groups_of_their_own() -> Iterator[None]:
 @contextlib.contextmanager
 def one_ray_for_the_stages() -> Iterator[None]:
     """The Ray runtime that the first Tune stage inside starts (or the cluster it joins),
-    kept for the stages after it and shut down when they end. A stage of its own each started
-    Ray twice in a sweep with a confirmation: some 5 CPU-s and 4 s of start-up each time."""
+    kept for the stages after it and shut down when they end. When each stage started its
+    own, a sweep with a confirmation started Ray twice: 5 CPU-s and 4.5 s each time."""
     try:
         yield
     finally:

@@ -101,14 +101,15 @@ def test_search_yaml_samples_with_optuna_and_registers_a_char_tagger(
 
     # What mattered: fANOVA shares out the searched axes' variance (the seed is not one),
     # recorded as metrics, in trials.md, and as Optuna's two plots.
-    parent = mlflow.MlflowClient(uri).get_run(outcome["state"]["parent_run_id"])
-    shares = {k: v for k, v in parent.data.metrics.items() if k.startswith("importance.")}
+    client = mlflow.MlflowClient(uri)
+    parent = outcome["state"]["parent_run_id"]
+    metrics = client.get_run(parent).data.metrics
+    shares = {k: v for k, v in metrics.items() if k.startswith("importance.")}
     assert {"importance.hidden_size", "importance.lr"} <= shares.keys()
     assert "importance.seed" not in shares and sum(shares.values()) == pytest.approx(1.0)
-    client = mlflow.MlflowClient(uri)
-    summary = Path(client.download_artifacts(parent.info.run_id, "trials.md", str(tmp_path)))
-    assert "fANOVA importance for best validation accuracy over 4 finished" in summary.read_text()
+    summary = Path(client.download_artifacts(parent, "trials.md", str(tmp_path))).read_text()
+    assert f"fANOVA importance for best validation accuracy over {SAMPLES} finished" in summary
     for name in ("param_importance.png", "parallel_coordinates.png"):
-        figure = client.download_artifacts(parent.info.run_id, name, str(tmp_path))
+        figure = client.download_artifacts(parent, name, str(tmp_path))
         height, width, _ = imread(figure).shape
         assert height > 300 and width > 300, name
