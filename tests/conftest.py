@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import os
 import pickle
-import shutil
 import signal
-import sqlite3
 import subprocess
 from collections import Counter
 from collections.abc import Callable
@@ -108,25 +106,12 @@ def sqlite_store(tmp_path_factory) -> Callable[[Path], str]:
 
     MLflow builds a new store's schema by running each of its migrations, 0.8-1.6 CPU-s a
     store, paid by whichever sweep, server or command opens it first. Each test process
-    pays it once here: the stores are copies of one it made, with the default
-    experiment's artifacts moved beside each copy (`mlruns/`, where MLflow would put them)."""
+    pays it once here: the stores are copies of one it made (`copy_store`, which moves the
+    default experiment's artifacts beside each copy, where MLflow would put them)."""
     template = tmp_path_factory.mktemp("empty-store")
-    SqlAlchemyStore(f"sqlite:///{template / SQLITE_STORE}", str(template / "mlruns"))
-
-    def make(folder: Path, name: str = SQLITE_STORE) -> str:
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(template / SQLITE_STORE, folder / name)
-        with contextlib.closing(sqlite3.connect(folder / name)) as database, database:
-            database.execute(
-                "UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)",
-                (str(template / "mlruns"), str(folder / "mlruns")),
-            )
-        return f"sqlite:///{folder / name}"
-
-    return make
-
-
-SQLITE_STORE = "mlflow.db"
+    uri = f"sqlite:///{template / 'mlflow.db'}"
+    SqlAlchemyStore(uri, str(template / "mlruns"))
+    return functools.partial(copy_store, uri)
 
 
 @pytest.fixture(autouse=True)

@@ -228,9 +228,10 @@ def write_sweep(tmp_path, ewt_slice, values=TINY_SWEEP):
 
 def copy_store(uri: str, folder: Path) -> str:
     """A copy of a sqlite MLflow store (its database and the artifacts beside it) in
-    `folder`; its URI. Paths recorded in the database are moved to the copy."""
+    `folder`, new or not; its URI. Paths recorded in the database are moved to the copy."""
     source = Path(uri.removeprefix("sqlite:///")).parent
-    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("tune", "cache"))
+    ignore = shutil.ignore_patterns("tune", "cache")
+    shutil.copytree(source, folder, ignore=ignore, dirs_exist_ok=True)
     database = folder / "mlflow.db"
     with sqlite3.connect(database) as connection:
         tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")

@@ -127,7 +127,7 @@ def test_missing_models_are_clear_errors(in_copy_of_swept, model, message, capsy
 
 
 def test_empty_store_says_to_run_the_sweep(tmp_path, monkeypatch, capsys, sqlite_store):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_store(tmp_path, "empty.db"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_store(tmp_path))
     assert main(["evaluate"]) == 2
     assert "run `make sweep` first" in capsys.readouterr().err
 
