@@ -46,7 +46,7 @@ def test_a_sweep_over_seeds_alone_tells_no_importance(swept):
     assert importance is None and why.startswith("only the seed varied")
 
 
-def test_the_seed_beside_a_real_axis_is_left_out_of_the_shares(swept):
+def test_the_seed_beside_a_real_axis_is_not_counted_as_an_axis(swept):
     _, runs, _, _ = swept
     sweep = SweepConfig(
         name="lr", space={"train.lr": [0.005, 0.002], "train.seed": [1, 2]}, baseline={}
