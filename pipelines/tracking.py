@@ -20,6 +20,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_I
 
 from pipelines.runs import (
     EVALUATION_ROLE,
+    KILLED,
     MODEL_URI_TAG,
     ROLE_TAG,
 )
@@ -223,15 +224,19 @@ def log_evaluation(
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=name, tags=tags, parent_run_id=parent
     ) as run:
-        client = mlflow.MlflowClient()
-        client.log_inputs(run.info.run_id, datasets=[test.entity()])
-        link = dict(model_id=model_id, dataset_name=test.name, dataset_digest=test.digest)
-        for key, value in headline.items():
-            if key != "unknown_tags":
-                client.log_metric(run.info.run_id, key, float(value), **link)
-        mlflow.log_dict(headline, "evaluation.json")
-        for path in files:
-            mlflow.log_artifact(str(path), artifact_path="reports")
+        try:
+            client = mlflow.MlflowClient()
+            client.log_inputs(run.info.run_id, datasets=[test.entity()])
+            link = dict(model_id=model_id, dataset_name=test.name, dataset_digest=test.digest)
+            for key, value in headline.items():
+                if key != "unknown_tags":
+                    client.log_metric(run.info.run_id, key, float(value), **link)
+            mlflow.log_dict(headline, "evaluation.json")
+            for path in files:
+                mlflow.log_artifact(str(path), artifact_path="reports")
+        except KeyboardInterrupt:
+            mlflow.end_run(KILLED)  # a stop, where MLflow's own exit would say FAILED
+            raise
     if version is not None and not raw_text:
         link_evaluation(version, run.info, test, headline["token_accuracy"])
     return run.info.run_id

@@ -28,6 +28,7 @@ from pipelines.servers.local import (  # noqa: F401 (MlflowServer, free_port: fo
     wait_until_answers,
 )
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.5
 # A sweep test's longest wait for a driver, within pytest's 300 s bound on a whole test.
 SWEEP_LIMIT_SECONDS = 240
@@ -110,9 +111,15 @@ def write_experiment(folder: Path, ewt_slice: dict, values: dict) -> Path:
     return path
 
 
-def start_sweep(config: Path, folder: Path, env: dict, *extra: str) -> subprocess.Popen:
-    """`python -m pipelines.sweep` in its own process group, its output in driver.log."""
+def start_sweep(
+    config: Path, folder: Path, env: dict, *extra: str, pause: str | None = None
+) -> subprocess.Popen:
+    """`python -m pipelines.sweep` in its own process group, its output in driver.log; with
+    `pause`, the driver pauses at that part of its conclusion (tests/e2e/paused_driver.py)."""
     command = sweep_command(config, folder / "tune", *extra)
+    if pause is not None:
+        command[1:3] = ["-m", "tests.e2e.paused_driver", pause]
+        env = {**env, "PYTHONPATH": str(PROJECT_ROOT)}
     with (folder / "driver.log").open("a") as log:
         return subprocess.Popen(
             command,

@@ -29,7 +29,7 @@ from pipelines.bench.simulated import CONCURRENT, TrackingFigures, load_simulate
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
 from pipelines.experiment import add_overrides_argument
 from pipelines.servers.local import MlflowServer, PostgresServer, ServiceDidNotStart
-from pipelines.sweep.stage_runner import sigterm_as_ctrl_c
+from pipelines.sweep.stop_signals import stop_signals_as_ctrl_c
 from postag import dataset as datasets
 from postag.config import ConfigError
 from postag.readers import DataFormatError
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         # SIGTERM (`timeout`, a scheduler) as Ctrl-C: the servers started here are stopped.
-        with sigterm_as_ctrl_c():
+        with stop_signals_as_ctrl_c():
             return run_bench(args)
     except (ConfigError, DataFormatError, DataSourceError, ServiceDidNotStart) as error:
         return fail(PROG, error, 2)

@@ -30,6 +30,7 @@ def conclude(life: SweepLife, confirmation: list[Confirmed] | None, force_best: 
     """Register the winner, test it, say what mattered, and close the parent run."""
     job = life.job
     runs = life.trial_runs()
+    life.now("while registering its winner")
     try:
         registered = register(job, runs, confirmation, force_best)
     except SweepFailed:
@@ -37,8 +38,11 @@ def conclude(life: SweepLife, confirmation: list[Confirmed] | None, force_best: 
         raise
     for item in confirmation or []:
         life.log_confirmation(item.candidate.run.run_id, item.mean, item.sd, item.runs)
+    life.now(f"while testing version {registered.version}")
     tested = evaluate_version(job, registered)
+    life.now("while weighing what mattered")
     importance, why = parameter_importance(runs, job.sweep)
+    life.now("while writing its trial table")
     finish_record(life, runs, registered, tested, importance, why, confirmation)
     say_end(job, life.state, runs, registered, findings(tested, importance, why, confirmation))
     return {

@@ -41,8 +41,9 @@ from pipelines.sweep.clock import SweepClock
 from pipelines.sweep.job import Sweep, load_sweep, sweep_experiment
 from pipelines.sweep.life import STORAGE_DIR, SweepBusy, SweepLife, sweep_storage
 from pipelines.sweep.promotion import SweepFailed
-from pipelines.sweep.stage_runner import sigterm_as_ctrl_c
+from pipelines.sweep.stage_runner import one_ray_for_the_stages
 from pipelines.sweep.stages import RESUME_HINT, run_stages
+from pipelines.sweep.stop_signals import stop_signals_as_ctrl_c
 from pipelines.tracking import (
     ensure_experiment,
     sqlite_database,
@@ -78,7 +79,10 @@ def run_sweep(
         mlflow.set_tracking_uri(uri)
         experiment_id = ensure_experiment()
         prepared = datasets.load(run.data)
-        with SweepLife.open(job, experiment_id, fresh) as life:
+        # Ray, once a Tune stage starts it, lives on through the conclusion and is shut down
+        # after the sweep's runs are closed: its shutdown leaves SIGTERM to the kernel's
+        # default for about a second (stage_runner.one_ray_for_the_stages).
+        with one_ray_for_the_stages(), SweepLife.open(job, experiment_id, fresh) as life:
             if not life.resuming:
                 life.log_data(training_inputs(prepared).values())
             return run_stages(life, prepared, force_best, verbose)
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     started = time.monotonic()
     try:
-        with sigterm_as_ctrl_c():
+        with stop_signals_as_ctrl_c():
             config = args.config or say_default_experiment()
             outcome = run_sweep(
                 config, args.overrides, args.storage, args.fresh, args.force_best, args.verbose
@@ -98,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     except SweepFailed as error:
         return fail(PROG, error, 1, kind="failed")
     except KeyboardInterrupt as error:
-        return fail(PROG, noted(RESUME_HINT, error), INTERRUPTED_EXIT_CODE, kind="interrupted")
+        # A SweepInterrupted says where the sweep stopped; a bare Ctrl-C came before it opened.
+        where = f"{error}; " if str(error) else ""
+        why = noted(where + RESUME_HINT, error)
+        return fail(PROG, why, INTERRUPTED_EXIT_CODE, kind="interrupted")
     except Exception as error:
         cause = wrapped_by_tune(error)
         if full := disk_full(cause, [args.storage, mlflow_store()]):

@@ -41,6 +41,10 @@ class SweepBusy(RuntimeError):
     """Another driver is running the same sweep."""
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """A stop signal, and where it found the sweep; its runs are closed by then."""
+
+
 class SweepStage(StrEnum):
     """Where a sweep is; saved with its state."""
 
@@ -48,6 +52,15 @@ class SweepStage(StrEnum):
     CONFIRMING = "confirming"
     REGISTERING = "registering"
     FINISHED = "finished"
+
+
+# Where a stop finds a sweep, by stage, until the conclusion names its parts (`SweepLife.now`).
+STAGE_PARTS = {
+    SweepStage.SEARCHING: "in its search",
+    SweepStage.CONFIRMING: "in its confirmation",
+    SweepStage.REGISTERING: "while registering its winner",
+    SweepStage.FINISHED: "at its end",
+}
 
 
 class Halt(StrEnum):
@@ -187,6 +200,7 @@ class SweepLife:
         # Whether this driver took the sweep over from an earlier one.
         self.resuming = resuming
         self.record = state.record()
+        self._part: str | None = None
 
     @staticmethod
     def lock(job: Sweep) -> contextlib.AbstractContextManager[None]:
@@ -211,11 +225,24 @@ class SweepLife:
             yield life
         except BaseException as error:
             life.stopped_by(error)
+            if isinstance(error, KeyboardInterrupt) and not isinstance(error, SweepInterrupted):
+                where = SweepInterrupted(f"sweep '{job.sweep.name}' stopped {life.part}")
+                where.__notes__ = getattr(error, "__notes__", [])
+                raise where from error
             raise
 
     @property
     def stage(self) -> SweepStage:
         return self.state.stage
+
+    @property
+    def part(self) -> str:
+        """Where the sweep is, in words: its stage's, or the part of the conclusion it is in."""
+        return self._part or STAGE_PARTS[self.stage]
+
+    def now(self, part: str) -> None:
+        """Name the part of the conclusion the sweep is in, for the line a stop there prints."""
+        self._part = part
 
     def trial_runs(self) -> list[TrialRun]:
         return self.record.trial_runs()

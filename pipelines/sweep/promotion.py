@@ -51,17 +51,30 @@ class Promotion:
     reason: str
 
 
+def recorded(val_accuracy: float) -> str:
+    """A validation accuracy as a version's tag holds it."""
+    return f"{val_accuracy:.6f}"
+
+
 def champion_decision(
-    current: Champion | None, val_accuracy: float, validation_digest: str, force: bool
+    current: Champion | None,
+    val_accuracy: float,
+    validation_digest: str,
+    force: bool,
+    version: str | None = None,
 ) -> tuple[bool, str]:
-    """(does `best` move to the newcomer, why): only a gain on the same validation data.
+    """(does `best` move to the newcomer, `version`, why): only a gain on the same
+    validation data.
 
     Accuracies measured on different dev files or tag sets do not compare, so the newcomer
-    then never takes `best` unless forced.
+    then never takes `best` unless forced. The newcomer is compared as its tag will record
+    it: a tie, unrounded on one side only, moved `best` when the same figures came again.
     """
     new = f"{100 * val_accuracy:.2f}%"
     if current is None:
         return True, f"`{BEST_ALIAS}` is new: validation accuracy {new}"
+    if version is not None and str(current.version) == str(version):
+        return False, f"`{BEST_ALIAS}` is this version already ({new})"
     old = f"version {current.version}"
     if current.val_accuracy is not None:
         old += f" ({100 * current.val_accuracy:.2f}%)"
@@ -72,7 +85,7 @@ def champion_decision(
             f"`{BEST_ALIAS}` stays at {old}: it was validated on other data (another dev "
             f"file or tag set, or none recorded), so {new} does not compare"
         )
-    if val_accuracy > current.val_accuracy:
+    if float(recorded(val_accuracy)) > current.val_accuracy:
         return True, f"`{BEST_ALIAS}` moved from {old} to {new}"
     return False, f"`{BEST_ALIAS}` stays at {old}: this sweep's best ({new}) does not beat it"
 
@@ -101,20 +114,27 @@ def register_candidate(
     alias: str,
     force: bool = False,
 ) -> Promotion:
-    """Register `model_uri` as a new version under `alias`; it also takes `best` only by
-    the champion rule (`champion_decision`)."""
+    """Register `model_uri` under `alias`: as a new version, or the version it already has
+    (a sweep stopped after registering it, then run again); it also takes `best` only by the
+    champion rule (`champion_decision`)."""
     client = mlflow.MlflowClient()
     champion = current_champion()
     tags = {
         **tags,
-        VAL_ACCURACY_TAG: f"{val_accuracy:.6f}",
+        VAL_ACCURACY_TAG: recorded(val_accuracy),
         VALIDATION_DIGEST_TAG: validation_digest,
         **({FORCED_TAG: "true"} if force else {}),
     }
-    version = mlflow.register_model(model_uri, REGISTERED_MODEL, tags=tags).version
+    existing = registered_version_of(client, model_uri)
+    if existing is None:
+        version = mlflow.register_model(model_uri, REGISTERED_MODEL, tags=tags).version
+    else:
+        version = existing.version
+        for key, value in tags.items():
+            client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
     client.update_model_version(REGISTERED_MODEL, version, description=description)
     set_alias(client, alias, version)
-    moved, reason = champion_decision(champion, val_accuracy, validation_digest, force)
+    moved, reason = champion_decision(champion, val_accuracy, validation_digest, force, version)
     if moved:
         set_alias(client, BEST_ALIAS, version)
     repaired = repair_best(client, validation_digest)
@@ -125,6 +145,13 @@ def register_candidate(
             f"({100 * float(repaired.tags[VAL_ACCURACY_TAG]):.2f}%), registered at the same time"
         )
     return Promotion(version=version, moved=moved, reason=reason)
+
+
+def registered_version_of(client: mlflow.MlflowClient, model_uri: str) -> ModelVersion | None:
+    """The version that already holds the model at `model_uri`, if any: registration is
+    made once a model, and found again after that."""
+    versions = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+    return next((v for v in versions if v.source == model_uri), None)
 
 
 def repair_best(client: mlflow.MlflowClient, validation_digest: str) -> ModelVersion | None:

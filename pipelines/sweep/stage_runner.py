@@ -10,7 +10,7 @@ import contextlib
 import functools
 import logging
 import os
-import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -18,6 +18,7 @@ import mlflow
 import ray
 import ray._private.services as ray_services
 import ray._private.utils as ray_utils
+import ray._private.worker as ray_worker
 from ray import tune
 from ray.tune.experiment import Trial
 
@@ -26,25 +27,11 @@ from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.job import Sweep
 from pipelines.sweep.life import SweepLife, SweepState
 from pipelines.sweep.progress import SweepProgress
+from pipelines.sweep.stop_signals import fit_stoppably, take_stop_signals
 from pipelines.sweep.trial import train_trial
 from pipelines.sweep.trial_logger import MlflowTrials, trial_name
 from pipelines.tracking import ui_base, without_credentials
 from postag.dataset import PreparedDataset
-
-
-@contextlib.contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (a job scheduler, `timeout`, `kill`) stops the sweep as Ctrl-C does.
-
-    Tune stops gracefully on SIGINT, saving its state; outside Tune, Ctrl-C raises
-    KeyboardInterrupt, which closes the sweep's runs. Set again after ray.init, whose own
-    SIGTERM handler would end the process at once.
-    """
-    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -79,13 +66,44 @@ def ray_processes_in_groups_of_their_own() -> Iterator[None]:
 @contextlib.contextmanager
 def one_ray_for_the_stages() -> Iterator[None]:
     """The Ray runtime that the first Tune stage inside starts (or the cluster it joins),
-    kept for the stages after it and shut down when they end. When each stage started its
-    own, a sweep with a confirmation started Ray twice: 5 CPU-s and 4.5 s each time."""
+    kept for the stages after it and shut down when the block ends. When each stage started
+    its own, a sweep with a confirmation started Ray twice: 5 CPU-s and 4.5 s each time.
+
+    """
     try:
         yield
     finally:
         # A caller in this process (a test, a notebook) must not inherit our Ray instance.
-        ray.shutdown()
+        shutdown_ray()
+
+
+class _SignalsTakenBack:
+    """Ray's core worker, whose driver shutdown gives the stop signals back to the driver.
+
+    That shutdown sets SIGTERM to the kernel's default, in C, behind Python's back (Ray
+    2.60), and Ray then takes about a second to stop its processes: a SIGTERM in that
+    second ended the driver on the spot (exit 143, no line). No option of Ray's avoids it."""
+
+    def __init__(self, core_worker):
+        self._core_worker = core_worker
+
+    def __getattr__(self, name):
+        return getattr(self._core_worker, name)
+
+    def shutdown_driver(self) -> None:
+        self._core_worker.shutdown_driver()
+        take_stop_signals()
+
+
+def shutdown_ray() -> None:
+    """ray.shutdown(), with the driver's stop signals its own again as soon as Ray lets go."""
+    worker = ray_worker.global_worker
+    core_worker = getattr(worker, "core_worker", None)
+    if core_worker is not None and threading.current_thread() is threading.main_thread():
+        worker.core_worker = _SignalsTakenBack(core_worker)
+    ray.shutdown()
+    if threading.current_thread() is threading.main_thread():
+        take_stop_signals()
 
 
 def start_ray(verbose: bool) -> None:
@@ -97,6 +115,7 @@ def start_ray(verbose: bool) -> None:
     address = os.environ.get("RAY_ADDRESS") or "local"
     with ray_processes_in_groups_of_their_own():
         ray.init(address, include_dashboard=False, log_to_driver=verbose)
+    take_stop_signals()  # ray.init's SIGTERM handler would end the process at once
 
 
 def trial_resources(sweep: SweepConfig) -> tuple[dict, str]:
@@ -125,9 +144,10 @@ class Stage:
 def run_stage(
     life: SweepLife, stage: Stage, resuming: bool, prepared: PreparedDataset, verbose: bool
 ) -> bool:
-    """Run (or resume) a Tune stage; whether all of its trials concluded."""
-    callback = fit_trials(life.job, life.state, stage, resuming, prepared, verbose)
-    return settled(stage, callback)
+    """Run (or resume) a Tune stage; whether all of its trials concluded and no stop came
+    (a stop that came as its last trial concluded still stops the sweep after the stage)."""
+    callback, stopped = fit_trials(life.job, life.state, stage, resuming, prepared, verbose)
+    return settled(stage, callback) and not stopped
 
 
 def fit_trials(
@@ -137,8 +157,9 @@ def fit_trials(
     resuming: bool,
     prepared: PreparedDataset,
     verbose: bool,
-) -> MlflowTrials:
-    """Run (or resume) a stage's Tune experiment; the MLflow callback, to settle runs."""
+) -> tuple[MlflowTrials, bool]:
+    """Run (or resume) a stage's Tune experiment; the MLflow callback, to settle runs, and
+    whether a stop signal came while it ran."""
     start_ray(verbose)
     resources, device = trial_resources(job.sweep)
     make_config = job.trial_configs
@@ -165,9 +186,7 @@ def fit_trials(
     )
     say_start(job, state, stage, resuming, device, resources)
     tuner = make_tuner(job, stage, resuming, trainable, callback, verbose)
-    with sigterm_as_ctrl_c():
-        tuner.fit()
-    return callback
+    return callback, fit_stoppably(tuner)
 
 
 def make_tuner(

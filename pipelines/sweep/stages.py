@@ -32,7 +32,7 @@ from pipelines.sweep.job import Sweep
 from pipelines.sweep.life import SweepLife, SweepStage, SweepState
 from pipelines.sweep.promotion import SweepFailed, nothing_to_register
 from pipelines.sweep.search import param_space, tune_config
-from pipelines.sweep.stage_runner import Stage, one_ray_for_the_stages, run_stage, stage_trials
+from pipelines.sweep.stage_runner import Stage, run_stage, stage_trials
 from postag.dataset import PreparedDataset
 
 RESUME_HINT = "run the same command again to resume"
@@ -45,25 +45,23 @@ def run_stages(life: SweepLife, prepared: PreparedDataset, force_best: bool, ver
     job = life.job
     if life.stage == SweepStage.REGISTERING and life.resuming:
         say(f"sweep '{job.sweep.name}': every trial concluded; resuming at registration")
-    # Ray lives from the first Tune stage to the last, not through the conclusion.
-    with one_ray_for_the_stages():
-        if life.stage == SweepStage.SEARCHING:
-            stage = search_stage(job, life.state)
-            if not run_stage(life, stage, life.resuming, prepared, verbose):
+    if life.stage == SweepStage.SEARCHING:
+        stage = search_stage(job, life.state)
+        if not run_stage(life, stage, life.resuming, prepared, verbose):
+            return interrupted(life, stage)
+        life.searched()
+    confirmation = None
+    if job.sweep.confirm is not None:
+        chosen = best_of_the_search(life)
+        stage = confirmation_stage(job, life.state, chosen)
+        if life.stage == SweepStage.CONFIRMING:
+            restoring = tune.Tuner.can_restore(stage.tune_dir)
+            if not run_stage(life, stage, restoring, prepared, verbose):
                 return interrupted(life, stage)
-            life.searched()
-        confirmation = None
-        if job.sweep.confirm is not None:
-            chosen = best_of_the_search(life)
-            stage = confirmation_stage(job, life.state, chosen)
-            if life.stage == SweepStage.CONFIRMING:
-                restoring = tune.Tuner.can_restore(stage.tune_dir)
-                if not run_stage(life, stage, restoring, prepared, verbose):
-                    return interrupted(life, stage)
-                life.confirmed()
-            confirmation = confirmed(chosen, life.trial_runs(), stage_trials(stage.tune_dir))
-        elif job.sweep.searches_seeds():
-            confirmation = seeds_of_the_search(life.trial_runs(), stage_trials(life.state.tune_dir))
+            life.confirmed()
+        confirmation = confirmed(chosen, life.trial_runs(), stage_trials(stage.tune_dir))
+    elif job.sweep.searches_seeds():
+        confirmation = seeds_of_the_search(life.trial_runs(), stage_trials(life.state.tune_dir))
     return conclude(life, confirmation, force_best)
 
 

@@ -1,23 +1,28 @@
 """The confirmation stage at CI size: the search's top 2 configurations trained again with
 2 new seeds each, on real Ray and a real sqlite MLflow store, and the best mean registered.
-The one sweep is stopped in its confirmation and resumed there."""
+The one sweep is stopped at each of its parts in turn, each time by a signal, and resumed."""
 
 from __future__ import annotations
 
 import os
 import signal
 import statistics
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
 import pytest
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE
+from pipelines.sweep.stages import RESUME_HINT
 from postag.registry import REGISTERED_MODEL
+from tests.e2e.paused_driver import PAUSED
 from tests.helpers import TINY_SWEEP, start_sweep, wait_for, write_experiment
 
 STOP_LIMIT_SECONDS = 240
+# A scheduler's grace between SIGTERM and SIGKILL is often 30 s.
+GRACE_SECONDS = 20
 RAY_STARTED = "Started a local Ray instance"
 # The tiny sweep, over three learning rates that all train, with its top 2 confirmed.
 SWEEP = {
@@ -46,16 +51,62 @@ def best_val(run) -> float:
     return run.data.metrics["best_val_accuracy"]
 
 
+@dataclass(frozen=True)
+class Stop:
+    """One stop of the sweep: where, how, and what it left."""
+
+    part: str
+    signal: str
+    to: str  # "driver" or "group"
+    exit_code: int
+    seconds: float
+    running: list[str]  # runs left RUNNING
+    line: str  # the console's last line about it
+    versions_after_rerun: int | None = None
+
+
+def stop(driver, part: str, how: signal.Signals, group: bool, client, log: Path) -> Stop:
+    """Signal the driver (or its whole group, as `timeout` and schedulers do) and wait."""
+    sent = time.monotonic()
+    (os.killpg if group else os.kill)(driver.pid, how)
+    code = driver.wait(timeout=STOP_LIMIT_SECONDS)
+    seconds = time.monotonic() - sent
+    experiment = client.get_experiment_by_name("postag").experiment_id
+    running = [
+        r.info.run_name for r in client.search_runs([experiment]) if r.info.status == "RUNNING"
+    ]
+    line = [text for text in log.read_text().splitlines() if RESUME_HINT in text][-1]
+    return Stop(part, how.name, "group" if group else "driver", code, seconds, running, line)
+
+
+def versions(client) -> int:
+    return len(client.search_model_versions(f"name = '{REGISTERED_MODEL}'"))
+
+
+# Each part of the conclusion, where the paused driver stops (tests/e2e/paused_driver.py),
+# the signal sent there, and to whom.
+CONCLUSION_STOPS = [
+    ("registering", signal.SIGTERM, True),
+    ("testing", signal.SIGINT, False),
+    ("weighing", signal.SIGTERM, False),
+    ("writing", signal.SIGINT, True),
+]
+
+
 @pytest.fixture(scope="module")
 def confirmed_sweep(ewt_slice, tmp_path_factory, sqlite_store):
-    """The confirmation sweep, stopped (SIGTERM) in its confirmation and run again to its
-    end: (what the rerun's driver printed, its runs by role, the client)."""
+    """The confirmation sweep, stopped at each of its parts in turn (its search, its
+    confirmation, and each part of its conclusion), and run again after each, to its end."""
     tmp_path = tmp_path_factory.mktemp("confirm")
     uri = sqlite_store(tmp_path)
     env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"}
-    config = write_experiment(tmp_path, ewt_slice, SWEEP)
+    # With a test file, so that the conclusion tests the new version.
+    config = write_experiment(
+        tmp_path, ewt_slice, {**SWEEP, "data": {"test": str(ewt_slice["test"])}}
+    )
     client = mlflow.MlflowClient(uri)
     log = tmp_path / "driver.log"
+    ray_log = tmp_path / "tune" / "confirm.log"
 
     def confirmation_runs() -> list:
         experiment = client.get_experiment_by_name("postag")
@@ -64,24 +115,36 @@ def confirmed_sweep(ewt_slice, tmp_path_factory, sqlite_store):
         return runs_by_role(client, experiment.experiment_id).get("confirmation", [])
 
     drivers = [start_sweep(config, tmp_path, env)]
+    stops = []
     try:
-        wait_for(lambda: any(r.info.status == "FINISHED" for r in confirmation_runs()), drivers[0])
-        drivers[0].send_signal(signal.SIGTERM)
-        assert drivers[0].wait(timeout=STOP_LIMIT_SECONDS) == INTERRUPTED_EXIT_CODE
+        # Its search: as soon as a trial has concluded, Ctrl-C to the whole group.
+        wait_for(lambda: "trial 1/" in log.read_text(), drivers[-1])
+        stops.append(stop(drivers[-1], "search", signal.SIGINT, True, client, log))
+        ray_starts_before = ray_log.read_text().count(RAY_STARTED)
+        drivers.append(start_sweep(config, tmp_path, env))
+        wait_for(lambda: any(r.info.status == "FINISHED" for r in confirmation_runs()), drivers[-1])
+        stops.append(stop(drivers[-1], "confirmation", signal.SIGTERM, False, client, log))
+        stops[-2] = replace(stops[-2], versions_after_rerun=versions(client))
         stopped = log.read_text()
         # The libraries' messages, Ray's among them, go to the sweep's own log.
-        ray_starts = (tmp_path / "tune" / "confirm.log").read_text().count(RAY_STARTED)
+        ray_starts = ray_log.read_text().count(RAY_STARTED) - ray_starts_before
         experiment = client.get_experiment_by_name("postag").experiment_id
         search_before = {r.info.run_id for r in runs_by_role(client, experiment)["trial"]}
+        for part, how, group in CONCLUSION_STOPS:
+            drivers.append(start_sweep(config, tmp_path, env, pause=part))
+            wait_for(lambda: f"{PAUSED} {part}" in log.read_text(), drivers[-1])  # noqa: B023
+            stops.append(stop(drivers[-1], part, how, group, client, log))
+            stops[-2] = replace(stops[-2], versions_after_rerun=versions(client))
         drivers.append(start_sweep(config, tmp_path, env))
-        assert drivers[1].wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
+        assert drivers[-1].wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
+        stops[-1] = replace(stops[-1], versions_after_rerun=versions(client))
     finally:
         for driver in drivers:
             if driver.poll() is None:
                 os.killpg(driver.pid, signal.SIGKILL)
     console = log.read_text().removeprefix(stopped)
     roles = runs_by_role(client, experiment)
-    return Confirmed(stopped, console, search_before, roles, client, ray_starts)
+    return Confirmed(stopped, console, search_before, roles, client, ray_starts, stops)
 
 
 @dataclass(frozen=True)
@@ -92,6 +155,7 @@ class Confirmed:
     roles: dict[str, list]
     client: mlflow.MlflowClient
     ray_starts: int  # by the driver that ran the search and began the confirmation
+    stops: list[Stop]
 
     @property
     def version(self):
@@ -178,3 +242,44 @@ def test_a_sweep_stopped_in_its_confirmation_resumes_there(confirmed_sweep):
 def test_the_search_and_its_confirmation_share_one_ray(confirmed_sweep):
     """Ray starts once a driver, not once a stage: some 5 CPU-s and seconds of start-up."""
     assert confirmed_sweep.ray_starts == 1
+
+
+def test_a_stop_at_any_part_ends_clean_and_the_rerun_registers_once(confirmed_sweep, capsys):
+    """SIGTERM or SIGINT, to the driver or its group, in the search, the confirmation, the
+    registration, the test evaluation, the importance and the trial table: exit 130 within
+    the grace, one line that says where, no run RUNNING; the reruns register one version."""
+    with capsys.disabled():
+        print("\n| part | signal | to | exit | seconds | RUNNING | versions after rerun |")
+        for item in confirmed_sweep.stops:
+            print(
+                f"| {item.part} | {item.signal} | {item.to} | {item.exit_code} | "
+                f"{item.seconds:.1f} | {len(item.running)} | {item.versions_after_rerun} |"
+            )
+    wheres = {
+        "search": "interrupted in its search with",
+        "confirmation": "interrupted in its confirmation with",
+        "registering": "stopped while registering its winner",
+        "testing": "stopped while testing version 1",
+        "weighing": "stopped while weighing what mattered",
+        "writing": "stopped while writing its trial table",
+    }
+    assert [item.part for item in confirmed_sweep.stops] == list(wheres)
+    for item in confirmed_sweep.stops:
+        assert item.exit_code == INTERRUPTED_EXIT_CODE, item
+        assert item.seconds < GRACE_SECONDS, item
+        assert item.running == [], item
+        assert wheres[item.part] in item.line and item.line.endswith(RESUME_HINT), item
+    # Stopped after it had made its version, the rerun found it again: one version in all.
+    assert [item.versions_after_rerun for item in confirmed_sweep.stops[2:]] == [1, 1, 1, 1]
+    client = confirmed_sweep.client
+    assert str(client.get_model_version_by_alias(REGISTERED_MODEL, "best").version) == "1"
+    # The evaluation stopped mid-way was closed as a stop (each rerun after it tested the
+    # version again); the version links the last one.
+    roles = confirmed_sweep.roles
+    statuses = [r.info.status for r in roles["evaluation"]]
+    assert statuses.count("KILLED") == 1 and set(statuses) == {"FINISHED", "KILLED"}
+    version = client.get_model_version(REGISTERED_MODEL, "1")
+    last = max(roles["evaluation"], key=lambda r: r.info.start_time)
+    assert version.tags["evaluation_run_id"] == last.info.run_id
+    (parent,) = roles["sweep"]
+    assert parent.info.status == "FINISHED"

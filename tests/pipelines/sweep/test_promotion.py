@@ -37,6 +37,9 @@ SAME, OTHER = "dev-a", "dev-b"
             "`best` stays at version 3 (90.00%): this sweep's best (90.00%) does not beat it",
         ),
         (Champion("3", 0.90, SAME), 0.80, SAME, False, False, "does not beat it"),
+        # A tie as the tag records it (six decimals) is no gain, unrounded or not.
+        (Champion("3", 0.750512, SAME), 0.75051234, SAME, False, False, "does not beat it"),
+        (Champion("3", 0.750512, SAME), 0.7505134, SAME, False, True, "moved from version 3"),
         # Accuracies on other validation data do not compare, however high.
         (Champion("3", 0.90, SAME), 0.99, OTHER, False, False, "validated on other data"),
         (Champion("3", 0.90, None), 0.99, SAME, False, False, "validated on other data"),
@@ -47,6 +50,11 @@ def test_champion_decision(current, accuracy, digest, force, moves, says):
     moved, reason = champion_decision(current, accuracy, digest, force)
     assert moved is moves
     assert says in reason
+
+
+def test_the_version_best_points_at_already_stays_there():
+    moved, reason = champion_decision(Champion("4", 0.5, SAME), 0.9, SAME, False, version="4")
+    assert not moved and reason == "`best` is this version already (90.00%)"
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +110,32 @@ def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(
     assert not later.moved and best() == forced.version
 
 
+def test_a_model_registered_again_keeps_its_one_version(checkpoint, tmp_path, sqlite_store):
+    """A sweep stopped after registering its winner, then run again, finds the version it
+    made: one version a model, and `best` where it was."""
+    mlflow.set_tracking_uri(sqlite_store(tmp_path))
+    client = mlflow.MlflowClient()
+    with mlflow.start_run():
+        model_uri = log_tagger(checkpoint).model_uri
+
+    def register():
+        return register_candidate(
+            model_uri,
+            "the winner",
+            {"sweep": "again"},
+            val_accuracy=0.75051234,
+            validation_digest=SAME,
+            alias=alias_for("again"),
+        )
+
+    first, again = register(), register()
+    assert first.moved and (again.version, again.moved) == (first.version, False)
+    assert again.reason == "`best` is this version already (75.05%)"
+    assert [v.version for v in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")] == [
+        first.version
+    ]
+
+
 RACES = 8
 
 
@@ -116,15 +150,13 @@ def test_two_sweeps_promoting_at_once_leave_best_on_the_better_one(
     server.start()
     try:
         mlflow.set_tracking_uri(server.uri)
-        with mlflow.start_run():
-            model_uri = log_tagger(checkpoint).model_uri
         client = mlflow.MlflowClient()
         repaired = 0
         for race in range(RACES):
             # Each race's pair beats the one before, so both of them have something to take.
             weaker, stronger = 0.50 + 0.02 * race, 0.51 + 0.02 * race
             outcome = promote_at_once(
-                model_uri, {f"weak-{race}": weaker, f"strong-{race}": stronger}
+                checkpoint, {f"weak-{race}": weaker, f"strong-{race}": stronger}
             )
             best = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
             assert best.version == outcome[f"strong-{race}"].version, race
@@ -136,8 +168,13 @@ def test_two_sweeps_promoting_at_once_leave_best_on_the_better_one(
         print(f"\n{RACES} races for `best`: the repair step moved it back in {repaired}")
 
 
-def promote_at_once(model_uri: str, accuracies: dict[str, float]) -> dict:
-    """Register one version per sweep name from threads released together; their outcomes."""
+def promote_at_once(checkpoint: Path, accuracies: dict[str, float]) -> dict:
+    """Register a model of its own per sweep name from threads released together; their
+    outcomes."""
+    model_uris = {}
+    for name in accuracies:
+        with mlflow.start_run():
+            model_uris[name] = log_tagger(checkpoint).model_uri
     start = threading.Barrier(len(accuracies))
     outcome, errors = {}, []
 
@@ -145,7 +182,7 @@ def promote_at_once(model_uri: str, accuracies: dict[str, float]) -> dict:
         start.wait()
         try:
             outcome[name] = register_candidate(
-                model_uri,
+                model_uris[name],
                 name,
                 {"sweep": name},
                 val_accuracy=accuracy,

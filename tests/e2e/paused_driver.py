@@ -1,0 +1,52 @@
+"""A sweep driver that pauses at one part of its conclusion, so that a test can stop it
+there however fast that part is on a CI-sized sweep:
+
+    python -m tests.e2e.paused_driver PART [sweep arguments...]
+
+It prints `paused PART` and waits for a signal, inside the real code of that part: the
+registration has made its version but set no alias yet; the test evaluation's MLflow run
+is open; the trial table is not yet written. Any other PART runs the driver as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import time
+
+from pipelines.sweep import driver
+
+PAUSED = "paused"
+# Where each part pauses: (module, attribute path) of a function that part calls.
+PARTS = {
+    "registering": ("pipelines.sweep.promotion", "set_alias"),
+    "testing": ("pipelines.tracking", "mlflow.log_dict"),
+    "weighing": ("pipelines.sweep.conclusion", "parameter_importance"),
+    "writing": ("pipelines.sweep.records", "SweepRecord.finish"),
+}
+
+
+def pause_in(part: str) -> None:
+    """Replace the function that `part` calls with one that stops the first time it runs."""
+    module_name, path = PARTS[part]
+    *owners, name = path.split(".")
+    owner = importlib.import_module(module_name)
+    for attribute in owners:
+        owner = getattr(owner, attribute)
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def paused(*args, **kwargs):
+        print(f"{PAUSED} {part}", flush=True)
+        while True:  # until a signal raises KeyboardInterrupt here
+            time.sleep(0.05)
+
+    setattr(owner, name, paused)
+
+
+if __name__ == "__main__":
+    part, *arguments = sys.argv[1:]
+    if part in PARTS:
+        pause_in(part)
+    sys.exit(driver.main(arguments))
