@@ -65,7 +65,14 @@ def model_requirements() -> list[str]:
     """
     providers = importlib.metadata.packages_distributions()
     names = {distribution_of(module, providers) for module in third_party_imports(MODEL_CODE)}
-    return sorted(f"{name}=={importlib.metadata.version(name)}" for name in names)
+    return sorted(f"{name}=={public_version(importlib.metadata.version(name))}" for name in names)
+
+
+def public_version(version: str) -> str:
+    """A version without its local label (PEP 440: `2.13.0+cpu` is `2.13.0`): no public index
+    serves a local label, and the machine that installs the model picks its own build (a GPU
+    host wants CUDA's torch, not this CPU one)."""
+    return version.partition("+")[0]
 
 
 def third_party_imports(entry: Path) -> set[str]:
@@ -102,12 +109,21 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
+# Where a lighter distribution provides the module for a model: MLflow's client without its
+# server and UI loads and serves the model (a fresh environment of 83 packages, not 122).
+LIGHTER_DISTRIBUTION = {"mlflow": "mlflow-skinny"}
+
+
 def distribution_of(module: str, providers: dict[str, list[str]]) -> str:
-    """The installed distribution that provides `module`: the one named after it where
-    several do (`mlflow` beside `mlflow-skinny`)."""
+    """The installed distribution that provides `module`: the lighter one where it is
+    installed (LIGHTER_DISTRIBUTION), else the one named after it where several do (`mlflow`
+    beside `mlflow-tracing`)."""
     candidates = providers.get(module)
     if not candidates:
         raise LookupError(f"no installed distribution provides the module '{module}'")
+    lighter = LIGHTER_DISTRIBUTION.get(module)
+    if lighter is not None and lighter in candidates:
+        return lighter
     named = [name for name in candidates if canonical(name) == canonical(module)]
     return (named or sorted(candidates))[0]
 

@@ -5,13 +5,22 @@ or `text`, raw text that the model splits into sentences and words as EWT does
 (`postag.tokenize`). The answer gives, per record, the words tagged and their tags. A record
 the model cannot tag is an error that names the record and the problem, which MLflow's
 scoring server returns as a 400.
+
+Any number of records can be tagged in one call in process (`mlflow.pyfunc`, `mlflow models
+predict`, `spark_udf`): they are tagged in chunks, so memory stays that of one chunk. The
+limits on what one request holds are the HTTP server's, not the model's: `mlflow models
+serve` (and `postag serve`, which runs it) calls this same `predict`, so the model applies
+them only in a process that MLflow's scoring server has marked as serving
+(`in_scoring_server`). MLflow's server offers no hook of its own to bound a request's records.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pandas as pd
+from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
@@ -46,11 +55,19 @@ SIGNATURE = ModelSignature(
 INPUT_EXAMPLE = pd.DataFrame({TOKENS_COLUMN: [["I", "saw", "her", "duck", "."]]})
 
 
-# What one request may hold: enough for any real text (EWT's longest sentence has 159 words),
-# small enough that no request holds a server worker for long or takes its memory.
+# What one HTTP request may hold: enough for any real text (EWT's longest sentence has 159
+# words), small enough that no request holds a server worker for long or takes its memory.
 MAX_RECORDS = 1_000
 MAX_SENTENCE_WORDS = 1_000
 MAX_TEXT_CHARACTERS = 100_000
+# Records tagged together in process: a batch of any size takes one chunk's memory at a time.
+CHUNK_RECORDS = 500
+
+
+def in_scoring_server() -> bool:
+    """Whether MLflow's scoring server runs this process: it sets this variable as it starts
+    (MLflow 3.17, `mlflow.pyfunc.scoring_server.init`), before the first request."""
+    return bool(_MLFLOW_IS_IN_SERVING_ENVIRONMENT.get())
 
 
 class BadRecord(MlflowException):
@@ -65,8 +82,9 @@ def present(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def record_sentences(index: int, record: dict) -> list[list[str]]:
-    """The sentences of one request record, each a list of words, within the limits."""
+def record_sentences(index: int, record: dict, limited: bool) -> list[list[str]]:
+    """The sentences of one record, each a list of words; within the request limits where
+    `limited` (over HTTP)."""
     tokens, text = record.get(TOKENS_COLUMN), record.get(TEXT_COLUMN)
     if present(tokens) and present(text):
         raise BadRecord(index, f"give either '{TOKENS_COLUMN}' or '{TEXT_COLUMN}', not both")
@@ -80,7 +98,7 @@ def record_sentences(index: int, record: dict) -> list[list[str]]:
     elif present(text):
         if not isinstance(text, str):
             raise BadRecord(index, f"'{TEXT_COLUMN}' must be a string")
-        if len(text) > MAX_TEXT_CHARACTERS:
+        if limited and len(text) > MAX_TEXT_CHARACTERS:
             raise BadRecord(
                 index,
                 f"'{TEXT_COLUMN}' holds {len(text):,} characters; "
@@ -92,7 +110,7 @@ def record_sentences(index: int, record: dict) -> list[list[str]]:
     else:
         raise BadRecord(index, f"holds neither '{TOKENS_COLUMN}' nor '{TEXT_COLUMN}'")
     longest = max(len(sentence) for sentence in sentences)
-    if longest > MAX_SENTENCE_WORDS:
+    if limited and longest > MAX_SENTENCE_WORDS:
         raise BadRecord(
             index,
             f"a sentence of {longest:,} words; the limit is {MAX_SENTENCE_WORDS:,} a sentence",
@@ -116,16 +134,27 @@ class TaggerModel(PythonModel):
                 f"or a '{TEXT_COLUMN}' column of raw text",
                 error_code=INVALID_PARAMETER_VALUE,
             )
-        if len(model_input) > MAX_RECORDS:
+        limited = in_scoring_server()
+        if limited and len(model_input) > MAX_RECORDS:
             raise MlflowException(
                 f"{len(model_input):,} records; the limit is {MAX_RECORDS:,} a request",
                 error_code=INVALID_PARAMETER_VALUE,
             )
-        records = [record_sentences(i, r) for i, r in enumerate(model_input.to_dict("records"))]
-        # One call for every sentence of every record, so they batch together.
-        tags = iter(tag_sentences(self.tagger, [s for sentences in records for s in sentences]))
         words, tagged = [], []
-        for sentences in records:
-            words.append([word for sentence in sentences for word in sentence])
-            tagged.append([tag for _ in sentences for tag in next(tags)])
+        for first, chunk in chunks(model_input, CHUNK_RECORDS):
+            records = [
+                record_sentences(first + i, record, limited)
+                for i, record in enumerate(chunk.to_dict("records"))
+            ]
+            # One call for every sentence of the chunk's records, so they batch together.
+            tags = iter(tag_sentences(self.tagger, [s for sentences in records for s in sentences]))
+            for sentences in records:
+                words.append([word for sentence in sentences for word in sentence])
+                tagged.append([tag for _ in sentences for tag in next(tags)])
         return pd.DataFrame({TOKENS_COLUMN: words, TAGS_COLUMN: tagged})
+
+
+def chunks(frame: pd.DataFrame, size: int) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(index of its first row, rows) for each `size` rows of `frame` in turn."""
+    for first in range(0, len(frame), size):
+        yield first, frame.iloc[first : first + size]

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from postag.inference import tag_sentences
 from postag.readers import read_conllu
-from postag.serving import MAX_RECORDS, MAX_SENTENCE_WORDS
+from postag.serving import CHUNK_RECORDS, MAX_RECORDS, MAX_SENTENCE_WORDS
 from tests.helpers import ModelServer
 
 # A request that takes longer has hung: a tagging of the largest request allowed takes ~1 s.
@@ -29,6 +30,43 @@ def served(swept, tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def best_in_process(swept):
+    """The registered `best`, loaded in this process as a batch job would."""
+    mlflow.set_tracking_uri(swept[3])
+    try:
+        return mlflow.pyfunc.load_model("models:/postag-tagger@best")
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+STILL_WORDS = ["The", "dog", "runs", "."]
+
+
+def assert_still_tags(url: str, model) -> None:
+    """The server still tags a plain sentence as the model does in this process."""
+    status, answer = post_raw(
+        url, json.dumps({"dataframe_records": [{"tokens": STILL_WORDS}]}).encode()
+    )
+    expected = model.predict(pd.DataFrame({"tokens": [STILL_WORDS]}))["tags"][0]
+    assert status == 200 and answer["predictions"][0]["tags"] == list(expected), answer
+
+
+def test_a_batch_of_5000_records_in_one_call_tags_each_as_alone(best_in_process, ewt_slice):
+    """Batch scoring in process has no request limit: 5,000 records in one call, tagged in
+    chunks, each as the same sentence tagged on its own."""
+    sentences = [list(s.words) for split in ("dev", "test") for s in read_conllu(ewt_slice[split])]
+    records = [sentences[i % len(sentences)] for i in range(5_000)]
+    assert len(records) > MAX_RECORDS and len(records) % CHUNK_RECORDS == 0
+    tagged = best_in_process.predict(pd.DataFrame({"tokens": records}))
+    tagger = best_in_process.unwrap_python_model().tagger
+    alone = [tag_sentences(tagger, [sentence])[0] for sentence in sentences]
+    assert len(tagged) == len(records)
+    for i, row in tagged.iterrows():
+        assert list(row["tokens"]) == records[i]
+        assert list(row["tags"]) == alone[i % len(sentences)], i
 
 
 def post(url: str, body: bytes) -> tuple[int, dict]:
@@ -157,12 +195,13 @@ HOSTILE_BODIES = st.one_of(
 
 @settings(max_examples=150, deadline=None)
 @given(body=HOSTILE_BODIES)
-def test_a_hostile_request_gets_a_4xx_or_its_tags_never_a_5xx(served, body):
+def test_a_hostile_request_gets_a_4xx_or_its_tags_never_a_5xx(served, best_in_process, body):
     status, answer = post_raw(served.url, body if isinstance(body, bytes) else body.encode())
     assert status < 500, answer
     if status == 200:
         for row in answer["predictions"]:
             assert len(row["tokens"]) == len(row["tags"]) > 0
+    assert_still_tags(served.url, best_in_process)
 
 
 @pytest.mark.parametrize(
@@ -175,29 +214,23 @@ def test_a_hostile_request_gets_a_4xx_or_its_tags_never_a_5xx(served, body):
         ({"text": "Some words. " * 400_000}, "the limit is 100,000 a record"),
     ],
 )
-def test_requests_past_a_limit_get_a_400_that_names_it(served, body, says):
+def test_requests_past_a_limit_get_a_400_that_names_it(served, best_in_process, body, says):
     payload = json.dumps({"dataframe_records": [body]}).encode()
     status, answer = post_raw(served.url, payload)
     assert status == 400 and says in answer["message"], (len(payload), status, answer)
+    assert_still_tags(served.url, best_in_process)
 
 
-def test_too_many_records_and_invalid_utf8_get_a_400_then_good_requests_still_tag(served, swept):
+def test_too_many_records_and_invalid_utf8_get_a_400_then_good_requests_still_tag(
+    served, best_in_process
+):
     records = [{"tokens": ["Hi"]}] * (MAX_RECORDS + 1)
     status, answer = post_raw(served.url, json.dumps({"dataframe_records": records}).encode())
-    assert status == 400 and "the limit is 1,000 a request" in answer["message"]
+    assert status == 400 and "1,001 records; the limit is 1,000 a request" in answer["message"]
+    assert_still_tags(served.url, best_in_process)
     status, _ = post_raw(served.url, b'{"dataframe_records": [{"text": "caf\xe9 \xff"}]}')
     assert 400 <= status < 500
-    # After everything above, the server tags as the model does in this process.
-    words = ["The", "dog", "runs", "."]
-    body = json.dumps({"dataframe_records": [{"tokens": words}]}).encode()
-    status, answer = post_raw(served.url, body)
-    mlflow.set_tracking_uri(swept[3])
-    try:
-        model = mlflow.pyfunc.load_model("models:/postag-tagger@best")
-    finally:
-        mlflow.set_tracking_uri(None)
-    expected = model.predict(pd.DataFrame({"tokens": [words]}))["tags"][0]
-    assert status == 200 and answer["predictions"][0]["tags"] == list(expected)
+    assert_still_tags(served.url, best_in_process)
 
 
 def post_raw(url: str, body: bytes) -> tuple[int, dict | str]:
