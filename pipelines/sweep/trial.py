@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import ray
 import torch
@@ -26,6 +27,8 @@ from postag.config import RunConfig, build, to_dict
 from postag.dataset import PreparedDataset
 from postag.resources import ProcessUsage
 from postag.train import EpochResult, TrainingState, fit
+
+T = TypeVar("T")
 
 STATE_FILE = "state.pt"
 # The RunConfig the trial resolved, as JSON: what the driver logs the model with.
@@ -89,15 +92,26 @@ def load_trial_checkpoint(checkpoint: tune.Checkpoint) -> tuple[TrainingState, R
     the RunConfig the trial trained with (None in one saved before checkpoints carried it)."""
     with checkpoint.as_directory() as folder:
         state_file, config_file = Path(folder) / STATE_FILE, Path(folder) / CONFIG_FILE
-        try:
-            state = torch.load(state_file, map_location="cpu", weights_only=True)
-            training_state = TrainingState.from_dict(state)
-            config = None
-            if config_file.is_file():
-                config = build(RunConfig, json.loads(config_file.read_text()))
-        except UNREADABLE as e:
-            raise DamagedCheckpoint(f"{state_file.name}: {e}".splitlines()[0]) from e
+        training_state = read_part(
+            state_file,
+            lambda: TrainingState.from_dict(
+                torch.load(state_file, map_location="cpu", weights_only=True)
+            ),
+        )
+        config = None
+        if config_file.is_file():
+            config = read_part(
+                config_file, lambda: build(RunConfig, json.loads(config_file.read_text()))
+            )
     return training_state, config
+
+
+def read_part(path: Path, read: Callable[[], T]) -> T:
+    """One file of a checkpoint, read; a DamagedCheckpoint naming that file if it cannot be."""
+    try:
+        return read()
+    except UNREADABLE as e:
+        raise DamagedCheckpoint(f"{path.name}: {e}".splitlines()[0]) from e
 
 
 def resume_state(checkpoint: tune.Checkpoint | None) -> tuple[TrainingState | None, str]:

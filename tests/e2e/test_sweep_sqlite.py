@@ -13,10 +13,13 @@ from tests.helpers import (
     write_experiment,
 )
 
+AT_ONCE = 8
+
 
 def test_eight_trials_at_once_on_the_default_sqlite_store(ewt_slice, tmp_path, sweep_driver):
-    # Seven grid trials and the baseline, a quarter CPU each: eight side by side on 2 cores.
-    values = small_sweep("eight", [6, 8, 10, 12, 14, 16, 20], 8, 0.25, 5)
+    # Nine grid trials and the baseline, a quarter CPU each, eight at a time on 2 cores: more
+    # trials than the limit, so that a sweep that broke it would be seen.
+    values = small_sweep("eight", [6, 8, 10, 12, 14, 16, 18, 20, 22], AT_ONCE, 0.25, 5)
     # Short epochs: what is tested is eight trials writing to one sqlite file, not training.
     values["train"]["max_batches_per_epoch"] = 6
     config = write_experiment(tmp_path, ewt_slice, values)
@@ -27,7 +30,7 @@ def test_eight_trials_at_once_on_the_default_sqlite_store(ewt_slice, tmp_path, s
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     trials = trial_runs(client)
-    assert len(trials) == 8
+    assert len(trials) == 10
     assert_every_epoch_logged_once(client, trials)
     # They wrote side by side, and never more than the eight the sweep allows.
-    assert 2 <= most_at_once(trials) <= 8
+    assert 2 <= most_at_once(trials) <= AT_ONCE

@@ -34,9 +34,20 @@ def test_every_config_field_maps_to_its_param_and_back(tiny_config):
 
 def test_the_params_a_trial_logs_are_its_config_under_param_names(tiny_config):
     params = run_params(tiny_config, datasets.load(tiny_config.data))
-    for section, values in to_dict(tiny_config).items():
-        for name, value in values.items():
-            assert params[param_name(f"{section}.{name}")] == str(value)
+    # Every field of the config is there, under its param name.
+    fields = [
+        f"{section}.{name}" for section, values in to_dict(tiny_config).items() for name in values
+    ]
+    assert {param_name(key) for key in fields} <= set(params)
+    # As the MLflow UI shows them: the tiny config's own values, written out by hand.
+    assert {key: params[key] for key in ("hidden_size", "lr", "ff_dims", "swa_start", "betas")} == {
+        "hidden_size": "32",
+        "lr": "0.003",
+        "ff_dims": "[64]",
+        "swa_start": "None",
+        "betas": "[0.9, 0.999]",
+    }
+    assert params["data.dev"] == tiny_config.data.dev
     assert param_name("model.hidden_size") == "hidden_size"
     assert param_name("data.train") == "data.train"
     assert config_key("validation_digest") == "validation_digest"

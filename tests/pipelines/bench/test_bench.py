@@ -199,7 +199,9 @@ def test_text_bench_times_the_tokenizer_and_both_kinds_of_request(ewt_slice, tmp
     assert 100 < tokenizer["sentences"] < 200
     assert [row["sentences_per_request"] for row in result["requests"]] == [1, 32]
     for row in result["requests"]:
-        assert row["ratio"] == row["text_ms"] / row["tokens_ms"]
+        # The console's table carries the figures the JSON holds, both kinds timed.
+        assert row["text_ms"] > 0 and row["tokens_ms"] > 0
+        assert f"| {row['sentences_per_request']} | {row['text_ms']:.1f} |" in printed
     assert f"{tokenizer['sentences_per_second']:,.0f} sentences/s" in printed
     assert "| sentences a request | text records, ms |" in printed
 
@@ -221,10 +223,10 @@ def test_serve_bench_drives_the_real_server_and_counts_no_errors(ewt_slice, tmp_
         (32, 3),
     ]
     for cell in cells:
-        assert cell["errors"] == 0 and cell["requests"] > 0
-        assert cell["sentences_per_second"] == pytest.approx(
-            cell["requests_per_second"] * cell["sentences_per_request"]
-        )
+        # All 30 requests asked for were answered, well within the 10 s bound.
+        assert cell["errors"] == 0 and cell["requests"] == 30 and cell["seconds"] < 10
+        sent = 30 * cell["sentences_per_request"]
+        assert cell["sentences_per_second"] * cell["seconds"] == pytest.approx(sent)
         assert 0 < cell["p50_ms"] <= cell["p95_ms"] <= cell["p99_ms"]
     assert set(result["ceilings"]) == {"1", "32"}
     printed = capsys.readouterr().out

@@ -60,4 +60,5 @@ def test_a_damaged_checkpoint_starts_afresh_and_says_why(checkpoint, tmp_path, d
 def test_a_damaged_config_file_is_a_damaged_checkpoint(checkpoint, tmp_path):
     (tmp_path / CONFIG_FILE).write_text('{"model": {"hidden_si')
     state, reason = resume_state(checkpoint)
-    assert state is None and reason.startswith("state.pt: ")
+    # The file named is the one that is damaged, not the state beside it.
+    assert state is None and reason.startswith("config.json: ")
