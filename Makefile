@@ -19,6 +19,10 @@ HEAD ?=
 # Where Ray Tune keeps checkpoints; on a cluster a location every node reaches (s3://...).
 STORAGE ?=
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
+# No target sends usage statistics or telemetry anywhere (Ray's, MLflow's); to send them,
+# `make sweep RAY_USAGE_STATS_ENABLED=1 MLFLOW_DISABLE_TELEMETRY=false`.
+export RAY_USAGE_STATS_ENABLED ?= 0
+export MLFLOW_DISABLE_TELEMETRY ?= true
 
 .PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale bench-tracking sweep ui ui-screenshot evaluate BEST serve mlflow-server ray-head ray-worker clean
 

@@ -37,11 +37,17 @@ LONG_FOLDERS = ("tests/e2e/", "tests/pipelines/bench/")
 # models over every core as well only spins. One thread halved the CPU of test_train.py
 # alone and took its wall time from 97 s to 77 s. Trials set their own (cpus_per_trial).
 TORCH_THREADS = "1"
+# Nothing the tests start reports usage home (Ray's usage stats, MLflow's telemetry), run
+# through `make test` (whose Makefile exports these) or pytest alone.
+NO_TELEMETRY = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
 def pytest_configure(config):
     """One torch thread a test process unless OMP_NUM_THREADS says otherwise; the processes
-    the tests start (sweep drivers, `postag` commands, servers) inherit the setting."""
+    the tests start (sweep drivers, `postag` commands, servers) inherit the setting, and
+    no usage reporting (NO_TELEMETRY)."""
+    for name, value in NO_TELEMETRY.items():
+        os.environ.setdefault(name, value)
     threads = os.environ.setdefault("OMP_NUM_THREADS", TORCH_THREADS)
     if threads.isdigit():  # OpenMP also takes a list per nesting level ("4,2"); torch does not
         torch.set_num_threads(int(threads))

@@ -164,30 +164,24 @@ def trial_runs(client) -> list:
 
 
 def postgres_server(folder: Path) -> PostgresServer:
-    """A PostgreSQL for a test, Debian's package installed first where it is missing."""
-    install_postgres()
+    """A PostgreSQL for a test; Debian's package must be installed (`.ci/run` does)."""
+    require_postgres()
     return PostgresServer(folder)
 
 
-def install_postgres() -> None:
+def require_postgres() -> None:
     """Debian's PostgreSQL, for a test that starts one itself or through a benchmark."""
     if postgres_bin() is None:
-        install_debian_packages("postgresql")
+        missing("PostgreSQL's programs", "postgresql")
 
 
-def install_debian_packages(*packages: str) -> None:
-    """Install what a test needs from Debian, as .ci/run does, where this process may (root
-    with apt-get); elsewhere skip the test saying what to install (fail it in CI)."""
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        reason = f"needs Debian's {' '.join(packages)}: apt-get install {' '.join(packages)}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, capture_output=True
-    )
+def missing(what: str, *packages: str) -> None:
+    """A program a test needs is not installed: skip it, naming what to install, or fail it
+    under CI, whose .ci/run installs every one (tests install nothing themselves)."""
+    reason = f"needs {what}: apt-get install {' '.join(packages)} (as .ci/run does)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 def conllu_blocks(path: Path, count: int) -> str:

@@ -1,7 +1,7 @@
 """The MLflow UI on a swept store, as a user sees it: headless Chromium drives the real pages.
 
-Selenium drives Debian's `chromium` through its `chromedriver`; `.ci/run` installs both, and
-the `browser` fixture does when they are missing and it can (root with apt-get).
+Selenium drives Debian's `chromium` through its `chromedriver`; `.ci/run` installs both.
+Without them the tests skip, saying so, and fail under CI.
 The compare view's screenshot goes to the test's own folder; `make ui-screenshot` sends it
 to reports/, where the README shows it (POSTAG_UI_SCREENSHOT names the file).
 """
@@ -20,7 +20,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pipelines.tracking import ML_VIEW, compare_runs_url
-from tests.helpers import MlflowServer, install_debian_packages
+from tests.helpers import MlflowServer, missing
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Headless on a machine with no network beyond loopback: no background calls home.
@@ -42,7 +42,7 @@ SCREENSHOT_VARIABLE = "POSTAG_UI_SCREENSHOT"
 @pytest.fixture(scope="module")
 def browser():
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        install_debian_packages("chromium", "chromium-driver")
+        missing(f"{CHROMIUM} and {CHROMEDRIVER}", "chromium", "chromium-driver")
     options = Options()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:

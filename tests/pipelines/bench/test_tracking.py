@@ -6,11 +6,11 @@ import json
 from pipelines.bench.simulated import TrackingFigures
 from pipelines.bench.tracking import format_table
 from pipelines.bench.tracking import main as tracking_bench
-from tests.helpers import install_postgres
+from tests.helpers import require_postgres
 
 
 def test_tracking_bench_counts_every_simulated_epoch_once_in_postgres(ewt_slice, tmp_path, capsys):
-    install_postgres()
+    require_postgres()
     output = tmp_path / "bench_tracking.json"
     data = [f"data.{split}={ewt_slice[split]}" for split in ("train", "dev")]
     options = [*data, f"data.cache_dir={tmp_path / 'cache'}"]
