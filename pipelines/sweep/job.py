@@ -31,7 +31,20 @@ def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, Sweep
         sweep = build_sweep(values["sweep"], run)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    refuse_overrides_of_searched_keys(path, overrides, sweep)
     return values, run, sweep
+
+
+def refuse_overrides_of_searched_keys(path: Path, overrides: list[str], sweep: SweepConfig) -> None:
+    """A `--set` of a key the sweep searches would be silently replaced by each trial's value:
+    refused, saying how to change what is searched."""
+    for override in overrides:
+        key = override.partition("=")[0]
+        if key in sweep.space:
+            raise ConfigError(
+                f"{path}: --set {override} would be ignored: the sweep searches {key} "
+                f"(sweep.space); give the values to search as --set 'sweep.space.{key}=[...]'"
+            )
 
 
 def sweep_experiment(ray_address: str | None) -> tuple[Path, str]:

@@ -74,12 +74,19 @@ def test_baseline_is_tagged_recorded_and_keeps_its_shape(swept):
 
 
 def test_a_diverging_trial_fails_naming_the_epoch_and_the_sweep_completes(swept):
-    _, runs, _, _ = swept
+    _, runs, client, _ = swept
     (failed,) = by_lr(runs, DIVERGING_LR)
     assert failed.info.status == "FAILED"
     assert "epoch 1: the training loss is nan" in failed.data.tags["error"]
     assert "retried_after_error" in failed.data.tags
     assert {r.info.status for r in runs if r is not failed} == {"FINISHED"}
+    # The whole error, as Ray reported it from the trial, is the run's error.txt.
+    error = Path(client.download_artifacts(failed.info.run_id, "error.txt")).read_text()
+    assert "ray::ImplicitFunc.train()" in error and "epoch 1: the training loss is nan" in error
+    # Among good trials, the failed one is never registered, under any alias.
+    versions = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+    assert versions and failed.info.run_id not in {v.run_id for v in versions}
+    assert "model_uri" not in failed.data.tags
 
 
 def test_best_alias_points_at_the_best_non_baseline_trial(swept):
