@@ -20,8 +20,9 @@ from pipelines.sweep.importance import (
     parameter_importance,
 )
 from pipelines.sweep.job import Sweep
-from pipelines.sweep.life import SweepLife, SweepState
+from pipelines.sweep.life import SweepLife
 from pipelines.sweep.promotion import Registered, SweepFailed, register
+from pipelines.sweep.state import SweepState
 from pipelines.tracking import compare_runs_url
 from postag import dataset as datasets
 

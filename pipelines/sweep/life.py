@@ -1,6 +1,6 @@
 """A sweep's life, owned by one object: `SweepLife` holds the lock that keeps a second
-driver away, the state file on the driver's disk, the MLflow parent run, and the stage the
-sweep is in. Each move from stage to stage is a method; the state file records the stage,
+driver away, the state file on the driver's disk (pipelines/sweep/state.py), the MLflow
+parent run, and the stage the sweep is in. Each move from stage to stage is a method; the state file records the stage,
 so a rerun resumes there.
 
     searching -> [confirming ->] registering -> finished
@@ -12,12 +12,9 @@ abandons or finishes a sweep's runs."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -29,29 +26,12 @@ from pipelines.servers.probe import probe_tracking_server
 from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.job import Sweep
 from pipelines.sweep.records import SweepRecord
+from pipelines.sweep.state import Halt, SweepStage, SweepState, config_digest
 from pipelines.tracking import DataInput
 from postag.config import ConfigError, to_dict
-from postag.files import write_text_atomically
 
 # Sweep state files, and Tune's experiments unless --storage names a shared location.
 STORAGE_DIR = Path("runs/sweeps")
-
-
-class SweepBusy(RuntimeError):
-    """Another driver is running the same sweep."""
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """A stop signal, and where it found the sweep; its runs are closed by then."""
-
-
-class SweepStage(StrEnum):
-    """Where a sweep is; saved with its state."""
-
-    SEARCHING = "searching"
-    CONFIRMING = "confirming"
-    REGISTERING = "registering"
-    FINISHED = "finished"
 
 
 # Where a stop finds a sweep, by stage, until the conclusion names its parts (`SweepLife.now`).
@@ -63,56 +43,12 @@ STAGE_PARTS = {
 }
 
 
-class Halt(StrEnum):
-    """Why the last driver of an unfinished sweep stopped."""
-
-    INTERRUPTED = "interrupted"
-    FAILED = "failed"
+class SweepBusy(RuntimeError):
+    """Another driver is running the same sweep."""
 
 
-@dataclass(frozen=True)
-class SweepState:
-    tune_dir: str
-    parent_run_id: str
-    experiment_id: str
-    # The experiment values the sweep was started with: a resume must run the same sweep.
-    config_digest: str
-    stage: SweepStage = SweepStage.SEARCHING
-    halted: Halt | None = None
-    # The confirmation stage's Tune experiment, once the search is over (sweep.confirm).
-    confirm_dir: str | None = None
-
-    @staticmethod
-    def path(state_dir: Path, sweep: SweepConfig) -> Path:
-        return state_dir / f"{sweep.name}.json"
-
-    @classmethod
-    def read(cls, path: Path) -> SweepState:
-        values = json.loads(path.read_text())
-        # States written before the stage was explicit said only whether they had finished.
-        if "finished" in values:
-            finished, confirming = values.pop("finished"), values.get("confirm_dir")
-            values["stage"] = (
-                SweepStage.FINISHED
-                if finished
-                else SweepStage.CONFIRMING
-                if confirming
-                else SweepStage.SEARCHING
-            )
-        values["stage"] = SweepStage(values["stage"])
-        values["halted"] = Halt(values["halted"]) if values.get("halted") else None
-        return cls(**values)
-
-    def save(self, path: Path) -> None:
-        # Whole or not at all: a driver killed mid-write must leave a state a rerun can read.
-        write_text_atomically(path, json.dumps(asdict(self), indent=1))
-
-    @property
-    def finished(self) -> bool:
-        return self.stage == SweepStage.FINISHED
-
-    def record(self) -> SweepRecord:
-        return SweepRecord(self.experiment_id, self.parent_run_id)
+class SweepInterrupted(KeyboardInterrupt):
+    """A stop signal, and where it found the sweep; its runs are closed by then."""
 
 
 def sweep_storage(storage: str | Path) -> tuple[str, Path]:
@@ -148,10 +84,6 @@ def sole_driver(state_dir: Path, sweep: SweepConfig) -> Iterator[None]:
         yield
     finally:
         lock.release()
-
-
-def config_digest(values: dict) -> str:
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
 def open_sweep_state(

@@ -25,8 +25,9 @@ from ray.tune.experiment import Trial
 from pipelines.console import say
 from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.job import Sweep
-from pipelines.sweep.life import SweepLife, SweepState
+from pipelines.sweep.life import SweepLife
 from pipelines.sweep.progress import SweepProgress
+from pipelines.sweep.state import SweepState
 from pipelines.sweep.stop_signals import fit_stoppably, take_stop_signals
 from pipelines.sweep.trial import train_trial
 from pipelines.sweep.trial_logger import MlflowTrials, trial_name

@@ -29,10 +29,11 @@ from pipelines.sweep.confirm import (
     top_candidates,
 )
 from pipelines.sweep.job import Sweep
-from pipelines.sweep.life import SweepLife, SweepStage, SweepState
+from pipelines.sweep.life import SweepLife
 from pipelines.sweep.promotion import SweepFailed, nothing_to_register
 from pipelines.sweep.search import param_space, tune_config
 from pipelines.sweep.stage_runner import Stage, run_stage, stage_trials
+from pipelines.sweep.state import SweepStage, SweepState
 from postag.dataset import PreparedDataset
 
 RESUME_HINT = "run the same command again to resume"

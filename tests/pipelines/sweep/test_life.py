@@ -9,7 +9,8 @@ import mlflow
 import pytest
 
 from pipelines.sweep.job import Sweep, load_sweep
-from pipelines.sweep.life import Halt, SweepLife, SweepStage, SweepState, sweep_storage
+from pipelines.sweep.life import SweepLife, sweep_storage
+from pipelines.sweep.state import Halt, SweepStage, SweepState
 from pipelines.tracking import ensure_experiment
 from tests.helpers import TINY_SWEEP, write_sweep
 
