@@ -1,7 +1,7 @@
 """A sweep's life, owned by one object: `SweepLife` holds the lock that keeps a second
 driver away, the state file on the driver's disk (pipelines/sweep/state.py), the MLflow
-parent run, and the stage the sweep is in. Each move from stage to stage is a method; the state file records the stage,
-so a rerun resumes there.
+parent run, and the stage the sweep is in. Each move from stage to stage is a method; the
+state file records the stage, so a rerun resumes there.
 
     searching -> [confirming ->] registering -> finished
 
