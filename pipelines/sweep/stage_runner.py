@@ -68,9 +68,7 @@ def ray_processes_in_groups_of_their_own() -> Iterator[None]:
 def one_ray_for_the_stages() -> Iterator[None]:
     """The Ray runtime that the first Tune stage inside starts (or the cluster it joins),
     kept for the stages after it and shut down when the block ends. When each stage started
-    its own, a sweep with a confirmation started Ray twice: 5 CPU-s and 4.5 s each time.
-
-    """
+    its own, a sweep with a confirmation started Ray twice: 5 CPU-s and 4.5 s each time."""
     try:
         yield
     finally:
