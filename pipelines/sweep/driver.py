@@ -80,8 +80,8 @@ def run_sweep(
         experiment_id = ensure_experiment()
         prepared = datasets.load(run.data)
         # Ray, once a Tune stage starts it, lives on through the conclusion and is shut down
-        # after the sweep's runs are closed: its shutdown leaves SIGTERM to the kernel's
-        # default for about a second (stage_runner.one_ray_for_the_stages).
+        # after the sweep's runs are closed: its shutdown takes about a second, in which a
+        # stop must find nothing left open (stage_runner.one_ray_for_the_stages).
         with one_ray_for_the_stages(), SweepLife.open(job, experiment_id, fresh) as life:
             if not life.resuming:
                 life.log_data(training_inputs(prepared).values())

@@ -90,8 +90,8 @@ def register_candidate(
 def registered_version_of(client: mlflow.MlflowClient, model_uri: str) -> ModelVersion | None:
     """The version that already holds the model at `model_uri`, if any: registration is
     made once a model, and found again after that."""
-    versions = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
-    return next((v for v in versions if v.source == model_uri), None)
+    found = f"name = '{REGISTERED_MODEL}' and source_path = '{model_uri}'"
+    return next(iter(client.search_model_versions(found)), None)
 
 
 def alias_for(name: str) -> str:

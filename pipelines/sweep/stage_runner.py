@@ -98,11 +98,10 @@ def shutdown_ray() -> None:
     """ray.shutdown(), with the driver's stop signals its own again as soon as Ray lets go."""
     worker = ray_worker.global_worker
     core_worker = getattr(worker, "core_worker", None)
+    # Signal handlers are the main thread's to set; a driver's core worker is the one reset.
     if core_worker is not None and threading.current_thread() is threading.main_thread():
         worker.core_worker = _SignalsTakenBack(core_worker)
     ray.shutdown()
-    if threading.current_thread() is threading.main_thread():
-        take_stop_signals()
 
 
 def start_ray(verbose: bool) -> None:

@@ -49,7 +49,8 @@ def fit_stoppably(tuner) -> bool:
     """
     take_stop_signals()
     tuner.fit()
-    tune_caught_sigint = not os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0").strip("0")
+    # Read as Tune reads it (ray/tune/tune.py): set, Tune leaves SIGINT to us all along.
+    tune_caught_sigint = int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0")) == 0
     stopped = tune_caught_sigint and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     take_stop_signals()
     return stopped
