@@ -30,7 +30,7 @@ from mlflow.types.schema import Array
 
 from postag.checkpoint import LoadedTagger, load_checkpoint
 from postag.inference import tag_sentences
-from postag.tokenize import sentences_of
+from postag.tokenize import max_text_characters, sentences_of
 
 CHECKPOINT_ARTIFACT = "checkpoint"
 TOKENS_COLUMN = "tokens"
@@ -98,11 +98,12 @@ def record_sentences(index: int, record: dict, limited: bool) -> list[list[str]]
     elif present(text):
         if not isinstance(text, str):
             raise BadRecord(index, f"'{TEXT_COLUMN}' must be a string")
-        if limited and len(text) > MAX_TEXT_CHARACTERS:
+        # In process, the tokenizer's own bound still holds: past it spaCy raises its own error.
+        limit = MAX_TEXT_CHARACTERS if limited else max_text_characters()
+        if len(text) > limit:
             raise BadRecord(
                 index,
-                f"'{TEXT_COLUMN}' holds {len(text):,} characters; "
-                f"the limit is {MAX_TEXT_CHARACTERS:,} a record",
+                f"'{TEXT_COLUMN}' holds {len(text):,} characters; the limit is {limit:,} a record",
             )
         sentences = [sentence.words for sentence in sentences_of(text)]
         if not sentences:

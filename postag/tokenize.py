@@ -117,6 +117,11 @@ def ewt_tokens(pieces) -> tuple[Token, ...]:
     return tuple(tokens)
 
 
+def max_text_characters() -> int:
+    """The longest text `sentences_of` takes in one piece: spaCy's own bound on a document."""
+    return english_pipeline().max_length
+
+
 def sentences_of(text: str) -> list[TextSentence]:
     """The sentences of a stretch of raw text, in order; none for blank text."""
     sentences = []

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mlflow.exceptions import MlflowException
 
 from postag.inference import tag_sentences
 from postag.readers import read_conllu
@@ -67,6 +68,19 @@ def test_a_batch_of_5000_records_in_one_call_tags_each_as_alone(best_in_process,
     for i, row in tagged.iterrows():
         assert list(row["tokens"]) == records[i]
         assert list(row["tags"]) == alone[i % len(sentences)], i
+
+
+def test_a_text_past_the_tokenizers_bound_in_process_is_a_message_naming_the_record(
+    best_in_process,
+):
+    """Without the request limits, a text longer than the tokenizer takes is still refused
+    by record, not by spaCy's own error from deep inside."""
+    records = pd.DataFrame({"text": ["A short one.", "Some words. " * 100_001]})
+    with pytest.raises(MlflowException) as refused:
+        best_in_process.predict(records)
+    assert "record 1: 'text' holds 1,200,012 characters; the limit is 1,000,000 a record" in str(
+        refused.value
+    )
 
 
 def post(url: str, body: bytes) -> tuple[int, dict]:
