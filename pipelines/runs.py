@@ -1,18 +1,17 @@
 """A sweep's runs as the pipeline names and reads them: every MLflow tag, param and metric
 name a module needs, and each trial run read once into a typed `TrialRun`.
 
-MLflow holds params as text under flat names: a trial's `model.hidden_size` is logged as
-`hidden_size`, its `data.train` as `data.train`. `param_name` and `config_key` map between
-the two both ways; no other module undoes the flattening.
+A config value is named by its dotted key everywhere: in the experiment file, in --set,
+in a sweep's space and as the MLflow param (`model.hidden_size`), which holds it as text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from postag.config import ModelConfig, RunConfig, TrainConfig, to_dict
+from pipelines import objective
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -41,41 +40,23 @@ EVALUATION_ROLE = "evaluation"
 TRIAL_TAG = "ray_trial_id"
 MODEL_URI_TAG = "model_uri"
 ERROR_TAG = "error"
+# The end of an error trace kept in a tag (MLflow caps tag values); error.txt keeps it all.
+ERROR_TAG_CHARS = 5000
 
-# What a finished trial scored: the metrics the sweep ranks, registers and plots by.
-BEST_VAL_ACCURACY = "best_val_accuracy"
+# The epoch of a finished trial's best (its score is pipelines/objective.py's BEST_METRIC).
 BEST_EPOCH = "best_epoch"
 
 # Params logged beside the config's own fields.
 VALIDATION_DIGEST_PARAM = "validation_digest"
 
-# Config sections whose fields are logged under their own names; others keep the section.
-FLAT_SECTIONS = {"model": ModelConfig, "train": TrainConfig}
-SECTION_OF_FIELD = {
-    f.name: section for section, kind in FLAT_SECTIONS.items() for f in fields(kind)
-}
 
-
-def param_name(config_key: str) -> str:
-    """The MLflow param of a dotted config key: `model.hidden_size` -> `hidden_size`."""
-    section, _, name = config_key.partition(".")
-    return name if section in FLAT_SECTIONS else config_key
-
-
-def config_key(param: str) -> str:
-    """The dotted config key of an MLflow param: `hidden_size` -> `model.hidden_size`; a
-    param that is no config field (`validation_digest`) is returned as it is."""
-    section = SECTION_OF_FIELD.get(param)
-    return f"{section}.{param}" if section is not None else param
-
-
-def run_params(config: RunConfig, dataset: PreparedDataset) -> dict[str, str]:
-    """Every config field, model and train fields by their own name, plus the dataset's."""
-    values = to_dict(config)
+def run_params(config: dict, dataset: PreparedDataset) -> dict[str, str]:
+    """Every field of a plain config (`to_dict` of a RunConfig) under its dotted key, as in
+    the experiment file and --set (`model.hidden_size`), plus the dataset's own."""
     params = {
-        param_name(f"{section}.{name}"): value
+        f"{section}.{name}": value
         for section in ("data", "model", "train")
-        for name, value in values[section].items()
+        for name, value in config[section].items()
     }
     params.update(
         {
@@ -98,7 +79,8 @@ class TrialRun:
     role: str | None
     trial_id: str | None
     model_uri: str | None
-    best_val_accuracy: float | None
+    # Its best epoch's figure on the sweep's objective (pipelines/objective.py).
+    score: float | None
     best_epoch: int | None
     params: Mapping[str, str]
     metrics: Mapping[str, float]
@@ -115,7 +97,7 @@ class TrialRun:
             role=tags.get(ROLE_TAG),
             trial_id=tags.get(TRIAL_TAG),
             model_uri=tags.get(MODEL_URI_TAG),
-            best_val_accuracy=metrics.get(BEST_VAL_ACCURACY),
+            score=metrics.get(objective.BEST_METRIC),
             best_epoch=int(best_epoch) if best_epoch is not None else None,
             params=dict(run.data.params),
             metrics=dict(metrics),
@@ -124,11 +106,11 @@ class TrialRun:
 
     def value(self, key: str) -> str | None:
         """The text MLflow holds for dotted config key `key` (`model.hidden_size`)."""
-        return self.params.get(param_name(key))
+        return self.params.get(key)
 
     @property
     def seed(self) -> str:
-        return self.params[param_name("train.seed")]
+        return self.params["train.seed"]
 
     @property
     def validation_digest(self) -> str:
@@ -139,12 +121,12 @@ class TrialRun:
         return self.tags.get(ERROR_TAG)
 
     def is_candidate(self, role: str = TRIAL_ROLE) -> bool:
-        """A finished run of `role` that logged a model and a best validation accuracy."""
+        """A finished run of `role` that logged a model and its best score."""
         return (
             self.role == role
             and self.status == FINISHED
             and self.model_uri is not None
-            and self.best_val_accuracy is not None
+            and self.score is not None
         )
 
 
@@ -152,12 +134,23 @@ def read_trial_runs(runs: list[Run]) -> list[TrialRun]:
     return [TrialRun.of(run) for run in runs]
 
 
-def best_val_accuracy(run: TrialRun) -> float:
-    assert run.best_val_accuracy is not None, run.run_id
-    return run.best_val_accuracy
+def score(run: TrialRun) -> float:
+    """A candidate's score on the objective."""
+    assert run.score is not None, run.run_id
+    return run.score
+
+
+def best_of(runs: list[TrialRun]) -> TrialRun:
+    """The candidate with the best score on the objective."""
+    return min(runs, key=lambda run: objective.sort_key(score(run)))
+
+
+def best_first(runs: list[TrialRun]) -> list[TrialRun]:
+    """Candidates by score on the objective, best first."""
+    return sorted(runs, key=lambda run: objective.sort_key(score(run)))
 
 
 def candidates(runs: list[TrialRun], role: str = TRIAL_ROLE) -> list[TrialRun]:
     """Finished runs of `role` (search trials by default, never the baseline) that logged
-    a model and a best validation accuracy."""
+    a model and its best score."""
     return [run for run in runs if run.is_candidate(role)]

@@ -1,6 +1,6 @@
 """Where MLflow runs go: the tracking URI and its credentials, the experiment, datasets as
 MLflow inputs, evaluation runs and links into the UI. A sweep's own runs are written by
-pipelines/sweep/records.py.
+pipelines/sweep/trial_runs.py.
 
 Ray-free, so that `postag tag` and `postag evaluate` do not load Ray to find a tracking URI.
 """

@@ -37,14 +37,15 @@ class LoadedTagger:
 
 
 def save_checkpoint(
-    path: str | Path, model_state: dict, config: RunConfig, dataset: PreparedDataset
+    path: str | Path, model_state: dict, config: RunConfig | dict, dataset: PreparedDataset
 ) -> Path:
+    """`config`: the RunConfig, or its plain form as a sweep's trial carried it (`to_dict`)."""
     path = Path(path)
     # The joint heads trained the encoder; the shipped tagger predicts the tag alone.
     shipped = {k: v for k, v in model_state.items() if not k.startswith(JOINT_HEADS)}
     payload = {
         "format": CHECKPOINT_FORMAT,
-        "config": to_dict(config),
+        "config": config if isinstance(config, dict) else to_dict(config),
         "model_state": shipped,
         "words": list(dataset.words.items),
         "tags": list(dataset.tags.items),

@@ -8,7 +8,6 @@ key's dotted name.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import types
 import typing
@@ -322,23 +321,31 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
         key, sep, raw = override.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {override!r} must look like key.sub=value")
-        node, parts = result, key.split(".")
-        while len(parts) > 1 and not _holds_dotted_keys(node):
-            child = node.setdefault(parts[0], {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {override!r}: '{parts[0]}' is not a section")
-            node, parts = child, parts[1:]
-        leaf = ".".join(parts)
         try:
-            node[leaf] = yaml.safe_load(raw)
+            value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise ConfigError(f"override {override!r}: the value is not valid YAML") from None
+        _set(result, key, value, f"override {override!r}")
     return result
 
 
-def apply_values(values: dict, dotted: dict[str, Any]) -> dict:
-    """`apply_overrides` for values already parsed: {"train.epochs": 5, ...}."""
-    return apply_overrides(values, [f"{key}={json.dumps(value)}" for key, value in dotted.items()])
+def with_values(values: dict, dotted: dict[str, Any]) -> dict:
+    """A copy of `values` with values already parsed set by dotted key: {"train.epochs": 5}."""
+    result = _deep_copy(values)
+    for key, value in dotted.items():
+        _set(result, key, value, repr(key))
+    return result
+
+
+def _set(values: dict, key: str, value: Any, source: str) -> None:
+    """Set `value` at dotted `key` in `values`, making sections on the way."""
+    node, parts = values, key.split(".")
+    while len(parts) > 1 and not _holds_dotted_keys(node):
+        child = node.setdefault(parts[0], {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: '{parts[0]}' is not a section")
+        node, parts = child, parts[1:]
+    node[".".join(parts)] = value
 
 
 def _holds_dotted_keys(node: dict) -> bool:

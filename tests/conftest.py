@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import pickle
 import signal
 import subprocess
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -151,7 +151,7 @@ def swept(ewt_slice, tmp_path_factory, worker_id):
 
     Yields (outcome, runs, client, uri); tests that use the store through MLflow's global
     tracking URI take `in_swept_store` as well. The outcome also counts, by trial point, how
-    often the driver resolved a trial's RunConfig (`driver_config_resolutions`).
+    often and where a trial's RunConfig was resolved (`config_resolutions`).
     """
     shared = session_folder(tmp_path_factory, worker_id)
     folder = shared / "sweep"
@@ -172,29 +172,43 @@ def swept(ewt_slice, tmp_path_factory, worker_id):
 SWEPT_OUTCOME = "outcome.pickle"
 
 
+# On PYTHONPATH, it counts each resolution of a trial's RunConfig in every process.
+RESOLUTION_COUNTER = Path(__file__).parent / "resolution_counter"
+
+
 def sweep_once(folder: Path, uri: str, ewt_slice: dict) -> dict:
-    """The tiny sweep, counting the driver's RunConfig resolutions."""
+    """The tiny sweep, counting the RunConfig resolutions of the driver (this process) and
+    of the trials' workers: `config_resolutions` (process id, point), `driver_pid`."""
     # Here: a test that needs no sweep loads no Ray.
     from pipelines.sweep.driver import run_sweep
-    from pipelines.sweep.job import TrialConfigs
+    from pipelines.sweep.trial import TrialConfigs
 
+    counter = load_module(RESOLUTION_COUNTER / "sitecustomize.py")
     folder.mkdir(exist_ok=True)  # a worker's failed try may have left it
-    resolutions = Counter()
-    resolve = TrialConfigs.__call__
-
-    def counted(self, trial_config: dict, device: str):
-        resolutions[json.dumps(trial_config, sort_keys=True, default=str)] += 1
-        return resolve(self, trial_config, device)
-
+    log = folder / "resolutions.jsonl"
+    log.unlink(missing_ok=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.setenv("RAY_ADDRESS", "local")
-        # The driver's own resolutions only: each trial's worker imports the class afresh.
-        patch.setattr(TrialConfigs, "__call__", counted)
+        patch.setenv("POSTAG_TEST_RESOLUTIONS", str(log))
+        # Ray's workers start from this environment, and run the counter as they start.
+        paths = [str(RESOLUTION_COUNTER), *filter(None, [os.environ.get("PYTHONPATH")])]
+        patch.setenv("PYTHONPATH", os.pathsep.join(paths))
+        patch.setattr(TrialConfigs, "resolve", counter.counting(TrialConfigs.resolve))
         outcome = run_sweep(write_sweep(folder, ewt_slice), [], folder / "tune", fresh=True)
     mlflow.set_tracking_uri(None)
-    outcome["driver_config_resolutions"] = resolutions
+    lines = log.read_text().splitlines() if log.exists() else []
+    outcome["config_resolutions"] = [json.loads(line) for line in lines]
+    outcome["driver_pid"] = os.getpid()
     return outcome
+
+
+def load_module(path: Path):
+    """A Python file as a module, imported by its path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -267,4 +267,4 @@ def assert_every_epoch_logged_once(client, runs) -> None:
         assert run.info.status == "FINISHED", run.info.run_name
         for metric in ("val_accuracy", "train_loss", "tokens_per_second"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
-            assert steps == list(range(1, int(run.data.params["epochs"]) + 1)), metric
+            assert steps == list(range(1, int(run.data.params["train.epochs"]) + 1)), metric

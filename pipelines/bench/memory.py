@@ -24,7 +24,7 @@ from pipelines.experiment import add_overrides_argument, read_experiment, run_co
 from pipelines.sweep.job import CPU_EXPERIMENT, load_sweep
 from pipelines.sweep.trial import STATE_FILE
 from postag import dataset as datasets
-from postag.config import RunConfig, apply_overrides, apply_values
+from postag.config import RunConfig, apply_overrides, with_values
 from postag.resources import MEGABYTE, resident_megabytes
 from postag.train import EpochResult, TrainingState, fit
 
@@ -61,7 +61,7 @@ def case_config(case: str, extra: list[str]) -> RunConfig:
         return run_config_from(read_experiment(BEST_EXPERIMENT, overrides))
     values, _, sweep = load_sweep(CPU_EXPERIMENT, [])
     base = {k: v for k, v in values.items() if k != "sweep"}
-    return run_config_from(apply_overrides(apply_values(base, sweep.baseline), overrides))
+    return run_config_from(apply_overrides(with_values(base, sweep.baseline), overrides))
 
 
 def trace_one(case: str, extra: list[str]) -> MemoryTrace:

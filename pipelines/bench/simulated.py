@@ -16,14 +16,16 @@ import ray
 import yaml
 from ray import tune
 
+from pipelines import objective
+from pipelines.bench.sweep_clock import SweepClock
 from pipelines.console import library_output_to
-from pipelines.runs import BEST_EPOCH, BEST_VAL_ACCURACY, FINISHED
-from pipelines.sweep.clock import SweepClock
-from pipelines.sweep.config import SweepConfig
-from pipelines.sweep.job import Sweep, load_sweep
-from pipelines.sweep.life import SweepLife, sweep_storage
-from pipelines.sweep.stage_runner import one_ray_for_the_stages, run_stage
-from pipelines.sweep.stages import search_stage
+from pipelines.runs import BEST_EPOCH, FINISHED
+from pipelines.sweep.job import SweepJob, load_sweep, sweep_storage
+from pipelines.sweep.ray_runtime import one_ray_for_the_stages
+from pipelines.sweep.search import search_stage
+from pipelines.sweep.settings import SweepSettings
+from pipelines.sweep.stage import StageRunner
+from pipelines.sweep.state import SweepLife
 from pipelines.sweep.trial import DEVICE_KEY, NODE_KEY, REPORTED_AT_KEY, RESUMED_KEY
 from pipelines.tracking import child_runs, ensure_experiment, training_inputs
 from postag import dataset as datasets
@@ -78,10 +80,10 @@ class TrackingFigures:
         )
 
 
-def simulated_trial(trial_config: dict, *, make_config, **_unused) -> None:
+def simulated_trial(point: dict, *, configs, **_unused) -> None:
     """A trial that trains nothing: its epochs reported at once, each with the keys and the
     number of metrics a real trial reports (pipelines/sweep/trial.py), and no checkpoint."""
-    config = make_config(trial_config, "cpu")
+    config = configs.resolve(point, "cpu")
     usage = ProcessUsage()
     node = ray.get_runtime_context().get_node_id()
     for epoch in range(1, config.train.epochs + 1):
@@ -92,7 +94,7 @@ def simulated_trial(trial_config: dict, *, make_config, **_unused) -> None:
                 **dict.fromkeys(EPOCH_METRICS, 0.0),
                 "val_accuracy": accuracy,
                 **usage.sample(),
-                BEST_VAL_ACCURACY: accuracy,
+                objective.BEST_METRIC: accuracy,
                 BEST_EPOCH: epoch,
                 RESUMED_KEY: 0,
                 NODE_KEY: node,
@@ -120,7 +122,7 @@ def simulated_experiment(trials: int, epochs: int) -> dict:
 
 def load_simulated_sweep(
     trials: int, epochs: int, overrides: list[str], folder: Path
-) -> tuple[Path, dict, RunConfig, SweepConfig]:
+) -> tuple[Path, dict, RunConfig, SweepSettings]:
     """The simulated experiment with the user's --set values, written to `folder` and
     loaded as `make sweep` loads one: (its file, raw values, base run, sweep config)."""
     path = folder / f"tracking-{trials}.yaml"
@@ -139,25 +141,26 @@ def measure(
     cross back from the process it runs in)."""
     path, values, run, sweep = load_simulated_sweep(trials, epochs, overrides, folder)
     clock = SweepClock()
-    tune_storage, state_dir = sweep_storage(folder / "tune")
-    job = Sweep(
-        path, values, run, sweep, tune_storage, state_dir, clock=clock, trainable=simulated_trial
-    )
+    job = SweepJob(path, values, run, sweep, *sweep_storage(folder / "tune"))
     with (
         log.open("a") as console,
         contextlib.redirect_stdout(console),
-        SweepLife.lock(job),
+        job.lock(),
         library_output_to(log, verbose=False),
     ):
         mlflow.set_tracking_uri(uri)
         experiment_id = ensure_experiment()
         prepared = datasets.load(run.data)
+        # The sweep's own stage runner, each trial a no-op, timed by the clock's callbacks.
+        runner = StageRunner(
+            prepared, trainable=simulated_trial, before=[clock.opening], after=[clock.closing]
+        )
         # The store is thrown away after the bench: the sweep is left where its search ends.
         with SweepLife.open(job, experiment_id, fresh=True) as life:
             life.log_data(training_inputs(prepared).values())
             before = resident_megabytes()
             with one_ray_for_the_stages():
-                if not run_stage(life, search_stage(job, life.state), False, prepared, False):
+                if not runner.run(life, search_stage(job, life.state), resuming=False):
                     # Tune stopped on Ctrl-C or SIGTERM before every trial concluded: no figures.
                     raise KeyboardInterrupt
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KILOBYTE

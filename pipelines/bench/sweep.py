@@ -11,6 +11,7 @@ are untouched.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -21,12 +22,13 @@ from pathlib import Path
 
 import torch
 
+from pipelines.bench.sweep_clock import SweepClock, TimeSplit
 from pipelines.cli import command_parser
 from pipelines.experiment import add_experiment_arguments
-from pipelines.sweep.clock import SweepClock, TimeSplit
-from pipelines.sweep.config import SweepConfig
 from pipelines.sweep.driver import run_sweep
 from pipelines.sweep.job import load_sweep, sweep_experiment
+from pipelines.sweep.settings import SweepSettings
+from pipelines.sweep.stage import StageRunner
 
 # Without a GPU the CPU study would take ~13 minutes a run: cap each epoch's steps instead.
 CPU_BATCHES_PER_EPOCH = 10
@@ -49,7 +51,7 @@ def default_bench() -> tuple[Path, list[str]]:
     return path, [f"train.max_batches_per_epoch={CPU_BATCHES_PER_EPOCH}"]
 
 
-def trial_slots(sweep: SweepConfig, concurrent: int) -> int:
+def trial_slots(sweep: SweepSettings, concurrent: int) -> int:
     """How many trials run at once on this machine's CPUs (or GPU shares)."""
     if torch.cuda.is_available() and sweep.gpus_per_trial > 0:
         fit = int(1 / sweep.gpus_per_trial)
@@ -78,7 +80,9 @@ def time_sweep(
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
         try:
             started = time.time()
-            outcome = run_sweep(config, overrides, Path(folder) / "tune", fresh=True, clock=clock)
+            # The sweep's own stage runner, timed by the clock's callbacks around its own.
+            runner = functools.partial(StageRunner, before=[clock.opening], after=[clock.closing])
+            outcome = run_sweep(config, overrides, Path(folder) / "tune", fresh=True, runner=runner)
             ended = time.time()
         finally:
             if previous is None:

@@ -16,90 +16,24 @@ over the words aligned by character offsets, as the CoNLL 2018 shared task did.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines.cli import command_parser, not_found_message
-from pipelines.commands import plots
 from pipelines.commands.evaluate_raw import RAW_REPORTS, evaluate_raw_text, raw_text_report
-from pipelines.runs import BASELINE_ROLE, read_trial_runs
-from pipelines.tracking import (
-    DataInput,
-    child_runs,
-    log_evaluation,
-    tracking_uri,
-)
-from postag.checkpoint import LoadedTagger
-from postag.dataset import split_file
-from postag.evaluation import EvaluationReport, evaluate_tagger
-from postag.readers import DataFormatError, read_sentences
+from pipelines.evaluation import default_data, evaluate_model, markdown_table, per_tag_rows
+from pipelines.tracking import tracking_uri
+from postag.evaluation import EvaluationReport
+from postag.readers import DataFormatError
 from postag.registry import ModelNotFound, best_model_uri, load_tagger
 from postag.sources import DataSourceError
 
 SEED_TEST_ACCURACY = 0.9261  # the notebook's figure, on its author's own data
 REPORTS_DIR = Path("reports")
-
-
-def per_tag_rows(report: EvaluationReport) -> list[dict]:
-    rows = [
-        {
-            "tag": s.tag,
-            "precision": s.precision,
-            "recall": s.recall,
-            "f1": s.f1,
-            "support": s.support,
-        }
-        for s in sorted(report.per_tag, key=lambda s: -s.support)
-    ]
-    rows += [
-        {
-            "tag": f"{tag} (not in the model's tag set)",
-            "precision": 0.0,
-            "recall": 0.0,
-            "f1": 0.0,
-            "support": count,
-        }
-        for tag, count in sorted(report.unknown_tags.items())
-    ]
-    return rows
-
-
-def markdown_table(rows: list[dict]) -> str:
-    lines = ["| tag | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
-    lines += [
-        f"| {r['tag']} | {100 * r['precision']:.2f} | {100 * r['recall']:.2f} "
-        f"| {100 * r['f1']:.2f} | {r['support']:,} |"
-        for r in rows
-    ]
-    return "\n".join(lines)
-
-
-def confusions_table(report: EvaluationReport) -> str:
-    """The leading errors, with how many fell on capitalized and on unseen words."""
-    lines = [
-        "| gold | predicted | errors | capitalized words | unseen words |",
-        "| --- | --- | ---: | ---: | ---: |",
-    ]
-    lines += [
-        f"| {c.gold} | {c.predicted} | {c.count:,} | {c.capitalized:,} | {c.unseen:,} |"
-        for c in report.confusions
-    ]
-    return "\n".join(lines)
-
-
-def write_csv(rows: list[dict], path: Path) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def terminal_report(
@@ -129,105 +63,6 @@ def terminal_report(
         listed = ", ".join(f"{t} ({n})" for t, n in sorted(report.unknown_tags.items()))
         lines.append(f"  tags the model never saw, counted as errors: {listed}")
     return "\n".join(lines)
-
-
-def sweep_trials(version: ModelVersion | None) -> list[plots.TrialCurves]:
-    """Every trial of the sweep that produced the version, with its per-epoch curves."""
-    if version is None or not version.run_id:
-        return []
-    client = mlflow.MlflowClient()
-    run = client.get_run(version.run_id)
-    parent = run.data.tags.get(MLFLOW_PARENT_RUN_ID)
-    if parent is None:
-        return []
-    trials = []
-    for child in read_trial_runs(child_runs(run.info.experiment_id, parent)):
-        history = {
-            key: [
-                m.value
-                for m in sorted(client.get_metric_history(child.run_id, key), key=lambda m: m.step)
-            ]
-            for key in ("val_accuracy", "grad_norm_first_lstm", "grad_norm_last_lstm")
-        }
-        if not history["val_accuracy"]:
-            continue
-        hidden, layers = child.value("model.hidden_size"), child.value("model.num_layers")
-        baseline = child.role == BASELINE_ROLE
-        trials.append(
-            plots.TrialCurves(
-                label=f"{'baseline ' if baseline else ''}h{hidden} x {layers} "
-                f"layer{'' if layers == '1' else 's'}, {child.value('train.epochs')} ep",
-                hidden_size=int(hidden),
-                num_layers=int(layers),
-                baseline=baseline,
-                best_val_accuracy=child.best_val_accuracy,
-                val_accuracy=history["val_accuracy"],
-                grad_norm_first=history["grad_norm_first_lstm"],
-                grad_norm_last=history["grad_norm_last_lstm"],
-            )
-        )
-    return sorted(trials, key=lambda t: (t.baseline, t.hidden_size, t.num_layers, t.label))
-
-
-def write_reports(
-    report: EvaluationReport, trials: list[plots.TrialCurves], folder: Path
-) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = per_tag_rows(report)
-    (folder / "per_tag.md").write_text(markdown_table(rows) + "\n")
-    (folder / "confusions.md").write_text(confusions_table(report) + "\n")
-    written = [
-        write_csv(rows, folder / "per_tag.csv"),
-        folder / "per_tag.md",
-        folder / "confusions.md",
-        plots.confusion_png(report.confusion, report.tag_names, folder / "confusion.png"),
-    ]
-    if trials:
-        written.append(plots.val_accuracy_png(trials, folder / "sweep_val_accuracy.png"))
-        written.append(plots.heatmap_png(trials, folder / "sweep_heatmap.png"))
-        baseline = [t for t in trials if t.baseline]
-        healthy = [t for t in trials if not t.baseline and t.best_val_accuracy is not None]
-        # A healthy trial of several layers, so that its first and last layer differ.
-        stacked = [t for t in healthy if t.num_layers > 1] or healthy
-        if baseline and stacked:
-            best = max(stacked, key=lambda t: t.best_val_accuracy)
-            written.append(plots.grad_norms_png(baseline[0], best, folder / "sweep_grad_norms.png"))
-    return written
-
-
-def default_data(tagger: LoadedTagger) -> Path:
-    data = tagger.config.data
-    if data.test is None and data.format != "conllu":
-        problem = "the model names no test file: pass --data PATH"
-        raise DataFormatError(Path("--data"), None, problem)
-    return split_file(data, "test")
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    report: EvaluationReport
-    version: ModelVersion | None
-    data: Path
-    run_id: str
-
-
-def evaluate_model(
-    uri: str, data: Path | None, fmt: str | None, tag_column: str | None, reports: Path | None
-) -> Evaluated:
-    """Evaluate the model at `uri` on a test file and log it as an MLflow evaluation run.
-
-    `data`, `fmt` and `tag_column` default to the model's own; `reports`, where given, gets
-    the tables and pictures, which the run then holds too.
-    """
-    tagger, version = load_tagger(uri)
-    data = data or default_data(tagger)
-    fmt = fmt or tagger.config.data.format
-    sentences = read_sentences(data, fmt, tag_column or tagger.config.data.tag_column)
-    report = evaluate_tagger(tagger, sentences)
-    files = write_reports(report, sweep_trials(version), reports) if reports else []
-    test = DataInput.test_file(data, report.num_sentences, report.num_tokens)
-    run_id = log_evaluation(uri, version, test, report.headline(), files)
-    return Evaluated(report, version, data, run_id)
 
 
 def run(args: argparse.Namespace) -> dict:

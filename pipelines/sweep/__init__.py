@@ -1,11 +1,19 @@
-"""A sweep, in the order it flows: `driver` runs it, taking stops through `stop_signals`;
-`job` says what it is (and resolves each trial's RunConfig), `config` its typed sweep
-section; `life` owns its stage, lock, `state` file and parent run; `stages` makes its stages
-and orders them, each Tune experiment run by `stage_runner`, whose trials train in `trial`,
-show their `progress`, and are logged by `trial_logger` through `records`; `confirm` trains
-the best again with new seeds; `conclusion` registers (`promotion`, by the `champion` rule),
-tests and reports, with `importance`; `clock` times it all for `make bench`. A sweep's runs
-are read back, typed, by pipelines/runs.py.
+"""A sweep, by file, in the order it flows:
 
+- `driver`: `make sweep`; opens the sweep and runs its stages in their order.
+- `job`: the sweep an experiment file defines (`SweepJob`), where its state lives, its lock;
+  `settings`: the file's typed `sweep:` section (`SweepSettings`).
+- `state`: the sweep's saved state and its phases (`SweepState`, `SweepLife`).
+- `search`: the search stage in Ray Tune's terms; `confirmation`: the best trained again
+  with new seeds; `stage`: how one stage (a Tune experiment) runs, on `ray_runtime`.
+- `trial`: a trial's one RunConfig, its name, and the trainable it trains in;
+  `trial_progress`: the console's lines as trials conclude.
+- MLflow records: `parent_run` (the sweep's run), `trial_runs` (each trial's), written per
+  epoch through the Tune callback in `mlflow_callback`.
+- `conclusion`: the end; `promotion` registers the winner, by the `champion` rule for
+  `best`; `importance`: what mattered (fANOVA).
+- `stop_signals`: Ctrl-C and SIGTERM, taken as one stop wherever they find the sweep.
+
+A sweep's runs are read back, typed, by pipelines/runs.py.
 Imports nothing, so that a command importing one module here loads only what that needs.
 """

@@ -12,10 +12,11 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from pipelines import objective
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, set_alias
 
-# Version tags the champion rule reads: what a version scored, and on which validation data.
-VAL_ACCURACY_TAG = "val_accuracy"
+# Version tags the champion rule reads: what a version scored (objective.VERSION_TAG), and on
+# which validation data.
 VALIDATION_DIGEST_TAG = "validation_digest"
 # On a version that took `best` by --force-best: no other sweep's repair moves it back.
 FORCED_TAG = "forced_best"
@@ -64,7 +65,7 @@ def champion_decision(
             f"`{BEST_ALIAS}` stays at {old}: it was validated on other data (another dev "
             f"file or tag set, or none recorded), so {new} does not compare"
         )
-    if float(recorded(val_accuracy)) > current.val_accuracy:
+    if objective.better(float(recorded(val_accuracy)), current.val_accuracy):
         return True, f"`{BEST_ALIAS}` moved from {old} to {new}"
     return False, f"`{BEST_ALIAS}` stays at {old}: this sweep's best ({new}) does not beat it"
 
@@ -75,12 +76,17 @@ def current_champion() -> Champion | None:
         version = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
     except MlflowException:
         return None
-    accuracy = version.tags.get(VAL_ACCURACY_TAG)
+    accuracy = version.tags.get(objective.VERSION_TAG)
     return Champion(
         version=version.version,
         val_accuracy=float(accuracy) if accuracy is not None else None,
         validation_digest=version.tags.get(VALIDATION_DIGEST_TAG),
     )
+
+
+def scored(version: ModelVersion) -> float:
+    """What a version scored on the objective, as its tag records it."""
+    return float(version.tags[objective.VERSION_TAG])
 
 
 def repair_best(client: mlflow.MlflowClient, validation_digest: str) -> ModelVersion | None:
@@ -102,10 +108,10 @@ def repair_best(client: mlflow.MlflowClient, validation_digest: str) -> ModelVer
         version
         for version in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
         if version.tags.get(VALIDATION_DIGEST_TAG) == validation_digest
-        and VAL_ACCURACY_TAG in version.tags
+        and objective.VERSION_TAG in version.tags
     ]
-    top = max(same_data, key=lambda v: (float(v.tags[VAL_ACCURACY_TAG]), -int(v.version)))
-    if float(top.tags[VAL_ACCURACY_TAG]) <= float(current.tags.get(VAL_ACCURACY_TAG, "-1")):
+    top = min(same_data, key=lambda v: (objective.sort_key(scored(v)), int(v.version)))
+    if objective.VERSION_TAG in current.tags and not objective.better(scored(top), scored(current)):
         return None
     set_alias(client, BEST_ALIAS, top.version)
     return top

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import mlflow
 
-from pipelines.commands.evaluate import Evaluated, evaluate_model
+from pipelines import objective
 from pipelines.console import say
+from pipelines.evaluation import Evaluated, evaluate_model
 from pipelines.runs import TRIAL_ROLE, TrialRun
-from pipelines.sweep.confirm import Confirmed, confirmation_markdown
+from pipelines.sweep.confirmation import Confirmed, confirmation_markdown
 from pipelines.sweep.importance import (
     Importance,
     importance_figures,
     importance_markdown,
     parameter_importance,
 )
-from pipelines.sweep.job import Sweep
-from pipelines.sweep.life import SweepLife
+from pipelines.sweep.job import SweepJob
 from pipelines.sweep.promotion import Registered, SweepFailed, register
-from pipelines.sweep.state import SweepState
+from pipelines.sweep.state import SweepLife, SweepState
 from pipelines.tracking import compare_runs_url
 from postag import dataset as datasets
 
@@ -55,7 +55,7 @@ def conclude(life: SweepLife, confirmation: list[Confirmed] | None, force_best: 
     }
 
 
-def evaluate_version(job: Sweep, registered: Registered) -> Evaluated | None:
+def evaluate_version(job: SweepJob, registered: Registered) -> Evaluated | None:
     """The new version on the data's test file, logged as an evaluation run nested under its
     trial, so that its registry page shows test accuracy beside validation accuracy."""
     test = datasets.source_files(job.run.data).get("test")
@@ -91,7 +91,11 @@ def finish_record(
 
 
 def say_end(
-    job: Sweep, state: SweepState, runs: list[TrialRun], registered: Registered, findings: list[str]
+    job: SweepJob,
+    state: SweepState,
+    runs: list[TrialRun],
+    registered: Registered,
+    findings: list[str],
 ) -> None:
     uri = mlflow.get_tracking_uri()
     # The searched trials only: the baseline's own overrides would otherwise be among the
@@ -129,10 +133,8 @@ def findings(
 def trial_table(runs: list[TrialRun]) -> str:
     """A Markdown table of the sweep's runs, best first, the baseline marked."""
 
-    def rank(run: TrialRun) -> float:
-        return 1.0 if run.best_val_accuracy is None else -run.best_val_accuracy
-
-    rows = sorted(runs, key=rank)
+    # Best first; runs without a score last, in the order they came.
+    rows = sorted(runs, key=lambda run: (run.score is None, objective.sort_key(run.score or 0)))
     lines = [
         "| run | hidden | layers | epochs | status | best val acc "
         "| grad norm first / last LSTM layer |",
@@ -140,9 +142,7 @@ def trial_table(runs: list[TrialRun]) -> str:
     ]
     for run in rows:
         m = run.metrics
-        accuracy = (
-            f"{100 * run.best_val_accuracy:.2f}%" if run.best_val_accuracy is not None else "-"
-        )
+        accuracy = objective.shown(run.score) if run.score is not None else "-"
         grads = (
             f"{m['grad_norm_first_lstm']:.2e} / {m['grad_norm_last_lstm']:.2e}"
             if "grad_norm_first_lstm" in m

@@ -9,11 +9,8 @@ Ray runs locally unless RAY_ADDRESS names a cluster; MLflow writes to the projec
 store unless MLFLOW_TRACKING_URI names another. Run it again after an interruption and the
 same sweep resumes (Ray Tune's restore); `--fresh` abandons it and starts anew.
 
-Where things live (all in pipelines/sweep/ but tracking.py): the sweep's life (its stage,
-lock, state file and parent run) is life.py's SweepLife; its stages and their order are
-stages.py, each Tune stage run by stage_runner.py; the trial trains in trial.py; MLflow is
-written by records.py (per epoch, through the Tune callback in trial_logger.py);
-conclusion.py registers the winner and reports. This file opens the sweep and answers.
+This file opens the sweep, runs its stages in their order (the search, the confirmation
+if the sweep asks, the conclusion) and answers; pipelines/sweep/__init__.py maps the rest.
 """
 
 from __future__ import annotations
@@ -22,10 +19,13 @@ import argparse
 import os
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
 from ray import tune
+from ray.tune.experiment import Trial
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
 from pipelines.console import duration, library_output_to, say
@@ -37,12 +37,26 @@ from pipelines.servers.probe import (
     probe_ray_cluster,
     probe_tracking_server,
 )
-from pipelines.sweep.clock import SweepClock
-from pipelines.sweep.job import Sweep, load_sweep, sweep_experiment
-from pipelines.sweep.life import STORAGE_DIR, SweepBusy, SweepLife, sweep_storage
+from pipelines.sweep.conclusion import conclude
+from pipelines.sweep.confirmation import (
+    best_of_the_search,
+    confirmation_stage,
+    confirmed,
+    seeds_of_the_search,
+)
+from pipelines.sweep.job import (
+    STORAGE_DIR,
+    SweepBusy,
+    SweepJob,
+    load_sweep,
+    sweep_experiment,
+    sweep_storage,
+)
 from pipelines.sweep.promotion import SweepFailed
-from pipelines.sweep.stage_runner import one_ray_for_the_stages
-from pipelines.sweep.stages import RESUME_HINT, run_stages
+from pipelines.sweep.ray_runtime import one_ray_for_the_stages
+from pipelines.sweep.search import search_stage
+from pipelines.sweep.stage import Stage, StageRunner, stage_trials
+from pipelines.sweep.state import RESUME_HINT, SweepLife, SweepPhase
 from pipelines.sweep.stop_signals import stop_signals_as_ctrl_c
 from pipelines.tracking import (
     ensure_experiment,
@@ -66,26 +80,65 @@ def run_sweep(
     fresh: bool,
     force_best: bool = False,
     verbose: bool = False,
-    clock: SweepClock | None = None,
+    runner: Callable[..., StageRunner] = StageRunner,
 ) -> dict:
-    """Run (or resume) the sweep to its end: every trial in MLflow, the winner registered."""
+    """Run (or resume) the sweep to its end: every trial in MLflow, the winner registered.
+
+    `runner` makes what runs its Tune stages from the prepared data and `verbose`; a bench
+    passes one with callbacks of its own."""
     values, run, sweep = load_sweep(config_path, overrides)
     uri = tracking_uri(Path.cwd())
     probe_tracking_server(uri)
     check_login(uri)
     probe_ray_cluster(os.environ.get("RAY_ADDRESS"))
-    job = Sweep(config_path, values, run, sweep, *sweep_storage(storage), clock)
-    with SweepLife.lock(job), library_output_to(job.log_file, verbose):
+    job = SweepJob(config_path, values, run, sweep, *sweep_storage(storage))
+    with job.lock(), library_output_to(job.log_file, verbose):
         mlflow.set_tracking_uri(uri)
         experiment_id = ensure_experiment()
         prepared = datasets.load(run.data)
         # Ray, once a Tune stage starts it, lives on through the conclusion and is shut down
         # after the sweep's runs are closed: its shutdown takes about a second, in which a
-        # stop must find nothing left open (stage_runner.one_ray_for_the_stages).
+        # stop must find nothing left open (ray_runtime.one_ray_for_the_stages).
         with one_ray_for_the_stages(), SweepLife.open(job, experiment_id, fresh) as life:
             if not life.resuming:
                 life.log_data(training_inputs(prepared).values())
-            return run_stages(life, prepared, force_best, verbose)
+            return run_stages(life, runner(prepared, verbose), force_best)
+
+
+def run_stages(life: SweepLife, runner: StageRunner, force_best: bool) -> dict:
+    """The search, then its confirmation if the sweep asks, then the conclusion, each from
+    the phase the sweep is in; a Tune stage interrupted ends the sweep there, and the same
+    command resumes it. A search over seeds is its own confirmation."""
+    job = life.job
+    if life.phase == SweepPhase.REGISTERING and life.resuming:
+        say(f"sweep '{job.sweep.name}': every trial concluded; resuming at registration")
+    if life.phase == SweepPhase.SEARCHING:
+        stage = search_stage(job, life.state)
+        if not runner.run(life, stage, life.resuming):
+            return interrupted(life, stage)
+        life.searched()
+    confirmation = None
+    if job.sweep.confirm is not None:
+        chosen = best_of_the_search(life)
+        stage = confirmation_stage(job, life.state, chosen)
+        if life.phase == SweepPhase.CONFIRMING:
+            if not runner.run(life, stage, tune.Tuner.can_restore(stage.tune_dir)):
+                return interrupted(life, stage)
+            life.confirmed()
+        confirmation = confirmed(chosen, life.trial_runs(), stage_trials(stage.tune_dir))
+    elif job.sweep.searches_seeds():
+        confirmation = seeds_of_the_search(life.trial_runs(), stage_trials(life.state.tune_dir))
+    return conclude(life, confirmation, force_best)
+
+
+def interrupted(life: SweepLife, stage: Stage) -> dict:
+    life.interrupted()
+    done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in stage_trials(stage.tune_dir))
+    say(
+        f"sweep '{life.job.sweep.name}' interrupted in its {stage.name} with {done} of "
+        f"{stage.trials} trials concluded; {RESUME_HINT}"
+    )
+    return {"state": asdict(life.state), "interrupted": True}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,9 +19,10 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from pipelines.commands.plots import pyplot
-from pipelines.runs import TrialRun, best_val_accuracy, candidates
-from pipelines.sweep.config import SEED_KEY, Range, SweepConfig, Value
+from pipelines import objective
+from pipelines.plots import pyplot
+from pipelines.runs import TrialRun, candidates, score
+from pipelines.sweep.settings import SEED_KEY, Range, SweepSettings, Value
 
 # fANOVA fits a random forest: a fixed seed gives the same figures for the same trials.
 FANOVA_SEED = 0
@@ -81,7 +82,7 @@ def trial_value(run: TrialRun, dotted: str, dist: BaseDistribution) -> Value:
     return next(choice for choice in dist.choices if str(choice) == text)
 
 
-def varied_axes(sweep: SweepConfig) -> dict[str, tuple[str, BaseDistribution]]:
+def varied_axes(sweep: SweepSettings) -> dict[str, tuple[str, BaseDistribution]]:
     """The axes that took more than one value, by parameter name: (dotted key, distribution).
 
     An axis of one value explains nothing, so it is left out. So is the seed: what it
@@ -98,17 +99,17 @@ def took_several_values(axis: list[Value] | Range) -> bool:
     return isinstance(axis, Range) or len(set(map(str, axis))) > 1
 
 
-def study_of(runs: list[TrialRun], sweep: SweepConfig) -> optuna.Study:
+def study_of(runs: list[TrialRun], sweep: SweepSettings) -> optuna.Study:
     """An Optuna study holding the sweep's finished, non-baseline trials."""
     axes = varied_axes(sweep)
-    study = optuna.create_study(direction="maximize")
+    study = optuna.create_study(direction="maximize" if objective.MODE == "max" else "minimize")
     for run in candidates(runs):
         params = {name: trial_value(run, key, dist) for name, (key, dist) in axes.items()}
         study.add_trial(
             optuna.trial.create_trial(
                 params=params,
                 distributions={name: dist for name, (_, dist) in axes.items()},
-                value=best_val_accuracy(run),
+                value=score(run),
             )
         )
     return study
@@ -123,7 +124,9 @@ def fanova() -> optuna.importance.BaseImportanceEvaluator:
     return FanovaImportanceEvaluator(seed=FANOVA_SEED)
 
 
-def parameter_importance(runs: list[TrialRun], sweep: SweepConfig) -> tuple[Importance | None, str]:
+def parameter_importance(
+    runs: list[TrialRun], sweep: SweepSettings
+) -> tuple[Importance | None, str]:
     """fANOVA importance of the searched axes, or None and why it cannot be told."""
     axes = varied_axes(sweep)
     if not axes:
@@ -146,7 +149,7 @@ def parameter_importance(runs: list[TrialRun], sweep: SweepConfig) -> tuple[Impo
     return Importance(dict(shares), len(study.trials)), ""
 
 
-def importance_figures(runs: list[TrialRun], sweep: SweepConfig, folder: Path) -> list[Path]:
+def importance_figures(runs: list[TrialRun], sweep: SweepSettings, folder: Path) -> list[Path]:
     """The importance bar chart and the axes-against-accuracy parallel coordinates."""
     study = study_of(runs, sweep)
     target = "best validation accuracy"

@@ -1,27 +1,32 @@
-"""One sweep as the driver runs it: the experiment file it comes from (and which one runs
-when none is named), its typed configs, each trial's resolved RunConfig, and where its
-state and Tune's experiments live."""
+"""One sweep as the driver runs it (`SweepJob`): the experiment file it comes from (and
+which one runs when none is named), its typed base run and sweep settings, where its state
+and Tune's experiments live, and the lock that keeps a second driver away."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from filelock import FileLock, Timeout
 
 from pipelines.experiment import SEED_EXPERIMENT, read_experiment, run_config_from
-from pipelines.sweep.config import SweepConfig, build_sweep, plain_values
-from postag.config import ConfigError, RunConfig, apply_values, build
-
-if TYPE_CHECKING:
-    from pipelines.sweep.clock import SweepClock
+from pipelines.sweep.settings import SweepSettings, build_sweep
+from postag.config import ConfigError, RunConfig
 
 GPU_EXPERIMENT = SEED_EXPERIMENT
 CPU_EXPERIMENT = Path("experiments/cpu.yaml")
 SCALE_EXPERIMENT = Path("experiments/scale-out.yaml")  # `postag bench-scale`'s eight trials
+# Sweep state files, and Tune's experiments unless --storage names a shared location.
+STORAGE_DIR = Path("runs/sweeps")
 
 
-def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, SweepConfig]:
+class SweepBusy(RuntimeError):
+    """Another driver is running the same sweep."""
+
+
+def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, SweepSettings]:
     """An experiment file with a sweep section: raw values, base run config, sweep config."""
     values = read_experiment(path, overrides)
     run = run_config_from(values, path)
@@ -35,7 +40,9 @@ def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, Sweep
     return values, run, sweep
 
 
-def refuse_overrides_of_searched_keys(path: Path, overrides: list[str], sweep: SweepConfig) -> None:
+def refuse_overrides_of_searched_keys(
+    path: Path, overrides: list[str], sweep: SweepSettings
+) -> None:
     """A `--set` of a key the sweep searches would be silently replaced by each trial's value:
     refused, saying how to change what is searched."""
     for override in overrides:
@@ -66,51 +73,61 @@ def sweep_experiment(ray_address: str | None) -> tuple[Path, str]:
 
 
 @dataclass(frozen=True)
-class TrialConfigs:
-    """The one place a trial's RunConfig is resolved: the sweep's base run, the trial's
-    searched values, the baseline's extras, and the device its worker found.
-
-    Plain values only, so that it travels to every trial with the trainable.
-    """
-
-    base: dict
-    sweep: SweepConfig
-
-    def __call__(self, trial_config: dict, device: str) -> RunConfig:
-        overrides = plain_values(trial_config)
-        if self.sweep.is_baseline(trial_config):
-            overrides.update(self.sweep.baseline_overrides())
-        overrides["train.device"] = device
-        if device == "cpu":
-            # Trials side by side must share the cores, not each spin up all of them.
-            overrides["train.num_threads"] = max(1, int(self.sweep.cpus_per_trial))
-        return build(RunConfig, apply_values(self.base, overrides))
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """One sweep as the driver runs it: its config, where its state lives, how to resume."""
+class SweepJob:
+    """One sweep as the driver runs it: its experiment file and values, its typed base run
+    and sweep settings, and where its state and Tune's experiments live."""
 
     config_path: Path
     values: dict
     run: RunConfig
-    sweep: SweepConfig
+    sweep: SweepSettings
     tune_storage: str
     state_dir: Path
-    # Times where the sweep's time goes (make bench); None in a plain sweep.
-    clock: SweepClock | None = None
-    # What each trial runs in place of training (make bench-tracking's no-op, which reports
-    # at once); None in a plain sweep: pipelines.sweep.trial.train_trial.
-    trainable: Callable | None = None
 
     @property
     def base(self) -> dict:
+        """The experiment's run values (data, model, train) that every trial starts from."""
         return {k: v for k, v in self.values.items() if k != "sweep"}
 
-    @property
-    def trial_configs(self) -> TrialConfigs:
-        return TrialConfigs(self.base, self.sweep)
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held before anything else: a second driver of the sweep is refused at once."""
+        return sole_driver(self.state_dir, self.sweep)
 
     @property
     def log_file(self) -> Path:
         return self.state_dir / f"{self.sweep.name}.log"
+
+
+def sweep_storage(storage: str | Path) -> tuple[str, Path]:
+    """(where Tune keeps experiments and checkpoints, the local folder for sweep state files).
+
+    A URI (s3://bucket/path, gs://..., a path on NFS) goes to Tune as it is: on a cluster,
+    every node must reach it to save and restore checkpoints. State files stay local.
+    """
+    text = str(storage)
+    if "://" in text:
+        tune_storage, state_dir = text.rstrip("/"), STORAGE_DIR.resolve()
+    else:
+        state_dir = Path(text).resolve()
+        tune_storage = str(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return tune_storage, state_dir
+
+
+@contextlib.contextmanager
+def sole_driver(state_dir: Path, sweep: SweepSettings) -> Iterator[None]:
+    """Hold the sweep's lock file while it runs: two drivers of one sweep would both write
+    its state and runs. The OS drops the lock when the holder dies, even by SIGKILL."""
+    path = state_dir / f"{sweep.name}.lock"
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SweepBusy(
+            f"sweep '{sweep.name}' is already running in another driver (it holds {path}); "
+            "wait for it to end, or stop it (Ctrl-C) and run this command again to resume"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()

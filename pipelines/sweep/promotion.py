@@ -17,22 +17,23 @@ from typing import TYPE_CHECKING
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 
-from pipelines.runs import FAILED, TrialRun, best_val_accuracy, candidates
+from pipelines import objective
+from pipelines.runs import FAILED, TrialRun, best_of, candidates, score
 from pipelines.sweep.champion import (
     FORCED_TAG,
-    VAL_ACCURACY_TAG,
     VALIDATION_DIGEST_TAG,
     champion_decision,
     current_champion,
     recorded,
     repair_best,
+    scored,
 )
-from pipelines.sweep.config import SweepConfig
-from pipelines.sweep.job import Sweep
+from pipelines.sweep.job import SweepJob
+from pipelines.sweep.settings import SweepSettings
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, set_alias
 
 if TYPE_CHECKING:
-    from pipelines.sweep.confirm import Confirmed
+    from pipelines.sweep.confirmation import Confirmed
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def register_candidate(
     champion = current_champion()
     tags = {
         **tags,
-        VAL_ACCURACY_TAG: recorded(val_accuracy),
+        objective.VERSION_TAG: recorded(val_accuracy),
         VALIDATION_DIGEST_TAG: validation_digest,
         **({FORCED_TAG: "true"} if force else {}),
     }
@@ -82,7 +83,7 @@ def register_candidate(
         moved = False
         reason += (
             f"; then `{BEST_ALIAS}` went to version {repaired.version} "
-            f"({100 * float(repaired.tags[VAL_ACCURACY_TAG]):.2f}%), registered at the same time"
+            f"({objective.shown(scored(repaired))}), registered at the same time"
         )
     return Promotion(version=version, moved=moved, reason=reason)
 
@@ -121,9 +122,9 @@ class Registered:
 
 
 def register_winner(
-    runs: list[TrialRun], sweep: SweepConfig, source: str, force: bool
+    runs: list[TrialRun], sweep: SweepSettings, source: str, force: bool
 ) -> Registered:
-    """Register the candidate with the highest best_val_accuracy as a new version.
+    """Register the candidate with the best score on the objective as a new version.
 
     It always gets the sweep's own alias; `best` follows the champion rule
     (champion_decision) unless `force`.
@@ -131,9 +132,9 @@ def register_winner(
     found = candidates(runs)
     if not found:
         raise SweepFailed(nothing_to_register(runs, sweep))
-    winner = max(found, key=best_val_accuracy)
+    winner = best_of(found)
     description = f"Best trial of sweep '{sweep.name}' ({source}), {run_summary(winner)}."
-    return register_run(winner, description, {}, best_val_accuracy(winner), sweep, force)
+    return register_run(winner, description, {}, score(winner), sweep, force)
 
 
 def register_confirmed(
@@ -141,7 +142,7 @@ def register_confirmed(
     seeds: list[TrialRun],
     mean: float,
     sd: float,
-    sweep: SweepConfig,
+    sweep: SweepSettings,
     source: str,
     force: bool,
 ) -> Registered:
@@ -167,7 +168,7 @@ def run_summary(run: TrialRun) -> str:
     return (
         f"run {run.run_id}: hidden_size {run.value('model.hidden_size')}, num_layers "
         f"{run.value('model.num_layers')}, epochs {run.value('train.epochs')}, seed "
-        f"{run.seed}; best validation accuracy {100 * best_val_accuracy(run):.2f}% at epoch "
+        f"{run.seed}; best validation accuracy {100 * score(run):.2f}% at epoch "
         f"{run.best_epoch}"
     )
 
@@ -177,7 +178,7 @@ def register_run(
     description: str,
     tags: dict[str, str],
     val_accuracy: float,
-    sweep: SweepConfig,
+    sweep: SweepSettings,
     force: bool,
 ) -> Registered:
     """Register `run`'s model under the sweep's alias; `best` follows the champion rule
@@ -195,7 +196,7 @@ def register_run(
     return Registered(run, promotion.version, alias, promotion.reason)
 
 
-def nothing_to_register(runs: list[TrialRun], sweep: SweepConfig) -> str:
+def nothing_to_register(runs: list[TrialRun], sweep: SweepSettings) -> str:
     failed = [run for run in runs if run.status == FAILED]
     last_error = next((r.error for r in failed if r.error is not None), "")
     return (
@@ -206,7 +207,7 @@ def nothing_to_register(runs: list[TrialRun], sweep: SweepConfig) -> str:
 
 
 def register(
-    job: Sweep, runs: list[TrialRun], confirmation: list[Confirmed] | None, force_best: bool
+    job: SweepJob, runs: list[TrialRun], confirmation: list[Confirmed] | None, force_best: bool
 ) -> Registered:
     """The search's best run, or with a confirmation stage (or a search over seeds) the best
     of the configuration with the best mean over seeds."""

@@ -1,4 +1,5 @@
-"""The sweep config in Ray Tune's terms: search space, searcher, scheduler."""
+"""The search stage: the sweep's settings in Ray Tune's terms (search space, searcher,
+scheduler), as the stage that the driver runs first."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from pipelines.sweep.config import Range, SweepConfig, fixed_point
+from pipelines import objective
+from pipelines.runs import TRIAL_ROLE
+from pipelines.sweep.job import SweepJob
+from pipelines.sweep.settings import Range, SweepSettings, fixed_point
+from pipelines.sweep.stage import Stage
+from pipelines.sweep.state import SweepState
 from postag.config import RunConfig
 
-METRIC = "val_accuracy"
 
-
-def param_space(sweep: SweepConfig) -> dict:
+def param_space(sweep: SweepSettings) -> dict:
     space = {}
     for key, axis in sweep.space.items():
         if isinstance(axis, Range):
@@ -35,7 +39,7 @@ def _range_domain(axis: Range):
     return (tune.loguniform if axis.log else tune.uniform)(axis.low, axis.high)
 
 
-def tune_config(sweep: SweepConfig, run: RunConfig) -> tune.TuneConfig:
+def tune_config(sweep: SweepSettings, run: RunConfig) -> tune.TuneConfig:
     point = sweep.baseline_point()
     limit = sweep.max_concurrent_trials
     # The limit goes to the search algorithm itself: Tune ignores TuneConfig's
@@ -58,11 +62,23 @@ def tune_config(sweep: SweepConfig, run: RunConfig) -> tune.TuneConfig:
     else:
         scheduler = FIFOScheduler()
     return tune.TuneConfig(
-        metric=METRIC,
-        mode="max",
+        metric=objective.METRIC,
+        mode=objective.MODE,
         search_alg=searcher,
         scheduler=scheduler,
         # The baseline point takes the place of one sample.
         num_samples=sweep.num_samples + 1,
         reuse_actors=sweep.reuse_actors,
+    )
+
+
+def search_stage(job: SweepJob, state: SweepState) -> Stage:
+    return Stage(
+        "search",
+        state.tune_dir,
+        job.sweep.expected_trials(),
+        TRIAL_ROLE,
+        job.sweep.is_baseline,
+        param_space(job.sweep),
+        tune_config(job.sweep, job.run),
     )

@@ -4,7 +4,7 @@ with the driver.
 Each epoch the trial reports a result (the epoch's metrics, its best so far, where it runs)
 and a checkpoint holding `STATE_FILE`, the whole TrainingState. The driver reads nothing
 else from a trial: its MLflow run, its model and any epoch MLflow missed all come from
-these two (`pipelines.sweep.trial_logger`).
+these two (`pipelines.sweep.mlflow_callback`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pickle
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,9 +22,11 @@ import ray
 import torch
 from ray import tune
 
-from pipelines.runs import BEST_EPOCH, BEST_VAL_ACCURACY
+from pipelines import objective
+from pipelines.runs import BEST_EPOCH
+from pipelines.sweep.settings import SweepSettings, plain_values
 from postag import dataset as datasets
-from postag.config import RunConfig, build, to_dict
+from postag.config import RunConfig, build, to_dict, with_values
 from postag.dataset import PreparedDataset
 from postag.resources import ProcessUsage
 from postag.train import EpochResult, TrainingState, fit
@@ -33,6 +36,8 @@ T = TypeVar("T")
 STATE_FILE = "state.pt"
 # The RunConfig the trial resolved, as JSON: what the driver logs the model with.
 CONFIG_FILE = "config.json"
+# The same, plain, in the first result each trial process reports: the run's params.
+RUN_CONFIG_KEY = "run_config"
 # Result keys a trial reports beside its epoch metrics.
 RESUMED_KEY = "resumed_from_epoch"
 # Why the trial's last checkpoint could not be read, when it could not: it trained afresh.
@@ -61,6 +66,49 @@ class NoCudaForGpu(RuntimeError):
     """Ray gave a trial a GPU share on a worker where torch finds no CUDA device."""
 
 
+@dataclass(frozen=True)
+class TrialConfigs:
+    """The one place a trial's RunConfig is resolved: the sweep's base run, the trial's
+    point, the baseline's extras, and the device its worker found.
+
+    Plain values only, so that it travels to every trial with the trainable.
+    """
+
+    base: dict
+    settings: SweepSettings
+
+    def resolve(self, point: dict, device: str) -> RunConfig:
+        values = plain_values(point)
+        if self.settings.is_baseline(point):
+            values.update(self.settings.baseline_overrides())
+        values["train.device"] = device
+        if device == "cpu":
+            # Trials side by side must share the cores, not each spin up all of them.
+            values["train.num_threads"] = max(1, int(self.settings.cpus_per_trial))
+        return build(RunConfig, with_values(self.base, values))
+
+
+# A trial's name abbreviates the axes every study searches; others go by their field name.
+SHORT_NAMES = {"model.hidden_size": "h", "model.num_layers": "l", "train.epochs": "e"}
+
+
+def trial_name(point: dict, baseline: bool) -> str:
+    """A run name a reader can tell apart: the searched values, the baseline marked."""
+    parts = [
+        f"{SHORT_NAMES.get(key, key.rpartition('.')[2])}{short_value(value)}"
+        for key, value in plain_values(point).items()
+    ]
+    return ("baseline-" if baseline else "") + "-".join(parts)
+
+
+def short_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return "x".join(map(str, value))  # char_kernels [2, 3, 4] -> 2x3x4
+    return str(value)
+
+
 def worker_device(logical_gpus: bool) -> str:
     """Where this trial trains: what Ray gave its own worker, whatever the driver has.
 
@@ -87,9 +135,9 @@ def load_training_state(checkpoint: tune.Checkpoint) -> TrainingState:
     return load_trial_checkpoint(checkpoint)[0]
 
 
-def load_trial_checkpoint(checkpoint: tune.Checkpoint) -> tuple[TrainingState, RunConfig | None]:
+def load_trial_checkpoint(checkpoint: tune.Checkpoint) -> tuple[TrainingState, dict]:
     """A trial's checkpoint, fetched once from wherever Tune keeps it: its TrainingState and
-    the RunConfig the trial trained with (None in one saved before checkpoints carried it)."""
+    the RunConfig the trial resolved, plain."""
     with checkpoint.as_directory() as folder:
         state_file, config_file = Path(folder) / STATE_FILE, Path(folder) / CONFIG_FILE
         training_state = read_part(
@@ -98,11 +146,7 @@ def load_trial_checkpoint(checkpoint: tune.Checkpoint) -> tuple[TrainingState, R
                 torch.load(state_file, map_location="cpu", weights_only=True)
             ),
         )
-        config = None
-        if config_file.is_file():
-            config = read_part(
-                config_file, lambda: build(RunConfig, json.loads(config_file.read_text()))
-            )
+        config = read_part(config_file, lambda: json.loads(config_file.read_text()))
     return training_state, config
 
 
@@ -114,62 +158,75 @@ def read_part(path: Path, read: Callable[[], T]) -> T:
         raise DamagedCheckpoint(f"{path.name}: {e}".splitlines()[0]) from e
 
 
-def resume_state(checkpoint: tune.Checkpoint | None) -> tuple[TrainingState | None, str]:
-    """Where a trial starts: its checkpoint's state, or none (from epoch 1) with the reason
-    when there is no checkpoint to resume or it cannot be read. Tune keeps one checkpoint a
-    trial, so a damaged one has no earlier one to fall back on."""
+def resume_state(
+    checkpoint: tune.Checkpoint | None,
+) -> tuple[TrainingState | None, RunConfig | None, str]:
+    """Where a trial starts: its checkpoint's state and the RunConfig it carries, or none
+    (from epoch 1) with the reason when there is no checkpoint to resume or it cannot be
+    read. Tune keeps one checkpoint a trial, so a damaged one has no earlier one to fall
+    back on."""
     if checkpoint is None:
-        return None, ""
+        return None, None, ""
     try:
-        return load_training_state(checkpoint), ""
+        state, config = load_trial_checkpoint(checkpoint)
+        return state, read_part(Path(CONFIG_FILE), lambda: build(RunConfig, config)), ""
     except DamagedCheckpoint as error:
-        return None, str(error)
+        return None, None, str(error)
+
+
+def trial_checkpoint(folder: Path, state: TrainingState, config_json: str) -> tune.Checkpoint:
+    """A checkpoint of the trial in `folder`: its whole TrainingState and its RunConfig."""
+    torch.save(state.to_dict(), folder / STATE_FILE)
+    (folder / CONFIG_FILE).write_text(config_json)
+    return tune.Checkpoint.from_directory(folder)
 
 
 def train_trial(
-    trial_config: dict,
+    point: dict,
     *,
     dataset: PreparedDataset,
     dataset_digest: str,
-    make_config: Callable[[dict, str], RunConfig],
+    configs: TrialConfigs,
     logical_gpus: bool,
 ) -> None:
     """Ray Tune function trainable: fit() with a report and a checkpoint per epoch."""
     # The dataset came through Ray's object store, maybe to another machine: check it first.
     datasets.check_arrival(dataset, dataset_digest)
     device = worker_device(logical_gpus)
-    config = make_config(trial_config, device)
+    resume, carried, damaged = resume_state(tune.get_checkpoint())
+    config = carried or configs.resolve(point, device)
     config_json = json.dumps(to_dict(config))
-    resume, damaged = resume_state(tune.get_checkpoint())
-    resumed_from_epoch = resume.epoch if resume is not None else 0
-    node_id = ray.get_runtime_context().get_node_id()
+    # Where the trial runs, said with every epoch.
+    where = {
+        RESUMED_KEY: resume.epoch if resume is not None else 0,
+        NODE_KEY: ray.get_runtime_context().get_node_id(),
+        DEVICE_KEY: device,
+    }
     # Read here, in the trial's own process: what the trial costs, not what its driver does.
     usage = ProcessUsage()
+    # The run's params come from the first report; the driver may have missed an earlier
+    # process's, so each process sends it once.
+    first = {RUN_CONFIG_KEY: to_dict(config)}
 
     def report(result: EpochResult, state: TrainingState) -> None:
-        nonlocal damaged
-        reported_at = time.time()
-        system = usage.sample()
+        nonlocal damaged, first
+        stamp = {REPORTED_AT_KEY: time.time(), **usage.sample()}
         with tempfile.TemporaryDirectory() as folder:
-            torch.save(state.to_dict(), Path(folder) / STATE_FILE)
-            (Path(folder) / CONFIG_FILE).write_text(config_json)
             tune.report(
                 {
                     "epoch": result.epoch,
                     PLANNED_EPOCHS_KEY: config.train.epochs,
                     **result.metrics(),
-                    **system,
-                    BEST_VAL_ACCURACY: state.best_val_accuracy,
+                    objective.BEST_METRIC: state.best_val_accuracy,
                     BEST_EPOCH: state.best_epoch,
-                    RESUMED_KEY: resumed_from_epoch,
-                    NODE_KEY: node_id,
-                    DEVICE_KEY: device,
-                    REPORTED_AT_KEY: reported_at,
+                    **where,
+                    **stamp,
+                    **first,
                     # Said once, with the first epoch trained afresh.
                     **({DAMAGED_CHECKPOINT_KEY: damaged} if damaged else {}),
                 },
-                checkpoint=tune.Checkpoint.from_directory(folder),
+                checkpoint=trial_checkpoint(Path(folder), state, config_json),
             )
-        damaged = ""
+        damaged, first = "", {}
 
     fit(config, dataset, callbacks=[report], resume=resume)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import mlflow
 
-from pipelines.sweep.stages import RESUME_HINT
+from pipelines.sweep.state import RESUME_HINT
 from tests.helpers import small_sweep, start_sweep, trial_runs, wait_for, write_experiment
 
 DISK_BYTES = 48 * 2**20
@@ -108,9 +108,11 @@ def run(folder: Path, ewt_slice: dict) -> None:
     after = trial_runs(client)
     assert statuses(client) == {"FINISHED": EXPECTED_TRIALS}, [r.data.tags for r in after]
     for trial in after:  # whole however its creation was cut off; no epoch lost or doubled
-        assert trial.data.params["epochs"] and "postag.created" in trial.data.tags, trial.data
+        assert trial.data.params["train.epochs"] and "postag.config_logged" in trial.data.tags, (
+            trial.data
+        )
         steps = [m.step for m in client.get_metric_history(trial.info.run_id, "val_accuracy")]
-        assert steps == list(range(1, int(trial.data.params["epochs"]) + 1))
+        assert steps == list(range(1, int(trial.data.params["train.epochs"]) + 1))
     assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == "full"
     print("the full-disk scenario held")
 

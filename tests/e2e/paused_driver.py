@@ -23,7 +23,7 @@ PARTS = {
     "registering": ("pipelines.sweep.promotion", "set_alias"),
     "testing": ("pipelines.tracking", "mlflow.log_dict"),
     "weighing": ("pipelines.sweep.conclusion", "parameter_importance"),
-    "writing": ("pipelines.sweep.records", "SweepRecord.finish"),
+    "writing": ("pipelines.sweep.parent_run", "ParentRun.close_with_summary"),
 }
 
 

@@ -108,17 +108,19 @@ def test_compare_view_plots_what_varied_against_best_val_accuracy(swept, ui, bro
     plot_metric(browser, "best_val_accuracy")
     # The plot's axes: the searched values that differ, then the metric picked.
     WebDriverWait(browser, PAGE_LIMIT_SECONDS).until(
-        lambda d: {"lr", "hidden_size", "best_val_accuracy"} <= plot_axes(d)
+        lambda d: {"train.lr", "model.hidden_size", "best_val_accuracy"} <= plot_axes(d)
     )
     # What a reader compares: only the parameters that differ between the runs. Every run
-    # has the same embedding_dim, so it is listed before and gone after.
-    shows(browser, "embedding_dim")
+    # has the same model.embedding_dim, so it is listed before and gone after.
+    shows(browser, "model.embedding_dim")
     switches = browser.find_elements(By.XPATH, "//*[text()='Show diff only']")
     assert switches, "the compare view has no 'Show diff only' switch"
     for switch in switches:
         switch.click()
-    WebDriverWait(browser, PAGE_LIMIT_SECONDS).until(lambda d: "embedding_dim" not in page_text(d))
-    shows(browser, "hidden_size", "num_layers", "epochs", "best_val_accuracy")
+    WebDriverWait(browser, PAGE_LIMIT_SECONDS).until(
+        lambda d: "model.embedding_dim" not in page_text(d)
+    )
+    shows(browser, "model.hidden_size", "model.num_layers", "train.epochs", "best_val_accuracy")
     heading = browser.find_element(By.XPATH, "//*[starts-with(text(),'Comparing')]")
     browser.execute_script("arguments[0].scrollIntoView();", heading)
     screenshot = Path(os.environ.get(SCREENSHOT_VARIABLE) or tmp_path / "compare-runs.png")

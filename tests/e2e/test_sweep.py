@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -16,7 +17,7 @@ from tests.helpers import DIVERGING_LR
 
 
 def by_lr(runs, lr):
-    return [r for r in runs if float(r.data.params["lr"]) == lr]
+    return [r for r in runs if float(r.data.params["train.lr"]) == lr]
 
 
 def test_every_trial_has_a_nested_run_with_params_and_epoch_metrics(swept):
@@ -24,7 +25,11 @@ def test_every_trial_has_a_nested_run_with_params_and_epoch_metrics(swept):
     assert len(runs) == 4  # three grid trials and the baseline
     (run,) = by_lr(runs, 0.005)
     params = run.data.params
-    assert (params["hidden_size"], params["num_layers"], params["epochs"]) == ("24", "1", "2")
+    assert (params["model.hidden_size"], params["model.num_layers"], params["train.epochs"]) == (
+        "24",
+        "1",
+        "2",
+    )
     assert {
         "dataset_fingerprint",
         "validation_digest",
@@ -64,7 +69,10 @@ def test_baseline_is_tagged_recorded_and_keeps_its_shape(swept):
     _, runs, _, _ = swept
     baseline = [r for r in runs if r.data.tags["role"] == "deep-baseline"]
     assert len(baseline) == 1
-    assert (baseline[0].data.params["num_layers"], baseline[0].data.params["epochs"]) == ("6", "1")
+    assert (
+        baseline[0].data.params["model.num_layers"],
+        baseline[0].data.params["train.epochs"],
+    ) == ("6", "1")
     assert baseline[0].info.status == "FINISHED"
     # Runs are named by what varies, so a reader tells them apart in the UI's table.
     assert baseline[0].info.run_name == "baseline-lr0.001"
@@ -142,7 +150,7 @@ def test_each_model_is_complete_and_linked_to_its_figures(in_swept_store):
     linked = {m.key: m for m in model.metrics}
     assert linked["best_val_accuracy"].value == run.data.metrics["best_val_accuracy"]
     assert linked["best_val_accuracy"].dataset_name == Path(run.data.params["data.dev"]).name
-    assert model.params["hidden_size"] == run.data.params["hidden_size"]
+    assert model.params["model.hidden_size"] == run.data.params["model.hidden_size"]
 
 
 def test_the_registered_version_shows_validation_and_test_accuracy_and_its_sweep(swept):
@@ -174,11 +182,18 @@ def test_a_sweep_of_one_axis_says_it_holds_all_the_variance(swept, tmp_path):
 
 
 def test_each_trials_config_is_resolved_once_and_travels_in_its_checkpoint(swept, tmp_path):
-    """The driver resolves a trial's RunConfig once, when its run opens; the trial stores
-    the one it trained with in each checkpoint, and the driver logs the model from that."""
+    """A trial's RunConfig is resolved once, in the trial's own process, never in the
+    driver's; the trial stores it in each checkpoint, and the driver logs the run's params,
+    its config.json and the model from what the trial carried."""
     outcome, runs, client, _ = swept
-    resolutions = outcome["driver_config_resolutions"]
-    assert len(resolutions) == len(runs) and set(resolutions.values()) == {1}
+    resolutions = outcome["config_resolutions"]
+    points = Counter(json.dumps(r["point"], sort_keys=True) for r in resolutions)
+    assert outcome["driver_pid"] not in {r["pid"] for r in resolutions}
+    # Once a trial; the diverging one failed before its first checkpoint, so its retry (the
+    # sweep's one) had no config to carry and resolved it again.
+    once = {json.dumps({"train.lr": lr}) for lr in (0.001, 0.002, 0.005)}
+    assert {key: points[key] for key in once} == dict.fromkeys(once, 1), resolutions
+    assert points[json.dumps({"train.lr": DIVERGING_LR})] == 2, resolutions
     saved = {
         path.parent.parent.name: json.loads(path.read_text())
         for path in Path(outcome["state"]["tune_dir"]).glob("*/checkpoint_*/config.json")
@@ -189,3 +204,6 @@ def test_each_trials_config_is_resolved_once_and_travels_in_its_checkpoint(swept
         (trial_config,) = [c for d, c in saved.items() if run.data.tags["ray_trial_id"] in d]
         artifact = client.download_artifacts(run.info.run_id, "config.json", str(tmp_path))
         assert json.loads(Path(artifact).read_text()) == trial_config, run.info.run_name
+        model = client.get_logged_model(run.data.tags["model_uri"].removeprefix("models:/"))
+        assert model.params == run.data.params, run.info.run_name
+        assert run.data.params["model.hidden_size"] == str(trial_config["model"]["hidden_size"])

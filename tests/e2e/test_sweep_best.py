@@ -46,7 +46,7 @@ def test_best_yaml_trains_its_seeds_side_by_side_and_registers_their_mean(
 
     client = mlflow.MlflowClient(uri)
     runs = trial_runs(client)
-    seeds = {r.data.params["seed"]: r for r in runs if r.data.tags["role"] == "trial"}
+    seeds = {r.data.params["train.seed"]: r for r in runs if r.data.tags["role"] == "trial"}
     assert sorted(seeds) == ["1", "2", "3"] and len(runs) == 4  # and the 40 x 256 baseline
     assert most_at_once(list(seeds.values())) >= 2  # side by side, not one after another
     accuracies = [r.data.metrics["best_val_accuracy"] for r in seeds.values()]

@@ -183,7 +183,7 @@ def test_a_sweep_on_three_nodes_rides_out_a_killed_worker_and_a_lost_node(
     assert len({run.data.tags["ray_node_id"] for run in runs}) >= 2, "trials ran on two nodes"
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
-        assert steps == list(range(1, int(run.data.params["epochs"]) + 1)), run.info.run_name
+        assert steps == list(range(1, int(run.data.params["train.epochs"]) + 1)), run.info.run_name
         model_id = run.data.tags["model_uri"].removeprefix("models:/")
         assert client.get_logged_model(model_id).source_run_id == run.info.run_id
 

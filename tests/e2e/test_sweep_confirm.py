@@ -15,7 +15,7 @@ import mlflow
 import pytest
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE
-from pipelines.sweep.stages import RESUME_HINT
+from pipelines.sweep.state import RESUME_HINT
 from postag.registry import REGISTERED_MODEL
 from tests.e2e.paused_driver import PAUSED
 from tests.helpers import TINY_SWEEP, start_sweep, wait_for, write_experiment
@@ -44,7 +44,7 @@ def runs_by_role(client, experiment_id: str) -> dict[str, list]:
 
 
 def lr_of(run) -> float:
-    return float(run.data.params["lr"])
+    return float(run.data.params["train.lr"])
 
 
 def best_val(run) -> float:
@@ -169,7 +169,7 @@ def test_the_top_two_configurations_are_trained_again_with_two_new_seeds(confirm
     seeds = roles["confirmation"]
     assert len(seeds) == 4 and {run.info.status for run in seeds} == {"FINISHED"}
     # Seeds other than the search's own (0), two for each of the two best configurations.
-    assert sorted((lr_of(r), r.data.params["seed"]) for r in seeds) == sorted(
+    assert sorted((lr_of(r), r.data.params["train.seed"]) for r in seeds) == sorted(
         (lr, seed) for lr in top_two for seed in ("1", "2")
     )
     assert {r.info.run_name for r in seeds} == {
@@ -221,7 +221,7 @@ def test_each_confirmed_configuration_shows_its_mean_and_spread_in_mlflow(confir
     text = Path(client.download_artifacts(parent.info.run_id, "trials.md")).read_text()
     assert "## Confirmation: best validation accuracy over seeds" in text
     best = client.get_run(version.tags["run_id"])
-    assert f"| lr{float(best.data.params['lr']):g} | 2 |" in text
+    assert f"| lr{float(best.data.params['train.lr']):g} | 2 |" in text
 
 
 def test_a_sweep_stopped_in_its_confirmation_resumes_there(confirmed_sweep):

@@ -35,10 +35,10 @@ def test_residual_deep_stack_learns_where_the_plain_one_stays_at_the_majority_ta
     outcome = run_sweep(config, [], tmp_path / "tune", fresh=False)
     assert not outcome["interrupted"]
 
-    runs = {run.data.params["residual"]: run for run in trial_runs(mlflow.MlflowClient(uri))}
+    runs = {run.data.params["model.residual"]: run for run in trial_runs(mlflow.MlflowClient(uri))}
     plain, residual = runs["False"], runs["True"]
     assert plain.data.tags["role"] == "deep-baseline" and residual.data.tags["role"] == "trial"
-    assert plain.data.params["num_layers"] == residual.data.params["num_layers"] == "12"
+    assert plain.data.params["model.num_layers"] == residual.data.params["model.num_layers"] == "12"
     assert plain.data.metrics["best_val_accuracy"] < 0.25
     assert residual.data.metrics["best_val_accuracy"] > 0.4
     # The evidence of why: the plain stack's first layer gets almost no gradient.

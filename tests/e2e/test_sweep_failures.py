@@ -18,8 +18,7 @@ from mlflow.exceptions import MlflowException
 from pipelines.sweep import promotion
 from pipelines.sweep.driver import main
 from pipelines.sweep.job import load_sweep
-from pipelines.sweep.life import open_sweep_state
-from pipelines.sweep.state import SweepState
+from pipelines.sweep.state import SweepState, open_sweep_state
 from pipelines.tracking import ensure_experiment
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL
 from tests.helpers import DIVERGING_LR, TINY_SWEEP, trial_runs, write_sweep

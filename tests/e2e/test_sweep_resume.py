@@ -14,7 +14,7 @@ import mlflow
 import pytest
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE
-from pipelines.sweep.stages import RESUME_HINT
+from pipelines.sweep.state import RESUME_HINT
 from tests.helpers import trial_runs, wait_for, write_experiment
 
 STOP_LIMIT_SECONDS = 240
@@ -57,7 +57,7 @@ def assert_resumed_completely(client, before: dict[str, str]) -> None:
     assert {k for k, v in before.items() if v == "FINISHED"} <= {r.info.run_id for r in after}
     for run in after:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
-        assert steps == list(range(1, int(run.data.params["epochs"]) + 1))
+        assert steps == list(range(1, int(run.data.params["train.epochs"]) + 1))
     parent = client.search_runs([after[0].info.experiment_id], "tags.role = 'sweep'")
     assert [p.info.status for p in parent] == ["FINISHED"]
     assert client.get_model_version_by_alias("postag-tagger", "best").tags["sweep"] == "resume"

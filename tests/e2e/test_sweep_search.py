@@ -63,22 +63,25 @@ def test_search_yaml_samples_with_optuna_and_registers_a_char_tagger(
     assert len(baseline) == 1 and len(searched) == SAMPLES
     # The baseline keeps search.yaml's word-only seed settings; every sampled trial has
     # the char encoder and values Optuna drew inside the searched ranges.
-    assert baseline[0].data.params["char_dim"] == "0"
-    assert baseline[0].data.params["num_layers"] == "6"
+    assert baseline[0].data.params["model.char_dim"] == "0"
+    assert baseline[0].data.params["model.num_layers"] == "6"
     for run in searched:
         params = run.data.params
-        assert params["char_dim"] == "8"
-        assert 8 <= int(params["hidden_size"]) <= 32 and 8 <= int(params["char_filters"]) <= 16
-        assert 0.0 <= float(params["word_dropout"]) <= 0.3
-        assert 0.0 <= float(params["rare_word_dropout"]) <= 1.0
+        assert params["model.char_dim"] == "8"
+        assert (
+            8 <= int(params["model.hidden_size"]) <= 32
+            and 8 <= int(params["model.char_filters"]) <= 16
+        )
+        assert 0.0 <= float(params["model.word_dropout"]) <= 0.3
+        assert 0.0 <= float(params["model.rare_word_dropout"]) <= 1.0
         assert params["data.lowercase_words"] == "True"
-        assert 0.0003 <= float(params["lr"]) <= 0.003
-        assert params["char_encoder"] in ("cnn", "lstm")
-        assert 0.0 <= float(params["warmup_fraction"]) <= 0.1
+        assert 0.0003 <= float(params["train.lr"]) <= 0.003
+        assert params["model.char_encoder"] in ("cnn", "lstm")
+        assert 0.0 <= float(params["train.warmup_fraction"]) <= 0.1
         # ASHA may stop a trial early, never let it run past the epochs it drew.
         epochs = mlflow.MlflowClient(uri).get_metric_history(run.info.run_id, "val_accuracy")
-        assert 1 <= len(epochs) <= int(params["epochs"])
-    assert len({run.data.params["hidden_size"] for run in searched}) > 1
+        assert 1 <= len(epochs) <= int(params["train.epochs"])
+    assert len({run.data.params["model.hidden_size"] for run in searched}) > 1
 
     tagger, version = load_tagger(best_model_uri())
     assert version is not None and tagger.model.uses_chars
@@ -87,15 +90,15 @@ def test_search_yaml_samples_with_optuna_and_registers_a_char_tagger(
     best = max(searched, key=lambda run: run.data.metrics["best_val_accuracy"])
     registered = mlflow.MlflowClient(uri).get_run(version.tags["run_id"])
     assert registered.data.tags["role"] == "confirmation"
-    assert registered.data.params["seed"] in ("1", "2")
+    assert registered.data.params["train.seed"] in ("1", "2")
     for name in (
-        "hidden_size",
-        "num_layers",
-        "epochs",
-        "lr",
-        "char_encoder",
-        "warmup_fraction",
-        "char_filters",
+        "model.hidden_size",
+        "model.num_layers",
+        "train.epochs",
+        "train.lr",
+        "model.char_encoder",
+        "train.warmup_fraction",
+        "model.char_filters",
     ):
         assert registered.data.params[name] == best.data.params[name], name
 

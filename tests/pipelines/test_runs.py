@@ -1,5 +1,5 @@
-"""The read model of a sweep's runs: config keys to MLflow params and back, and a trial run
-read once into a TrialRun."""
+"""The read model of a sweep's runs: a config's params under its dotted keys, and a trial
+run read once into a TrialRun."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from pipelines.runs import (
     BASELINE_ROLE,
     FINISHED,
     TRIAL_ROLE,
-    config_key,
-    param_name,
     read_trial_runs,
     run_params,
 )
@@ -25,32 +23,24 @@ from postag import dataset as datasets
 from postag.config import to_dict
 
 
-def test_every_config_field_maps_to_its_param_and_back(tiny_config):
-    for section, values in to_dict(tiny_config).items():
-        for name in values:
-            key = f"{section}.{name}"
-            assert config_key(param_name(key)) == key
-
-
-def test_the_params_a_trial_logs_are_its_config_under_param_names(tiny_config):
-    params = run_params(tiny_config, datasets.load(tiny_config.data))
-    # Every field of the config is there, under its param name.
+def test_the_params_a_trial_logs_are_its_config_under_its_dotted_keys(tiny_config):
+    params = run_params(to_dict(tiny_config), datasets.load(tiny_config.data))
+    # Every field of the config is there, under the key the experiment file and --set use.
     fields = [
         f"{section}.{name}" for section, values in to_dict(tiny_config).items() for name in values
     ]
-    assert {param_name(key) for key in fields} <= set(params)
+    assert set(fields) <= set(params)
     # As the MLflow UI shows them: the tiny config's own values, written out by hand.
-    assert {key: params[key] for key in ("hidden_size", "lr", "ff_dims", "swa_start", "betas")} == {
-        "hidden_size": "32",
-        "lr": "0.003",
-        "ff_dims": "[64]",
-        "swa_start": "None",
-        "betas": "[0.9, 0.999]",
+    keys = ("model.hidden_size", "train.lr", "model.ff_dims", "train.swa_start", "train.betas")
+    assert {key: params[key] for key in keys} == {
+        "model.hidden_size": "32",
+        "train.lr": "0.003",
+        "model.ff_dims": "[64]",
+        "train.swa_start": "None",
+        "train.betas": "[0.9, 0.999]",
     }
     assert params["data.dev"] == tiny_config.data.dev
-    assert param_name("model.hidden_size") == "hidden_size"
-    assert param_name("data.train") == "data.train"
-    assert config_key("validation_digest") == "validation_digest"
+    assert params["validation_digest"] == datasets.load(tiny_config.data).validation_digest
 
 
 def test_a_swept_trial_reads_back_typed(swept):
@@ -60,10 +50,10 @@ def test_a_swept_trial_reads_back_typed(swept):
     for raw in runs:
         run = read[raw.info.run_id]
         assert run.name == raw.info.run_name and run.status == raw.info.status
-        assert run.value("model.hidden_size") == raw.data.params["hidden_size"]
-        assert run.value("train.lr") == raw.data.params["lr"]
+        assert run.value("train.lr") == raw.data.params["train.lr"]
+        assert run.value("model.hidden_size") == raw.data.params.get("model.hidden_size")
         if run.status == FINISHED:
-            assert run.best_val_accuracy == raw.data.metrics["best_val_accuracy"]
+            assert run.score == raw.data.metrics["best_val_accuracy"]
             assert run.best_epoch == int(raw.data.metrics["best_epoch"])
             assert run.model_uri == raw.data.tags["model_uri"]
     roles = {run.role for run in read.values()}
@@ -72,7 +62,7 @@ def test_a_swept_trial_reads_back_typed(swept):
     assert winner.is_candidate() and not winner.is_candidate(BASELINE_ROLE)
 
 
-@pytest.mark.parametrize("missing", ["best_val_accuracy", "model_uri"])
+@pytest.mark.parametrize("missing", ["score", "model_uri"])
 def test_a_run_without_a_score_or_a_model_is_no_candidate(swept, missing):
     _, runs, _, _ = swept
     run = next(r for r in read_trial_runs(runs) if r.is_candidate())

@@ -12,17 +12,16 @@ import pytest
 import ray
 from ray import tune
 
-from pipelines.sweep.config import build_sweep, plain_values
-from pipelines.sweep.confirm import (
+from pipelines.sweep.confirmation import (
     Candidate,
     confirmation_param_space,
     confirmation_tune_config,
     point_key,
     seed_points,
 )
-from pipelines.sweep.job import TrialConfigs
 from pipelines.sweep.search import param_space, tune_config
-from pipelines.sweep.trial_logger import trial_name
+from pipelines.sweep.settings import build_sweep, plain_values
+from pipelines.sweep.trial import TrialConfigs, trial_name
 from postag.config import ModelConfig, RunConfig, to_dict
 
 RUN = RunConfig(model=ModelConfig(char_dim=8))
@@ -66,7 +65,7 @@ def test_a_grid_with_a_list_valued_baseline_runs_every_point(ray_runtime, tmp_pa
     kernels = sorted(v["model.char_kernels"] for v in values)
     assert kernels == [[2, 3, 4], [3], [5]]
     baseline = next(v for v in values if sweep.is_baseline(v))
-    config = TrialConfigs(to_dict(RUN), sweep)(baseline, "cpu")
+    config = TrialConfigs(to_dict(RUN), sweep).resolve(baseline, "cpu")
     assert config.model.char_kernels == (5,) and config.model.num_layers == 3
 
 
@@ -90,5 +89,5 @@ def test_confirmation_trials_get_their_list_values_whole(ray_runtime, tmp_path):
     # A seed run is matched to its configuration, named and configured by the plain values.
     assert {point_key(p) for p in points} == {point_key(c.point) for c in chosen}
     assert trial_name(points[0], baseline=False) == "char_kernels2x3x4-lr0.01-seed1"
-    config = TrialConfigs(to_dict(RUN), sweep)(points[0], "cpu")
+    config = TrialConfigs(to_dict(RUN), sweep).resolve(points[0], "cpu")
     assert (config.model.char_kernels, config.train.seed) == ((2, 3, 4), 1)

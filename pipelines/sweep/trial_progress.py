@@ -14,8 +14,8 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from tqdm import tqdm
 
+from pipelines import objective
 from pipelines.console import duration, say
-from pipelines.runs import BEST_VAL_ACCURACY
 from pipelines.sweep.trial import PLANNED_EPOCHS_KEY
 
 # How often a non-terminal console gets a progress line: every 30 s at first, then every
@@ -23,6 +23,10 @@ from pipelines.sweep.trial import PLANNED_EPOCHS_KEY
 PROGRESS_EVERY_S = 30.0
 PROGRESS_SHARE_OF_ELAPSED = 0.1
 BAR_EVERY_S = 1.0
+
+
+def best_score(scores: list[float]) -> float:
+    return min(scores, key=objective.sort_key)
 
 
 def line_interval(elapsed: float) -> float:
@@ -57,8 +61,8 @@ class SweepProgress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial: Trial, **info):
         result = trial.last_result or {}
-        accuracy = result.get(BEST_VAL_ACCURACY)
-        figure = f"best val {100 * accuracy:.2f}%" if accuracy is not None else "no result"
+        score = result.get(objective.BEST_METRIC)
+        figure = f"{objective.LABEL} {objective.shown(score)}" if score is not None else "no result"
         self._concluded(trials, trial, figure)
 
     def on_trial_error(self, iteration, trials, trial: Trial, **info):
@@ -102,11 +106,15 @@ class SweepProgress(Callback):
 
     def _summary(self, trials: list[Trial], counts: dict[str, int]) -> str:
         scores = [
-            t.last_result[BEST_VAL_ACCURACY]
+            t.last_result[objective.BEST_METRIC]
             for t in trials
-            if not self.is_baseline(t.config) and BEST_VAL_ACCURACY in (t.last_result or {})
+            if not self.is_baseline(t.config) and objective.BEST_METRIC in (t.last_result or {})
         ]
-        best = f"best val {100 * max(scores):.2f}%" if scores else "no result yet"
+        best = (
+            f"{objective.LABEL} {objective.shown(best_score(scores))}"
+            if scores
+            else "no result yet"
+        )
         elapsed = time.monotonic() - self.started
         left = self._time_left(trials, counts)
         left = f", ~{duration(left)} left" if left is not None else ""

@@ -1,8 +1,8 @@
 import pytest
 
-from pipelines.sweep.config import Range, build_sweep
-from pipelines.sweep.job import TrialConfigs
 from pipelines.sweep.search import param_space
+from pipelines.sweep.settings import Range, build_sweep
+from pipelines.sweep.trial import TrialConfigs
 from postag.config import ConfigError, RunConfig, TrainConfig
 
 SWEEP = {
@@ -17,10 +17,10 @@ def test_baseline_is_known_by_its_point_and_gets_its_extras():
     assert sweep.baseline_point() == {"model.hidden_size": 256, "train.epochs": 1}
     assert sweep.is_baseline({"model.hidden_size": 256, "train.epochs": 1})
     assert not sweep.is_baseline({"model.hidden_size": 128, "train.epochs": 1})
-    config = TrialConfigs({}, sweep)({"model.hidden_size": 256, "train.epochs": 1}, "cpu")
+    config = TrialConfigs({}, sweep).resolve({"model.hidden_size": 256, "train.epochs": 1}, "cpu")
     assert config.train.max_batches_per_epoch == 3
     assert config.train.num_threads == sweep.cpus_per_trial
-    ordinary = TrialConfigs({}, sweep)({"model.hidden_size": 64, "train.epochs": 2}, "cpu")
+    ordinary = TrialConfigs({}, sweep).resolve({"model.hidden_size": 64, "train.epochs": 2}, "cpu")
     assert (ordinary.model.hidden_size, ordinary.train.max_batches_per_epoch) == (64, None)
 
 

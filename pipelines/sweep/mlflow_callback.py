@@ -2,8 +2,9 @@
 
 Ray's MLflowLoggerCallback is close but cannot find a trial's run again after a restore (it
 would duplicate runs), log the trial's model, or mark the deep baseline, hence this one.
-It turns Tune's hooks into `pipelines.tracking.TrialRecords` calls; the MLflow side lives
-there.
+It turns Tune's hooks into calls of `TrialRuns` (pipelines/sweep/trial_runs.py), where the
+MLflow side lives. A trial's config reaches its run from the trial itself: with its first
+report (params, config.json) and in its checkpoint (the logged model).
 """
 
 from __future__ import annotations
@@ -15,28 +16,23 @@ from pathlib import Path
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from pipelines import objective
 from pipelines.console import say
 from pipelines.disk import DiskFull, full_text
-from pipelines.runs import (
-    BASELINE_ROLE,
-    BEST_VAL_ACCURACY,
-    FAILED,
-    FINISHED,
-    TRIAL_ROLE,
-    run_params,
-)
-from pipelines.sweep.config import plain_values
-from pipelines.sweep.records import ModelFiles, TrialRecords
+from pipelines.runs import BASELINE_ROLE, FAILED, FINISHED, TRIAL_ROLE
+from pipelines.sweep.settings import plain_values
 from pipelines.sweep.trial import (
     DAMAGED_CHECKPOINT_KEY,
     DEVICE_KEY,
     NODE_KEY,
     PID_KEY,
     RESUMED_KEY,
+    RUN_CONFIG_KEY,
     load_trial_checkpoint,
+    trial_name,
 )
+from pipelines.sweep.trial_runs import ModelFiles, TrialRuns
 from pipelines.tracking import DataInput, training_inputs
-from postag.config import RunConfig, to_dict
 from postag.dataset import PreparedDataset, load_prepared
 
 PID_TAG = "ray_pid"  # lets an operator find a trial's process
@@ -44,24 +40,6 @@ PID_TAG = "ray_pid"  # lets an operator find a trial's process
 DAMAGED_CHECKPOINT_TAG = "restarted_after_damaged_checkpoint"
 # The run status a concluded trial ends in.
 CLOSED_STATUS = {Trial.TERMINATED: FINISHED, Trial.ERROR: FAILED}
-
-
-def trial_name(trial_config: dict, baseline: bool) -> str:
-    """A run name a reader can tell apart: the searched values, the baseline marked."""
-    short = {"model.hidden_size": "h", "model.num_layers": "l", "train.epochs": "e"}
-    parts = [
-        f"{short.get(key, key.rpartition('.')[2])}{short_value(value)}"
-        for key, value in plain_values(trial_config).items()
-    ]
-    return ("baseline-" if baseline else "") + "-".join(parts)
-
-
-def short_value(value) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list | tuple):
-        return "x".join(map(str, value))  # char_kernels [2, 3, 4] -> 2x3x4
-    return str(value)
 
 
 def error_text(trial: Trial) -> str:
@@ -95,7 +73,6 @@ class MlflowTrials(Callback):
         experiment_id: str,
         parent_run_id: str,
         dataset_dir: Path,
-        trial_run_config: Callable[[dict], RunConfig],
         is_baseline: Callable[[dict], bool],
         role: str = TRIAL_ROLE,
         new_experiment: bool = False,
@@ -105,7 +82,6 @@ class MlflowTrials(Callback):
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.dataset_dir = dataset_dir
-        self.trial_run_config = trial_run_config
         self.is_baseline = is_baseline
         self.role = role
         self.run_ids: dict[str, str] = {}
@@ -114,8 +90,8 @@ class MlflowTrials(Callback):
         self.runs_may_exist = not new_experiment
 
     @cached_property
-    def records(self) -> TrialRecords:
-        return TrialRecords(self.experiment_id, self.parent_run_id)
+    def records(self) -> TrialRuns:
+        return TrialRuns(self.experiment_id, self.parent_run_id)
 
     @cached_property
     def dataset(self) -> PreparedDataset:
@@ -159,11 +135,13 @@ class MlflowTrials(Callback):
                 f"trial {name}: its last checkpoint could not be read ({damaged}); "
                 "it trained again from epoch 1"
             )
+        if RUN_CONFIG_KEY in result:
+            self.records.fill(run_id, result[RUN_CONFIG_KEY], self.dataset, self.inputs.values())
         # A trial resumed from a checkpoint repeats epochs the run already holds.
         self.records.log_epochs(run_id, [result], int(result["timestamp"] * 1000), tags)
 
     def on_trial_complete(self, iteration, trials, trial: Trial, **info):
-        self.finish(trial)
+        self.close_run(trial)
 
     def on_trial_recover(self, iteration, trials, trial: Trial, **info):
         error = error_text(trial)
@@ -173,28 +151,27 @@ class MlflowTrials(Callback):
     def on_trial_error(self, iteration, trials, trial: Trial, **info):
         error = error_text(trial)
         stop_if_disk_full(trial, error)
-        self.records.fail(self.run_id(trial), error)
+        self.records.fail(self.run_id(trial), error, plain_values(trial.config))
 
     # Closing runs ----------------------------------------------------------------------
 
-    def finish(self, trial: Trial) -> None:
+    def close_run(self, trial: Trial) -> None:
         """Close a completed trial's run: any epoch MLflow missed, best figures, the model.
 
-        The trial's last checkpoint holds its whole history, so epochs that went unlogged
-        (MLflow unreachable, the driver restarted) are back-filled from it.
+        The trial's last checkpoint holds its whole history and the config it resolved, so
+        epochs and a config that went unlogged (MLflow unreachable, the driver restarted)
+        are back-filled from it.
         """
         run_id = self.run_id(trial)
         result = trial.last_result or {}
         model = None
         if trial.checkpoint is not None:
-            state, trained_with = load_trial_checkpoint(trial.checkpoint)
+            state, config = load_trial_checkpoint(trial.checkpoint)
+            self.records.fill(run_id, config, self.dataset, self.inputs.values())
             self.records.log_epochs(run_id, state.history, int(result.get("timestamp", 0) * 1000))
-            # The config the trial trained with, as it resolved it; checkpoints from before
-            # they carried it fall back to resolving it again here.
-            config = trained_with or self.trial_run_config(trial.config)
             model = ModelFiles(state.best_state, config, self.dataset)
-        best = result if BEST_VAL_ACCURACY in result else None
-        self.records.finish(run_id, best, model, self.inputs["dev"])
+        best = result if objective.BEST_METRIC in result else None
+        self.records.close_with_model(run_id, best, model, self.inputs["dev"])
 
     def settle(self, trials: list[Trial]) -> int:
         """Close the run of every concluded trial whose run is still open; how many.
@@ -211,9 +188,9 @@ class MlflowTrials(Callback):
             if found is not None and found.info.status == closed:
                 continue
             if trial.status == Trial.TERMINATED:
-                self.finish(trial)
+                self.close_run(trial)
             else:
-                self.records.fail(self.run_id(trial), error_text(trial))
+                self.records.fail(self.run_id(trial), error_text(trial), plain_values(trial.config))
             settled += 1
         return settled
 
@@ -229,8 +206,6 @@ class MlflowTrials(Callback):
                 self.run_ids[trial.trial_id] = self._create_run(trial)
             else:
                 self.run_ids[trial.trial_id] = self.records.reopen(found)
-                if not self.records.complete(found):
-                    self.records.fill(found.info.run_id, *self._run_contents(trial))
         return self.run_ids[trial.trial_id]
 
     def _create_run(self, trial: Trial) -> str:
@@ -239,10 +214,4 @@ class MlflowTrials(Callback):
             trial.trial_id,
             trial_name(trial.config, baseline),
             BASELINE_ROLE if baseline else self.role,
-            *self._run_contents(trial),
         )
-
-    def _run_contents(self, trial: Trial) -> tuple[dict, dict, list[DataInput]]:
-        """What a trial's run holds from its creation: params, config, data inputs."""
-        config = self.trial_run_config(trial.config)
-        return run_params(config, self.dataset), to_dict(config), list(self.inputs.values())

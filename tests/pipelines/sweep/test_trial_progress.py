@@ -8,9 +8,9 @@ import re
 import pytest
 from ray.tune.experiment import Trial
 
-from pipelines.sweep import progress
-from pipelines.sweep.progress import SweepProgress
+from pipelines.sweep import trial_progress as progress
 from pipelines.sweep.trial import PLANNED_EPOCHS_KEY
+from pipelines.sweep.trial_progress import SweepProgress
 
 
 def trial(status: str, epoch: int = 0, epochs: int = 40, per_epoch: float = 0.0, **config):

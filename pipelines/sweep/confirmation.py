@@ -2,8 +2,8 @@
 so that the winner is the configuration with the best mean, not the luckiest single run.
 
 The stage is a second Ray Tune experiment whose trials are fixed points (a configuration
-and a seed); this file chooses the points and reads the outcome.
-pipelines/sweep/stages.py runs it, and pipelines/sweep/promotion.py registers its winner.
+and a seed); this file makes it, choosing the points, and reads the outcome. The driver
+runs it after the search, and pipelines/sweep/promotion.py registers its winner.
 """
 
 from __future__ import annotations
@@ -17,16 +17,28 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from pipelines import objective
 from pipelines.runs import (
     CONFIRMATION_ROLE,
     TRIAL_ROLE,
     TrialRun,
-    best_val_accuracy,
+    best_first,
+    best_of,
     candidates,
+    score,
 )
-from pipelines.sweep.config import SEED_KEY, ConfirmConfig, SweepConfig, fixed_point, plain_values
-from pipelines.sweep.search import METRIC
-from pipelines.sweep.trial_logger import trial_name
+from pipelines.sweep.job import SweepJob
+from pipelines.sweep.promotion import SweepFailed, nothing_to_register
+from pipelines.sweep.settings import (
+    SEED_KEY,
+    ConfirmConfig,
+    SweepSettings,
+    fixed_point,
+    plain_values,
+)
+from pipelines.sweep.stage import Stage, stage_trials
+from pipelines.sweep.state import SweepLife, SweepState
+from pipelines.sweep.trial import trial_name
 
 
 def point_key(point: dict) -> str:
@@ -51,11 +63,42 @@ def top_candidates(runs: list[TrialRun], trials: list[Trial], top_k: int) -> lis
     """
     points = {trial.trial_id: trial.config for trial in trials}
     chosen: dict[str, Candidate] = {}
-    for run in sorted(candidates(runs, TRIAL_ROLE), key=best_val_accuracy, reverse=True):
+    for run in best_first(candidates(runs, TRIAL_ROLE)):
         point = points.get(run.trial_id or "")
         if point is not None and point_key(point) not in chosen:
             chosen[point_key(point)] = Candidate(run, point)
     return list(chosen.values())[:top_k]
+
+
+def best_of_the_search(life: SweepLife) -> list[Candidate]:
+    """The configurations the confirmation stage trains again; none is a failed sweep."""
+    assert life.job.sweep.confirm is not None
+    runs = life.trial_runs()
+    chosen = top_candidates(runs, stage_trials(life.state.tune_dir), life.job.sweep.confirm.top_k)
+    if not chosen:
+        life.gave_up()
+        raise SweepFailed(nothing_to_register(runs, life.job.sweep))
+    return chosen
+
+
+def confirmation_stage(job: SweepJob, state: SweepState, chosen: list[Candidate]) -> Stage:
+    confirm = job.sweep.confirm
+    assert confirm is not None and state.confirm_dir is not None
+    seeds = confirmation_seeds(confirm, job.run.train.seed)
+    points = seed_points(chosen, seeds)
+    return Stage(
+        "confirmation",
+        state.confirm_dir,
+        len(points),
+        CONFIRMATION_ROLE,
+        never_baseline,
+        confirmation_param_space(points),
+        confirmation_tune_config(job.sweep, points),
+        headline=(
+            f"the confirmation: the best {len(points) // confirm.seeds} configurations again with "
+            f"{confirm.seeds} new seeds each"
+        ),
+    )
 
 
 def confirmation_seeds(confirm: ConfirmConfig, search_seed: int) -> list[int]:
@@ -77,11 +120,11 @@ def confirmation_param_space(points: list[dict]) -> dict:
     return dict.fromkeys(points[0])
 
 
-def confirmation_tune_config(sweep: SweepConfig, points: list[dict]) -> tune.TuneConfig:
+def confirmation_tune_config(sweep: SweepSettings, points: list[dict]) -> tune.TuneConfig:
     """Exactly `points`, each run to its end: stopping a seed early would bias its mean."""
     return tune.TuneConfig(
-        metric=METRIC,
-        mode="max",
+        metric=objective.METRIC,
+        mode=objective.MODE,
         search_alg=BasicVariantGenerator(
             points_to_evaluate=points, max_concurrent=sweep.max_concurrent_trials
         ),
@@ -91,7 +134,7 @@ def confirmation_tune_config(sweep: SweepConfig, points: list[dict]) -> tune.Tun
     )
 
 
-def never_baseline(trial_config: dict) -> bool:
+def never_baseline(point: dict) -> bool:
     """The stage repeats searched configurations only (a named function: Tune pickles it)."""
     return False
 
@@ -104,22 +147,22 @@ class Confirmed:
     runs: list[TrialRun]  # its finished seed runs
 
     @property
-    def accuracies(self) -> list[float]:
-        return [best_val_accuracy(run) for run in self.runs]
+    def scores(self) -> list[float]:
+        return [score(run) for run in self.runs]
 
     @property
     def mean(self) -> float:
-        return statistics.fmean(self.accuracies)
+        return statistics.fmean(self.scores)
 
     @property
     def sd(self) -> float:
         """Sample standard deviation (n - 1); 0 for a single run."""
-        return statistics.stdev(self.accuracies) if len(self.runs) > 1 else 0.0
+        return statistics.stdev(self.scores) if len(self.runs) > 1 else 0.0
 
     @property
     def best_run(self) -> TrialRun:
         """The seed run whose model is registered if this configuration wins."""
-        return max(self.runs, key=best_val_accuracy)
+        return best_of(self.runs)
 
     @property
     def name(self) -> str:
@@ -157,7 +200,7 @@ def confirmed(
         for candidate in chosen
         if point_key(candidate.point) in groups
     ]
-    return sorted(outcome, key=lambda c: c.mean, reverse=True)
+    return best_mean_first(outcome)
 
 
 def seeds_of_the_search(runs: list[TrialRun], trials: list[Trial]) -> list[Confirmed]:
@@ -167,10 +210,14 @@ def seeds_of_the_search(runs: list[TrialRun], trials: list[Trial]) -> list[Confi
     points = {trial.trial_id: trial.config for trial in trials}
     outcome = []
     for seeds in seed_runs_by_configuration(runs, trials, TRIAL_ROLE).values():
-        best = max(seeds, key=best_val_accuracy)
+        best = best_of(seeds)
         in_seed_order = sorted(seeds, key=lambda run: int(run.seed))
         outcome.append(Confirmed(Candidate(best, points[best.trial_id or ""]), in_seed_order))
-    return sorted(outcome, key=lambda c: c.mean, reverse=True)
+    return best_mean_first(outcome)
+
+
+def best_mean_first(outcome: list[Confirmed]) -> list[Confirmed]:
+    return sorted(outcome, key=lambda c: objective.sort_key(c.mean))
 
 
 def confirmation_markdown(outcome: list[Confirmed]) -> str:

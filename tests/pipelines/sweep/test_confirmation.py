@@ -9,8 +9,8 @@ import mlflow
 import pytest
 
 from pipelines.runs import read_trial_runs
-from pipelines.sweep.config import ConfirmConfig
-from pipelines.sweep.confirm import Candidate, confirmation_seeds, confirmed, seed_points
+from pipelines.sweep.confirmation import Candidate, confirmation_seeds, confirmed, seed_points
+from pipelines.sweep.settings import ConfirmConfig
 
 
 def test_the_best_mean_beats_the_luckiest_single_run(tmp_path, sqlite_store):

@@ -11,11 +11,11 @@ from typing import Literal
 from postag.config import (
     ConfigError,
     RunConfig,
-    apply_values,
     build,
     require_above,
     require_at_least,
     to_dict,
+    with_values,
 )
 
 # A list is the value of a tuple field (model.char_kernels: [[3], [2, 3, 4]]).
@@ -45,9 +45,9 @@ def fixed_point(point: dict) -> dict:
     return {k: ListValue.of(v) if isinstance(v, list | tuple) else v for k, v in point.items()}
 
 
-def plain_values(trial_config: dict) -> dict:
+def plain_values(point: dict) -> dict:
     """A trial's values as the sweep config has them: each ListValue back to its list."""
-    return {k: v.value() if isinstance(v, ListValue) else v for k, v in trial_config.items()}
+    return {k: v.value() if isinstance(v, ListValue) else v for k, v in point.items()}
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class ConfirmConfig:
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class SweepSettings:
     name: str
     # Keys are dotted config fields (model.hidden_size, train.epochs, ...). A list is a grid
     # axis (search: grid) or a choice (search: optuna); a Range is sampled (optuna only).
@@ -136,8 +136,8 @@ class SweepConfig:
     def baseline_overrides(self) -> dict[str, Value]:
         return {k: v for k, v in self.baseline.items() if k not in self.space}
 
-    def is_baseline(self, trial_config: dict) -> bool:
-        values = plain_values(trial_config)
+    def is_baseline(self, point: dict) -> bool:
+        values = plain_values(point)
         return all(values.get(k) == v for k, v in self.baseline_point().items())
 
     def searches_seeds(self) -> bool:
@@ -162,13 +162,13 @@ class SweepConfig:
         return int(max([*values, self.baseline.get("train.epochs", 0)]))
 
 
-def build_sweep(values: dict, run: RunConfig) -> SweepConfig:
+def build_sweep(values: dict, run: RunConfig) -> SweepSettings:
     """Validate the sweep section: every key a run-config field, every value one it accepts.
 
     Each value a trial can take is checked here, so that a bad one stops the sweep before
     any work rather than failing its trials one by one.
     """
-    sweep = build(SweepConfig, values, "sweep")
+    sweep = build(SweepSettings, values, "sweep")
     for section in ("space", "baseline"):
         for key in getattr(sweep, section):
             check_field(key, f"sweep.{section}.{key}", run)
@@ -194,7 +194,7 @@ def build_sweep(values: dict, run: RunConfig) -> SweepConfig:
     return sweep
 
 
-def check_baseline_stands_apart(sweep: SweepConfig) -> None:
+def check_baseline_stands_apart(sweep: SweepSettings) -> None:
     """The baseline is known by its values on the searched axes: they must not name a point
     the search can also pick, or that trial would be taken for the baseline."""
     point = sweep.baseline_point()
@@ -209,7 +209,7 @@ def check_baseline_stands_apart(sweep: SweepConfig) -> None:
         )
 
 
-def check_confirmable(sweep: SweepConfig) -> None:
+def check_confirmable(sweep: SweepSettings) -> None:
     """The confirmation stage re-runs searched points with new seeds: the seed must not be
     searched."""
     if SEED_KEY in sweep.space:
@@ -237,6 +237,6 @@ def check_field(dotted: str, where: str, run: RunConfig) -> None:
 def check_value(run: RunConfig, values: dict[str, Value], where: str) -> None:
     """The run config with `values` (dotted keys) set must be valid."""
     try:
-        build(RunConfig, apply_values(to_dict(run), values))
+        build(RunConfig, with_values(to_dict(run), values))
     except ConfigError as error:
         raise ConfigError(f"{where}: {error}") from None

@@ -8,17 +8,16 @@ import json
 import mlflow
 import pytest
 
-from pipelines.sweep.job import Sweep, load_sweep
-from pipelines.sweep.life import SweepLife, sweep_storage
-from pipelines.sweep.state import Halt, SweepStage, SweepState
+from pipelines.sweep.job import SweepJob, load_sweep, sweep_storage
+from pipelines.sweep.state import Halt, SweepLife, SweepPhase, SweepState
 from pipelines.tracking import ensure_experiment
 from tests.helpers import TINY_SWEEP, write_sweep
 
 
-def sweep_job(tmp_path, ewt_slice, values: dict) -> Sweep:
+def sweep_job(tmp_path, ewt_slice, values: dict) -> SweepJob:
     config = write_sweep(tmp_path, ewt_slice, values)
     values, run, sweep = load_sweep(config, [])
-    return Sweep(config, values, run, sweep, *sweep_storage(tmp_path / "tune"))
+    return SweepJob(config, values, run, sweep, *sweep_storage(tmp_path / "tune"))
 
 
 @pytest.fixture
@@ -29,11 +28,11 @@ def store(tmp_path, monkeypatch, sqlite_store) -> None:
 
 
 @pytest.fixture
-def job(tmp_path, ewt_slice, store) -> Sweep:
+def job(tmp_path, ewt_slice, store) -> SweepJob:
     return sweep_job(tmp_path, ewt_slice, TINY_SWEEP)
 
 
-def saved(job: Sweep) -> dict:
+def saved(job: SweepJob) -> dict:
     return json.loads(SweepState.path(job.state_dir, job.sweep).read_text())
 
 
@@ -42,14 +41,14 @@ def parent_status(life: SweepLife) -> str:
 
 
 def test_a_new_sweep_searches_then_registers_then_finishes(job):
-    with SweepLife.lock(job), SweepLife.open(job, ensure_experiment(), fresh=False) as life:
-        assert not life.resuming and life.stage == SweepStage.SEARCHING
-        assert saved(job)["stage"] == "searching" and parent_status(life) == "RUNNING"
+    with job.lock(), SweepLife.open(job, ensure_experiment(), fresh=False) as life:
+        assert not life.resuming and life.phase == SweepPhase.SEARCHING
+        assert saved(job)["phase"] == "searching" and parent_status(life) == "RUNNING"
         life.searched()
-        assert saved(job)["stage"] == "registering" and saved(job)["confirm_dir"] is None
+        assert saved(job)["phase"] == "registering" and saved(job)["confirm_dir"] is None
         assert life.trial_runs() == []  # the search here ran no trials
         life.gave_up()
-    assert saved(job)["stage"] == "finished" and saved(job)["halted"] is None
+    assert saved(job)["phase"] == "finished" and saved(job)["halted"] is None
 
 
 def test_a_sweep_with_a_confirmation_confirms_after_its_search(tmp_path, ewt_slice, store):
@@ -59,16 +58,16 @@ def test_a_sweep_with_a_confirmation_confirms_after_its_search(tmp_path, ewt_sli
     )
     with SweepLife.open(job, ensure_experiment(), fresh=False) as life:
         life.searched()
-        assert life.stage == SweepStage.CONFIRMING
+        assert life.phase == SweepPhase.CONFIRMING
         assert saved(job)["confirm_dir"] == f"{life.state.tune_dir}-confirm"
         life.confirmed()
-        assert saved(job)["stage"] == "registering"
+        assert saved(job)["phase"] == "registering"
 
 
 def test_an_interrupted_stage_closes_the_runs_and_stays_to_resume(job):
     with SweepLife.open(job, ensure_experiment(), fresh=False) as life:
         life.interrupted()
-    assert saved(job)["stage"] == "searching" and saved(job)["halted"] == Halt.INTERRUPTED
+    assert saved(job)["phase"] == "searching" and saved(job)["halted"] == Halt.INTERRUPTED
     assert parent_status(life) == "KILLED"
 
 
@@ -90,4 +89,12 @@ def test_a_state_file_from_before_the_explicit_stage_reads_as_its_stage(
     path = tmp_path / "old.json"
     old = {"tune_dir": "x", "parent_run_id": "p", "experiment_id": "1", "config_digest": "d"}
     path.write_text(json.dumps({**old, "finished": finished, "confirm_dir": confirm_dir}))
-    assert SweepState.read(path).stage == stage
+    assert SweepState.read(path).phase == stage
+
+
+def test_a_state_file_that_called_its_phase_a_stage_reads_as_that_phase(tmp_path):
+    path = tmp_path / "old.json"
+    old = {"tune_dir": "x", "parent_run_id": "p", "experiment_id": "1", "config_digest": "d"}
+    path.write_text(json.dumps({**old, "stage": "registering", "halted": "interrupted"}))
+    state = SweepState.read(path)
+    assert (state.phase, state.halted) == (SweepPhase.REGISTERING, Halt.INTERRUPTED)

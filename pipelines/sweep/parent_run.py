@@ -1,0 +1,112 @@
+"""A sweep's parent run in MLflow, from start to end: started, resumed, stopped, abandoned,
+closed with the sweep's summary. Only the sweep's life (pipelines/sweep/state.py) drives it;
+its trial runs are pipelines/sweep/trial_runs.py's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Param
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+
+from pipelines import objective
+from pipelines.runs import (
+    ERROR_TAG,
+    ERROR_TAG_CHARS,
+    FINISHED,
+    KILLED,
+    ROLE_TAG,
+    RUNNING,
+    SWEEP_ROLE,
+    TrialRun,
+    read_trial_runs,
+)
+from pipelines.tracking import DataInput, child_runs
+
+
+@dataclass
+class ParentRun:
+    """A sweep's parent run from start to end: started, resumed, stopped, abandoned, finished.
+
+    Stopping never leaves a run RUNNING: open trial runs become KILLED (a resume reopens
+    them) and the parent takes the stop's status.
+    """
+
+    experiment_id: str
+    parent_run_id: str
+    client: mlflow.MlflowClient = field(default_factory=mlflow.MlflowClient, repr=False)
+
+    @classmethod
+    def start(cls, experiment_id: str, name: str, experiment: dict, settings: dict) -> ParentRun:
+        """A new parent run holding the experiment file's values and the sweep settings."""
+        client = mlflow.MlflowClient()
+        parent = client.create_run(
+            experiment_id,
+            tags={MLFLOW_RUN_NAME: f"sweep-{name}", "sweep": name, ROLE_TAG: SWEEP_ROLE},
+        )
+        record = cls(experiment_id, parent.info.run_id, client)
+        client.log_dict(record.parent_run_id, experiment, "experiment.json")
+        params = [Param(f"sweep.{k}", json.dumps(v)) for k, v in settings.items()]
+        client.log_batch(record.parent_run_id, params=params)
+        return record
+
+    def trial_runs(self) -> list[TrialRun]:
+        """The sweep's trial and baseline runs, read once each."""
+        return read_trial_runs(child_runs(self.experiment_id, self.parent_run_id))
+
+    def log_data(self, inputs: Iterable[DataInput]) -> None:
+        """The data every trial of the sweep trains and validates on."""
+        self.client.log_inputs(self.parent_run_id, datasets=[data.entity() for data in inputs])
+
+    def resume(self) -> None:
+        self.client.update_run(self.parent_run_id, status=RUNNING)
+
+    def stop(self, status: str, error: str | None = None) -> None:
+        """Close every open run: trials KILLED, the parent `status` (unless already closed)."""
+        for run in self.trial_runs():
+            if run.status == RUNNING:
+                self.client.set_terminated(run.run_id, KILLED)
+        if error is not None:
+            self.client.set_tag(self.parent_run_id, ERROR_TAG, error[:ERROR_TAG_CHARS])
+        if self.client.get_run(self.parent_run_id).info.status == RUNNING:
+            self.client.set_terminated(self.parent_run_id, status)
+
+    def abandon(self, why: str) -> None:
+        """A sweep that will never resume: its runs closed KILLED, the reason tagged."""
+        self.stop(KILLED)
+        self.client.set_tag(self.parent_run_id, "abandoned", why)
+
+    def log_confirmation(self, run_id: str, mean: float, sd: float, seeds: list[TrialRun]) -> None:
+        """On a search trial's run: what its configuration scored again over `seeds` runs."""
+        self.client.log_metric(run_id, "confirmed_val_mean", mean)
+        self.client.log_metric(run_id, "confirmed_val_sd", sd)
+        self.client.set_tag(run_id, "confirmation_runs", ",".join(r.run_id for r in seeds))
+
+    def close_with_summary(
+        self,
+        summary: str,
+        winner: TrialRun,
+        version: str,
+        promotion: str,
+        metrics: dict[str, float],
+        figures: list[Path],
+    ) -> None:
+        """Close the parent with `trials.md` (`summary`), its figures, metrics and winner."""
+        self.client.log_text(self.parent_run_id, summary, "trials.md")
+        for path in figures:
+            self.client.log_artifact(self.parent_run_id, str(path))
+        metrics = {objective.BEST_METRIC: winner.score, **metrics}
+        for key, value in metrics.items():
+            self.client.log_metric(self.parent_run_id, key, value)
+        for key, value in (
+            ("best_run_id", winner.run_id),
+            ("registered_version", version),
+            ("best_alias", promotion),
+        ):
+            self.client.set_tag(self.parent_run_id, key, value)
+        self.client.set_terminated(self.parent_run_id, FINISHED)
