@@ -25,7 +25,7 @@ from pipelines.sweep.ray_runtime import one_ray_for_the_stages
 from pipelines.sweep.search import search_stage
 from pipelines.sweep.settings import SweepSettings
 from pipelines.sweep.stage import StageRunner
-from pipelines.sweep.state import SweepLife
+from pipelines.sweep.state import SweepLife, SweepPhase
 from pipelines.sweep.trial import DEVICE_KEY, NODE_KEY, REPORTED_AT_KEY, RESUMED_KEY
 from pipelines.tracking import child_runs, ensure_experiment, training_inputs
 from postag import dataset as datasets
@@ -160,7 +160,7 @@ def measure(
             life.log_data(training_inputs(prepared).values())
             before = resident_megabytes()
             with one_ray_for_the_stages():
-                if not runner.run(life, search_stage(job, life.state), resuming=False):
+                if not runner.run(life, search_stage(job, life.state), then=SweepPhase.REGISTERING):
                     # Tune stopped on Ctrl-C or SIGTERM before every trial concluded: no figures.
                     raise KeyboardInterrupt
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KILOBYTE

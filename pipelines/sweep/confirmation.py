@@ -37,7 +37,7 @@ from pipelines.sweep.settings import (
     plain_values,
 )
 from pipelines.sweep.stage import Stage, stage_trials
-from pipelines.sweep.state import SweepLife, SweepState
+from pipelines.sweep.state import SweepLife, SweepPhase, SweepState
 from pipelines.sweep.trial import trial_name
 
 
@@ -83,12 +83,13 @@ def best_of_the_search(life: SweepLife) -> list[Candidate]:
 
 def confirmation_stage(job: SweepJob, state: SweepState, chosen: list[Candidate]) -> Stage:
     confirm = job.sweep.confirm
-    assert confirm is not None and state.confirm_dir is not None
+    assert confirm is not None
     seeds = confirmation_seeds(confirm, job.run.train.seed)
     points = seed_points(chosen, seeds)
     return Stage(
         "confirmation",
-        state.confirm_dir,
+        SweepPhase.CONFIRMING,
+        state.stage_dir("confirm"),
         len(points),
         CONFIRMATION_ROLE,
         never_baseline,

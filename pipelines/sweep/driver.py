@@ -108,27 +108,30 @@ def run_sweep(
 def run_stages(life: SweepLife, runner: StageRunner, force_best: bool) -> dict:
     """The search, then its confirmation if the sweep asks, then the conclusion, each from
     the phase the sweep is in; a Tune stage interrupted ends the sweep there, and the same
-    command resumes it. A search over seeds is its own confirmation."""
+    command resumes it. A search over seeds is its own confirmation.
+
+    A stage after these is made in a module of its own and given its place here."""
     job = life.job
     if life.phase == SweepPhase.REGISTERING and life.resuming:
         say(f"sweep '{job.sweep.name}': every trial concluded; resuming at registration")
-    if life.phase == SweepPhase.SEARCHING:
-        stage = search_stage(job, life.state)
-        if not runner.run(life, stage, life.resuming):
-            return interrupted(life, stage)
-        life.searched()
+    stages = [search_stage(job, life.state)]
+    if not runner.run(life, stages[0], then=next_phase(job)):
+        return interrupted(life, stages[0])
     confirmation = None
     if job.sweep.confirm is not None:
         chosen = best_of_the_search(life)
-        stage = confirmation_stage(job, life.state, chosen)
-        if life.phase == SweepPhase.CONFIRMING:
-            if not runner.run(life, stage, tune.Tuner.can_restore(stage.tune_dir)):
-                return interrupted(life, stage)
-            life.confirmed()
-        confirmation = confirmed(chosen, life.trial_runs(), stage_trials(stage.tune_dir))
+        stages.append(confirmation_stage(job, life.state, chosen))
+        if not runner.run(life, stages[-1], then=SweepPhase.REGISTERING):
+            return interrupted(life, stages[-1])
+        confirmation = confirmed(chosen, life.trial_runs(), stage_trials(stages[-1].tune_dir))
     elif job.sweep.searches_seeds():
         confirmation = seeds_of_the_search(life.trial_runs(), stage_trials(life.state.tune_dir))
     return conclude(life, confirmation, force_best)
+
+
+def next_phase(job: SweepJob) -> str:
+    """The phase after the search."""
+    return SweepPhase.CONFIRMING if job.sweep.confirm is not None else SweepPhase.REGISTERING
 
 
 def interrupted(life: SweepLife, stage: Stage) -> dict:

@@ -14,7 +14,7 @@ from pipelines.runs import TRIAL_ROLE
 from pipelines.sweep.job import SweepJob
 from pipelines.sweep.settings import Range, SweepSettings, fixed_point
 from pipelines.sweep.stage import Stage
-from pipelines.sweep.state import SweepState
+from pipelines.sweep.state import SweepPhase, SweepState
 from postag.config import RunConfig
 
 
@@ -75,6 +75,7 @@ def tune_config(sweep: SweepSettings, run: RunConfig) -> tune.TuneConfig:
 def search_stage(job: SweepJob, state: SweepState) -> Stage:
     return Stage(
         "search",
+        SweepPhase.SEARCHING,
         state.tune_dir,
         job.sweep.expected_trials(),
         TRIAL_ROLE,

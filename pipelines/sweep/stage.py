@@ -42,6 +42,8 @@ class Stage:
     """One Ray Tune experiment of a sweep (search.py and confirmation.py make theirs)."""
 
     name: str
+    # The sweep's phase while it runs (pipelines/sweep/state.py), saved for a rerun.
+    phase: str
     tune_dir: str
     trials: int  # how many a complete stage holds
     role: str  # of its runs (ROLE_TAG), the baseline's apart
@@ -66,7 +68,18 @@ class StageRunner:
     before: Sequence[Callback] = ()
     after: Sequence[Callback] = ()
 
-    def run(self, life: SweepLife, stage: Stage, resuming: bool) -> bool:
+    def run(self, life: SweepLife, stage: Stage, then: str) -> bool:
+        """Run `stage` if the sweep is in its phase, or resume it from Tune's saved state,
+        and move the sweep on to phase `then`; False if a stop came before all of its trials
+        concluded (or as its last one did). A stage the sweep has passed is left as it is."""
+        if life.phase != stage.phase:
+            return True
+        if not self.fit(life, stage, resuming=tune.Tuner.can_restore(stage.tune_dir)):
+            return False
+        life.enter(then)
+        return True
+
+    def fit(self, life: SweepLife, stage: Stage, resuming: bool) -> bool:
         """Run (or resume) a Tune stage; whether all of its trials concluded and no stop came
         (a stop that came as its last trial concluded still stops the sweep after it)."""
         job = life.job

@@ -37,7 +37,8 @@ from postag.files import write_text_atomically
 
 
 class SweepPhase(StrEnum):
-    """Where a sweep is; saved with its state."""
+    """Where a sweep is; saved with its state. A Tune stage's phase is its `Stage.phase`
+    (these, or a stage's own), the stages' order the driver's."""
 
     SEARCHING = "searching"
     CONFIRMING = "confirming"
@@ -59,10 +60,8 @@ class SweepState:
     experiment_id: str
     # The experiment values the sweep was started with: a resume must run the same sweep.
     config_digest: str
-    phase: SweepPhase = SweepPhase.SEARCHING
+    phase: str = SweepPhase.SEARCHING
     halted: Halt | None = None
-    # The confirmation stage's Tune experiment, once the search is over (sweep.confirm).
-    confirm_dir: str | None = None
 
     @staticmethod
     def path(state_dir: Path, sweep: SweepSettings) -> Path:
@@ -84,7 +83,8 @@ class SweepState:
                 if confirming
                 else SweepPhase.SEARCHING
             )
-        values["phase"] = SweepPhase(values["phase"])
+        # The confirmation's folder is derived from the search's now (`stage_dir`).
+        values.pop("confirm_dir", None)
         values["halted"] = Halt(values["halted"]) if values.get("halted") else None
         return cls(**values)
 
@@ -95,6 +95,10 @@ class SweepState:
     @property
     def finished(self) -> bool:
         return self.phase == SweepPhase.FINISHED
+
+    def stage_dir(self, suffix: str) -> str:
+        """Where a Tune stage after the search keeps its experiment: beside the search's."""
+        return f"{self.tune_dir}-{suffix}"
 
     def parent_run(self) -> ParentRun:
         return ParentRun(self.experiment_id, self.parent_run_id)
@@ -199,7 +203,7 @@ class SweepLife:
     @property
     def part(self) -> str:
         """Where the sweep is, in words: its phase's, or the part of the conclusion it is in."""
-        return self._part or PHASE_PARTS[self.phase]
+        return self._part or PHASE_PARTS.get(self.phase, f"while {self.phase}")
 
     def now(self, part: str) -> None:
         """Name the part of the conclusion the sweep is in, for the line a stop there prints."""
@@ -216,18 +220,9 @@ class SweepLife:
 
     # Transitions ---------------------------------------------------------------------
 
-    def searched(self) -> None:
-        """The search is over: its best are confirmed next if the sweep asks, else the
-        winner is registered."""
-        if self.job.sweep.confirm is None:
-            self._move(phase=SweepPhase.REGISTERING)
-            return
-        name = f"{self.state.tune_dir.rpartition('/')[2]}-confirm"
-        confirm_dir = f"{self.state.tune_dir.rpartition('/')[0]}/{name}"
-        self._move(phase=SweepPhase.CONFIRMING, confirm_dir=confirm_dir)
-
-    def confirmed(self) -> None:
-        self._move(phase=SweepPhase.REGISTERING)
+    def enter(self, phase: str) -> None:
+        """A Tune stage is over: the sweep is in `phase`, the next stage's or registering."""
+        self._move(phase=phase)
 
     def finished(
         self,

@@ -8,6 +8,8 @@ import json
 import mlflow
 import pytest
 
+from pipelines.sweep.confirmation import Candidate, confirmation_stage
+from pipelines.sweep.driver import next_phase
 from pipelines.sweep.job import SweepJob, load_sweep, sweep_storage
 from pipelines.sweep.state import Halt, SweepLife, SweepPhase, SweepState
 from pipelines.tracking import ensure_experiment
@@ -44,8 +46,8 @@ def test_a_new_sweep_searches_then_registers_then_finishes(job):
     with job.lock(), SweepLife.open(job, ensure_experiment(), fresh=False) as life:
         assert not life.resuming and life.phase == SweepPhase.SEARCHING
         assert saved(job)["phase"] == "searching" and parent_status(life) == "RUNNING"
-        life.searched()
-        assert saved(job)["phase"] == "registering" and saved(job)["confirm_dir"] is None
+        life.enter(next_phase(job))
+        assert saved(job)["phase"] == "registering"
         assert life.trial_runs() == []  # the search here ran no trials
         life.gave_up()
     assert saved(job)["phase"] == "finished" and saved(job)["halted"] is None
@@ -57,11 +59,22 @@ def test_a_sweep_with_a_confirmation_confirms_after_its_search(tmp_path, ewt_sli
         tmp_path, ewt_slice, {**TINY_SWEEP, "sweep": {**TINY_SWEEP["sweep"], "confirm": confirm}}
     )
     with SweepLife.open(job, ensure_experiment(), fresh=False) as life:
-        life.searched()
+        life.enter(next_phase(job))
         assert life.phase == SweepPhase.CONFIRMING
-        assert saved(job)["confirm_dir"] == f"{life.state.tune_dir}-confirm"
-        life.confirmed()
+        # Its Tune experiment lies beside the search's, found again from the state alone.
+        stage = confirmation_stage(job, life.state, [Candidate(None, {"train.lr": 0.01})])
+        assert stage.tune_dir == f"{life.state.tune_dir}-confirm" and stage.phase == life.phase
+        life.enter(SweepPhase.REGISTERING)
         assert saved(job)["phase"] == "registering"
+
+
+def test_a_stage_of_its_own_has_a_phase_the_state_keeps_and_a_stop_names(job):
+    with SweepLife.open(job, ensure_experiment(), fresh=False) as life:
+        life.enter("calibrating")  # a stage after the confirmation, say
+        assert life.part == "while calibrating"
+        life.interrupted()
+    state = SweepState.read(SweepState.path(job.state_dir, job.sweep))
+    assert (state.phase, state.halted) == ("calibrating", Halt.INTERRUPTED)
 
 
 def test_an_interrupted_stage_closes_the_runs_and_stays_to_resume(job):
