@@ -32,6 +32,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POLL_SECONDS = 0.5
 # A sweep test's longest wait for a driver, within pytest's 300 s bound on a whole test.
 SWEEP_LIMIT_SECONDS = 240
+# A scenario that runs several sweeps in one test (stops, reruns, faults): their limits add
+# up past pytest's own 300 s on a slow machine, so its test gets this much.
+SCENARIO_LIMIT_SECONDS = 900
 
 
 def command_line(pid: int) -> str:

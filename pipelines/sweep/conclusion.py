@@ -21,8 +21,8 @@ from pipelines.sweep.importance import (
     parameter_importance,
 )
 from pipelines.sweep.job import SweepJob
-from pipelines.sweep.promotion import Registered, SweepFailed, register
-from pipelines.sweep.state import SweepLife, SweepState
+from pipelines.sweep.promotion import Registered, register
+from pipelines.sweep.state import SweepFailed, SweepLife, SweepState
 from pipelines.tracking import compare_runs_url
 from postag import dataset as datasets
 

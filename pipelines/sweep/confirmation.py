@@ -28,7 +28,6 @@ from pipelines.runs import (
     score,
 )
 from pipelines.sweep.job import SweepJob
-from pipelines.sweep.promotion import SweepFailed, nothing_to_register
 from pipelines.sweep.settings import (
     SEED_KEY,
     ConfirmConfig,
@@ -37,7 +36,13 @@ from pipelines.sweep.settings import (
     plain_values,
 )
 from pipelines.sweep.stage import Stage, stage_trials
-from pipelines.sweep.state import SweepLife, SweepPhase, SweepState
+from pipelines.sweep.state import (
+    SweepFailed,
+    SweepLife,
+    SweepPhase,
+    SweepState,
+    nothing_to_register,
+)
 from pipelines.sweep.trial import trial_name
 
 

@@ -8,10 +8,11 @@
 Ray runs locally unless RAY_ADDRESS names a cluster; MLflow writes to the project's sqlite
 store unless MLFLOW_TRACKING_URI names another. Run it again after an interruption and the
 same sweep resumes (Ray Tune's restore); `--fresh` abandons it and starts anew.
-
-This file opens the sweep, runs its stages in their order (the search, the confirmation
-if the sweep asks, the conclusion) and answers; pipelines/sweep/__init__.py maps the rest.
 """
+
+# This module opens the sweep, runs its stages in their order (the search, the
+# confirmation if the sweep asks, the conclusion) and answers; pipelines/sweep/__init__.py
+# maps the rest.
 
 from __future__ import annotations
 
@@ -52,11 +53,10 @@ from pipelines.sweep.job import (
     sweep_experiment,
     sweep_storage,
 )
-from pipelines.sweep.promotion import SweepFailed
 from pipelines.sweep.ray_runtime import one_ray_for_the_stages
 from pipelines.sweep.search import search_stage
 from pipelines.sweep.stage import Stage, StageRunner, stage_trials
-from pipelines.sweep.state import RESUME_HINT, SweepLife, SweepPhase
+from pipelines.sweep.state import RESUME_HINT, SweepFailed, SweepLife, SweepPhase
 from pipelines.sweep.stop_signals import stop_signals_as_ctrl_c
 from pipelines.tracking import (
     ensure_experiment,

@@ -20,7 +20,6 @@ from pipelines import objective
 from pipelines.console import say
 from pipelines.disk import DiskFull, full_text
 from pipelines.runs import BASELINE_ROLE, FAILED, FINISHED, TRIAL_ROLE
-from pipelines.sweep.settings import plain_values
 from pipelines.sweep.trial import (
     DAMAGED_CHECKPOINT_KEY,
     DEVICE_KEY,
@@ -28,11 +27,13 @@ from pipelines.sweep.trial import (
     PID_KEY,
     RESUMED_KEY,
     RUN_CONFIG_KEY,
+    TrialConfigs,
     load_trial_checkpoint,
     trial_name,
 )
 from pipelines.sweep.trial_runs import ModelFiles, TrialRuns
 from pipelines.tracking import DataInput, training_inputs
+from postag.config import to_dict
 from postag.dataset import PreparedDataset, load_prepared
 
 PID_TAG = "ray_pid"  # lets an operator find a trial's process
@@ -73,6 +74,8 @@ class MlflowTrials(Callback):
         experiment_id: str,
         parent_run_id: str,
         dataset_dir: Path,
+        configs: TrialConfigs,
+        device: str,
         is_baseline: Callable[[dict], bool],
         role: str = TRIAL_ROLE,
         new_experiment: bool = False,
@@ -82,6 +85,9 @@ class MlflowTrials(Callback):
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.dataset_dir = dataset_dir
+        # What a trial that never reported would have resolved (see `fail`).
+        self.configs = configs
+        self.device = device
         self.is_baseline = is_baseline
         self.role = role
         self.run_ids: dict[str, str] = {}
@@ -151,7 +157,7 @@ class MlflowTrials(Callback):
     def on_trial_error(self, iteration, trials, trial: Trial, **info):
         error = error_text(trial)
         stop_if_disk_full(trial, error)
-        self.records.fail(self.run_id(trial), error, plain_values(trial.config))
+        self.fail(trial, error)
 
     # Closing runs ----------------------------------------------------------------------
 
@@ -173,6 +179,16 @@ class MlflowTrials(Callback):
         best = result if objective.BEST_METRIC in result else None
         self.records.close_with_model(run_id, best, model, self.inputs["dev"])
 
+    def fail(self, trial: Trial, error: str) -> None:
+        """Close a failed trial's run. A trial that failed before its first report never
+        sent the config it resolved: the driver resolves it here, as the trial did, so
+        that the run still says what it tried; it has no model to disagree with."""
+        run_id = self.run_id(trial)
+        if run_id not in self.records.configured:
+            config = to_dict(self.configs.resolve(trial.config, self.device))
+            self.records.fill(run_id, config, self.dataset, self.inputs.values())
+        self.records.fail(run_id, error)
+
     def settle(self, trials: list[Trial]) -> int:
         """Close the run of every concluded trial whose run is still open; how many.
 
@@ -190,7 +206,7 @@ class MlflowTrials(Callback):
             if trial.status == Trial.TERMINATED:
                 self.close_run(trial)
             else:
-                self.records.fail(self.run_id(trial), error_text(trial), plain_values(trial.config))
+                self.fail(trial, error_text(trial))
             settled += 1
         return settled
 

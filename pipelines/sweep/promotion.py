@@ -18,7 +18,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 
 from pipelines import objective
-from pipelines.runs import FAILED, TrialRun, best_of, candidates, score
+from pipelines.runs import TrialRun, best_of, candidates, score
 from pipelines.sweep.champion import (
     FORCED_TAG,
     VALIDATION_DIGEST_TAG,
@@ -30,6 +30,7 @@ from pipelines.sweep.champion import (
 )
 from pipelines.sweep.job import SweepJob
 from pipelines.sweep.settings import SweepSettings
+from pipelines.sweep.state import SweepFailed, nothing_to_register
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, set_alias
 
 if TYPE_CHECKING:
@@ -98,10 +99,6 @@ def registered_version_of(client: mlflow.MlflowClient, model_uri: str) -> ModelV
 def alias_for(name: str) -> str:
     """A registry alias for a sweep name (aliases take letters, digits, _ and - only)."""
     return "sweep-" + re.sub(r"[^\w-]", "-", name)
-
-
-class SweepFailed(RuntimeError):
-    """The sweep concluded but left nothing to register (every trial failed)."""
 
 
 @dataclass(frozen=True)
@@ -194,16 +191,6 @@ def register_run(
         force=force,
     )
     return Registered(run, promotion.version, alias, promotion.reason)
-
-
-def nothing_to_register(runs: list[TrialRun], sweep: SweepSettings) -> str:
-    failed = [run for run in runs if run.status == FAILED]
-    last_error = next((r.error for r in failed if r.error is not None), "")
-    return (
-        f"sweep '{sweep.name}': no trial finished with a model to register "
-        f"({len(failed)} of {len(runs)} failed); the last lines of one error:\n"
-        + "\n".join(last_error.strip().splitlines()[-3:])
-    )
 
 
 def register(

@@ -31,9 +31,10 @@ from postag.dataset import PreparedDataset
 
 
 def trial_resources(sweep: SweepSettings) -> tuple[dict, str]:
-    """Ray's resources for each trial, and the device they give it, for the console."""
+    """Ray's resources for each trial, and the device they give it (a logical GPU's trial
+    trains on its CPU)."""
     if sweep.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) > 0:
-        return {"cpu": 1, "gpu": sweep.gpus_per_trial}, "cuda"
+        return {"cpu": 1, "gpu": sweep.gpus_per_trial}, "cpu" if sweep.logical_gpus else "cuda"
     return {"cpu": sweep.cpus_per_trial}, "cpu"
 
 
@@ -89,6 +90,8 @@ class StageRunner:
             life.state.experiment_id,
             life.state.parent_run_id,
             self.prepared.directory,
+            TrialConfigs(job.base, job.sweep),
+            device,
             stage.is_baseline,
             stage.role,
             new_experiment=not resuming,

@@ -120,6 +120,20 @@ PHASE_PARTS = {
 }
 
 
+class SweepFailed(RuntimeError):
+    """The sweep concluded but left nothing to register (every trial failed)."""
+
+
+def nothing_to_register(runs: list[TrialRun], sweep: SweepSettings) -> str:
+    failed = [run for run in runs if run.status == FAILED]
+    last_error = next((r.error for r in failed if r.error is not None), "")
+    return (
+        f"sweep '{sweep.name}': no trial finished with a model to register "
+        f"({len(failed)} of {len(runs)} failed); the last lines of one error:\n"
+        + "\n".join(last_error.strip().splitlines()[-3:])
+    )
+
+
 class SweepInterrupted(KeyboardInterrupt):
     """A stop signal, and where it found the sweep; its runs are closed by then."""
 

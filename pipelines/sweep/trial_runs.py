@@ -160,13 +160,7 @@ class TrialRuns:
         self.client.set_terminated(run_id, FINISHED)
         self.closed.add(run_id)
 
-    def fail(self, run_id: str, error: str, point: dict) -> None:
-        """Close a trial's run FAILED with its error. A trial that failed before its first
-        report never sent its config: the run then holds the values it searched (`point`),
-        as the user wrote them, so that its row still says what it tried."""
-        if run_id not in self.configured:
-            params = [Param(key, str(value)) for key, value in point.items()]
-            self.client.log_batch(run_id, params=params)
+    def fail(self, run_id: str, error: str) -> None:
         self.client.set_tag(run_id, ERROR_TAG, error[-ERROR_TAG_CHARS:])
         self.client.log_text(run_id, error, "error.txt")
         self.client.set_terminated(run_id, FAILED)

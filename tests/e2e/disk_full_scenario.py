@@ -87,7 +87,7 @@ def run(folder: Path, ewt_slice: dict) -> None:
         print(line)
         assert statuses(client)["FINISHED"] < EXPECTED_TRIALS
         state = json.loads((storage / "full.json").read_text())  # whole, not cut short
-        assert state["stage"] == "searching"
+        assert state["phase"] == "searching"
         return line
 
     try:

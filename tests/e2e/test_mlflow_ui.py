@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -106,10 +107,13 @@ def test_compare_view_plots_what_varied_against_best_val_accuracy(swept, ui, bro
     shows(browser, "Parallel Coordinates Plot", *trial_names(runs))
     close_assistant(browser)
     plot_metric(browser, "best_val_accuracy")
-    # The plot's axes: the searched values that differ, then the metric picked.
-    WebDriverWait(browser, PAGE_LIMIT_SECONDS).until(
-        lambda d: {"train.lr", "model.hidden_size", "best_val_accuracy"} <= plot_axes(d)
-    )
+    # The plot's axes: the parameters that differ (MLflow draws the first three by name:
+    # here the baseline's, with every run in), then the metric picked.
+    axes = {"model.hidden_size", "model.num_layers", "train.epochs", "best_val_accuracy"}
+    try:
+        WebDriverWait(browser, PAGE_LIMIT_SECONDS).until(lambda d: axes <= plot_axes(d))
+    except TimeoutException:
+        raise AssertionError(f"the plot drew {sorted(plot_axes(browser))}, not {axes}") from None
     # What a reader compares: only the parameters that differ between the runs. Every run
     # has the same model.embedding_dim, so it is listed before and gone after.
     shows(browser, "model.embedding_dim")
@@ -120,7 +124,14 @@ def test_compare_view_plots_what_varied_against_best_val_accuracy(swept, ui, bro
     WebDriverWait(browser, PAGE_LIMIT_SECONDS).until(
         lambda d: "model.embedding_dim" not in page_text(d)
     )
-    shows(browser, "model.hidden_size", "model.num_layers", "train.epochs", "best_val_accuracy")
+    shows(
+        browser,
+        "model.hidden_size",
+        "model.num_layers",
+        "train.epochs",
+        "train.lr",
+        "best_val_accuracy",
+    )
     heading = browser.find_element(By.XPATH, "//*[starts-with(text(),'Comparing')]")
     browser.execute_script("arguments[0].scrollIntoView();", heading)
     screenshot = Path(os.environ.get(SCREENSHOT_VARIABLE) or tmp_path / "compare-runs.png")

@@ -182,18 +182,23 @@ def test_a_sweep_of_one_axis_says_it_holds_all_the_variance(swept, tmp_path):
 
 
 def test_each_trials_config_is_resolved_once_and_travels_in_its_checkpoint(swept, tmp_path):
-    """A trial's RunConfig is resolved once, in the trial's own process, never in the
-    driver's; the trial stores it in each checkpoint, and the driver logs the run's params,
-    its config.json and the model from what the trial carried."""
+    """A trial's RunConfig is resolved once, in the trial's own process; the trial stores it
+    in each checkpoint, and the driver logs the run's params, its config.json and the model
+    from what the trial carried. Only a trial that failed before its first report, which
+    sent none, is resolved by the driver, for its run's record."""
     outcome, runs, client, _ = swept
     resolutions = outcome["config_resolutions"]
     points = Counter(json.dumps(r["point"], sort_keys=True) for r in resolutions)
-    assert outcome["driver_pid"] not in {r["pid"] for r in resolutions}
-    # Once a trial; the diverging one failed before its first checkpoint, so its retry (the
-    # sweep's one) had no config to carry and resolved it again.
     once = {json.dumps({"train.lr": lr}) for lr in (0.001, 0.002, 0.005)}
     assert {key: points[key] for key in once} == dict.fromkeys(once, 1), resolutions
-    assert points[json.dumps({"train.lr": DIVERGING_LR})] == 2, resolutions
+    # The diverging trial: its first try, its retry (the sweep's one; no checkpoint to carry
+    # it from), and the driver's, for the run of a trial that never reported.
+    diverging = json.dumps({"train.lr": DIVERGING_LR})
+    assert points[diverging] == 3, resolutions
+    by_driver = [r for r in resolutions if r["pid"] == outcome["driver_pid"]]
+    assert [json.dumps(r["point"], sort_keys=True) for r in by_driver] == [diverging]
+    (failed,) = by_lr(runs, DIVERGING_LR)
+    assert failed.data.params["model.hidden_size"] == "24" and failed.info.status == "FAILED"
     saved = {
         path.parent.parent.name: json.loads(path.read_text())
         for path in Path(outcome["state"]["tune_dir"]).glob("*/checkpoint_*/config.json")

@@ -19,6 +19,7 @@ import pytest
 from ray.cluster_utils import Cluster
 
 from tests.helpers import (
+    SCENARIO_LIMIT_SECONDS,
     SWEEP_LIMIT_SECONDS,
     MlflowServer,
     command_line,
@@ -26,6 +27,9 @@ from tests.helpers import (
     wait_for,
     write_experiment,
 )
+
+# Several sweeps in one scenario (tests/helpers.py).
+pytestmark = pytest.mark.timeout(SCENARIO_LIMIT_SECONDS)
 
 EPOCHS = 8
 # A trial is killed early enough that, retried, it still has epochs to run: the node it is

@@ -18,7 +18,16 @@ from pipelines.cli import INTERRUPTED_EXIT_CODE
 from pipelines.sweep.state import RESUME_HINT
 from postag.registry import REGISTERED_MODEL
 from tests.e2e.paused_driver import PAUSED
-from tests.helpers import TINY_SWEEP, start_sweep, wait_for, write_experiment
+from tests.helpers import (
+    SCENARIO_LIMIT_SECONDS,
+    TINY_SWEEP,
+    start_sweep,
+    wait_for,
+    write_experiment,
+)
+
+# Several sweeps in one scenario (tests/helpers.py).
+pytestmark = pytest.mark.timeout(SCENARIO_LIMIT_SECONDS)
 
 STOP_LIMIT_SECONDS = 240
 # A scheduler's grace between SIGTERM and SIGKILL is often 30 s.

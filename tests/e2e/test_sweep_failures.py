@@ -63,7 +63,7 @@ def test_every_trial_failing_ends_the_sweep_with_a_clear_error(
     assert statuses(local_store) == {"parents": ["FAILED"], "trials": ["FAILED", "FAILED"]}
     assert local_store.search_model_versions(f"name = '{REGISTERED_MODEL}'") == []
     # Nothing is left to resume: the same command starts a new sweep.
-    assert json.loads((tmp_path / "tune" / "all-fail.json").read_text())["stage"] == "finished"
+    assert json.loads((tmp_path / "tune" / "all-fail.json").read_text())["phase"] == "finished"
 
 
 def test_an_exception_in_the_driver_closes_its_runs_and_the_rerun_registers(

@@ -8,6 +8,7 @@ import mlflow
 import pytest
 
 from tests.helpers import (
+    SCENARIO_LIMIT_SECONDS,
     SWEEP_LIMIT_SECONDS,
     MlflowServer,
     assert_every_epoch_logged_once,
@@ -16,6 +17,9 @@ from tests.helpers import (
     wait_for,
     write_experiment,
 )
+
+# Several sweeps in one scenario (tests/helpers.py).
+pytestmark = pytest.mark.timeout(SCENARIO_LIMIT_SECONDS)
 
 
 def logging_mid_trial(client) -> bool:

@@ -59,7 +59,7 @@ def test_verbose_fresh_and_force_best_through_the_command_line(
     # As if the sweep had been interrupted in its search: --fresh abandons it and starts
     # anew, with a weaker learning rate that --force-best promotes all the same.
     state = json.loads(state_file.read_text())
-    state_file.write_text(json.dumps({**state, "stage": "searching", "halted": "interrupted"}))
+    state_file.write_text(json.dumps({**state, "phase": "searching", "halted": "interrupted"}))
     weaker = ("--set", "sweep.space.train.lr=[0.00001]", "--fresh", "--force-best")
     second = sweep_driver(config, tmp_path, env, *weaker)
     assert second.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, log.read_text()

@@ -15,7 +15,10 @@ import pytest
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE
 from pipelines.sweep.state import RESUME_HINT
-from tests.helpers import trial_runs, wait_for, write_experiment
+from tests.helpers import SCENARIO_LIMIT_SECONDS, trial_runs, wait_for, write_experiment
+
+# Several sweeps in one scenario (tests/helpers.py).
+pytestmark = pytest.mark.timeout(SCENARIO_LIMIT_SECONDS)
 
 STOP_LIMIT_SECONDS = 240
 # A scheduler's grace between SIGTERM and SIGKILL is often 30 s; the sweep must be out well

@@ -17,6 +17,7 @@ import mlflow
 import pytest
 
 from tests.helpers import (
+    SCENARIO_LIMIT_SECONDS,
     MlflowServer,
     most_at_once,
     postgres_server,
@@ -24,6 +25,9 @@ from tests.helpers import (
     wait_for,
     write_experiment,
 )
+
+# Several sweeps in one scenario (tests/helpers.py).
+pytestmark = pytest.mark.timeout(SCENARIO_LIMIT_SECONDS)
 
 EPOCHS = 4
 AT_ONCE = 8
@@ -67,6 +71,7 @@ def postgres_tracking(postgres, tmp_path):
 def test_eight_trials_at_once_lose_nothing_when_postgresql_restarts_mid_sweep(
     ewt_slice, tmp_path, postgres, postgres_tracking, sweep_driver
 ):
+
     config = write_experiment(tmp_path, ewt_slice, SWEEP)
     env = {"MLFLOW_TRACKING_URI": postgres_tracking.uri, "RAY_ADDRESS": "local"}
     client = mlflow.MlflowClient(postgres_tracking.uri)
