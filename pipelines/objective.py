@@ -3,7 +3,7 @@ better. The searcher and scheduler, the confirmation's means, the winner, the ch
 the console and fANOVA all ask this module; none names the metric itself.
 
 The metric's per-epoch value is logged by postag.train (EPOCH_METRICS), which also keeps
-each trial's best epoch on it (TrainingState.best_val_accuracy): promoting on another
+each trial's best epoch on it (TrainingState.best_score): promoting on another
 metric changes this module, and the trainer if it must choose epochs by that metric too.
 """
 

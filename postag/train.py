@@ -77,6 +77,11 @@ class TrainingState:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def best_score(self) -> float:
+        """The best epoch's figure on what selects epochs (validation accuracy)."""
+        return self.best_val_accuracy
+
     def snapshot(self) -> TrainingState:
         """A copy that further training leaves as it is."""
         return copy.deepcopy(self)

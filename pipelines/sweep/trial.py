@@ -217,7 +217,7 @@ def train_trial(
                     "epoch": result.epoch,
                     PLANNED_EPOCHS_KEY: config.train.epochs,
                     **result.metrics(),
-                    objective.BEST_METRIC: state.best_val_accuracy,
+                    objective.BEST_METRIC: state.best_score,
                     BEST_EPOCH: state.best_epoch,
                     **where,
                     **stamp,
