@@ -28,8 +28,9 @@ def better(new: float, old: float) -> bool:
     return new > old if MODE == "max" else new < old
 
 
-def best_first(scores: Iterable[float]) -> list[float]:
-    return sorted(scores, reverse=MODE == "max")
+def best(scores: Iterable[float]) -> float:
+    """The best of `scores` on the objective."""
+    return min(scores, key=sort_key)
 
 
 def sort_key(score: float) -> float:

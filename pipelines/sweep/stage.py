@@ -86,23 +86,30 @@ class StageRunner:
         job = life.job
         start_ray(self.verbose)
         resources, device = trial_resources(job.sweep)
+        configs = TrialConfigs(job.base, job.sweep)
         callback = MlflowTrials(
             life.state.experiment_id,
             life.state.parent_run_id,
             self.prepared.directory,
-            TrialConfigs(job.base, job.sweep),
+            configs,
             device,
             stage.is_baseline,
             stage.role,
             new_experiment=not resuming,
         )
         say_start(job, life.state, stage, resuming, device, resources)
-        tuner = self.tuner(job, stage, resuming, resources, callback)
+        tuner = self.tuner(job, stage, resuming, resources, configs, callback)
         stopped = fit_stoppably(tuner)
         return settled(stage, callback) and not stopped
 
     def tuner(
-        self, job: SweepJob, stage: Stage, resuming: bool, resources: dict, callback: Callback
+        self,
+        job: SweepJob,
+        stage: Stage,
+        resuming: bool,
+        resources: dict,
+        configs: TrialConfigs,
+        callback: Callback,
     ) -> tune.Tuner:
         # with_parameters puts the dataset in Ray's object store once; trials read it there.
         trainable = tune.with_resources(
@@ -110,7 +117,7 @@ class StageRunner:
                 self.trainable,
                 dataset=self.prepared,
                 dataset_digest=self.prepared.content_digest(),
-                configs=TrialConfigs(job.base, job.sweep),
+                configs=configs,
                 logical_gpus=job.sweep.logical_gpus,
             ),
             resources,

@@ -130,11 +130,6 @@ def worker_device(logical_gpus: bool) -> str:
     )
 
 
-def load_training_state(checkpoint: tune.Checkpoint) -> TrainingState:
-    """The TrainingState in a trial's checkpoint, fetched from wherever Tune keeps it."""
-    return load_trial_checkpoint(checkpoint)[0]
-
-
 def load_trial_checkpoint(checkpoint: tune.Checkpoint) -> tuple[TrainingState, dict]:
     """A trial's checkpoint, fetched once from wherever Tune keeps it: its TrainingState and
     the RunConfig the trial resolved, plain."""

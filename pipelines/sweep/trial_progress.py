@@ -25,10 +25,6 @@ PROGRESS_SHARE_OF_ELAPSED = 0.1
 BAR_EVERY_S = 1.0
 
 
-def best_score(scores: list[float]) -> float:
-    return min(scores, key=objective.sort_key)
-
-
 def line_interval(elapsed: float) -> float:
     """Seconds between progress lines on a console that is not a terminal."""
     return max(PROGRESS_EVERY_S, PROGRESS_SHARE_OF_ELAPSED * elapsed)
@@ -111,7 +107,7 @@ class SweepProgress(Callback):
             if not self.is_baseline(t.config) and objective.BEST_METRIC in (t.last_result or {})
         ]
         best = (
-            f"{objective.LABEL} {objective.shown(best_score(scores))}"
+            f"{objective.LABEL} {objective.shown(objective.best(scores))}"
             if scores
             else "no result yet"
         )
