@@ -19,6 +19,7 @@ from pipelines.tracking import DataInput, child_runs, log_evaluation
 from postag.checkpoint import LoadedTagger
 from postag.dataset import split_file
 from postag.evaluation import EvaluationReport, evaluate_tagger
+from postag.objective import Objective
 from postag.readers import DataFormatError, read_sentences
 from postag.registry import load_tagger
 
@@ -78,8 +79,9 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def sweep_trials(version: ModelVersion | None) -> list[plots.TrialCurves]:
-    """Every trial of the sweep that produced the version, with its per-epoch curves."""
+def sweep_trials(version: ModelVersion | None, objective: Objective) -> list[plots.TrialCurves]:
+    """Every trial of the sweep that produced the version, with its per-epoch curves on the
+    objective it was chosen by (`objective`, its trainer's)."""
     if version is None or not version.run_id:
         return []
     client = mlflow.MlflowClient()
@@ -88,15 +90,15 @@ def sweep_trials(version: ModelVersion | None) -> list[plots.TrialCurves]:
     if parent is None:
         return []
     trials = []
-    for child in read_trial_runs(child_runs(run.info.experiment_id, parent)):
+    for child in read_trial_runs(child_runs(run.info.experiment_id, parent), objective):
         history = {
             key: [
                 m.value
                 for m in sorted(client.get_metric_history(child.run_id, key), key=lambda m: m.step)
             ]
-            for key in ("val_accuracy", "grad_norm_first_lstm", "grad_norm_last_lstm")
+            for key in (objective.metric, "grad_norm_first_lstm", "grad_norm_last_lstm")
         }
-        if not history["val_accuracy"]:
+        if not history[objective.metric]:
             continue
         hidden, layers = child.value("model.hidden_size"), child.value("model.num_layers")
         baseline = child.role == BASELINE_ROLE
@@ -107,8 +109,8 @@ def sweep_trials(version: ModelVersion | None) -> list[plots.TrialCurves]:
                 hidden_size=int(hidden),
                 num_layers=int(layers),
                 baseline=baseline,
-                best_val_accuracy=child.score,
-                val_accuracy=history["val_accuracy"],
+                best_score=child.score,
+                scores=history[objective.metric],
                 grad_norm_first=history["grad_norm_first_lstm"],
                 grad_norm_last=history["grad_norm_last_lstm"],
             )
@@ -117,7 +119,7 @@ def sweep_trials(version: ModelVersion | None) -> list[plots.TrialCurves]:
 
 
 def write_reports(
-    report: EvaluationReport, trials: list[plots.TrialCurves], folder: Path
+    report: EvaluationReport, trials: list[plots.TrialCurves], objective: Objective, folder: Path
 ) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     rows = per_tag_rows(report)
@@ -130,14 +132,15 @@ def write_reports(
         plots.confusion_png(report.confusion, report.tag_names, folder / "confusion.png"),
     ]
     if trials:
-        written.append(plots.val_accuracy_png(trials, folder / "sweep_val_accuracy.png"))
-        written.append(plots.heatmap_png(trials, folder / "sweep_heatmap.png"))
+        curves = folder / f"sweep_{objective.metric}.png"
+        written.append(plots.curves_png(trials, objective, curves))
+        written.append(plots.heatmap_png(trials, objective, folder / "sweep_heatmap.png"))
         baseline = [t for t in trials if t.baseline]
-        healthy = [t for t in trials if not t.baseline and t.best_val_accuracy is not None]
+        healthy = [t for t in trials if not t.baseline and t.best_score is not None]
         # A healthy trial of several layers, so that its first and last layer differ.
         stacked = [t for t in healthy if t.num_layers > 1] or healthy
         if baseline and stacked:
-            best = max(stacked, key=lambda t: t.best_val_accuracy)
+            best = objective.best_of(stacked, lambda t: t.best_score)
             written.append(plots.grad_norms_png(baseline[0], best, folder / "sweep_grad_norms.png"))
     return written
 
@@ -171,7 +174,9 @@ def evaluate_model(
     fmt = fmt or tagger.config.data.format
     sentences = read_sentences(data, fmt, tag_column or tagger.config.data.tag_column)
     report = evaluate_tagger(tagger, sentences)
-    files = write_reports(report, sweep_trials(version), reports) if reports else []
+    objective = tagger.config.train.objective
+    trials = sweep_trials(version, objective) if reports else []
+    files = write_reports(report, trials, objective, reports) if reports else []
     test = DataInput.test_file(data, report.num_sentences, report.num_tokens)
     run_id = log_evaluation(uri, version, test, report.headline(), files)
     return Evaluated(report, version, data, run_id)

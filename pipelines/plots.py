@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from postag.objective import DEFAULT, FRACTIONS, Objective
+
 MOST_CONFUSED = 15
+# EWT dev accuracy of tagging every word NN: the floor a tagger that learned nothing sits on.
+ALWAYS_NN = 13.2
 LINE_STYLES = ("-", "-.", ":")
 DPI = 130
 
@@ -38,8 +42,8 @@ class TrialCurves:
     hidden_size: int
     num_layers: int
     baseline: bool
-    best_val_accuracy: float | None
-    val_accuracy: list[float]  # by epoch, from epoch 1
+    best_score: float | None  # on the objective the sweep chose by
+    scores: list[float]  # on it, by epoch, from epoch 1
     grad_norm_first: list[float]
     grad_norm_last: list[float]
 
@@ -71,39 +75,46 @@ def confusion_png(confusion: torch.Tensor, tags: tuple[str, ...], path: Path) ->
         f"The {len(keep)} most confused tags: error counts, coloured by share of the gold tag"
     )
     fig.colorbar(image, ax=ax, label="share of gold tokens tagged as the column's tag")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def val_accuracy_png(trials: list[TrialCurves], path: Path) -> Path:
+def curves_png(trials: list[TrialCurves], objective: Objective, path: Path) -> Path:
+    """Every trial's objective metric by epoch (validation accuracy, by default)."""
     plt = pyplot()
+    scale = 100 if objective.metric in FRACTIONS else 1
+    unit = " (%)" if scale == 100 else ""
     fig, ax = plt.subplots(figsize=(10, 6))
     colours = plt.get_cmap("tab20").colors
     for i, trial in enumerate(trials):
-        epochs = range(1, len(trial.val_accuracy) + 1)
+        epochs = range(1, len(trial.scores) + 1)
         if trial.baseline:
             style = {"color": "red", "linestyle": "--", "linewidth": 2}
         else:
             # 20 distinct colours, then the same colours in other line styles.
             style = {"color": colours[i % 20], "linestyle": LINE_STYLES[i // 20 % 3]}
-        ax.plot(epochs, [100 * a for a in trial.val_accuracy], label=trial.label, **style)
-    ax.axhline(13.2, color="grey", linestyle=":", label="always NN (13.2%)")
+        ax.plot(epochs, [scale * a for a in trial.scores], label=trial.label, **style)
+    if objective == DEFAULT:
+        ax.axhline(ALWAYS_NN, color="grey", linestyle=":", label=f"always NN ({ALWAYS_NN}%)")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title("Validation accuracy per epoch, every trial of the sweep (baseline dashed)")
+    ax.set_ylabel(f"{objective.phrase}{unit}")
+    ax.set_title(
+        f"{objective.phrase.capitalize()} per epoch, every trial of the sweep (baseline dashed)"
+    )
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def heatmap_png(trials: list[TrialCurves], path: Path) -> Path:
-    """Best validation accuracy for each (hidden size, depth), over the other axes."""
-    healthy = [t for t in trials if not t.baseline and t.best_val_accuracy is not None]
+def heatmap_png(trials: list[TrialCurves], objective: Objective, path: Path) -> Path:
+    """The best score on the objective for each (hidden size, depth), over the other axes."""
+    healthy = [t for t in trials if not t.baseline and t.best_score is not None]
     hidden = sorted({t.hidden_size for t in healthy})
     layers = sorted({t.num_layers for t in healthy})
     grid = np.full((len(layers), len(hidden)), np.nan)
     for t in healthy:
         i, j = layers.index(t.num_layers), hidden.index(t.hidden_size)
-        grid[i, j] = np.fmax(grid[i, j], 100 * t.best_val_accuracy)
+        old, new = grid[i, j], t.best_score
+        grid[i, j] = new if np.isnan(old) or objective.better(new, old) else old
     fig, ax = pyplot().subplots(figsize=(1.6 * len(hidden) + 3, 1.2 * len(layers) + 2.5))
     image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
     ax.set_xticks(range(len(hidden)), [str(h) for h in hidden])
@@ -111,12 +122,13 @@ def heatmap_png(trials: list[TrialCurves], path: Path) -> Path:
     for i in range(len(layers)):
         for j in range(len(hidden)):
             if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.1f}%", ha="center", va="center", color="white")
+                text = objective.shown(grid[i, j])
+                ax.text(j, i, text, ha="center", va="center", color="white")
     ax.set_xlabel("LSTM hidden size")
     ax.set_ylabel("LSTM layers")
-    ax.set_title("Best validation accuracy by hidden size and depth (baseline excluded)")
-    fig.colorbar(image, ax=ax, label="best validation accuracy (%)")
-    return _save(fig, path)
+    ax.set_title(f"Best {objective.phrase} by hidden size and depth (baseline excluded)")
+    fig.colorbar(image, ax=ax, label=f"best {objective.phrase}")
+    return save_figure(fig, path)
 
 
 def grad_norms_png(baseline: TrialCurves, healthy: TrialCurves, path: Path) -> Path:
@@ -144,10 +156,10 @@ def grad_norms_png(baseline: TrialCurves, healthy: TrialCurves, path: Path) -> P
     ax.set_title("Why the deep baseline fails: the gradient vanishes before the first layer")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)

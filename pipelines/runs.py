@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipelines import objective
-
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
     from postag.dataset import PreparedDataset
+    from postag.objective import Objective
 
 # MLflow's names, spelled out rather than imported: a trial's worker reads this module for
 # its metric names, and importing any part of mlflow costs it a second at start.
@@ -38,12 +37,14 @@ EVALUATION_ROLE = "evaluation"
 
 # Tags of a trial run.
 TRIAL_TAG = "ray_trial_id"
+# On a Pareto front member's run and version: its place, best on the first objective first.
+PARETO_RANK_TAG = "pareto_front_rank"
 MODEL_URI_TAG = "model_uri"
 ERROR_TAG = "error"
 # The end of an error trace kept in a tag (MLflow caps tag values); error.txt keeps it all.
 ERROR_TAG_CHARS = 5000
 
-# The epoch of a finished trial's best (its score is pipelines/objective.py's BEST_METRIC).
+# The epoch of a finished trial's best (its score is its objective's `best_metric`).
 BEST_EPOCH = "best_epoch"
 
 # Params logged beside the config's own fields.
@@ -79,7 +80,7 @@ class TrialRun:
     role: str | None
     trial_id: str | None
     model_uri: str | None
-    # Its best epoch's figure on the sweep's objective (pipelines/objective.py).
+    # Its best epoch's figure on the objective it was read for (postag/objective.py).
     score: float | None
     best_epoch: int | None
     params: Mapping[str, str]
@@ -87,7 +88,7 @@ class TrialRun:
     tags: Mapping[str, str]
 
     @classmethod
-    def of(cls, run: Run) -> TrialRun:
+    def of(cls, run: Run, objective: Objective) -> TrialRun:
         tags, metrics = run.data.tags, run.data.metrics
         best_epoch = metrics.get(BEST_EPOCH)
         return cls(
@@ -97,7 +98,7 @@ class TrialRun:
             role=tags.get(ROLE_TAG),
             trial_id=tags.get(TRIAL_TAG),
             model_uri=tags.get(MODEL_URI_TAG),
-            score=metrics.get(objective.BEST_METRIC),
+            score=metrics.get(objective.best_metric),
             best_epoch=int(best_epoch) if best_epoch is not None else None,
             params=dict(run.data.params),
             metrics=dict(metrics),
@@ -130,8 +131,9 @@ class TrialRun:
         )
 
 
-def read_trial_runs(runs: list[Run]) -> list[TrialRun]:
-    return [TrialRun.of(run) for run in runs]
+def read_trial_runs(runs: list[Run], objective: Objective) -> list[TrialRun]:
+    """Each run read once, scored on `objective`."""
+    return [TrialRun.of(run, objective) for run in runs]
 
 
 def score(run: TrialRun) -> float:
@@ -140,14 +142,14 @@ def score(run: TrialRun) -> float:
     return run.score
 
 
-def best_of(runs: list[TrialRun]) -> TrialRun:
-    """The candidate with the best score on the objective."""
-    return min(runs, key=lambda run: objective.sort_key(score(run)))
+def best_of(runs: list[TrialRun], objective: Objective) -> TrialRun:
+    """The candidate with the best score on `objective`."""
+    return objective.best_of(runs, score)
 
 
-def best_first(runs: list[TrialRun]) -> list[TrialRun]:
-    """Candidates by score on the objective, best first."""
-    return sorted(runs, key=lambda run: objective.sort_key(score(run)))
+def best_first(runs: list[TrialRun], objective: Objective) -> list[TrialRun]:
+    """Candidates by score on `objective`, best first."""
+    return objective.best_first(runs, score)
 
 
 def candidates(runs: list[TrialRun], role: str = TRIAL_ROLE) -> list[TrialRun]:

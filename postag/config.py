@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from postag.objective import DEFAULT, Objective, ObjectiveError
+
 T = TypeVar("T")
 YAML12_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 DataFormat = Literal["conllu", "seed-ids"]
@@ -197,6 +199,9 @@ class TrainConfig:
     # Stop each epoch after this many batches (CPU sweeps shrink steps, never shape).
     max_batches_per_epoch: int | None = None
     output_dir: str = "runs/latest"
+    # What chooses the run's best epoch, whose weights are kept and shipped: a validation
+    # metric and its mode (postag/objective.py). A sweep sets it from `sweep.objective`.
+    objective: Objective = DEFAULT
 
     def __post_init__(self) -> None:
         counts = (
@@ -213,6 +218,11 @@ class TrainConfig:
             "train", self, ("betas", "warmup_fraction", "ema_decay", "label_smoothing")
         )
         require_above("train", self, 0, ("lr", "eps"))
+        if not self.objective.validates:
+            raise ConfigError(
+                f"'train.objective.metric': {self.objective.metric} is measured once, on the "
+                "final model, so it cannot choose the best epoch; name a validation metric"
+            )
         if self.swa_start is not None:
             require_fraction("train", self, ("swa_start",))
             if self.ema_decay:
@@ -252,6 +262,8 @@ def build(cls: type[T], values: Any, where: str = "") -> T:
         raise ConfigError(f"'{prefix}{missing[0]}' is required and missing")
     try:
         return cls(**kwargs)
+    except ObjectiveError as error:
+        raise ConfigError(f"'{where or 'objective'}': {error}") from None
     except ConfigError as error:
         # A check in __post_init__ that could not know where the values came from.
         if where and where not in str(error):

@@ -29,6 +29,12 @@ class Evaluation:
     num_unseen: int
     confusion: torch.Tensor  # (C, C) counts, rows gold, columns predicted
 
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the tags present in the gold data (the padding id 0 left out)."""
+        names = [str(i) for i in range(self.confusion.shape[0])]
+        return macro_f1(per_tag_scores(self.confusion, names))
+
     def as_dict(self) -> dict[str, float]:
         return {
             "accuracy": self.accuracy,

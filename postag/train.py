@@ -26,6 +26,7 @@ from postag.config import ConfigError, RunConfig, TrainConfig
 from postag.dataset import PAD_ID, UNK_ID, PreparedDataset, Split
 from postag.metrics import Evaluation, evaluate_predictions
 from postag.model import Tagger
+from postag.objective import Objective
 from postag.progress import progress
 from postag.resources import release_freed_memory
 
@@ -39,6 +40,10 @@ class EpochResult:
     val_accuracy: float
     # The training weights' own accuracy: the same figure without an average.
     raw_val_accuracy: float
+    # The selected weights' mean F1 over the tags present in the dev set (rare tags count
+    # as much as common ones), and their mean cross-entropy per dev token.
+    val_macro_f1: float
+    val_loss: float
     epoch_seconds: float  # training alone
     validation_seconds: float
     tokens_per_second: float
@@ -71,16 +76,12 @@ class TrainingState:
     # The average of the weights (AveragedModel's state), with train.ema_decay or swa_start.
     average_state: dict = field(default_factory=dict)
     best_epoch: int = 0
-    best_val_accuracy: float = -1.0
+    # The best epoch's figure on train.objective, which chooses it; None before the first.
+    best_score: float | None = None
     history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @property
-    def best_score(self) -> float:
-        """The best epoch's figure on what selects epochs (validation accuracy)."""
-        return self.best_val_accuracy
 
     def snapshot(self) -> TrainingState:
         """A copy that further training leaves as it is."""
@@ -94,10 +95,21 @@ class TrainingState:
         # States saved while the moving average was the only one kept it as `ema_state`.
         if "ema_state" in values:
             values["average_state"] = values.pop("ema_state")
-        # Epochs recorded before weight averaging existed validated the training weights.
-        # Epochs recorded before validation was timed apart did not time it.
+        # States saved while validation accuracy alone chose epochs named its best so.
+        if "best_val_accuracy" in values:
+            best = values.pop("best_val_accuracy")
+            values["best_score"] = best if best >= 0 else None
+        # Epochs recorded before weight averaging existed validated the training weights;
+        # before validation was timed apart, it was not timed; before macro F1 and the
+        # loss were validated, they were not measured.
         values["history"] = [
-            {"raw_val_accuracy": epoch["val_accuracy"], "validation_seconds": 0.0, **epoch}
+            {
+                "raw_val_accuracy": epoch["val_accuracy"],
+                "validation_seconds": 0.0,
+                "val_macro_f1": math.nan,
+                "val_loss": math.nan,
+                **epoch,
+            }
             for epoch in values.get("history", [])
         ]
         return cls(**values)
@@ -107,7 +119,7 @@ class TrainingState:
 class FitResult:
     model: Tagger  # holds the best epoch's weights
     best_epoch: int
-    best_val_accuracy: float
+    best_score: float  # on train.objective
     history: list[EpochResult]
     device: torch.device
 
@@ -288,6 +300,16 @@ def train_epoch(
     }
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """Flat over every token of every sentence of a split."""
+
+    gold: torch.Tensor
+    predicted: torch.Tensor
+    words: torch.Tensor  # word ids
+    loss: float  # mean cross-entropy of the tag per token (no label smoothing)
+
+
 @torch.no_grad()
 def predict(
     model: Tagger,
@@ -295,21 +317,25 @@ def predict(
     batch_size: int,
     device: torch.device,
     mixed_precision: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Flat (gold, predicted, word ids) over every token of every sentence of `split`."""
+) -> Predictions:
     model.eval()
     gold, predicted, words = [], [], []
+    loss = torch.zeros((), dtype=torch.float64, device=device)
     for indices in sorted_order(split.lengths, batch_size):
         batch = collate(split, indices, with_chars=model.uses_chars)
         with precision(device, mixed_precision):
             scores = model.score(batch, device)
+        targets = packed_targets(batch, device)
+        loss += F.cross_entropy(scores.data.float(), targets, ignore_index=PAD_ID, reduction="sum")
         predicted.append(scores.data.argmax(dim=-1).cpu())
-        gold.append(packed_targets(batch, torch.device("cpu")))
+        gold.append(targets.cpu())
         packed_words = pack_padded_sequence(
             batch.tokens, batch.lengths, batch_first=True, enforce_sorted=False
         )
         words.append(packed_words.data)
-    return torch.cat(gold), torch.cat(predicted), torch.cat(words)
+    gold_tags = torch.cat(gold)
+    mean_loss = loss.item() / max(int((gold_tags != PAD_ID).sum()), 1)
+    return Predictions(gold_tags, torch.cat(predicted), torch.cat(words), mean_loss)
 
 
 def evaluate(
@@ -319,8 +345,13 @@ def evaluate(
     device: torch.device,
     mixed_precision: bool = False,
 ) -> Evaluation:
-    gold, predicted, words = predict(model, split, batch_size, device, mixed_precision)
-    return evaluate_predictions(gold, predicted, words == UNK_ID, model.head[-1].out_features)
+    return evaluation_of(predict(model, split, batch_size, device, mixed_precision), model)
+
+
+def evaluation_of(predictions: Predictions, model: Tagger) -> Evaluation:
+    unseen = predictions.words == UNK_ID
+    num_classes = model.head[-1].out_features
+    return evaluate_predictions(predictions.gold, predictions.predicted, unseen, num_classes)
 
 
 def epoch_batches(split: Split, config: TrainConfig, epoch: int) -> list[np.ndarray]:
@@ -372,7 +403,7 @@ def fit(
             average.update_parameters(model)
         validated = _validate(model, average, dev_split, train_config, device)
         result = _epoch_result(epoch, trained, seconds, validated)
-        state = _next_state(state, result, model, optimizer, average)
+        state = _next_state(state, result, model, optimizer, average, train_config.objective)
         # The last epoch's state copies and the epoch's batches are garbage now: give their
         # memory back before a callback measures or checkpoints the process.
         release_freed_memory()
@@ -381,7 +412,7 @@ def fit(
 
     model.load_state_dict(state.best_state)
     history = [EpochResult(**h) for h in state.history]
-    return FitResult(model, state.best_epoch, state.best_val_accuracy, history, device)
+    return FitResult(model, state.best_epoch, state.best_score, history, device)
 
 
 def _selected(model: Tagger, average: AveragedModel | None) -> Tagger:
@@ -397,17 +428,20 @@ def _validate(
     config: TrainConfig,
     device: torch.device,
 ) -> dict[str, float]:
-    """Dev accuracy of the selected weights and of the training weights themselves, and the
-    seconds it took."""
+    """The selected weights' dev figures (each a metric an objective may name), the
+    training weights' own accuracy, and the seconds it took."""
     started = time.perf_counter()
     mixed = config.mixed_precision
     selected_model = _selected(model, average)
-    selected = evaluate(selected_model, dev, config.batch_size, device, mixed).accuracy
-    raw = selected
+    predictions = predict(selected_model, dev, config.batch_size, device, mixed)
+    selected = evaluation_of(predictions, selected_model)
+    raw = selected.accuracy
     if selected_model is not model:
         raw = evaluate(model, dev, config.batch_size, device, mixed).accuracy
     return {
-        "val_accuracy": selected,
+        "val_accuracy": selected.accuracy,
+        "val_macro_f1": selected.macro_f1,
+        "val_loss": predictions.loss,
         "raw_val_accuracy": raw,
         "validation_seconds": time.perf_counter() - started,
     }
@@ -439,16 +473,7 @@ def _build(
     config: RunConfig, dataset: PreparedDataset, device: torch.device, resume: TrainingState | None
 ) -> tuple[Tagger, torch.optim.Optimizer, AveragedModel | None]:
     """The model, optimizer and weight average (if asked for), as `resume` left them."""
-    train_tokens = dataset.splits["train"].tokens
-    word_counts = torch.from_numpy(np.bincount(train_tokens, minlength=len(dataset.words)))
-    model = Tagger(
-        config.model,
-        len(dataset.words),
-        dataset.num_classes,
-        len(dataset.chars),
-        word_counts,
-        joint_classes={column: len(labels) for column, labels in dataset.joint_tags.items()},
-    ).to(device)
+    model = make_tagger(config, dataset).to(device)
     optimizer = make_optimizer(model, config.train)
     if resume is not None:
         model.load_state_dict(resume.model_state)
@@ -461,21 +486,38 @@ def _build(
     return model, optimizer, average
 
 
+def make_tagger(config: RunConfig, dataset: PreparedDataset) -> Tagger:
+    """A new tagger of `config.model`'s shape for `dataset`, on the CPU: its vocabulary and
+    tag set, and the joint heads and word counts that training uses."""
+    train_tokens = dataset.splits["train"].tokens
+    word_counts = torch.from_numpy(np.bincount(train_tokens, minlength=len(dataset.words)))
+    return Tagger(
+        config.model,
+        len(dataset.words),
+        dataset.num_classes,
+        len(dataset.chars),
+        word_counts,
+        joint_classes={column: len(labels) for column, labels in dataset.joint_tags.items()},
+    )
+
+
 def _next_state(
     state: TrainingState,
     result: EpochResult,
     model: Tagger,
     optimizer: torch.optim.Optimizer,
     average: AveragedModel | None,
+    objective: Objective,
 ) -> TrainingState:
     """The state after `result`'s epoch; the best weights (the selected ones, which `result`
-    validated) change only on a strict gain, and only they are copied.
+    validated) change only on a strict gain on `objective`, and only they are copied.
 
     Copying the weights and the optimizer's moments every epoch, while the last epoch's
     copies were still held, made a deep model's training hold three times its training
     memory at its peak (the 40 x 256 baseline: 3.6 GB); callbacks write the state out at once.
     """
-    improved = result.val_accuracy > state.best_val_accuracy
+    score = result.metrics()[objective.metric]
+    improved = state.best_score is None or objective.better(score, state.best_score)
     model_state = _on_cpu(model.state_dict())
     average_state = _on_cpu(average.state_dict()) if average is not None else {}
     best_state = state.best_state
@@ -488,7 +530,7 @@ def _next_state(
         best_state=best_state,
         average_state=average_state,
         best_epoch=result.epoch if improved else state.best_epoch,
-        best_val_accuracy=result.val_accuracy if improved else state.best_val_accuracy,
+        best_score=score if improved else state.best_score,
         history=[*state.history, asdict(result)],
     )
 

@@ -16,7 +16,6 @@ import ray
 import yaml
 from ray import tune
 
-from pipelines import objective
 from pipelines.bench.sweep_clock import SweepClock
 from pipelines.console import library_output_to
 from pipelines.runs import BEST_EPOCH, FINISHED
@@ -86,15 +85,16 @@ def simulated_trial(point: dict, *, configs, **_unused) -> None:
     config = configs.resolve(point, "cpu")
     usage = ProcessUsage()
     node = ray.get_runtime_context().get_node_id()
+    objective = config.train.objective
     for epoch in range(1, config.train.epochs + 1):
-        accuracy = 1 - 1 / (epoch + 1)  # rises every epoch: each is the best so far
+        score = 1 - 1 / (epoch + 1)  # rises every epoch: the best so far on a max objective
         tune.report(
             {
                 "epoch": epoch,
                 **dict.fromkeys(EPOCH_METRICS, 0.0),
-                "val_accuracy": accuracy,
+                objective.metric: score,
                 **usage.sample(),
-                objective.BEST_METRIC: accuracy,
+                objective.best_metric: score,
                 BEST_EPOCH: epoch,
                 RESUMED_KEY: 0,
                 NODE_KEY: node,
@@ -188,11 +188,12 @@ def measure(
 
 def epochs_missing_and_repeated(runs, epochs: int) -> tuple[int, int]:
     """Read back from the server: epochs of a trial's run that are not there, and epochs
-    there more than once (counted on val_accuracy, logged in one request with the rest)."""
+    there more than once (counted on one epoch metric, logged in one request with the rest)."""
     client = mlflow.MlflowClient()
     missing = repeated = 0
     for run in runs:
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        history = client.get_metric_history(run.info.run_id, EPOCH_METRICS[0])
+        steps = [m.step for m in history]
         missing += len(set(range(1, epochs + 1)) - set(steps))
         repeated += len(steps) - len(set(steps))
     return missing, repeated

@@ -63,7 +63,8 @@ def run(config: RunConfig) -> dict:
         },
         "epochs": [result.__dict__ for result in fitted.history],
         "best_epoch": fitted.best_epoch,
-        "best_val_accuracy": fitted.best_val_accuracy,
+        "objective": to_dict(config.train.objective),
+        config.train.objective.best_metric: fitted.best_score,
         "checkpoint": str(checkpoint),
     }
     if "test" in prepared.splits:
@@ -72,9 +73,10 @@ def run(config: RunConfig) -> dict:
         )
         summary["test"] = test.as_dict()
     summary["wall_seconds"] = time.perf_counter() - started
+    chosen_by = config.train.objective
     write_text_atomically(output_dir / SUMMARY_NAME, json.dumps(summary, indent=2))
     print(
-        f"best epoch {fitted.best_epoch}: val_acc {100 * fitted.best_val_accuracy:.2f}%"
+        f"best epoch {fitted.best_epoch}: {chosen_by.metric} {chosen_by.shown(fitted.best_score)}"
         + (f", test_acc {100 * summary['test']['accuracy']:.2f}%" if "test" in summary else "")
         + f"; wrote {checkpoint} and {output_dir / SUMMARY_NAME}",
         flush=True,

@@ -1,7 +1,8 @@
 """The champion rule: which registered version the `best` alias points at. A newcomer takes
-it only by a gain on the same validation data, as the versions' tags record it; after every
-promotion, `best` is compared and repaired, so two sweeps promoting at once cannot leave it
-on the weaker version. pipelines/sweep/promotion.py registers; this module decides.
+it only by a gain on the same objective (metric and mode) and the same validation data, as
+the versions' tags record them; after every promotion, `best` is compared and repaired, so
+two sweeps promoting at once cannot leave it on the weaker version.
+pipelines/sweep/promotion.py registers; this module decides.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from pipelines import objective
+from postag.objective import DEFAULT, Objective
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, set_alias
 
-# Version tags the champion rule reads: what a version scored (objective.VERSION_TAG), and on
-# which validation data.
+# Version tags the champion rule reads: the objective a version was chosen by, what it
+# scored on it (under the metric's own name), and on which validation data.
+OBJECTIVE_METRIC_TAG = "objective_metric"
+OBJECTIVE_MODE_TAG = "objective_mode"
 VALIDATION_DIGEST_TAG = "validation_digest"
 # On a version that took `best` by --force-best: no other sweep's repair moves it back.
 FORCED_TAG = "forced_best"
@@ -27,45 +30,82 @@ class Champion:
     """The version `best` points at, as the champion rule sees it."""
 
     version: str
-    val_accuracy: float | None
+    objective: Objective | None
+    score: float | None
     validation_digest: str | None
 
+    def named(self) -> str:
+        if self.objective is None or self.score is None:
+            return f"version {self.version}"
+        return f"version {self.version} ({self.objective.shown(self.score)})"
 
-def recorded(val_accuracy: float) -> str:
-    """A validation accuracy as a version's tag holds it."""
-    return f"{val_accuracy:.6f}"
+
+def recorded(score: float) -> str:
+    """A score as a version's tag holds it."""
+    return f"{score:.6f}"
+
+
+def objective_tags(objective: Objective, score: float) -> dict[str, str]:
+    """What a new version records of the objective it was chosen by."""
+    return {
+        objective.metric: recorded(score),
+        OBJECTIVE_METRIC_TAG: objective.metric,
+        OBJECTIVE_MODE_TAG: objective.mode,
+    }
+
+
+def objective_of(version: ModelVersion) -> Objective | None:
+    """The objective a version was chosen by; versions registered before the objective was
+    recorded were all chosen by the default (validation accuracy, max)."""
+    tags = version.tags
+    if OBJECTIVE_METRIC_TAG in tags:
+        return Objective(tags[OBJECTIVE_METRIC_TAG], tags.get(OBJECTIVE_MODE_TAG, DEFAULT.mode))
+    return DEFAULT if DEFAULT.metric in tags else None
+
+
+def scored(version: ModelVersion) -> float | None:
+    """What a version scored on the objective it was chosen by, as its tag records it."""
+    objective = objective_of(version)
+    text = version.tags.get(objective.metric) if objective is not None else None
+    return float(text) if text is not None else None
 
 
 def champion_decision(
     current: Champion | None,
-    val_accuracy: float,
+    objective: Objective,
+    score: float,
     validation_digest: str,
     force: bool,
     version: str | None = None,
 ) -> tuple[bool, str]:
     """(does `best` move to the newcomer, `version`, why): only a gain on the same
-    validation data.
+    objective and validation data.
 
-    Accuracies measured on different dev files or tag sets do not compare, so the newcomer
-    then never takes `best` unless forced. The newcomer is compared as its tag will record
-    it: a tie, unrounded on one side only, moved `best` when the same figures came again.
+    Scores on other objectives, or measured on different dev files or tag sets, do not
+    compare, so the newcomer then never takes `best` unless forced. The newcomer is compared
+    as its tag will record it: a tie, unrounded on one side only, moved `best` when the same
+    figures came again.
     """
-    new = f"{100 * val_accuracy:.2f}%"
+    new = objective.shown(score)
     if current is None:
-        return True, f"`{BEST_ALIAS}` is new: validation accuracy {new}"
+        return True, f"`{BEST_ALIAS}` is new: {objective.phrase} {new}"
     if version is not None and str(current.version) == str(version):
         return False, f"`{BEST_ALIAS}` is this version already ({new})"
-    old = f"version {current.version}"
-    if current.val_accuracy is not None:
-        old += f" ({100 * current.val_accuracy:.2f}%)"
+    old = current.named()
     if force:
         return True, f"`{BEST_ALIAS}` moved from {old} to {new}, as forced"
-    if current.validation_digest != validation_digest or current.val_accuracy is None:
+    if current.objective != objective:
+        chosen_by = str(current.objective) if current.objective else "nothing recorded"
+        return False, (
+            f"`{BEST_ALIAS}` stays at {old}: it was chosen by {chosen_by}, this sweep's best "
+            f"by {objective}, which do not compare; --force-best moves it"
+        )
+    if current.validation_digest != validation_digest or current.score is None:
         return False, (
             f"`{BEST_ALIAS}` stays at {old}: it was validated on other data (another dev "
             f"file or tag set, or none recorded), so {new} does not compare"
         )
-    if objective.better(float(recorded(val_accuracy)), current.val_accuracy):
+    if objective.better(float(recorded(score)), current.score):
         return True, f"`{BEST_ALIAS}` moved from {old} to {new}"
     return False, f"`{BEST_ALIAS}` stays at {old}: this sweep's best ({new}) does not beat it"
 
@@ -76,24 +116,21 @@ def current_champion() -> Champion | None:
         version = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
     except MlflowException:
         return None
-    accuracy = version.tags.get(objective.VERSION_TAG)
     return Champion(
         version=version.version,
-        val_accuracy=float(accuracy) if accuracy is not None else None,
+        objective=objective_of(version),
+        score=scored(version),
         validation_digest=version.tags.get(VALIDATION_DIGEST_TAG),
     )
 
 
-def scored(version: ModelVersion) -> float:
-    """What a version scored on the objective, as its tag records it."""
-    return float(version.tags[objective.VERSION_TAG])
-
-
-def repair_best(client: mlflow.MlflowClient, validation_digest: str) -> ModelVersion | None:
+def repair_best(
+    client: mlflow.MlflowClient, objective: Objective, validation_digest: str
+) -> ModelVersion | None:
     """Compare and repair, after every promotion: two sweeps promoting at once may both read
     the old champion, and the last alias write wins even where it is the weaker. `best` is
-    put on the version with the highest validation accuracy on the same data, unless it
-    points at other data or was forced there. The version it was moved to, if any.
+    put on the best version on the same objective and data, unless it points at another
+    objective or other data, or was forced there. The version it was moved to, if any.
 
     Every promotion ends with this step after its own write, so the last one to run sees
     every version registered before it, and the outcome does not depend on write order.
@@ -102,16 +139,22 @@ def repair_best(client: mlflow.MlflowClient, validation_digest: str) -> ModelVer
         current = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
     except MlflowException:
         return None
-    if current.tags.get(VALIDATION_DIGEST_TAG) != validation_digest or FORCED_TAG in current.tags:
+    if (
+        current.tags.get(VALIDATION_DIGEST_TAG) != validation_digest
+        or objective_of(current) != objective
+        or FORCED_TAG in current.tags
+    ):
         return None
-    same_data = [
+    comparable = [
         version
         for version in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
         if version.tags.get(VALIDATION_DIGEST_TAG) == validation_digest
-        and objective.VERSION_TAG in version.tags
+        and objective_of(version) == objective
+        and scored(version) is not None
     ]
-    top = min(same_data, key=lambda v: (objective.sort_key(scored(v)), int(v.version)))
-    if objective.VERSION_TAG in current.tags and not objective.better(scored(top), scored(current)):
+    top = min(comparable, key=lambda v: (objective.sort_key(scored(v)), int(v.version)))
+    held = scored(current)
+    if held is not None and not objective.better(scored(top), held):
         return None
     set_alias(client, BEST_ALIAS, top.version)
     return top

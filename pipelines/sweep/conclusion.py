@@ -4,15 +4,14 @@ parent run closed with the trial table, and the console's last word."""
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
 
-from pipelines import objective
 from pipelines.console import say
 from pipelines.evaluation import Evaluated, evaluate_model
-from pipelines.runs import TRIAL_ROLE, TrialRun
+from pipelines.runs import TRIAL_ROLE, TrialRun, best_first
 from pipelines.sweep.confirmation import Confirmed, confirmation_markdown
 from pipelines.sweep.importance import (
     Importance,
@@ -21,10 +20,27 @@ from pipelines.sweep.importance import (
     parameter_importance,
 )
 from pipelines.sweep.job import SweepJob
+from pipelines.sweep.pareto import FRONT_PNG, Member, front_png, front_table, settle_front
 from pipelines.sweep.promotion import Registered, register
+from pipelines.sweep.settings import SweepSettings
 from pipelines.sweep.state import SweepFailed, SweepLife, SweepState
 from pipelines.tracking import compare_runs_url
 from postag import dataset as datasets
+from postag.registry import REGISTERED_MODEL
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the sweep's end found: its runs, the version registered and its test, what
+    mattered, and the confirmation or the Pareto front where the sweep has one."""
+
+    runs: list[TrialRun]
+    registered: Registered
+    tested: Evaluated | None
+    importance: Importance | None
+    why: str  # why importance was not measured, when it was not
+    confirmation: list[Confirmed] | None
+    front: list[Member]
 
 
 def conclude(life: SweepLife, confirmation: list[Confirmed] | None, force_best: bool) -> dict:
@@ -43,14 +59,20 @@ def conclude(life: SweepLife, confirmation: list[Confirmed] | None, force_best: 
     tested = evaluate_version(job, registered)
     life.now("while weighing what mattered")
     importance, why = parameter_importance(runs, job.sweep)
+    front = []
+    if job.sweep.pareto:
+        life.now("while registering its Pareto front")
+        front = settle_front(runs, job.sweep, registered)
+    outcome = Outcome(runs, registered, tested, importance, why, confirmation, front)
     life.now("while writing its trial table")
-    finish_record(life, runs, registered, tested, importance, why, confirmation)
-    say_end(job, life.state, runs, registered, findings(tested, importance, why, confirmation))
+    finish_record(life, outcome)
+    say_end(job, life.state, outcome)
     return {
         "state": asdict(life.state),
         "version": registered.version,
         "registered": registered,
         "confirmation": confirmation,
+        "front": front,
         "interrupted": False,
     }
 
@@ -65,84 +87,89 @@ def evaluate_version(job: SweepJob, registered: Registered) -> Evaluated | None:
     return evaluate_model(registered.version_uri, test, data.format, data.tag_column, None)
 
 
-def finish_record(
-    life: SweepLife,
-    runs: list[TrialRun],
-    registered: Registered,
-    tested: Evaluated | None,
-    importance: Importance | None,
-    why: str,
-    confirmation: list[Confirmed] | None,
-) -> None:
+def finish_record(life: SweepLife, outcome: Outcome) -> None:
     """Close the parent run with the trial table, what mattered and the winner's figures."""
-    parts = [trial_table(runs), importance_markdown(importance, why)]
-    metrics = importance.metrics() if importance else {}
+    sweep, runs, confirmation = life.job.sweep, outcome.runs, outcome.confirmation
+    parts = [trial_table(runs, sweep), importance_markdown(outcome.importance, outcome.why)]
+    metrics = {sweep.primary.best_metric: outcome.registered.winner.score}
+    metrics.update(outcome.importance.metrics() if outcome.importance else {})
     if confirmation:
         parts.insert(1, confirmation_markdown(confirmation))
         metrics.update(confirmed_val_mean=confirmation[0].mean, confirmed_val_sd=confirmation[0].sd)
+    if outcome.front:
+        parts.insert(1, f"## Pareto front\n\n{front_table(outcome.front, sweep)}")
     summary = "\n\n".join(parts) + "\n"
-    if tested is not None:
-        metrics["test_token_accuracy"] = tested.report.token_accuracy
+    if outcome.tested is not None:
+        metrics["test_token_accuracy"] = outcome.tested.report.token_accuracy
+    registered = outcome.registered
     with tempfile.TemporaryDirectory() as folder:
-        figures = importance_figures(runs, life.job.sweep, Path(folder)) if importance else []
+        figures = importance_figures(runs, sweep, Path(folder)) if outcome.importance else []
+        if outcome.front:
+            figures.append(front_png(runs, outcome.front, sweep, Path(folder) / FRONT_PNG))
         life.finished(
             summary, registered.winner, registered.version, registered.reason, metrics, figures
         )
 
 
-def say_end(
-    job: SweepJob,
-    state: SweepState,
-    runs: list[TrialRun],
-    registered: Registered,
-    findings: list[str],
-) -> None:
+def say_end(job: SweepJob, state: SweepState, outcome: Outcome) -> None:
     uri = mlflow.get_tracking_uri()
-    # The searched trials only: the baseline's own overrides would otherwise be among the
-    # parameters that differ, which the compare view plots first.
-    run_ids = [run.run_id for run in runs if run.role == TRIAL_ROLE]
+    registered = outcome.registered
+    # The searched trials only, best first: the baseline's own overrides would otherwise be
+    # among the parameters that differ, which the compare view plots first.
+    searched = [run for run in outcome.runs if run.role == TRIAL_ROLE]
+    scored = best_first([run for run in searched if run.score is not None], job.sweep.primary)
+    run_ids = [run.run_id for run in scored + [run for run in searched if run.score is None]]
+    front = ""
+    if outcome.front:
+        front = (
+            f"Pareto front, {len(outcome.front)} of {len(scored)} trials (each registered; "
+            f"make evaluate MODEL=models:/{REGISTERED_MODEL}/VERSION):\n"
+            f"{front_table(outcome.front, job.sweep)}\n\n"
+        )
     say(
-        f"\n{trial_table(runs)}\n\n"
+        f"\n{trial_table(outcome.runs, job.sweep)}\n\n{front}"
         f"sweep '{job.sweep.name}' done: registered version {registered.version} as "
         f"{registered.uri}; {registered.reason}\n"
-        + "".join(f"  {line}\n" for line in findings)
+        + "".join(f"  {line}\n" for line in findings(outcome))
         + f"  compare its runs: {compare_runs_url(uri, state.experiment_id, run_ids)}\n"
         f"  then: make evaluate BEST, or make serve to tag over HTTP"
     )
 
 
-def findings(
-    tested: Evaluated | None,
-    importance: Importance | None,
-    why: str,
-    confirmation: list[Confirmed] | None,
-) -> list[str]:
+def findings(outcome: Outcome) -> list[str]:
     """What the seeds confirmed, the winner's test accuracy and what mattered, a line each."""
     lines = []
-    for rank, item in enumerate(confirmation or []):
+    for rank, item in enumerate(outcome.confirmation or []):
         lines.append(f"{'confirmed' if rank == 0 else '         '} {item.line()}")
+    tested = outcome.tested
     if tested is not None:
         lines.append(
             f"test accuracy of version {tested.version.version}: "
             f"{100 * tested.report.token_accuracy:.2f}% on {tested.data.name}"
         )
-    lines.append(f"what mattered (fANOVA): {importance.line() if importance else why}")
+    importance = outcome.importance
+    lines.append(f"what mattered (fANOVA): {importance.line() if importance else outcome.why}")
     return lines
 
 
-def trial_table(runs: list[TrialRun]) -> str:
-    """A Markdown table of the sweep's runs, best first, the baseline marked."""
-
+def trial_table(runs: list[TrialRun], sweep: SweepSettings) -> str:
+    """A Markdown table of the sweep's runs, best first on its objective (the first of two),
+    the baseline marked; a Pareto search's second objective in a column of its own."""
+    objective, others = sweep.primary, sweep.goals[1:]
     # Best first; runs without a score last, in the order they came.
     rows = sorted(runs, key=lambda run: (run.score is None, objective.sort_key(run.score or 0)))
     lines = [
-        "| run | hidden | layers | epochs | status | best val acc "
-        "| grad norm first / last LSTM layer |",
-        "| --- | ---: | ---: | ---: | --- | ---: | --- |",
+        f"| run | hidden | layers | epochs | status | {objective.heading} "
+        + "".join(f"| {other.heading} " for other in others)
+        + "| grad norm first / last LSTM layer |",
+        "| --- | ---: | ---: | ---: | --- | ---: " + "| ---: " * len(others) + "| --- |",
     ]
     for run in rows:
         m = run.metrics
-        accuracy = objective.shown(run.score) if run.score is not None else "-"
+        figures = [objective.shown(run.score) if run.score is not None else "-"]
+        figures += [
+            other.shown(m[other.best_metric]) if other.best_metric in m else "-" for other in others
+        ]
         grads = (
             f"{m['grad_norm_first_lstm']:.2e} / {m['grad_norm_last_lstm']:.2e}"
             if "grad_norm_first_lstm" in m
@@ -150,6 +177,6 @@ def trial_table(runs: list[TrialRun]) -> str:
         )
         lines.append(
             f"| {run.name} | {run.value('model.hidden_size')} | {run.value('model.num_layers')} "
-            f"| {run.value('train.epochs')} | {run.status} | {accuracy} | {grads} |"
+            f"| {run.value('train.epochs')} | {run.status} | {' | '.join(figures)} | {grads} |"
         )
     return "\n".join(lines)

@@ -17,7 +17,6 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from pipelines import objective
 from pipelines.runs import (
     CONFIRMATION_ROLE,
     TRIAL_ROLE,
@@ -44,6 +43,7 @@ from pipelines.sweep.state import (
     nothing_to_register,
 )
 from pipelines.sweep.trial import trial_name
+from postag.objective import Objective
 
 
 def point_key(point: dict) -> str:
@@ -60,15 +60,17 @@ class Candidate:
     point: dict  # its searched values, as Tune gave them to the trial
 
 
-def top_candidates(runs: list[TrialRun], trials: list[Trial], top_k: int) -> list[Candidate]:
+def top_candidates(
+    runs: list[TrialRun], trials: list[Trial], top_k: int, objective: Objective
+) -> list[Candidate]:
     """The `top_k` best distinct configurations of the search, best first.
 
-    Ranked by best validation accuracy among finished non-baseline trials; a configuration
-    that came up twice (Optuna may sample it again) counts once.
+    Ranked on `objective` among finished non-baseline trials; a configuration that came up
+    twice (Optuna may sample it again) counts once.
     """
     points = {trial.trial_id: trial.config for trial in trials}
     chosen: dict[str, Candidate] = {}
-    for run in best_first(candidates(runs, TRIAL_ROLE)):
+    for run in best_first(candidates(runs, TRIAL_ROLE), objective):
         point = points.get(run.trial_id or "")
         if point is not None and point_key(point) not in chosen:
             chosen[point_key(point)] = Candidate(run, point)
@@ -79,7 +81,8 @@ def best_of_the_search(life: SweepLife) -> list[Candidate]:
     """The configurations the confirmation stage trains again; none is a failed sweep."""
     assert life.job.sweep.confirm is not None
     runs = life.trial_runs()
-    chosen = top_candidates(runs, stage_trials(life.state.tune_dir), life.job.sweep.confirm.top_k)
+    trials = stage_trials(life.state.tune_dir)
+    chosen = top_candidates(runs, trials, life.job.sweep.confirm.top_k, life.job.sweep.primary)
     if not chosen:
         life.gave_up()
         raise SweepFailed(nothing_to_register(runs, life.job.sweep))
@@ -129,8 +132,8 @@ def confirmation_param_space(points: list[dict]) -> dict:
 def confirmation_tune_config(sweep: SweepSettings, points: list[dict]) -> tune.TuneConfig:
     """Exactly `points`, each run to its end: stopping a seed early would bias its mean."""
     return tune.TuneConfig(
-        metric=objective.METRIC,
-        mode=objective.MODE,
+        metric=sweep.primary.metric,
+        mode=sweep.primary.mode,
         search_alg=BasicVariantGenerator(
             points_to_evaluate=points, max_concurrent=sweep.max_concurrent_trials
         ),
@@ -151,6 +154,7 @@ class Confirmed:
 
     candidate: Candidate
     runs: list[TrialRun]  # its finished seed runs
+    objective: Objective  # what their scores are on
 
     @property
     def scores(self) -> list[float]:
@@ -168,7 +172,7 @@ class Confirmed:
     @property
     def best_run(self) -> TrialRun:
         """The seed run whose model is registered if this configuration wins."""
-        return best_of(self.runs)
+        return best_of(self.runs, self.objective)
 
     @property
     def name(self) -> str:
@@ -177,9 +181,8 @@ class Confirmed:
         return trial_name(point, baseline=False) or "its configuration"
 
     def line(self) -> str:
-        return (
-            f"{self.name}: {100 * self.mean:.2f}% ± {100 * self.sd:.2f} over {len(self.runs)} seeds"
-        )
+        shown, spread = self.objective.shown(self.mean), self.objective.spread(self.sd)
+        return f"{self.name}: {shown} ± {spread} over {len(self.runs)} seeds"
 
 
 def seed_runs_by_configuration(
@@ -196,40 +199,43 @@ def seed_runs_by_configuration(
 
 
 def confirmed(
-    chosen: list[Candidate], runs: list[TrialRun], trials: list[Trial]
+    chosen: list[Candidate], runs: list[TrialRun], trials: list[Trial], objective: Objective
 ) -> list[Confirmed]:
     """Each chosen configuration with its finished seed runs, best mean first; one whose
     seeds all failed is left out (the trial table shows its runs as FAILED)."""
     groups = seed_runs_by_configuration(runs, trials, CONFIRMATION_ROLE)
     outcome = [
-        Confirmed(candidate, groups[point_key(candidate.point)])
+        Confirmed(candidate, groups[point_key(candidate.point)], objective)
         for candidate in chosen
         if point_key(candidate.point) in groups
     ]
-    return best_mean_first(outcome)
+    return best_mean_first(outcome, objective)
 
 
-def seeds_of_the_search(runs: list[TrialRun], trials: list[Trial]) -> list[Confirmed]:
+def seeds_of_the_search(
+    runs: list[TrialRun], trials: list[Trial], objective: Objective
+) -> list[Confirmed]:
     """With train.seed an axis of the search, each configuration with its finished seed
     runs, best mean first: the search is its own confirmation, and its trials run side by
     side. The candidate of each is its best seed run."""
     points = {trial.trial_id: trial.config for trial in trials}
     outcome = []
     for seeds in seed_runs_by_configuration(runs, trials, TRIAL_ROLE).values():
-        best = best_of(seeds)
+        best = best_of(seeds, objective)
         in_seed_order = sorted(seeds, key=lambda run: int(run.seed))
-        outcome.append(Confirmed(Candidate(best, points[best.trial_id or ""]), in_seed_order))
-    return best_mean_first(outcome)
+        candidate = Candidate(best, points[best.trial_id or ""])
+        outcome.append(Confirmed(candidate, in_seed_order, objective))
+    return best_mean_first(outcome, objective)
 
 
-def best_mean_first(outcome: list[Confirmed]) -> list[Confirmed]:
-    return sorted(outcome, key=lambda c: objective.sort_key(c.mean))
+def best_mean_first(outcome: list[Confirmed], objective: Objective) -> list[Confirmed]:
+    return objective.best_first(outcome, lambda confirmed: confirmed.mean)
 
 
 def confirmation_markdown(outcome: list[Confirmed]) -> str:
     """A table of the confirmed configurations for the parent run's trials.md."""
     lines = [
-        "## Confirmation: best validation accuracy over seeds",
+        f"## Confirmation: {outcome[0].objective.heading} over seeds" if outcome else "",
         "",
         "| configuration | seeds | mean | sd | seed runs |",
         "| --- | ---: | ---: | ---: | --- |",
@@ -237,7 +243,7 @@ def confirmation_markdown(outcome: list[Confirmed]) -> str:
     for item in outcome:
         names = ", ".join(run.name for run in item.runs)
         lines.append(
-            f"| {item.name} | {len(item.runs)} | {100 * item.mean:.2f}% "
-            f"| {100 * item.sd:.2f} | {names} |"
+            f"| {item.name} | {len(item.runs)} | {item.objective.shown(item.mean)} "
+            f"| {item.objective.spread(item.sd)} | {names} |"
         )
     return "\n".join(lines)

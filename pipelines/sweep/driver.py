@@ -123,9 +123,11 @@ def run_stages(life: SweepLife, runner: StageRunner, force_best: bool) -> dict:
         stages.append(confirmation_stage(job, life.state, chosen))
         if not runner.run(life, stages[-1], then=SweepPhase.REGISTERING):
             return interrupted(life, stages[-1])
-        confirmation = confirmed(chosen, life.trial_runs(), stage_trials(stages[-1].tune_dir))
+        trials = stage_trials(stages[-1].tune_dir)
+        confirmation = confirmed(chosen, life.trial_runs(), trials, job.sweep.primary)
     elif job.sweep.searches_seeds():
-        confirmation = seeds_of_the_search(life.trial_runs(), stage_trials(life.state.tune_dir))
+        trials = stage_trials(life.state.tune_dir)
+        confirmation = seeds_of_the_search(life.trial_runs(), trials, job.sweep.primary)
     return conclude(life, confirmation, force_best)
 
 

@@ -19,7 +19,6 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from pipelines import objective
 from pipelines.plots import pyplot
 from pipelines.runs import TrialRun, candidates, score
 from pipelines.sweep.settings import SEED_KEY, Range, SweepSettings, Value
@@ -102,7 +101,7 @@ def took_several_values(axis: list[Value] | Range) -> bool:
 def study_of(runs: list[TrialRun], sweep: SweepSettings) -> optuna.Study:
     """An Optuna study holding the sweep's finished, non-baseline trials."""
     axes = varied_axes(sweep)
-    study = optuna.create_study(direction="maximize" if objective.MODE == "max" else "minimize")
+    study = optuna.create_study(direction=sweep.primary.direction)
     for run in candidates(runs):
         params = {name: trial_value(run, key, dist) for name, (key, dist) in axes.items()}
         study.add_trial(
@@ -152,7 +151,7 @@ def parameter_importance(
 def importance_figures(runs: list[TrialRun], sweep: SweepSettings, folder: Path) -> list[Path]:
     """The importance bar chart and the axes-against-accuracy parallel coordinates."""
     study = study_of(runs, sweep)
-    target = "best validation accuracy"
+    target = sweep.primary.heading
     plt = pyplot()  # before Optuna's plots import matplotlib: files only, never a window
     written = []
     # Optuna marks its matplotlib plots experimental; the warning tells a user nothing.

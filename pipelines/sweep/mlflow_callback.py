@@ -16,10 +16,9 @@ from pathlib import Path
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from pipelines import objective
 from pipelines.console import say
 from pipelines.disk import DiskFull, full_text
-from pipelines.runs import BASELINE_ROLE, FAILED, FINISHED, TRIAL_ROLE
+from pipelines.runs import BASELINE_ROLE, BEST_EPOCH, FAILED, FINISHED, TRIAL_ROLE
 from pipelines.sweep.trial import (
     DAMAGED_CHECKPOINT_KEY,
     DEVICE_KEY,
@@ -176,8 +175,16 @@ class MlflowTrials(Callback):
             self.records.fill(run_id, config, self.dataset, self.inputs.values())
             self.records.log_epochs(run_id, state.history, int(result.get("timestamp", 0) * 1000))
             model = ModelFiles(state.best_state, config, self.dataset)
-        best = result if objective.BEST_METRIC in result else None
-        self.records.close_with_model(run_id, best, model, self.inputs["dev"])
+        self.records.close_with_model(run_id, self.best_figures(result), model, self.inputs["dev"])
+
+    def best_figures(self, result: dict) -> dict[str, float]:
+        """A trial's last result as its run closes with it: its best epoch, and its figure
+        on each objective (a cost measured on its final model); none if it never scored."""
+        settings = self.configs.settings
+        if settings.primary.best_metric not in result:
+            return {}
+        keys = [BEST_EPOCH, *(goal.best_metric for goal in settings.goals)]
+        return {key: result[key] for key in keys if key in result}
 
     def fail(self, trial: Trial, error: str) -> None:
         """Close a failed trial's run. A trial that failed before its first report never

@@ -14,7 +14,6 @@ import mlflow
 from mlflow.entities import Param
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-from pipelines import objective
 from pipelines.runs import (
     ERROR_TAG,
     ERROR_TAG_CHARS,
@@ -27,6 +26,7 @@ from pipelines.runs import (
     read_trial_runs,
 )
 from pipelines.tracking import DataInput, child_runs
+from postag.objective import Objective
 
 
 @dataclass
@@ -55,9 +55,9 @@ class ParentRun:
         client.log_batch(record.parent_run_id, params=params)
         return record
 
-    def trial_runs(self) -> list[TrialRun]:
-        """The sweep's trial and baseline runs, read once each."""
-        return read_trial_runs(child_runs(self.experiment_id, self.parent_run_id))
+    def trial_runs(self, objective: Objective) -> list[TrialRun]:
+        """The sweep's trial and baseline runs, read once each, scored on `objective`."""
+        return read_trial_runs(child_runs(self.experiment_id, self.parent_run_id), objective)
 
     def log_data(self, inputs: Iterable[DataInput]) -> None:
         """The data every trial of the sweep trains and validates on."""
@@ -68,9 +68,9 @@ class ParentRun:
 
     def stop(self, status: str, error: str | None = None) -> None:
         """Close every open run: trials KILLED, the parent `status` (unless already closed)."""
-        for run in self.trial_runs():
-            if run.status == RUNNING:
-                self.client.set_terminated(run.run_id, KILLED)
+        for run in child_runs(self.experiment_id, self.parent_run_id):
+            if run.info.status == RUNNING:
+                self.client.set_terminated(run.info.run_id, KILLED)
         if error is not None:
             self.client.set_tag(self.parent_run_id, ERROR_TAG, error[:ERROR_TAG_CHARS])
         if self.client.get_run(self.parent_run_id).info.status == RUNNING:
@@ -96,11 +96,11 @@ class ParentRun:
         metrics: dict[str, float],
         figures: list[Path],
     ) -> None:
-        """Close the parent with `trials.md` (`summary`), its figures, metrics and winner."""
+        """Close the parent with `trials.md` (`summary`), its figures, metrics and winner
+        (its score is among `metrics`)."""
         self.client.log_text(self.parent_run_id, summary, "trials.md")
         for path in figures:
             self.client.log_artifact(self.parent_run_id, str(path))
-        metrics = {objective.BEST_METRIC: winner.score, **metrics}
         for key, value in metrics.items():
             self.client.log_metric(self.parent_run_id, key, value)
         for key, value in (

@@ -17,20 +17,19 @@ from typing import TYPE_CHECKING
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 
-from pipelines import objective
-from pipelines.runs import TrialRun, best_of, candidates, score
+from pipelines.runs import PARETO_RANK_TAG, TrialRun, best_of, candidates, score
 from pipelines.sweep.champion import (
     FORCED_TAG,
     VALIDATION_DIGEST_TAG,
     champion_decision,
     current_champion,
-    recorded,
+    objective_tags,
     repair_best,
-    scored,
 )
 from pipelines.sweep.job import SweepJob
 from pipelines.sweep.settings import SweepSettings
 from pipelines.sweep.state import SweepFailed, nothing_to_register
+from postag.objective import Objective
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, set_alias
 
 if TYPE_CHECKING:
@@ -51,7 +50,8 @@ def register_candidate(
     description: str,
     tags: dict[str, str],
     *,
-    val_accuracy: float,
+    objective: Objective,
+    score: float,
     validation_digest: str,
     alias: str,
     force: bool = False,
@@ -63,10 +63,31 @@ def register_candidate(
     champion = current_champion()
     tags = {
         **tags,
-        objective.VERSION_TAG: recorded(val_accuracy),
+        **objective_tags(objective, score),
         VALIDATION_DIGEST_TAG: validation_digest,
         **({FORCED_TAG: "true"} if force else {}),
     }
+    version = version_holding(client, model_uri, description, tags)
+    set_alias(client, alias, version)
+    moved, reason = champion_decision(champion, objective, score, validation_digest, force, version)
+    if moved:
+        set_alias(client, BEST_ALIAS, version)
+    repaired = repair_best(client, objective, validation_digest)
+    if repaired is not None and repaired.version != version:
+        moved = False
+        reason += (
+            f"; then `{BEST_ALIAS}` went to version {repaired.version} "
+            f"({objective.shown(float(repaired.tags[objective.metric]))}), registered at the "
+            "same time"
+        )
+    return Promotion(version=version, moved=moved, reason=reason)
+
+
+def version_holding(
+    client: mlflow.MlflowClient, model_uri: str, description: str, tags: dict[str, str]
+) -> str:
+    """The version of `model_uri`, with `tags` and `description`: new, or the one it already
+    has (a sweep stopped after registering it, then run again)."""
     existing = registered_version_of(client, model_uri)
     if existing is None:
         version = mlflow.register_model(model_uri, REGISTERED_MODEL, tags=tags).version
@@ -75,18 +96,36 @@ def register_candidate(
         for key, value in tags.items():
             client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
     client.update_model_version(REGISTERED_MODEL, version, description=description)
-    set_alias(client, alias, version)
-    moved, reason = champion_decision(champion, val_accuracy, validation_digest, force, version)
-    if moved:
-        set_alias(client, BEST_ALIAS, version)
-    repaired = repair_best(client, validation_digest)
-    if repaired is not None and repaired.version != version:
-        moved = False
-        reason += (
-            f"; then `{BEST_ALIAS}` went to version {repaired.version} "
-            f"({objective.shown(scored(repaired))}), registered at the same time"
-        )
-    return Promotion(version=version, moved=moved, reason=reason)
+    return version
+
+
+def register_member(run: TrialRun, sweep: SweepSettings, rank: int) -> str:
+    """A member of a Pareto search's front as a version of its own, its figures on both
+    objectives tagged; no alias, and never `best`, which the winner's registration decides."""
+    assert run.model_uri is not None, run.run_id
+    tags = {
+        "sweep": sweep.name,
+        "run_id": run.run_id,
+        **objective_tags(sweep.primary, score(run)),
+        VALIDATION_DIGEST_TAG: run.validation_digest,
+        **member_tags(run, sweep, rank),
+    }
+    description = (
+        f"Member {rank} of the Pareto front of sweep '{sweep.name}', {run_summary(run, sweep)}."
+    )
+    return version_holding(mlflow.MlflowClient(), run.model_uri, description, tags)
+
+
+def member_tags(run: TrialRun, sweep: SweepSettings, rank: int) -> dict[str, str]:
+    """A front member's place, and its figure on the objectives after the first."""
+    others = {goal.metric: f"{run.metrics[goal.best_metric]:.6g}" for goal in sweep.goals[1:]}
+    return {PARETO_RANK_TAG: str(rank), **others}
+
+
+def tag_version(version: str, tags: dict[str, str]) -> None:
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
 
 
 def registered_version_of(client: mlflow.MlflowClient, model_uri: str) -> ModelVersion | None:
@@ -129,8 +168,8 @@ def register_winner(
     found = candidates(runs)
     if not found:
         raise SweepFailed(nothing_to_register(runs, sweep))
-    winner = best_of(found)
-    description = f"Best trial of sweep '{sweep.name}' ({source}), {run_summary(winner)}."
+    winner = best_of(found, sweep.primary)
+    description = f"Best trial of sweep '{sweep.name}' ({source}), {run_summary(winner, sweep)}."
     return register_run(winner, description, {}, score(winner), sweep, force)
 
 
@@ -144,13 +183,14 @@ def register_confirmed(
     force: bool,
 ) -> Registered:
     """Register the configuration with the best mean over its seed runs (`seeds`, whose
-    validation accuracy has this `mean` and `sd`): the model of `winner`, its best seed
-    run. The mean is what the champion rule compares."""
+    scores on the objective have this `mean` and `sd`): the model of `winner`, its best
+    seed run. The mean is what the champion rule compares."""
+    objective = sweep.primary
     description = (
-        f"Best mean of sweep '{sweep.name}' ({source}) over {len(seeds)} seeds: validation "
-        f"accuracy {100 * mean:.2f}% ± {100 * sd:.2f} (runs "
+        f"Best mean of sweep '{sweep.name}' ({source}) over {len(seeds)} seeds: "
+        f"{objective.phrase} {objective.shown(mean)} ± {objective.spread(sd)} (runs "
         f"{', '.join(run.run_id for run in seeds)}). This version is the best of them, "
-        f"{run_summary(winner)}."
+        f"{run_summary(winner, sweep)}."
     )
     tags = {
         "val_mean": f"{mean:.6f}",
@@ -161,11 +201,12 @@ def register_confirmed(
     return register_run(winner, description, tags, mean, sweep, force)
 
 
-def run_summary(run: TrialRun) -> str:
+def run_summary(run: TrialRun, sweep: SweepSettings) -> str:
+    objective = sweep.primary
     return (
         f"run {run.run_id}: hidden_size {run.value('model.hidden_size')}, num_layers "
         f"{run.value('model.num_layers')}, epochs {run.value('train.epochs')}, seed "
-        f"{run.seed}; best validation accuracy {100 * score(run):.2f}% at epoch "
+        f"{run.seed}; best {objective.phrase} {objective.shown(score(run))} at epoch "
         f"{run.best_epoch}"
     )
 
@@ -174,18 +215,19 @@ def register_run(
     run: TrialRun,
     description: str,
     tags: dict[str, str],
-    val_accuracy: float,
+    score: float,
     sweep: SweepSettings,
     force: bool,
 ) -> Registered:
     """Register `run`'s model under the sweep's alias; `best` follows the champion rule
-    (champion_decision) on `val_accuracy` unless `force`."""
+    (champion_decision) on its `score` on the sweep's objective unless `force`."""
     alias = alias_for(sweep.name)
     promotion = register_candidate(
         run.model_uri,
         description,
         tags={"sweep": sweep.name, "run_id": run.run_id, **tags},
-        val_accuracy=val_accuracy,
+        objective=sweep.primary,
+        score=score,
         validation_digest=run.validation_digest,
         alias=alias,
         force=force,

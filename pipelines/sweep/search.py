@@ -9,7 +9,6 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from pipelines import objective
 from pipelines.runs import TRIAL_ROLE
 from pipelines.sweep.job import SweepJob
 from pipelines.sweep.settings import Range, SweepSettings, fixed_point
@@ -45,9 +44,7 @@ def tune_config(sweep: SweepSettings, run: RunConfig) -> tune.TuneConfig:
     # The limit goes to the search algorithm itself: Tune ignores TuneConfig's
     # max_concurrent_trials (with a warning) once a BasicVariantGenerator is passed.
     if sweep.search == "optuna":
-        searcher = ConcurrencyLimiter(
-            OptunaSearch(points_to_evaluate=[point], seed=sweep.optuna_seed), max_concurrent=limit
-        )
+        searcher = ConcurrencyLimiter(optuna_search(sweep, point), max_concurrent=limit)
     else:
         searcher = BasicVariantGenerator(
             points_to_evaluate=[fixed_point(point)], max_concurrent=limit
@@ -61,14 +58,34 @@ def tune_config(sweep: SweepSettings, run: RunConfig) -> tune.TuneConfig:
         )
     else:
         scheduler = FIFOScheduler()
+    # Two objectives are the searcher's own (Tune's TuneConfig takes one metric); a trial is
+    # then judged at its end, on its best epoch and its final model's cost.
+    single = None if sweep.pareto else sweep.primary
     return tune.TuneConfig(
-        metric=objective.METRIC,
-        mode=objective.MODE,
+        metric=single.metric if single else None,
+        mode=single.mode if single else None,
         search_alg=searcher,
         scheduler=scheduler,
         # The baseline point takes the place of one sample.
         num_samples=sweep.num_samples + 1,
         reuse_actors=sweep.reuse_actors,
+    )
+
+
+def optuna_search(sweep: SweepSettings, baseline: dict) -> OptunaSearch:
+    """Optuna's sampler (TPE), on the objective, or on two: multi-objective TPE, told each
+    trial's figures on both when it ends.
+
+    The baseline measures no cost (it is never a candidate), so Optuna is not told of it:
+    Ray Tune logs a warning to the sweep's log, and the sampler learns from the others.
+    """
+    if not sweep.pareto:
+        return OptunaSearch(points_to_evaluate=[baseline], seed=sweep.optuna_seed)
+    return OptunaSearch(
+        metric=[goal.best_metric for goal in sweep.goals],
+        mode=[goal.mode for goal in sweep.goals],
+        points_to_evaluate=[baseline],
+        seed=sweep.optuna_seed,
     )
 
 

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipelines.sweep.objectives import check_objectives
 from postag.config import (
     ConfigError,
     RunConfig,
@@ -17,10 +18,12 @@ from postag.config import (
     to_dict,
     with_values,
 )
+from postag.objective import DEFAULT, Objective
 
 # A list is the value of a tuple field (model.char_kernels: [[3], [2, 3, 4]]).
 Value = bool | int | float | str | list[int]
 SEED_KEY = "train.seed"
+OBJECTIVE_KEY = "train.objective"
 
 
 class ListValue(str):
@@ -122,12 +125,39 @@ class SweepSettings:
     optuna_seed: int = 0
     # The confirmation stage; None registers the search's best single run.
     confirm: ConfirmConfig | None = None
+    # What the sweep optimises (postag/objective.py): a validation metric and its mode; None
+    # is the seed's, validation accuracy, max.
+    objective: Objective | None = None
+    # Two objectives instead, for a Pareto search (a validation metric first, then another
+    # or a cost): the sweep ends with the front of the trials that nothing beats on both.
+    objectives: tuple[Objective, ...] = ()
 
     def __post_init__(self) -> None:
         require_at_least("sweep", self, 1, ("num_samples", "max_concurrent_trials"))
         require_at_least("sweep", self, 0, ("max_failures",))
         require_above("sweep", self, 0, ("cpus_per_trial",))
         require_at_least("sweep", self, 0, ("gpus_per_trial",))
+        check_objectives(self)
+
+    @property
+    def goals(self) -> tuple[Objective, ...]:
+        """What the sweep optimises: its two objectives, or its one."""
+        return self.objectives or (self.objective or DEFAULT,)
+
+    @property
+    def primary(self) -> Objective:
+        """The objective that chooses each trial's best epoch, the winner and `best`: the
+        only one, or the first of two."""
+        return self.goals[0]
+
+    @property
+    def pareto(self) -> bool:
+        return len(self.goals) > 1
+
+    @property
+    def costs(self) -> tuple[str, ...]:
+        """The objectives that a trial measures once, on its final model."""
+        return tuple(goal.metric for goal in self.goals if not goal.validates)
 
     def baseline_point(self) -> dict[str, Value]:
         """The baseline's values on the searched axes: how a trial is known as the baseline."""
@@ -169,6 +199,12 @@ def build_sweep(values: dict, run: RunConfig) -> SweepSettings:
     any work rather than failing its trials one by one.
     """
     sweep = build(SweepSettings, values, "sweep")
+    if run.train.objective != DEFAULT and run.train.objective != sweep.primary:
+        raise ConfigError(
+            f"'train.objective' ({run.train.objective}) is not the sweep's objective "
+            f"({sweep.primary}): a sweep's trials choose their best epoch by the sweep's; "
+            "set it once, in 'sweep.objective'"
+        )
     for section in ("space", "baseline"):
         for key in getattr(sweep, section):
             check_field(key, f"sweep.{section}.{key}", run)
@@ -226,6 +262,11 @@ def check_field(dotted: str, where: str, run: RunConfig) -> None:
         f.name for f in dataclasses.fields(getattr(run, section))
     }:
         raise ConfigError(f"unknown key '{where}': not a field of the run config")
+    if dotted == OBJECTIVE_KEY:
+        raise ConfigError(
+            f"'{where}': the sweep's trials are all judged by one objective; set it in "
+            "'sweep.objective'"
+        )
     if section == "data":
         # Data is prepared once, before any trial, and shared by all of them.
         raise ConfigError(

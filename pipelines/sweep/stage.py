@@ -125,7 +125,7 @@ class StageRunner:
         if resuming:
             # The callbacks come back from Tune's saved state, with the rest of the run config.
             return tune.Tuner.restore(stage.tune_dir, trainable, resume_errored=False)
-        progress = SweepProgress(stage.trials, stage.is_baseline, trial_name)
+        progress = SweepProgress(stage.trials, stage.is_baseline, trial_name, job.sweep.primary)
         return tune.Tuner(
             trainable,
             param_space=stage.param_space,

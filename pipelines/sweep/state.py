@@ -224,7 +224,8 @@ class SweepLife:
         self._part = part
 
     def trial_runs(self) -> list[TrialRun]:
-        return self.parent.trial_runs()
+        """The sweep's runs, scored on its objective (the first of two)."""
+        return self.parent.trial_runs(self.job.sweep.primary)
 
     def log_data(self, inputs: Iterable[DataInput]) -> None:
         self.parent.log_data(inputs)

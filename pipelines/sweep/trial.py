@@ -10,6 +10,7 @@ these two (`pipelines.sweep.mlflow_callback`).
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import tempfile
 import time
@@ -22,14 +23,14 @@ import ray
 import torch
 from ray import tune
 
-from pipelines import objective
 from pipelines.runs import BEST_EPOCH
-from pipelines.sweep.settings import SweepSettings, plain_values
+from pipelines.sweep.settings import OBJECTIVE_KEY, SweepSettings, plain_values
 from postag import dataset as datasets
 from postag.config import RunConfig, build, to_dict, with_values
+from postag.cost import measure_costs
 from postag.dataset import PreparedDataset
 from postag.resources import ProcessUsage
-from postag.train import EpochResult, TrainingState, fit
+from postag.train import EpochResult, TrainingState, fit, make_tagger
 
 T = TypeVar("T")
 
@@ -81,6 +82,7 @@ class TrialConfigs:
         values = plain_values(point)
         if self.settings.is_baseline(point):
             values.update(self.settings.baseline_overrides())
+        values[OBJECTIVE_KEY] = to_dict(self.settings.primary)
         values["train.device"] = device
         if device == "cpu":
             # Trials side by side must share the cores, not each spin up all of them.
@@ -176,6 +178,32 @@ def trial_checkpoint(folder: Path, state: TrainingState, config_json: str) -> tu
     return tune.Checkpoint.from_directory(folder)
 
 
+def reported_costs(
+    names: tuple[str, ...], config: RunConfig, dataset: PreparedDataset, final: TrainingState | None
+) -> dict[str, float]:
+    """The sweep's cost objectives `names` in an epoch's result: with the `final` state,
+    what the trial's final model (its best epoch's weights) costs, measured here, in the
+    trial's own process, on the CPU (its tagging time over the dev set, its size).
+
+    Tune wants every metric its searcher names in every result: a cost not measured (yet,
+    or at all: the baseline's) is NaN.
+    """
+    if final is None or not names:
+        return dict.fromkeys(names, math.nan)
+    model = make_tagger(config, dataset)
+    model.load_state_dict(final.best_state)
+    return measure_costs(model, dataset.splits["dev"], names)
+
+
+def whereabouts(resume: TrainingState | None, device: str) -> dict:
+    """Where the trial runs, and from which epoch on, said with every epoch."""
+    return {
+        RESUMED_KEY: resume.epoch if resume is not None else 0,
+        NODE_KEY: ray.get_runtime_context().get_node_id(),
+        DEVICE_KEY: device,
+    }
+
+
 def train_trial(
     point: dict,
     *,
@@ -191,20 +219,19 @@ def train_trial(
     resume, carried, damaged = resume_state(tune.get_checkpoint())
     config = carried or configs.resolve(point, device)
     config_json = json.dumps(to_dict(config))
-    # Where the trial runs, said with every epoch.
-    where = {
-        RESUMED_KEY: resume.epoch if resume is not None else 0,
-        NODE_KEY: ray.get_runtime_context().get_node_id(),
-        DEVICE_KEY: device,
-    }
+    where = whereabouts(resume, device)
     # Read here, in the trial's own process: what the trial costs, not what its driver does.
     usage = ProcessUsage()
     # The run's params come from the first report; the driver may have missed an earlier
     # process's, so each process sends it once.
     first = {RUN_CONFIG_KEY: to_dict(config)}
+    # The baseline is never a candidate: what its model would cost is not measured.
+    measures_costs = not configs.settings.is_baseline(point)
 
     def report(result: EpochResult, state: TrainingState) -> None:
         nonlocal damaged, first
+        final = measures_costs and result.epoch == config.train.epochs
+        costs = reported_costs(configs.settings.costs, config, dataset, state if final else None)
         stamp = {REPORTED_AT_KEY: time.time(), **usage.sample()}
         with tempfile.TemporaryDirectory() as folder:
             tune.report(
@@ -212,8 +239,9 @@ def train_trial(
                     "epoch": result.epoch,
                     PLANNED_EPOCHS_KEY: config.train.epochs,
                     **result.metrics(),
-                    objective.BEST_METRIC: state.best_score,
+                    config.train.objective.best_metric: state.best_score,
                     BEST_EPOCH: state.best_epoch,
+                    **costs,
                     **where,
                     **stamp,
                     **first,

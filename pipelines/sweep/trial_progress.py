@@ -14,9 +14,9 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from tqdm import tqdm
 
-from pipelines import objective
 from pipelines.console import duration, say
 from pipelines.sweep.trial import PLANNED_EPOCHS_KEY
+from postag.objective import Objective
 
 # How often a non-terminal console gets a progress line: every 30 s at first, then every
 # tenth of the time elapsed, so that a log holds about 40 lines for a 2-hour sweep, not 240.
@@ -31,12 +31,19 @@ def line_interval(elapsed: float) -> float:
 
 
 class SweepProgress(Callback):
-    """Trials done / running / pending, the best validation accuracy so far, time left."""
+    """Trials done / running / pending, the best score on the objective so far, time left."""
 
-    def __init__(self, total: int, is_baseline: Callable[[dict], bool], name: Callable[..., str]):
+    def __init__(
+        self,
+        total: int,
+        is_baseline: Callable[[dict], bool],
+        name: Callable[..., str],
+        objective: Objective,
+    ):
         self.total = total
         self.is_baseline = is_baseline
         self.name = name
+        self.objective = objective
         self._start()
 
     def _start(self) -> None:
@@ -49,7 +56,7 @@ class SweepProgress(Callback):
 
     # Tune pickles callbacks into its experiment state: a bar and clocks do not travel.
     def __getstate__(self) -> dict:
-        return {k: self.__dict__[k] for k in ("total", "is_baseline", "name")}
+        return {k: self.__dict__[k] for k in ("total", "is_baseline", "name", "objective")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -57,8 +64,8 @@ class SweepProgress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial: Trial, **info):
         result = trial.last_result or {}
-        score = result.get(objective.BEST_METRIC)
-        figure = f"{objective.LABEL} {objective.shown(score)}" if score is not None else "no result"
+        score = result.get(self.objective.best_metric)
+        figure = self._figure(score) if score is not None else "no result"
         self._concluded(trials, trial, figure)
 
     def on_trial_error(self, iteration, trials, trial: Trial, **info):
@@ -92,6 +99,9 @@ class SweepProgress(Callback):
             f"({duration(time.monotonic() - self.started)})"
         )
 
+    def _figure(self, score: float) -> str:
+        return f"{self.objective.label} {self.objective.shown(score)}"
+
     def _label(self, trial: Trial) -> str:
         return self.name(trial.config, self.is_baseline(trial.config))
 
@@ -101,16 +111,13 @@ class SweepProgress(Callback):
         return {"done": done, "running": running, "pending": self.total - done - running}
 
     def _summary(self, trials: list[Trial], counts: dict[str, int]) -> str:
+        key = self.objective.best_metric
         scores = [
-            t.last_result[objective.BEST_METRIC]
+            t.last_result[key]
             for t in trials
-            if not self.is_baseline(t.config) and objective.BEST_METRIC in (t.last_result or {})
+            if not self.is_baseline(t.config) and key in (t.last_result or {})
         ]
-        best = (
-            f"{objective.LABEL} {objective.shown(objective.best(scores))}"
-            if scores
-            else "no result yet"
-        )
+        best = self._figure(self.objective.best(scores)) if scores else "no result yet"
         elapsed = time.monotonic() - self.started
         left = self._time_left(trials, counts)
         left = f", ~{duration(left)} left" if left is not None else ""

@@ -18,9 +18,7 @@ import mlflow
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from pipelines import objective
 from pipelines.runs import (
-    BEST_EPOCH,
     ERROR_TAG,
     ERROR_TAG_CHARS,
     FAILED,
@@ -75,7 +73,8 @@ class TrialRuns:
         """A run an interruption left KILLED is RUNNING again; its logged epochs are read."""
         run_id = run.info.run_id
         self.client.update_run(run_id, status=RUNNING)
-        history = self.client.get_metric_history(run_id, "val_accuracy")
+        # Each epoch logs every one of EPOCH_METRICS: any one's steps are the epochs logged.
+        history = self.client.get_metric_history(run_id, EPOCH_METRICS[0])
         self.logged_epochs[run_id] = {m.step for m in history}
         if CONFIG_TAG in run.data.tags:
             self.configured.add(run_id)
@@ -138,9 +137,10 @@ class TrialRuns:
         known.update(changed)
 
     def close_with_model(
-        self, run_id: str, best: dict | None, model: ModelFiles | None, dev: DataInput
+        self, run_id: str, best: dict[str, float], model: ModelFiles | None, dev: DataInput
     ) -> None:
-        """Close a completed trial's run with its model and best figures, linked together.
+        """Close a completed trial's run with its model and best figures (its best epoch,
+        its score on each objective), linked together.
 
         The best figures are logged against the model and the validation data, so the
         model's page in the UI shows what it scored, and on what.
@@ -150,12 +150,9 @@ class TrialRuns:
             info = model.log(run_id)
             self.client.set_tag(run_id, MODEL_URI_TAG, info.model_uri)
             link = dict(model_id=info.model_id, dataset_name=dev.name, dataset_digest=dev.digest)
-        if best is not None:
+        if best:
             now = int(time.time() * 1000)
-            metrics = [
-                Metric(key, float(best[key]), now, 0, **link)
-                for key in (objective.BEST_METRIC, BEST_EPOCH)
-            ]
+            metrics = [Metric(key, float(value), now, 0, **link) for key, value in best.items()]
             self.client.log_batch(run_id, metrics=metrics)
         self.client.set_terminated(run_id, FINISHED)
         self.closed.add(run_id)

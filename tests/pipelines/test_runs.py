@@ -21,6 +21,7 @@ from pipelines.runs import (
 )
 from postag import dataset as datasets
 from postag.config import to_dict
+from postag.objective import DEFAULT
 
 
 def test_the_params_a_trial_logs_are_its_config_under_its_dotted_keys(tiny_config):
@@ -45,7 +46,7 @@ def test_the_params_a_trial_logs_are_its_config_under_its_dotted_keys(tiny_confi
 
 def test_a_swept_trial_reads_back_typed(swept):
     outcome, runs, _, _ = swept
-    read = {run.run_id: run for run in read_trial_runs(runs)}
+    read = {run.run_id: run for run in read_trial_runs(runs, DEFAULT)}
     assert len(read) == len(runs)
     for raw in runs:
         run = read[raw.info.run_id]
@@ -65,7 +66,7 @@ def test_a_swept_trial_reads_back_typed(swept):
 @pytest.mark.parametrize("missing", ["score", "model_uri"])
 def test_a_run_without_a_score_or_a_model_is_no_candidate(swept, missing):
     _, runs, _, _ = swept
-    run = next(r for r in read_trial_runs(runs) if r.is_candidate())
+    run = next(r for r in read_trial_runs(runs, DEFAULT) if r.is_candidate())
     assert not dataclasses.replace(run, **{missing: None}).is_candidate()
 
 

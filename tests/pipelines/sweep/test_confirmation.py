@@ -11,6 +11,7 @@ import pytest
 from pipelines.runs import read_trial_runs
 from pipelines.sweep.confirmation import Candidate, confirmation_seeds, confirmed, seed_points
 from pipelines.sweep.settings import ConfirmConfig
+from postag.objective import DEFAULT
 
 
 def test_the_best_mean_beats_the_luckiest_single_run(tmp_path, sqlite_store):
@@ -31,12 +32,12 @@ def test_the_best_mean_beats_the_luckiest_single_run(tmp_path, sqlite_store):
             # What the stage reads of a Tune trial: its id and its config.
             config = {"train.lr": lr, "train.seed": seed}
             trials.append(SimpleNamespace(trial_id=f"{name}{seed}", config=config))
-    runs = read_trial_runs(runs)
+    runs = read_trial_runs(runs, DEFAULT)
     chosen = [
         Candidate(run=runs[0], point={"train.lr": 0.005}),
         Candidate(run=runs[2], point={"train.lr": 0.002}),
     ]
-    ranked = confirmed(chosen, runs, trials)
+    ranked = confirmed(chosen, runs, trials, DEFAULT)
     assert [item.candidate.point["train.lr"] for item in ranked] == [0.002, 0.005]
     assert ranked[0].mean == pytest.approx(0.86) and ranked[1].mean == pytest.approx(0.85)
     assert ranked[0].best_run.name in ("b-seed1", "b-seed2")

@@ -10,6 +10,7 @@ import mlflow
 import pytest
 
 from pipelines.sweep.promotion import alias_for, register_candidate
+from postag.objective import DEFAULT, Objective
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, log_tagger
 from tests.helpers import MlflowServer
 
@@ -29,14 +30,15 @@ def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
 
-    def register(sweep: str, accuracy: float, digest: str, force: bool = False):
+    def register(sweep: str, accuracy: float, digest: str, force: bool = False, objective=DEFAULT):
         with mlflow.start_run():
             model_uri = log_tagger(checkpoint).model_uri
         return register_candidate(
             model_uri,
             sweep,
             {"sweep": sweep},
-            val_accuracy=accuracy,
+            objective=objective,
+            score=accuracy,
             validation_digest=digest,
             alias=alias_for(sweep),
             force=force,
@@ -56,11 +58,20 @@ def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(
     assert alias_for("gpu search") == "sweep-gpu-search"
     elsewhere = register("other-dev", 0.99, OTHER)
     assert not elsewhere.moved and best() == first.version
+    # A sweep that chose its winner by macro F1 does not compare with one chosen by accuracy.
+    by_f1 = register("f1-study", 0.99, SAME, objective=Objective("val_macro_f1", "max"))
+    assert not by_f1.moved and best() == first.version
+    assert "chosen by val_accuracy (max), this sweep's best by val_macro_f1 (max)" in by_f1.reason
+    assert client.get_model_version(REGISTERED_MODEL, by_f1.version).tags["val_macro_f1"] == (
+        "0.990000"
+    )
     forced = register("other-dev", 0.99, OTHER, force=True)
     assert forced.moved and best() == forced.version
     assert client.get_model_version(REGISTERED_MODEL, forced.version).tags == {
         "sweep": "other-dev",
         "val_accuracy": "0.990000",
+        "objective_metric": "val_accuracy",
+        "objective_mode": "max",
         "validation_digest": OTHER,
         "forced_best": "true",
     }
@@ -82,7 +93,8 @@ def test_a_model_registered_again_keeps_its_one_version(checkpoint, tmp_path, sq
             model_uri,
             "the winner",
             {"sweep": "again"},
-            val_accuracy=0.75051234,
+            objective=DEFAULT,
+            score=0.75051234,
             validation_digest=SAME,
             alias=alias_for("again"),
         )
@@ -144,7 +156,8 @@ def promote_at_once(checkpoint: Path, accuracies: dict[str, float]) -> dict:
                 model_uris[name],
                 name,
                 {"sweep": name},
-                val_accuracy=accuracy,
+                objective=DEFAULT,
+                score=accuracy,
                 validation_digest=SAME,
                 alias=alias_for(name),
             )

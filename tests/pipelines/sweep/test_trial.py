@@ -31,7 +31,7 @@ def checkpoint(tmp_path) -> tune.Checkpoint:
         epoch=3,
         model_state={"w": torch.ones(64, 64)},
         best_epoch=2,
-        best_val_accuracy=0.5,
+        best_score=0.5,
     )
     torch.save(state.to_dict(), tmp_path / STATE_FILE)
     (tmp_path / CONFIG_FILE).write_text(json.dumps(to_dict(RunConfig())))

@@ -11,6 +11,7 @@ from ray.tune.experiment import Trial
 from pipelines.sweep import trial_progress as progress
 from pipelines.sweep.trial import PLANNED_EPOCHS_KEY
 from pipelines.sweep.trial_progress import SweepProgress
+from postag.objective import DEFAULT
 
 
 def trial(status: str, epoch: int = 0, epochs: int = 40, per_epoch: float = 0.0, **config):
@@ -32,7 +33,9 @@ def trial(status: str, epoch: int = 0, epochs: int = 40, per_epoch: float = 0.0,
 
 def progress_line(trials: list[Trial], total: int, monkeypatch, capsys) -> str:
     monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.0)
-    sweep = SweepProgress(total, lambda config: config.get("baseline", False), lambda *_: "t")
+    sweep = SweepProgress(
+        total, lambda config: config.get("baseline", False), lambda *_: "t", DEFAULT
+    )
     sweep.bar = None  # pytest's stdout is no terminal, but say so
     sweep.on_step_end(0, trials)
     return capsys.readouterr().out
@@ -91,7 +94,7 @@ def test_a_long_sweep_in_a_log_gets_tens_of_progress_lines_not_hundreds(monkeypa
     still get one every 30 s. Tune's steps, one a second, on a clock the test moves."""
     clock = [0.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
-    sweep = SweepProgress(3, lambda config: False, lambda *_: "t")
+    sweep = SweepProgress(3, lambda config: False, lambda *_: "t", DEFAULT)
     sweep.bar = None  # pytest's stdout is no terminal, but say so
     printed = []
     for second in range(1, 137 * 60):
