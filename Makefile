@@ -91,8 +91,11 @@ sweep: $(STAMP)
 
 # RAW=1: from the test file's raw text (its `# text =` lines), scored as CoNLL 2018 did.
 RAW ?=
+# TIMING=1: also the tagging time per sentence on one thread, as a Pareto search measures it.
+TIMING ?=
 evaluate: $(STAMP)
-	$(BIN)/postag evaluate --model $(MODEL) $(if $(DATA),--data $(DATA)) $(if $(RAW),--raw)
+	$(BIN)/postag evaluate --model $(MODEL) $(if $(DATA),--data $(DATA)) $(if $(RAW),--raw) \
+		$(if $(TIMING),--timing)
 
 # MODEL over HTTP on this machine (POST /invocations), with this venv: no conda, no download.
 SERVE_HOST ?= 127.0.0.1

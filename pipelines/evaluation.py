@@ -17,9 +17,10 @@ from pipelines import plots
 from pipelines.runs import BASELINE_ROLE, read_trial_runs
 from pipelines.tracking import DataInput, child_runs, log_evaluation
 from postag.checkpoint import LoadedTagger
+from postag.cost import tagger_ms_per_sentence
 from postag.dataset import split_file
 from postag.evaluation import EvaluationReport, evaluate_tagger
-from postag.objective import Objective
+from postag.objective import TAGGING_TIME, Objective
 from postag.readers import DataFormatError, read_sentences
 from postag.registry import load_tagger
 
@@ -159,15 +160,23 @@ class Evaluated:
     version: ModelVersion | None
     data: Path
     run_id: str
+    # Asked for with `timing`: tagging the file, one thread, median of passes (postag.cost).
+    tagging_ms_per_sentence: float | None = None
 
 
 def evaluate_model(
-    uri: str, data: Path | None, fmt: str | None, tag_column: str | None, reports: Path | None
+    uri: str,
+    data: Path | None,
+    fmt: str | None,
+    tag_column: str | None,
+    reports: Path | None,
+    timing: bool = False,
 ) -> Evaluated:
     """Evaluate the model at `uri` on a test file and log it as an MLflow evaluation run.
 
     `data`, `fmt` and `tag_column` default to the model's own; `reports`, where given, gets
-    the tables and pictures, which the run then holds too.
+    the tables and pictures, which the run then holds too; `timing` also times the tagging,
+    as a Pareto search's trial timed it on the dev set.
     """
     tagger, version = load_tagger(uri)
     data = data or default_data(tagger)
@@ -177,6 +186,11 @@ def evaluate_model(
     objective = tagger.config.train.objective
     trials = sweep_trials(version, objective) if reports else []
     files = write_reports(report, trials, objective, reports) if reports else []
+    headline = report.headline()
+    timed = None
+    if timing:
+        timed = tagger_ms_per_sentence(tagger, [list(s.words) for s in sentences])
+        headline[TAGGING_TIME] = timed
     test = DataInput.test_file(data, report.num_sentences, report.num_tokens)
-    run_id = log_evaluation(uri, version, test, report.headline(), files)
-    return Evaluated(report, version, data, run_id)
+    run_id = log_evaluation(uri, version, test, headline, files)
+    return Evaluated(report, version, data, run_id, timed)

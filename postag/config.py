@@ -263,7 +263,7 @@ def build(cls: type[T], values: Any, where: str = "") -> T:
     try:
         return cls(**kwargs)
     except ObjectiveError as error:
-        raise ConfigError(f"'{where or 'objective'}': {error}") from None
+        raise ConfigError(f"'{where}.{error.key}': {error}" if where else str(error)) from None
     except ConfigError as error:
         # A check in __post_init__ that could not know where the values came from.
         if where and where not in str(error):

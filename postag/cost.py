@@ -14,10 +14,11 @@ import time
 import torch
 
 from postag.batching import collate, sorted_order
-from postag.checkpoint import JOINT_HEADS
+from postag.checkpoint import JOINT_HEADS, LoadedTagger
 from postag.dataset import Split
-from postag.inference import DEFAULT_BATCH_SIZE
+from postag.inference import DEFAULT_BATCH_SIZE, encode
 from postag.model import Tagger
+from postag.objective import NUM_PARAMETERS, TAGGING_TIME
 
 # Timed passes over the sentences, after one untimed pass that warms the allocator up; the
 # median of five is steady to a few percent where one pass is not.
@@ -54,14 +55,22 @@ def tagging_ms_per_sentence(
 
 # Each cost by its objective name (postag/objective.py's COST_METRICS).
 MEASURES = {
-    "tagging_ms_per_sentence": lambda model, split: tagging_ms_per_sentence(model, split),
-    "num_parameters": lambda model, split: float(num_parameters(model)),
+    TAGGING_TIME: lambda model, split: tagging_ms_per_sentence(model, split),
+    NUM_PARAMETERS: lambda model, split: float(num_parameters(model)),
 }
 
 
 def measure_costs(model: Tagger, split: Split, names: tuple[str, ...]) -> dict[str, float]:
     """The costs `names` of `model` (on the CPU), the tagging time on `split`."""
     return {name: MEASURES[name](model, split) for name in names}
+
+
+def tagger_ms_per_sentence(tagger: LoadedTagger, sentences: list[list[str]]) -> float:
+    """`tagging_ms_per_sentence` of a loaded tagger on `sentences`, encoded as it encodes
+    them (its vocabulary, its lookup, its alphabet); the encoding is not timed."""
+    uses_chars = tagger.model.uses_chars
+    split = encode(sentences, tagger.words, tagger.chars if uses_chars else (), tagger.word_lookup)
+    return tagging_ms_per_sentence(tagger.model.cpu(), split)
 
 
 def _tag_all(model: Tagger, split: Split, batch_size: int) -> None:

@@ -22,7 +22,9 @@ Mode = Literal["max", "min"]
 VALIDATION_METRICS = ("val_accuracy", "val_macro_f1", "val_loss")
 # What a trial's final model costs, measured in the trial's own process (postag.cost):
 # objectives a Pareto search may trade a validation metric against.
-COST_METRICS = ("tagging_ms_per_sentence", "num_parameters")
+TAGGING_TIME = "tagging_ms_per_sentence"
+NUM_PARAMETERS = "num_parameters"
+COST_METRICS = (TAGGING_TIME, NUM_PARAMETERS)
 # Shown in percent on the console; the others as they are.
 FRACTIONS = ("val_accuracy", "val_macro_f1")
 # How a person reads each name: beside a figure, as a table's column, and in a sentence.
@@ -38,7 +40,12 @@ BEST_PREFIX = "best_"
 
 
 class ObjectiveError(ValueError):
-    """An objective naming a metric nothing measures, or a mode other than max or min."""
+    """An objective naming a metric nothing measures, or a mode other than max or min;
+    `key` is the field at fault."""
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(problem)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -47,13 +54,15 @@ class Objective:
     mode: Mode
 
     def __post_init__(self) -> None:
-        allowed = (*VALIDATION_METRICS, *COST_METRICS)
-        if self.metric not in allowed:
+        if self.metric not in (*VALIDATION_METRICS, *COST_METRICS):
             raise ObjectiveError(
-                f"unknown metric {self.metric!r}; the metrics a run logs are: {', '.join(allowed)}"
+                "metric",
+                f"unknown metric {self.metric!r}; the validation metrics a run logs each epoch "
+                f"are {', '.join(VALIDATION_METRICS)}, and the costs a Pareto search may trade "
+                f"them against are {', '.join(COST_METRICS)}",
             )
         if self.mode not in ("max", "min"):
-            raise ObjectiveError(f"mode must be 'max' or 'min', got {self.mode!r}")
+            raise ObjectiveError("mode", f"must be 'max' or 'min', got {self.mode!r}")
 
     @property
     def validates(self) -> bool:
@@ -109,7 +118,7 @@ class Objective:
         """A score as a person reads it: accuracies and F1 in percent."""
         if self.metric in FRACTIONS:
             return f"{100 * score:.2f}%"
-        if self.metric == "num_parameters":
+        if self.metric == NUM_PARAMETERS:
             return f"{score:,.0f}"
         return f"{score:.4g}"
 

@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.experiment import read_experiment, run_config_from
 from pipelines.sweep.job import load_sweep
+from postag.objective import VALIDATION_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.yaml"))
@@ -65,6 +66,23 @@ MAX_PIPELINE_MODULE_LINES = 300
 # The sweep driver only opens the sweep, runs its stages in order and answers.
 MAX_DRIVER_LINES = 250
 SOURCES = sorted([*(ROOT / "postag").rglob("*.py"), *(ROOT / "pipelines").rglob("*.py")])
+
+
+# Where an objective's metric may be named: where the trainer logs it, and the objective's
+# own module. Everything else asks an Objective (a sweep's `primary`, a run's
+# train.objective), so a new objective metric touches the trainer and postag/objective.py.
+METRIC_NAMED_IN = {"postag/train.py", "postag/objective.py"}
+
+
+def test_the_objective_metrics_are_named_only_where_logged_and_where_defined():
+    named = []
+    for path in SOURCES:
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text())):
+            metric = isinstance(node, ast.Constant) and node.value in VALIDATION_METRICS
+            if metric and where not in METRIC_NAMED_IN:
+                named.append(f"{where}:{node.lineno} {node.value!r}")
+    assert named == []
 
 
 def test_no_function_is_longer_than_a_reader_holds_in_mind():

@@ -2,6 +2,7 @@
 
     make evaluate BEST                            # models:/postag-tagger@best on EWT test
     make evaluate MODEL=models:/postag-tagger/3 DATA=my-test.conllu
+    make evaluate MODEL=models:/postag-tagger/7 TIMING=1   # also ms per sentence, 1 thread
     .venv/bin/postag evaluate --model URI --data PATH [--format seed-ids] [--json out.json]
     .venv/bin/postag evaluate --raw               # from the test file's raw text, as CoNLL 2018
 
@@ -27,7 +28,9 @@ from pipelines.cli import command_parser, not_found_message
 from pipelines.commands.evaluate_raw import RAW_REPORTS, evaluate_raw_text, raw_text_report
 from pipelines.evaluation import default_data, evaluate_model, markdown_table, per_tag_rows
 from pipelines.tracking import tracking_uri
+from postag.cost import TIMED_PASSES
 from postag.evaluation import EvaluationReport
+from postag.objective import TAGGING_TIME
 from postag.readers import DataFormatError
 from postag.registry import ModelNotFound, best_model_uri, load_tagger
 from postag.sources import DataSourceError
@@ -76,11 +79,20 @@ def run(args: argparse.Namespace) -> dict:
         result = {**raw.scores.headline(), "data": str(raw.data), "mlflow_run_id": raw.run_id}
         reports = args.reports / RAW_REPORTS
     else:
-        done = evaluate_model(args.model, data, args.format, args.tag_column, args.reports)
+        done = evaluate_model(
+            args.model, data, args.format, args.tag_column, args.reports, args.timing
+        )
         print(terminal_report(args.model, done.version, done.data, done.report))
+        if done.tagging_ms_per_sentence is not None:
+            print(
+                f"  tagging time        {done.tagging_ms_per_sentence:.3f} ms per sentence "
+                f"(one CPU thread, the median of {TIMED_PASSES} passes)"
+            )
         print()
         print(markdown_table(per_tag_rows(done.report)))
         result = {**done.report.headline(), "data": str(done.data), "mlflow_run_id": done.run_id}
+        if done.tagging_ms_per_sentence is not None:
+            result[TAGGING_TIME] = done.tagging_ms_per_sentence
         reports = args.reports
     result["model"] = args.model
     if args.json:
@@ -100,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the headline figures here")
     parser.add_argument("--reports", type=Path, default=REPORTS_DIR)
     parser.add_argument(
+        "--timing",
+        action="store_true",
+        help="also time the tagging (ms per sentence, one thread), as a Pareto search does",
+    )
+    parser.add_argument(
         "--raw",
         action="store_true",
         help="tag the test file's raw text ('# text =' lines) and score as CoNLL 2018",
@@ -107,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.raw and (args.format == "seed-ids" or args.tag_column):
         parser.error("--raw reads a CoNLL-U file's text and scores the model's own tag column")
+    if args.raw and args.timing:
+        parser.error("--timing times the tagging of gold words, which --raw does not tag")
     try:
         run(args)
     except ModelNotFound as error:

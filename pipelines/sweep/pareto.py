@@ -81,14 +81,9 @@ def settle_front(
 def front_table(members: list[Member], sweep: SweepSettings) -> str:
     """The front as a Markdown table: each member's figures, values and version."""
     axes = list(sweep.space)
-    lines = [
-        "| rank | run | version | "
-        + " | ".join(goal.heading for goal in sweep.goals)
-        + " | "
-        + " | ".join(axes)
-        + " |",
-        "| ---: | --- | ---: | " + "---: | " * (len(sweep.goals) + len(axes)),
-    ]
+    headings = ["rank", "run", "version", *(goal.heading for goal in sweep.goals), *axes]
+    aligns = ["---:", "---", "---:", *["---:"] * (len(sweep.goals) + len(axes))]
+    lines = [f"| {' | '.join(headings)} |", f"| {' | '.join(aligns)} |"]
     for rank, member in enumerate(members, start=1):
         figures = [goal.shown(f) for goal, f in zip(sweep.goals, member.figures, strict=True)]
         values = [member.run.value(axis) or "-" for axis in axes]

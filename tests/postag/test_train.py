@@ -8,8 +8,9 @@ import torch
 from postag import dataset as datasets
 from postag.batching import collate
 from postag.checkpoint import load_checkpoint, save_checkpoint
-from postag.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from postag.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, build
 from postag.inference import tag_sentences
+from postag.objective import Objective
 from postag.readers import read_conllu
 from postag.train import (
     TrainingDiverged,
@@ -17,6 +18,7 @@ from postag.train import (
     evaluate,
     fit,
     learning_rate,
+    predict,
     warmed_up_ema,
 )
 
@@ -53,6 +55,69 @@ def test_best_epoch_is_the_highest_validation_accuracy(trained):
     # The returned model holds the best epoch's weights, not the last epoch's.
     again = evaluate(result.model, prepared.splits["dev"], 64, torch.device("cpu"))
     assert again.accuracy == pytest.approx(result.best_score)
+
+
+def test_epochs_validate_macro_f1_and_loss_as_independent_counts_do(trained):
+    _, prepared, result, _ = trained
+    dev = prepared.splits["dev"]
+    predictions = predict(result.model, dev, 64, torch.device("cpu"))
+    best = result.history[result.best_epoch - 1]
+    # Macro F1 over the tags present in the dev set, each tag's F1 counted by hand.
+    gold, guess = predictions.gold.tolist(), predictions.predicted.tolist()
+    f1s = []
+    for tag in set(gold):
+        hits = sum(g == p == tag for g, p in zip(gold, guess, strict=True))
+        precision = hits / max(guess.count(tag), 1)
+        recall = hits / gold.count(tag)
+        f1s.append(2 * precision * recall / (precision + recall) if hits else 0.0)
+    assert best.val_macro_f1 == pytest.approx(sum(f1s) / len(f1s))
+    # The loss: the best weights' mean cross-entropy of the gold tag per dev token, below a
+    # uniform guess's.
+    assert best.val_loss == pytest.approx(predictions.loss)
+    assert 0 < best.val_loss < math.log(prepared.num_classes)
+
+
+def test_the_objective_chooses_the_best_epoch(tiny_config):
+    """On the loss, minimised, the best epoch is the one of lowest validation loss, and the
+    returned model holds its weights, whichever epoch accuracy would have picked."""
+    by_loss = TrainConfig(
+        **{**tiny_config.train.__dict__, "objective": Objective("val_loss", "min")}
+    )
+    config = replace(tiny_config, train=by_loss)
+    config, prepared, result, states = fit_keeping_states(config)
+    losses = [epoch.val_loss for epoch in result.history]
+    assert result.best_epoch == losses.index(min(losses)) + 1
+    assert result.best_score == min(losses) == states[-1].best_score
+    again = predict(result.model, prepared.splits["dev"], 64, torch.device("cpu"))
+    assert again.loss == pytest.approx(min(losses))
+
+
+def test_a_training_state_saved_before_the_objective_still_resumes():
+    """States in checkpoints written when accuracy alone chose epochs: `best_val_accuracy`,
+    and epochs that did not validate macro F1 or the loss."""
+    epoch = {
+        "epoch": 1,
+        "train_loss": 1.0,
+        "val_accuracy": 0.5,
+        "epoch_seconds": 1.0,
+        "tokens_per_second": 1.0,
+        "grad_norm_first_lstm": 0.1,
+        "grad_norm_last_lstm": 0.1,
+    }
+    state = TrainingState.from_dict(
+        {"epoch": 1, "best_epoch": 1, "best_val_accuracy": 0.5, "history": [epoch]}
+    )
+    assert state.best_score == 0.5
+    assert math.isnan(state.history[0]["val_macro_f1"]) and math.isnan(state.history[0]["val_loss"])
+    assert TrainingState.from_dict({"best_val_accuracy": -1.0}).best_score is None
+
+
+def test_a_cost_cannot_choose_epochs():
+    with pytest.raises(ConfigError, match="'train.objective.metric': tagging_ms_per_sentence is"):
+        build(
+            RunConfig,
+            {"train": {"objective": {"metric": "tagging_ms_per_sentence", "mode": "min"}}},
+        )
 
 
 def test_epochs_report_throughput_and_gradient_norms(trained):

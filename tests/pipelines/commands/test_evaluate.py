@@ -157,6 +157,27 @@ def test_tags_the_model_never_saw_count_as_errors_and_are_listed(
     assert "tags the model never saw, counted as errors: NEWTAG (1)" in capsys.readouterr().out
 
 
+def test_timing_measures_the_tagging_as_a_pareto_trial_does_and_logs_it(
+    in_copy_of_swept, ewt_slice, tmp_path, capsys
+):
+    out = tmp_path / "o.json"
+    args = ["evaluate", "--data", str(ewt_slice["dev"]), "--timing", "--json", str(out)]
+    assert main([*args, "--reports", str(tmp_path / "r")]) == 0
+    result = json.loads(out.read_text())
+    assert result["tagging_ms_per_sentence"] > 0
+    printed = capsys.readouterr().out
+    assert f"tagging time        {result['tagging_ms_per_sentence']:.3f} ms per sentence" in printed
+    run = mlflow.MlflowClient().get_run(result["mlflow_run_id"])
+    assert run.data.metrics["tagging_ms_per_sentence"] == result["tagging_ms_per_sentence"]
+
+
+def test_timing_raw_text_is_refused_not_ignored(in_copy_of_swept, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["evaluate", "--raw", "--timing"])
+    assert stopped.value.code == 2
+    assert "--timing times the tagging of gold words" in capsys.readouterr().err
+
+
 def test_tag_rewrites_only_the_tag_column_of_conllu(in_copy_of_swept, ewt_slice, tmp_path):
     out = tmp_path / "tagged.conllu"
     assert main(["tag", "--input", str(ewt_slice["test"]), "--output", str(out)]) == 0

@@ -1,15 +1,20 @@
 import pytest
 
-from pipelines.sweep.search import param_space
+from pipelines.sweep.search import param_space, tune_config
 from pipelines.sweep.settings import Range, build_sweep
 from pipelines.sweep.trial import TrialConfigs
-from postag.config import ConfigError, RunConfig, TrainConfig
+from postag.config import ConfigError, RunConfig, TrainConfig, to_dict
+from postag.objective import Objective
 
 SWEEP = {
     "name": "s",
     "space": {"model.hidden_size": [64, 128], "train.epochs": [1, 2]},
     "baseline": {"model.hidden_size": 256, "train.epochs": 1, "train.max_batches_per_epoch": 3},
 }
+PARETO = [
+    {"metric": "val_accuracy", "mode": "max"},
+    {"metric": "tagging_ms_per_sentence", "mode": "min"},
+]
 
 
 def test_baseline_is_known_by_its_point_and_gets_its_extras():
@@ -86,11 +91,76 @@ def test_baseline_is_known_by_its_point_and_gets_its_extras():
             },
             "sweep.confirm trains the best configurations with new values of train.seed",
         ),
+        # The objective: a metric the trainer logs, a mode, one or two, refused before
+        # anything starts with the allowed names listed.
+        (
+            {"objective": {"metric": "val_f1", "mode": "max"}},
+            "'sweep.objective.metric': unknown metric 'val_f1'; the validation metrics a run "
+            "logs each epoch are val_accuracy, val_macro_f1, val_loss",
+        ),
+        (
+            {"objective": {"metric": "val_loss", "mode": "down"}},
+            "'sweep.objective.mode' must be one of 'max', 'min', got 'down'",
+        ),
+        ({"objective": {"metric": "val_loss"}}, "'sweep.objective.mode' is required and missing"),
+        (
+            {"objective": {"metric": "tagging_ms_per_sentence", "mode": "min"}},
+            "'sweep.objective.metric': tagging_ms_per_sentence is measured once",
+        ),
+        (
+            {"objectives": [{"metric": "val_accuracy", "mode": "max"}]},
+            "'sweep.objectives' takes two entries \\(a Pareto search\\), got 1",
+        ),
+        (
+            {
+                "objective": {"metric": "val_loss", "mode": "min"},
+                "objectives": [PARETO[0], PARETO[1]],
+            },
+            "'sweep.objective' and 'sweep.objectives' both given",
+        ),
+        (
+            {"objectives": [PARETO[1], PARETO[0]]},
+            "'sweep.objectives\\[0\\].metric': tagging_ms_per_sentence is measured once",
+        ),
+        ({"objectives": [PARETO[0], PARETO[0]]}, "'sweep.objectives' names val_accuracy twice"),
+        ({"objectives": PARETO, "scheduler": "asha"}, "'sweep.scheduler: asha' stops trials"),
+        ({"objectives": PARETO, "confirm": {}}, "'sweep.confirm' retrains the single best"),
+        (
+            {"baseline": {**SWEEP["baseline"], "train.objective": "val_loss"}},
+            "'sweep.baseline.train.objective': the sweep's trials are all judged by one objective",
+        ),
     ],
 )
 def test_bad_sweep_sections_fail_naming_the_key(change, message):
     with pytest.raises(ConfigError, match=message):
         build_sweep({**SWEEP, **change}, RunConfig())
+
+
+def test_without_an_objective_a_sweep_maximises_validation_accuracy():
+    sweep = build_sweep(SWEEP, RunConfig())
+    assert sweep.primary == Objective("val_accuracy", "max") and not sweep.pareto
+
+
+def test_the_objective_reaches_every_trial_config_and_a_different_one_is_refused():
+    sweep = build_sweep({**SWEEP, "objective": {"metric": "val_loss", "mode": "min"}}, RunConfig())
+    config = TrialConfigs(to_dict(RunConfig()), sweep).resolve({"train.epochs": 1}, "cpu")
+    assert config.train.objective == Objective("val_loss", "min")
+    # The experiment's own train.objective must not say otherwise, or it would be ignored.
+    other = RunConfig(train=TrainConfig(objective=Objective("val_macro_f1", "max")))
+    with pytest.raises(ConfigError, match="'train.objective' \\(val_macro_f1 \\(max\\)\\) is not"):
+        build_sweep({**SWEEP, "objective": {"metric": "val_loss", "mode": "min"}}, other)
+
+
+def test_a_pareto_search_names_its_costs_and_ranks_by_its_first_objective():
+    sweep = build_sweep({**SWEEP, "search": "optuna", "objectives": PARETO}, RunConfig())
+    assert sweep.pareto and sweep.costs == ("tagging_ms_per_sentence",)
+    assert sweep.primary.metric == "val_accuracy"
+    config = tune_config(sweep, RunConfig())
+    # Two metrics are the searcher's own; Tune's TuneConfig takes one and gets none.
+    assert config.metric is None
+    searcher = config.search_alg.searcher
+    assert searcher.metric == ["best_val_accuracy", "tagging_ms_per_sentence"]
+    assert searcher.mode == ["max", "min"]
 
 
 def test_optuna_space_uses_integer_ranges_and_choices():
