@@ -9,6 +9,7 @@ report (params, config.json) and in its checkpoint (the logged model).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -184,7 +185,8 @@ class MlflowTrials(Callback):
         if settings.primary.best_metric not in result:
             return {}
         keys = [BEST_EPOCH, *(goal.best_metric for goal in settings.goals)]
-        return {key: result[key] for key in keys if key in result}
+        # A cost never measured (the baseline's) is NaN in the result, and left out here.
+        return {key: result[key] for key in keys if not math.isnan(result.get(key, math.nan))}
 
     def fail(self, trial: Trial, error: str) -> None:
         """Close a failed trial's run. A trial that failed before its first report never
