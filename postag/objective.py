@@ -32,7 +32,7 @@ READABLE = {
     "val_accuracy": ("val", "val acc", "validation accuracy"),
     "val_macro_f1": ("val macro F1", "val macro F1", "validation macro F1"),
     "val_loss": ("val loss", "val loss", "validation loss"),
-    "tagging_ms_per_sentence": ("ms per sentence", "ms / sentence", "tagging time per sentence"),
+    "tagging_ms_per_sentence": ("ms per sentence", "ms / sentence", "ms tagging a sentence"),
     "num_parameters": ("parameters", "parameters", "parameter count"),
 }
 # A run's best epoch on the objective is logged as this prefix and the metric's name.

@@ -233,9 +233,10 @@ def best_mean_first(outcome: list[Confirmed], objective: Objective) -> list[Conf
 
 
 def confirmation_markdown(outcome: list[Confirmed]) -> str:
-    """A table of the confirmed configurations for the parent run's trials.md."""
+    """A table of the confirmed configurations (one at least) for the parent run's
+    trials.md."""
     lines = [
-        f"## Confirmation: {outcome[0].objective.heading} over seeds" if outcome else "",
+        f"## Confirmation: best {outcome[0].objective.phrase} over seeds",
         "",
         "| configuration | seeds | mean | sd | seed runs |",
         "| --- | ---: | ---: | ---: | --- |",

@@ -23,6 +23,7 @@ from pipelines.sweep.trial import trial_name
 from postag.registry import REGISTERED_MODEL
 
 FRONT_PNG = "pareto_front.png"
+BETTER = {"max": "higher is better", "min": "lower is better"}
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,8 @@ def front_png(runs: list[TrialRun], members: list[Member], sweep: SweepSettings,
             xytext=(5, 5),
             fontsize=8,
         )
-    ax.set_xlabel(f"{second.phrase} ({second.mode})")
-    ax.set_ylabel(f"{first.phrase} ({first.mode})")
+    ax.set_xlabel(f"{second.phrase} ({BETTER[second.mode]})")
+    ax.set_ylabel(f"{first.phrase} ({BETTER[first.mode]})")
     ax.set_title(f"Sweep '{sweep.name}': the trials no other beats on both objectives")
     ax.legend()
     ax.grid(alpha=0.3)

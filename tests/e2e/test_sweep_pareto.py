@@ -12,14 +12,14 @@ from pipelines.sweep.driver import run_sweep
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, load_tagger
 from tests.helpers import trial_runs, write_experiment
 
-SAMPLES = 4
+SAMPLES = 3
 F1, TIME = "val_macro_f1", "tagging_ms_per_sentence"
 
 
 def pareto_experiment() -> dict:
     return {
         "model": {"embedding_dim": 16, "ff_dims": [16], "char_filters": 8},
-        "train": {"batch_size": 32, "lr": 0.005, "epochs": 3},
+        "train": {"batch_size": 32, "lr": 0.005, "epochs": 2},
         "sweep": {
             "name": "pareto-ci",
             "search": "optuna",
