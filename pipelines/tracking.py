@@ -18,6 +18,7 @@ import mlflow
 from mlflow.entities import Dataset, DatasetInput, InputTag, Run
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
+from pipelines.provenance import code_tags
 from pipelines.runs import (
     EVALUATION_ROLE,
     KILLED,
@@ -211,6 +212,7 @@ def log_evaluation(
     is the gold-token evaluation's, as it is.
     """
     tags = {ROLE_TAG: EVALUATION_ROLE, MODEL_URI_TAG: model_uri, "data": str(test.path)}
+    tags.update(code_tags())
     tags[EVALUATION_INPUT_TAG] = "raw text" if raw_text else "gold tokens"
     experiment_id, parent, model_id = ensure_experiment(), None, None
     if version is not None:

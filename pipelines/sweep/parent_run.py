@@ -14,6 +14,7 @@ import mlflow
 from mlflow.entities import Param
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
+from pipelines.provenance import code_tags
 from pipelines.runs import (
     ERROR_TAG,
     ERROR_TAG_CHARS,
@@ -47,7 +48,12 @@ class ParentRun:
         client = mlflow.MlflowClient()
         parent = client.create_run(
             experiment_id,
-            tags={MLFLOW_RUN_NAME: f"sweep-{name}", "sweep": name, ROLE_TAG: SWEEP_ROLE},
+            tags={
+                MLFLOW_RUN_NAME: f"sweep-{name}",
+                "sweep": name,
+                ROLE_TAG: SWEEP_ROLE,
+                **code_tags(),
+            },
         )
         record = cls(experiment_id, parent.info.run_id, client)
         client.log_dict(record.parent_run_id, experiment, "experiment.json")

@@ -18,6 +18,7 @@ import mlflow
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from pipelines.provenance import code_tags
 from pipelines.runs import (
     ERROR_TAG,
     ERROR_TAG_CHARS,
@@ -90,6 +91,7 @@ class TrialRuns:
                 MLFLOW_RUN_NAME: name,
                 TRIAL_TAG: trial_id,
                 ROLE_TAG: role,
+                **code_tags(),
             },
         )
         self.logged_epochs[run.info.run_id] = set()

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from postag.readers import read_conllu
 from postag.registry import REGISTERED_MODEL, best_model_uri
 from postag.sources import sha256_of
-from tests.helpers import DIVERGING_LR
+from tests.helpers import DIVERGING_LR, PROJECT_ROOT
 
 
 def by_lr(runs, lr):
@@ -119,6 +121,20 @@ def test_registered_model_loads_by_alias_and_tags_sentences(in_swept_store, ewt_
     assert [len(t) for t in tagged] == [len(s) for s in sentences]
     train_tags = {t for s in read_conllu(ewt_slice["train"]) for t in s.tags}
     assert all(tag in train_tags for sentence in tagged for tag in sentence)
+
+
+def test_every_run_records_the_code_that_made_it(swept):
+    outcome, runs, client, _ = swept
+    commit = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    parent = client.get_run(runs[0].data.tags[MLFLOW_PARENT_RUN_ID])
+    for run in [*runs, parent]:
+        assert run.data.tags["mlflow.source.git.commit"] == commit, run.info.run_name
+        assert run.data.tags["git_dirty"] in ("true", "false")
 
 
 def test_trial_runs_record_their_training_and_validation_data(swept, ewt_slice):
