@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from postag.objective import DEFAULT, FRACTIONS, Objective
+from postag.objective import DEFAULT, Objective
 
 MOST_CONFUSED = 15
 # EWT dev accuracy of tagging every word NN: the floor a tagger that learned nothing sits on.
@@ -81,8 +81,8 @@ def confusion_png(confusion: torch.Tensor, tags: tuple[str, ...], path: Path) ->
 def curves_png(trials: list[TrialCurves], objective: Objective, path: Path) -> Path:
     """Every trial's objective metric by epoch (validation accuracy, by default)."""
     plt = pyplot()
-    scale = 100 if objective.metric in FRACTIONS else 1
-    unit = " (%)" if scale == 100 else ""
+    scale = 100 if objective.in_percent else 1
+    unit = " (%)" if objective.in_percent else ""
     fig, ax = plt.subplots(figsize=(10, 6))
     colours = plt.get_cmap("tab20").colors
     for i, trial in enumerate(trials):

@@ -16,7 +16,7 @@ import torch
 from postag.batching import collate, sorted_order
 from postag.checkpoint import JOINT_HEADS, LoadedTagger
 from postag.dataset import Split
-from postag.inference import DEFAULT_BATCH_SIZE, encode
+from postag.inference import DEFAULT_BATCH_SIZE, tagger_split
 from postag.model import Tagger
 from postag.objective import NUM_PARAMETERS, TAGGING_TIME
 
@@ -55,7 +55,7 @@ def tagging_ms_per_sentence(
 
 # Each cost by its objective name (postag/objective.py's COST_METRICS).
 MEASURES = {
-    TAGGING_TIME: lambda model, split: tagging_ms_per_sentence(model, split),
+    TAGGING_TIME: tagging_ms_per_sentence,
     NUM_PARAMETERS: lambda model, split: float(num_parameters(model)),
 }
 
@@ -68,9 +68,7 @@ def measure_costs(model: Tagger, split: Split, names: tuple[str, ...]) -> dict[s
 def tagger_ms_per_sentence(tagger: LoadedTagger, sentences: list[list[str]]) -> float:
     """`tagging_ms_per_sentence` of a loaded tagger on `sentences`, encoded as it encodes
     them (its vocabulary, its lookup, its alphabet); the encoding is not timed."""
-    uses_chars = tagger.model.uses_chars
-    split = encode(sentences, tagger.words, tagger.chars if uses_chars else (), tagger.word_lookup)
-    return tagging_ms_per_sentence(tagger.model.cpu(), split)
+    return tagging_ms_per_sentence(tagger.model.cpu(), tagger_split(tagger, sentences))
 
 
 def _tag_all(model: Tagger, split: Split, batch_size: int) -> None:

@@ -44,6 +44,13 @@ def encode(
     return Split(tokens=tokens, tags=np.zeros_like(tokens), offsets=offsets, spellings=spellings)
 
 
+def tagger_split(tagger: LoadedTagger, sentences: list[list[str]]) -> Split:
+    """`sentences` encoded as `tagger` reads them: its vocabulary and lookup, and its
+    alphabet where it has a char encoder."""
+    chars = tagger.chars if tagger.model.uses_chars else ()
+    return encode(sentences, tagger.words, chars, tagger.word_lookup)
+
+
 @torch.no_grad()
 def tag_sentences(
     tagger: LoadedTagger, sentences: list[list[str]], batch_size: int = DEFAULT_BATCH_SIZE
@@ -53,7 +60,7 @@ def tag_sentences(
     if empty:
         raise ValueError(f"sentence {empty[0]} has no tokens")
     uses_chars = tagger.model.uses_chars
-    split = encode(sentences, tagger.words, tagger.chars if uses_chars else (), tagger.word_lookup)
+    split = tagger_split(tagger, sentences)
     device = next(tagger.model.parameters()).device
     tagger.model.eval()
     tagged: list[list[str]] = [[] for _ in sentences]

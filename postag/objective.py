@@ -114,9 +114,14 @@ class Objective:
     def best_first(self, items: Iterable[T], score: Callable[[T], float]) -> list[T]:
         return sorted(items, key=lambda item: self.sort_key(score(item)))
 
+    @property
+    def in_percent(self) -> bool:
+        """Whether a person reads it in percent (accuracies, F1)."""
+        return self.metric in FRACTIONS
+
     def shown(self, score: float) -> str:
         """A score as a person reads it: accuracies and F1 in percent."""
-        if self.metric in FRACTIONS:
+        if self.in_percent:
             return f"{100 * score:.2f}%"
         if self.metric == NUM_PARAMETERS:
             return f"{score:,.0f}"
@@ -124,7 +129,7 @@ class Objective:
 
     def spread(self, sd: float) -> str:
         """A standard deviation in the units `shown` gives (points, for a percentage)."""
-        return f"{100 * sd:.2f}" if self.metric in FRACTIONS else f"{sd:.4g}"
+        return f"{100 * sd:.2f}" if self.in_percent else f"{sd:.4g}"
 
     def __str__(self) -> str:
         return f"{self.metric} ({self.mode})"

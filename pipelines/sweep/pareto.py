@@ -72,7 +72,7 @@ def settle_front(
         client.set_tag(run.run_id, PARETO_RANK_TAG, str(rank))
         if run.run_id == registered.winner.run_id:
             version = registered.version
-            tag_version(version, member_tags(run, sweep, rank))
+            tag_version(client, version, member_tags(run, sweep, rank))
         else:
             version = register_member(run, sweep, rank)
         members.append(Member(run, figures_of(run, sweep) or (), version))

@@ -25,6 +25,7 @@ from pipelines.sweep.champion import (
     current_champion,
     objective_tags,
     repair_best,
+    scored,
 )
 from pipelines.sweep.job import SweepJob
 from pipelines.sweep.settings import SweepSettings
@@ -77,8 +78,7 @@ def register_candidate(
         moved = False
         reason += (
             f"; then `{BEST_ALIAS}` went to version {repaired.version} "
-            f"({objective.shown(float(repaired.tags[objective.metric]))}), registered at the "
-            "same time"
+            f"({objective.shown(scored(repaired))}), registered at the same time"
         )
     return Promotion(version=version, moved=moved, reason=reason)
 
@@ -93,8 +93,7 @@ def version_holding(
         version = mlflow.register_model(model_uri, REGISTERED_MODEL, tags=tags).version
     else:
         version = existing.version
-        for key, value in tags.items():
-            client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
+        tag_version(client, version, tags)
     client.update_model_version(REGISTERED_MODEL, version, description=description)
     return version
 
@@ -122,8 +121,7 @@ def member_tags(run: TrialRun, sweep: SweepSettings, rank: int) -> dict[str, str
     return {PARETO_RANK_TAG: str(rank), **others}
 
 
-def tag_version(version: str, tags: dict[str, str]) -> None:
-    client = mlflow.MlflowClient()
+def tag_version(client: mlflow.MlflowClient, version: str, tags: dict[str, str]) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
 
