@@ -58,6 +58,10 @@ class EpochResult:
 
 # Per-epoch metric names, the same in every run so runs compare side by side.
 EPOCH_METRICS = tuple(f.name for f in fields(EpochResult) if f.name != "epoch")
+# Those that measure the machine, not the training: a replay of a run repeats the others
+# to the last digit (on the CPU), not these.
+TIMING_METRICS = ("epoch_seconds", "validation_seconds", "tokens_per_second")
+REPLAYED_METRICS = tuple(name for name in EPOCH_METRICS if name not in TIMING_METRICS)
 
 
 @dataclass
@@ -79,6 +83,10 @@ class TrainingState:
     # The best epoch's figure on train.objective, which chooses it; None before the first.
     best_score: float | None = None
     history: list[dict] = field(default_factory=list)
+    # The random generators after the last epoch (`random_states()`): dropout and word
+    # dropout draw from torch's, so a resumed run draws what a straight one would have.
+    # Empty in states saved before they were kept: those resume with a fresh seed.
+    rng_state: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +161,34 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def random_states() -> dict:
+    """Python's, numpy's and torch's global generators (CUDA's too, where there is one), in
+    plain types and tensors, as `torch.load(weights_only=True)` reads them back."""
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    states = {
+        "python": [version, list(internal), gauss],
+        "numpy": {**numpy_state, "state": {**numpy_state["state"]}},
+        "torch": torch.get_rng_state(),
+    }
+    states["numpy"]["state"]["key"] = numpy_state["state"]["key"].tolist()
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_random_states(states: dict) -> None:
+    """Put back what `random_states()` read."""
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = {**states["numpy"], "state": {**states["numpy"]["state"]}}
+    numpy_state["state"]["key"] = np.array(numpy_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -379,6 +415,10 @@ def fit(
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
     model, optimizer, average = _build(config, dataset, device, resume)
     state = resume or TrainingState()
+    if state.rng_state:
+        # After the model's initial weights, which drew from the seed: the epochs go on
+        # drawing where the interrupted run stopped.
+        restore_random_states(state.rng_state)
 
     for epoch in range(state.epoch + 1, train_config.epochs + 1):
         batches = epoch_batches(train_split, train_config, epoch)
@@ -532,6 +572,7 @@ def _next_state(
         best_epoch=result.epoch if improved else state.best_epoch,
         best_score=score if improved else state.best_score,
         history=[*state.history, asdict(result)],
+        rng_state=random_states(),
     )
 
 

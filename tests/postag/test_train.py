@@ -13,6 +13,7 @@ from postag.inference import tag_sentences
 from postag.objective import Objective
 from postag.readers import read_conllu
 from postag.train import (
+    REPLAYED_METRICS,
     TrainingDiverged,
     TrainingState,
     evaluate,
@@ -138,6 +139,31 @@ def test_resumed_run_matches_a_straight_run(trained):
     resumed = fit(config, prepared, resume=states[2])
     assert [e.train_loss for e in resumed.history] == [e.train_loss for e in result.history]
     assert resumed.best_score == result.best_score
+
+
+def replayed(history) -> list[dict]:
+    return [{name: getattr(epoch, name) for name in REPLAYED_METRICS} for epoch in history]
+
+
+@pytest.fixture(scope="module")
+def with_dropout(tiny_config):
+    model = replace(tiny_config.model, dropout=0.3, word_dropout=0.1)
+    return fit_keeping_states(replace(tiny_config, model=model))
+
+
+def test_a_run_with_dropout_resumed_from_disk_repeats_a_straight_one(with_dropout, tmp_path):
+    """Dropout draws from torch's generator: the state on disk carries it, so the resumed
+    epochs draw what the straight run drew, and log the same figures to the last digit."""
+    config, prepared, result, states = with_dropout
+    torch.save(states[1].to_dict(), tmp_path / "state.pt")
+    saved = TrainingState.from_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    resumed = fit(config, prepared, resume=saved)
+    assert replayed(resumed.history) == replayed(result.history)
+    assert resumed.best_score == result.best_score and resumed.best_epoch == result.best_epoch
+    # Without the generators' state (a checkpoint from before it was kept), the resumed
+    # epochs draw other dropout masks from a fresh seed: what this test is there to catch.
+    forgetful = fit(config, prepared, resume=replace(saved, rng_state={}))
+    assert replayed(forgetful.history)[2:] != replayed(result.history)[2:]
 
 
 @pytest.fixture(scope="module")
