@@ -24,7 +24,7 @@ MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 export RAY_USAGE_STATS_ENABLED ?= 0
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale bench-tracking sweep ui ui-screenshot evaluate BEST serve mlflow-server ray-head ray-worker clean
+.PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale bench-tracking sweep ui ui-screenshot evaluate reproduce BEST serve mlflow-server ray-head ray-worker clean
 
 install: $(STAMP)
 
@@ -96,6 +96,12 @@ TIMING ?=
 evaluate: $(STAMP)
 	$(BIN)/postag evaluate --model $(MODEL) $(if $(DATA),--data $(DATA)) $(if $(RAW),--raw) \
 		$(if $(TIMING),--timing)
+
+# The run RUN names (a run id, or a models:/ URI: the best version's run by default) trained
+# again from its MLflow record, every epoch compared with what it logged.
+RUN ?= $(MODEL)
+reproduce: $(STAMP)
+	$(BIN)/postag reproduce $(RUN)
 
 # MODEL over HTTP on this machine (POST /invocations), with this venv: no conda, no download.
 SERVE_HOST ?= 127.0.0.1

@@ -25,6 +25,7 @@ COMMANDS = {
     "bench-tracking": "pipelines.bench.tracking",
     "sweep": "pipelines.sweep.driver",
     "evaluate": "pipelines.commands.evaluate",
+    "reproduce": "pipelines.commands.reproduce",
     "tag": "pipelines.commands.tag",
     "serve": "pipelines.commands.serve",
     "mlflow-server": "pipelines.servers.tracking_server",
