@@ -1,6 +1,7 @@
 """A sweep stopped mid-way (SIGTERM, Ctrl-C, or its driver killed outright), then the same
-command again: it resumes, with no run made twice and no epoch logged twice. One sweep is
-walked through every stop in turn; the last leaves a trial's checkpoint cut short."""
+command again: it resumes, with no run made twice and no epoch logged twice, and each trial
+logs the figures it would have logged without a stop. One sweep is walked through every
+stop in turn; the last leaves a trial's checkpoint cut short."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import mlflow
 import pytest
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE
+from pipelines.commands.reproduce import replay
 from pipelines.sweep.state import RESUME_HINT
+from pipelines.sweep.trial import RESUMED_KEY
 from tests.helpers import SCENARIO_LIMIT_SECONDS, trial_runs, wait_for, write_experiment
 
 # Several sweeps in one scenario (tests/helpers.py).
@@ -25,17 +28,25 @@ STOP_LIMIT_SECONDS = 240
 # within it (it waited 61 s when Ray's processes shared the driver's group).
 GRACE_SECONDS = 20
 SWEEP = {
-    "model": {"embedding_dim": 16, "num_layers": 1, "ff_dims": [16]},
+    # Dropout on, as in every real configuration: a resumed trial must draw the masks a
+    # straight one would have drawn.
+    "model": {
+        "embedding_dim": 16,
+        "num_layers": 1,
+        "ff_dims": [16],
+        "dropout": 0.3,
+        "word_dropout": 0.1,
+    },
     "train": {"epochs": 3, "batch_size": 16},
     "sweep": {
         "name": "resume",
-        "space": {"model.hidden_size": [8, 12, 16, 20, 24, 28]},
+        "space": {"model.hidden_size": [8, 12, 16, 20, 24, 28, 32]},
         "baseline": {"model.hidden_size": 4, "model.num_layers": 3, "train.epochs": 1},
         "max_concurrent_trials": 1,
         "cpus_per_trial": 1,
     },
 }
-EXPECTED_TRIALS = 7
+EXPECTED_TRIALS = 8
 
 
 @pytest.fixture
@@ -112,6 +123,26 @@ def tune_knows_a_checkpoint_of_the_trial_mid_way(client, storage: Path) -> bool:
     return any(checkpoint in snapshot for checkpoint in checkpoints for snapshot in snapshots)
 
 
+def kill_mid_trial(client, driver, bucket: Path):
+    """SIGKILL the driver's group once Tune has noted a checkpoint of the open trial; that
+    trial's run."""
+    wait_for(lambda: tune_knows_a_checkpoint_of_the_trial_mid_way(client, bucket), driver)
+    (run,) = [r for r in trial_runs(client) if r.info.status == "RUNNING"]
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    return run
+
+
+def assert_each_trial_repeats_a_straight_run(client, uri: str, monkeypatch) -> None:
+    """Each trial, resumed or not, trained again without a stop (`postag reproduce`, in this
+    process) logs the very figures the sweep logged: losses and accuracies to the last digit."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    for run in trial_runs(client):
+        replayed = replay(run.info.run_id, say=lambda _: None)
+        assert replayed.equal, f"{run.info.run_name}: {replayed.difference}"
+
+
 def damage_the_checkpoint_of_the_trial_mid_way(client, storage: Path):
     """Truncate the checkpoints of the trial whose run is still open; its run. Every one of
     them: a driver killed between a new checkpoint and Tune's note of it restores the trial
@@ -126,7 +157,7 @@ def damage_the_checkpoint_of_the_trial_mid_way(client, storage: Path):
 
 
 def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
-    sweep_setup, sweep_driver, tmp_path
+    sweep_setup, sweep_driver, tmp_path, monkeypatch
 ):
     """One sweep through every way a driver stops, each followed by the same command."""
     config, env, client = sweep_setup
@@ -158,12 +189,15 @@ def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
     stop(third, signal.SIGINT)  # what Ctrl-C sends
     before = assert_nothing_left_running(client)
 
-    # Killed outright mid-trial: no handler runs, the driver and its Ray just vanish.
-    fourth = sweep_driver(config, tmp_path, env, *storage)
+    # Killed outright mid-trial: no handler runs, the driver and its Ray just vanish. The
+    # trial goes on from its checkpoint on disk, read back by the next driver.
     bucket = tmp_path / "bucket"
-    wait_for(lambda: tune_knows_a_checkpoint_of_the_trial_mid_way(client, bucket), fourth)
-    os.killpg(fourth.pid, signal.SIGKILL)
-    fourth.wait()
+    killed = kill_mid_trial(client, sweep_driver(config, tmp_path, env, *storage), bucket)
+
+    # Killed again, mid-trial.
+    fifth = sweep_driver(config, tmp_path, env, *storage)
+    wait_for(lambda: client.get_run(killed.info.run_id).info.status == "FINISHED", fifth)
+    kill_mid_trial(client, fifth, bucket)
     before = {r.info.run_id: r.info.status for r in trial_runs(client)}
     assert list(before.values()).count("FINISHED") < EXPECTED_TRIALS
     # And the checkpoint that trial left is cut short, as a full disk or a broken copy does.
@@ -173,12 +207,17 @@ def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
     assert last.wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
     assert_resumed_completely(client, before)
     assert any(bucket.rglob("state.pt")), "checkpoints went to the URI"
+    assert int(client.get_run(killed.info.run_id).data.tags[RESUMED_KEY]) >= 1
+    assert_each_trial_repeats_a_straight_run(client, env["MLFLOW_TRACKING_URI"], monkeypatch)
 
     # What the person at the console read: our lines only, ending with the answer.
     console = log.read_text()
     assert "resuming" in console
     assert "WARNING" not in console and "Traceback" not in console
-    assert "trial 7/7" in console and "sweep 'resume' done: registered version 1" in console
+    assert (
+        f"trial {EXPECTED_TRIALS}/{EXPECTED_TRIALS}" in console
+        and "sweep 'resume' done: registered version 1" in console
+    )
     assert "compare its runs: http://127.0.0.1:5000/#/compare-runs?runs=" in console
     # Each stop by a signal said how to resume, in one line.
     assert console.count(RESUME_HINT) == 2
