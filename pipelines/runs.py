@@ -40,6 +40,10 @@ TRIAL_TAG = "ray_trial_id"
 # On a Pareto front member's run and version: its place, best on the first objective first.
 PARETO_RANK_TAG = "pareto_front_rank"
 MODEL_URI_TAG = "model_uri"
+# On a trial's record in a sweep that took it from an earlier one (pipelines/sweep/reuse.py):
+# the run that trained it, and that run's sweep.
+REUSED_TAG = "reused_from_run"
+REUSED_SWEEP_TAG = "reused_from_sweep"
 ERROR_TAG = "error"
 # The end of an error trace kept in a tag (MLflow caps tag values); error.txt keeps it all.
 ERROR_TAG_CHARS = 5000
@@ -120,6 +124,11 @@ class TrialRun:
     @property
     def error(self) -> str | None:
         return self.tags.get(ERROR_TAG)
+
+    @property
+    def reused_from(self) -> str | None:
+        """The run that trained this trial, when the sweep took it from an earlier one."""
+        return self.tags.get(REUSED_TAG)
 
     def is_candidate(self, role: str = TRIAL_ROLE) -> bool:
         """A finished run of `role` that logged a model and its best score."""

@@ -415,10 +415,6 @@ def fit(
     train_split, dev_split = dataset.splits["train"], dataset.splits["dev"]
     model, optimizer, average = _build(config, dataset, device, resume)
     state = resume or TrainingState()
-    if state.rng_state:
-        # After the model's initial weights, which drew from the seed: the epochs go on
-        # drawing where the interrupted run stopped.
-        restore_random_states(state.rng_state)
 
     for epoch in range(state.epoch + 1, train_config.epochs + 1):
         batches = epoch_batches(train_split, train_config, epoch)
@@ -512,7 +508,8 @@ def _check_finite(epoch: int, loss: float, lr: float) -> None:
 def _build(
     config: RunConfig, dataset: PreparedDataset, device: torch.device, resume: TrainingState | None
 ) -> tuple[Tagger, torch.optim.Optimizer, AveragedModel | None]:
-    """The model, optimizer and weight average (if asked for), as `resume` left them."""
+    """The model, optimizer and weight average (if asked for), and the random generators,
+    as `resume` left them."""
     model = make_tagger(config, dataset).to(device)
     optimizer = make_optimizer(model, config.train)
     if resume is not None:
@@ -523,6 +520,10 @@ def _build(
     average = weight_average(model, config.train)
     if average is not None and resume is not None and resume.average_state:
         average.load_state_dict(resume.average_state)
+    if resume is not None and resume.rng_state:
+        # After the model's initial weights, which drew from the seed: the epochs go on
+        # drawing where the interrupted run stopped.
+        restore_random_states(resume.rng_state)
     return model, optimizer, average
 
 

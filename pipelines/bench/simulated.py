@@ -20,11 +20,12 @@ from pipelines.bench.sweep_clock import SweepClock
 from pipelines.console import library_output_to
 from pipelines.runs import BEST_EPOCH, FINISHED
 from pipelines.sweep.job import SweepJob, load_sweep, sweep_storage
+from pipelines.sweep.life import SweepLife
 from pipelines.sweep.ray_runtime import one_ray_for_the_stages
-from pipelines.sweep.search import search_stage
+from pipelines.sweep.search import search_stages
 from pipelines.sweep.settings import SweepSettings
 from pipelines.sweep.stage import StageRunner
-from pipelines.sweep.state import SweepLife, SweepPhase
+from pipelines.sweep.state import SweepPhase
 from pipelines.sweep.trial import DEVICE_KEY, NODE_KEY, REPORTED_AT_KEY, RESUMED_KEY
 from pipelines.tracking import child_runs, ensure_experiment, training_inputs
 from postag import dataset as datasets
@@ -160,9 +161,9 @@ def measure(
             life.log_data(training_inputs(prepared).values())
             before = resident_megabytes()
             with one_ray_for_the_stages():
-                if not runner.run(life, search_stage(job, life.state), then=SweepPhase.REGISTERING):
-                    # Tune stopped on Ctrl-C or SIGTERM before every trial concluded: no figures.
-                    raise KeyboardInterrupt
+                stages = search_stages(life, prepared, after=SweepPhase.REGISTERING)
+                if not all(runner.run(life, stage, then=then) for stage, then in stages):
+                    raise KeyboardInterrupt  # Ctrl-C or SIGTERM stopped Tune: no figures
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KILOBYTE
             runs = child_runs(experiment_id, life.state.parent_run_id)
             missing, repeated = epochs_missing_and_repeated(runs, epochs)

@@ -32,11 +32,13 @@ from pathlib import Path
 
 import mlflow
 import torch
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail, not_found_message
 from pipelines.provenance import GIT_DIRTY_TAG, code_tags
+from pipelines.runs import REUSED_TAG
 from pipelines.tracking import CONTEXTS, tracking_uri, training_inputs
 from postag import dataset as datasets
 from postag.config import ConfigError, RunConfig, build, with_values
@@ -93,6 +95,18 @@ def run_id_of(target: str) -> str:
     if not version.run_id:
         raise ReplayRefused(f"{target} (version {version.version}) names no run to replay")
     return version.run_id
+
+
+def run_to_replay(client: mlflow.MlflowClient, target: str) -> Run:
+    """The run `target` names; the run that trained it, when it is the record of a trial
+    that a sweep took from an earlier one (it trained nothing itself)."""
+    run_id = run_id_of(target)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise ReplayRefused(f"no run {run_id} in {mlflow.get_tracking_uri()}") from None
+    origin = run.data.tags.get(REUSED_TAG)
+    return client.get_run(origin) if origin else run
 
 
 def logged_config(client: mlflow.MlflowClient, run_id: str) -> dict:
@@ -198,11 +212,8 @@ def replay(
     data: where the run's files lie here, by split (`train`, `dev`), if not where they lay.
     """
     client = mlflow.MlflowClient()
-    run_id = run_id_of(target)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise ReplayRefused(f"no run {run_id} in {mlflow.get_tracking_uri()}") from None
+    run = run_to_replay(client, target)
+    run_id = run.info.run_id
     values = logged_config(client, run_id)
     moved = {f"data.{split}": path for split, path in (data or {}).items()}
     config = build(RunConfig, with_values(values, moved))
@@ -214,8 +225,7 @@ def replay(
     logged = logged_epochs(client, run_id)
     if not logged:
         raise ReplayRefused(f"run {run_id} logged no epochs to compare")
-    last = max(logged)
-    name = run.info.run_name
+    last, name = max(logged), run.info.run_name
     threads = config.train.num_threads or torch.get_num_threads()
     say(
         f"replaying run {name} ({run_id}): {last} of {config.train.epochs} epochs logged, "

@@ -11,7 +11,7 @@ import mlflow
 
 from pipelines.console import say
 from pipelines.evaluation import Evaluated, evaluate_model
-from pipelines.runs import TRIAL_ROLE, TrialRun, best_first
+from pipelines.runs import REUSED_SWEEP_TAG, TRIAL_ROLE, TrialRun, best_first
 from pipelines.sweep.confirmation import Confirmed, confirmation_markdown
 from pipelines.sweep.importance import (
     Importance,
@@ -20,10 +20,11 @@ from pipelines.sweep.importance import (
     parameter_importance,
 )
 from pipelines.sweep.job import SweepJob
+from pipelines.sweep.life import SweepLife
 from pipelines.sweep.pareto import FRONT_PNG, Member, front_png, front_table, settle_front
 from pipelines.sweep.promotion import Registered, register
 from pipelines.sweep.settings import SweepSettings
-from pipelines.sweep.state import SweepFailed, SweepLife, SweepState
+from pipelines.sweep.state import SweepFailed, SweepState
 from pipelines.tracking import compare_runs_url
 from postag import dataset as datasets
 from postag.registry import REGISTERED_MODEL
@@ -152,6 +153,18 @@ def findings(outcome: Outcome) -> list[str]:
     return lines
 
 
+# The trial table's columns of a run's shape: hidden size, layers, epochs.
+TABLE_AXES = ("model.hidden_size", "model.num_layers", "train.epochs")
+
+
+def name_of(run: TrialRun) -> str:
+    """A run's name in the trial table; a trial taken from an earlier sweep says which, and
+    which run trained it."""
+    if run.reused_from is None:
+        return run.name
+    return f"{run.name} (reused: {run.tags.get(REUSED_SWEEP_TAG)} run {run.reused_from[:8]})"
+
+
 def trial_table(runs: list[TrialRun], sweep: SweepSettings) -> str:
     """A Markdown table of the sweep's runs, best first on its objective (the first of two),
     the baseline marked; a Pareto search's second objective in a column of its own."""
@@ -175,8 +188,8 @@ def trial_table(runs: list[TrialRun], sweep: SweepSettings) -> str:
             if "grad_norm_first_lstm" in m
             else "-"
         )
+        shape = " | ".join(run.value(key) or "-" for key in TABLE_AXES)
         lines.append(
-            f"| {run.name} | {run.value('model.hidden_size')} | {run.value('model.num_layers')} "
-            f"| {run.value('train.epochs')} | {run.status} | {' | '.join(figures)} | {grads} |"
+            f"| {name_of(run)} | {shape} | {run.status} | {' | '.join(figures)} | {grads} |"
         )
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from pipelines.runs import (
     score,
 )
 from pipelines.sweep.job import SweepJob
+from pipelines.sweep.life import SweepLife
 from pipelines.sweep.settings import (
     SEED_KEY,
     ConfirmConfig,
@@ -35,13 +36,7 @@ from pipelines.sweep.settings import (
     plain_values,
 )
 from pipelines.sweep.stage import Stage, stage_trials
-from pipelines.sweep.state import (
-    SweepFailed,
-    SweepLife,
-    SweepPhase,
-    SweepState,
-    nothing_to_register,
-)
+from pipelines.sweep.state import SweepFailed, SweepPhase, SweepState, nothing_to_register
 from pipelines.sweep.trial import trial_name
 from postag.objective import Objective
 

@@ -49,14 +49,17 @@ from pipelines.sweep.job import (
     STORAGE_DIR,
     SweepBusy,
     SweepJob,
+    add_warm_start_argument,
     load_sweep,
     sweep_experiment,
     sweep_storage,
+    warm_start_overrides,
 )
+from pipelines.sweep.life import SweepLife
 from pipelines.sweep.ray_runtime import one_ray_for_the_stages
-from pipelines.sweep.search import search_stage
+from pipelines.sweep.search import search_stages
 from pipelines.sweep.stage import Stage, StageRunner, stage_trials
-from pipelines.sweep.state import RESUME_HINT, SweepFailed, SweepLife, SweepPhase
+from pipelines.sweep.state import RESUME_HINT, SweepFailed, SweepPhase
 from pipelines.sweep.stop_signals import stop_signals_as_ctrl_c
 from pipelines.tracking import (
     ensure_experiment,
@@ -114,9 +117,11 @@ def run_stages(life: SweepLife, runner: StageRunner, force_best: bool) -> dict:
     job = life.job
     if life.phase == SweepPhase.REGISTERING and life.resuming:
         say(f"sweep '{job.sweep.name}': every trial concluded; resuming at registration")
-    stages = [search_stage(job, life.state)]
-    if not runner.run(life, stages[0], then=next_phase(job)):
-        return interrupted(life, stages[0])
+    stages = []
+    for stage, then in search_stages(life, runner.prepared, after=next_phase(job)):
+        stages.append(stage)
+        if not runner.run(life, stage, then=then):
+            return interrupted(life, stage)
     confirmation = None
     if job.sweep.confirm is not None:
         chosen = best_of_the_search(life)
@@ -206,6 +211,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "node of a cluster reaches (s3://bucket/path)",
     )
     parser.add_argument("--fresh", action="store_true", help="start anew, do not resume")
+    add_warm_start_argument(parser)
     parser.add_argument(
         "--force-best",
         action="store_true",
@@ -215,7 +221,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--verbose", action="store_true", help="Ray's, Tune's and MLflow's output on the console"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.overrides = warm_start_overrides(args)
+    return args
 
 
 def wrapped_by_tune(error: BaseException) -> BaseException:

@@ -4,7 +4,9 @@ and Tune's experiments live, and the lock that keeps a second driver away."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,25 @@ def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, Sweep
         raise ConfigError(f"{path}: {error}") from None
     refuse_overrides_of_searched_keys(path, overrides, sweep)
     return values, run, sweep
+
+
+def add_warm_start_argument(parser: argparse.ArgumentParser) -> None:
+    """`--from SWEEP`, repeatable: `sweep.warm_start` on the command line."""
+    parser.add_argument(
+        "--from",
+        dest="warm_start",
+        action="append",
+        default=[],
+        metavar="SWEEP",
+        help="take an earlier sweep's finished trials as trained where they fit, and search "
+        "on from them (repeatable; sets sweep.warm_start)",
+    )
+
+
+def warm_start_overrides(args: argparse.Namespace) -> list[str]:
+    """The --set overrides of the command line, and --from's as one of them."""
+    names = args.warm_start
+    return [*args.overrides, *([f"sweep.warm_start={json.dumps(names)}"] if names else [])]
 
 
 def refuse_overrides_of_searched_keys(

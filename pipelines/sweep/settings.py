@@ -131,6 +131,9 @@ class SweepSettings:
     # Two objectives instead, for a Pareto search (a validation metric first, then another
     # or a cost): the sweep ends with the front of the trials that nothing beats on both.
     objectives: tuple[Objective, ...] = ()
+    # Earlier sweeps (by name) whose finished trials this one takes as trained where they fit
+    # (pipelines/sweep/reuse.py); `--from NAME` on the command line sets it.
+    warm_start: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         require_at_least("sweep", self, 1, ("num_samples", "max_concurrent_trials"))
@@ -214,6 +217,7 @@ def build_sweep(values: dict, run: RunConfig) -> SweepSettings:
     check_baseline_stands_apart(sweep)
     if sweep.confirm is not None:
         check_confirmable(sweep)
+    check_warm_start(sweep)
     if sweep.search == "grid":
         ranges = [k for k, v in sweep.space.items() if isinstance(v, Range)]
         if ranges:
@@ -242,6 +246,19 @@ def check_baseline_stands_apart(sweep: SweepSettings) -> None:
             f"sweep.baseline: its values on the searched axes ({values}) are also a point of "
             "sweep.space, so that trial would be taken for the baseline; give the baseline a "
             "value outside at least one axis"
+        )
+
+
+def check_warm_start(sweep: SweepSettings) -> None:
+    if sweep.name in sweep.warm_start:
+        raise ConfigError(
+            f"sweep.warm_start names the sweep itself ('{sweep.name}'): to add trials to it, "
+            "add them to its file and run the same command; only the new ones train"
+        )
+    if sweep.warm_start and sweep.searches_seeds():
+        raise ConfigError(
+            f"sweep.warm_start: a search over {SEED_KEY} ranks each configuration by its mean "
+            "over the seeds it trains itself; it cannot take earlier trials as its own"
         )
 
 

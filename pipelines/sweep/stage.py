@@ -19,10 +19,11 @@ from ray.tune.experiment import Trial
 
 from pipelines.console import say
 from pipelines.sweep.job import SweepJob
+from pipelines.sweep.life import SweepLife
 from pipelines.sweep.mlflow_callback import MlflowTrials
 from pipelines.sweep.ray_runtime import start_ray
 from pipelines.sweep.settings import SweepSettings
-from pipelines.sweep.state import SweepLife, SweepState
+from pipelines.sweep.state import SweepState
 from pipelines.sweep.stop_signals import fit_stoppably
 from pipelines.sweep.trial import TrialConfigs, train_trial, trial_name
 from pipelines.sweep.trial_progress import SweepProgress

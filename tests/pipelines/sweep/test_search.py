@@ -19,6 +19,7 @@ from pipelines.sweep.confirmation import (
     point_key,
     seed_points,
 )
+from pipelines.sweep.plan import SearchPlan
 from pipelines.sweep.search import param_space, tune_config
 from pipelines.sweep.settings import build_sweep, plain_values
 from pipelines.sweep.trial import TrialConfigs, trial_name
@@ -61,7 +62,11 @@ def trial_values(space: dict, config: tune.TuneConfig, tmp_path) -> list[dict]:
 
 def test_a_grid_with_a_list_valued_baseline_runs_every_point(ray_runtime, tmp_path):
     sweep = build_sweep(SWEEP, RUN)
-    values = trial_values(param_space(sweep), tune_config(sweep, RUN), tmp_path)
+    values = trial_values(
+        param_space(sweep, SearchPlan.whole(sweep)),
+        tune_config(sweep, RUN, SearchPlan.whole(sweep)),
+        tmp_path,
+    )
     kernels = sorted(v["model.char_kernels"] for v in values)
     assert kernels == [[2, 3, 4], [3], [5]]
     baseline = next(v for v in values if sweep.is_baseline(v))

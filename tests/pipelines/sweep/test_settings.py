@@ -1,5 +1,6 @@
 import pytest
 
+from pipelines.sweep.plan import SearchPlan
 from pipelines.sweep.search import param_space, tune_config
 from pipelines.sweep.settings import Range, build_sweep
 from pipelines.sweep.trial import TrialConfigs
@@ -155,7 +156,7 @@ def test_a_pareto_search_names_its_costs_and_ranks_by_its_first_objective():
     sweep = build_sweep({**SWEEP, "search": "optuna", "objectives": PARETO}, RunConfig())
     assert sweep.pareto and sweep.costs == ("tagging_ms_per_sentence",)
     assert sweep.primary.metric == "val_accuracy"
-    config = tune_config(sweep, RunConfig())
+    config = tune_config(sweep, RunConfig(), SearchPlan.whole(sweep))
     # Two metrics are the searcher's own; Tune's TuneConfig takes one and gets none.
     assert config.metric is None
     searcher = config.search_alg.searcher
@@ -166,7 +167,7 @@ def test_a_pareto_search_names_its_costs_and_ranks_by_its_first_objective():
 def test_optuna_space_uses_integer_ranges_and_choices():
     space = {"model.hidden_size": {"low": 8, "high": 64, "log": True}, "train.epochs": [1, 2]}
     sweep = build_sweep({**SWEEP, "search": "optuna", "space": space}, RunConfig())
-    space = param_space(sweep)
+    space = param_space(sweep, SearchPlan.whole(sweep))
     assert isinstance(sweep.space["model.hidden_size"], Range)
     assert (space["model.hidden_size"].lower, space["model.hidden_size"].upper) == (8, 65)
     assert space["train.epochs"].categories == [1, 2]

@@ -11,8 +11,10 @@ import pytest
 from pipelines.sweep.confirmation import Candidate, confirmation_stage
 from pipelines.sweep.driver import next_phase
 from pipelines.sweep.job import SweepJob, load_sweep, sweep_storage
-from pipelines.sweep.state import Halt, SweepLife, SweepPhase, SweepState
+from pipelines.sweep.life import SweepLife
+from pipelines.sweep.state import Halt, SweepPhase, SweepState
 from pipelines.tracking import ensure_experiment
+from postag.config import ConfigError
 from tests.helpers import TINY_SWEEP, write_sweep
 
 
@@ -111,3 +113,66 @@ def test_a_state_file_that_called_its_phase_a_stage_reads_as_that_phase(tmp_path
     path.write_text(json.dumps({**old, "stage": "registering", "halted": "interrupted"}))
     state = SweepState.read(path)
     assert (state.phase, state.halted) == (SweepPhase.REGISTERING, Halt.INTERRUPTED)
+
+
+def with_value_added(job: SweepJob, tmp_path, ewt_slice) -> SweepJob:
+    """The same sweep, its file given one more learning rate: trials added, nothing else."""
+    sweep = {
+        **TINY_SWEEP["sweep"],
+        "space": {"train.lr": [*TINY_SWEEP["sweep"]["space"]["train.lr"], 0.02]},
+    }
+    return sweep_job(tmp_path, ewt_slice, {**TINY_SWEEP, "sweep": sweep})
+
+
+@pytest.mark.parametrize("stopped_in", [SweepPhase.SEARCHING, SweepPhase.REGISTERING])
+def test_an_interrupted_sweep_whose_file_adds_trials_resumes_then_trains_them(
+    job, tmp_path, ewt_slice, monkeypatch, stopped_in
+):
+    """Still searching, it first concludes its search; past it, it goes back to search the
+    added trials. The same parent run either way."""
+    with SweepLife.open(job, ensure_experiment(), fresh=False) as life:
+        life.enter(stopped_in)
+        life.interrupted()
+        parent = life.state.parent_run_id
+    monkeypatch.setattr("ray.tune.Tuner.can_restore", lambda path: True)  # as if Tune saved it
+    more = with_value_added(job, tmp_path, ewt_slice)
+    with SweepLife.open(more, ensure_experiment(), fresh=False) as life:
+        assert life.resuming and life.state.parent_run_id == parent
+        assert len(life.state.searched) == 2
+        expected = SweepPhase.SEARCHING if stopped_in == SweepPhase.SEARCHING else "extending-1"
+        assert life.phase == expected and parent_status(life) == "RUNNING"
+        assert life.state.search_dir(1) == f"{life.state.tune_dir}-added1"
+
+
+def test_a_finished_sweep_whose_file_adds_trials_goes_back_to_search_them(job, tmp_path, ewt_slice):
+    with SweepLife.open(job, ensure_experiment(), fresh=False) as life:
+        life.enter(SweepPhase.REGISTERING)
+        life.gave_up()
+        parent = life.state.parent_run_id
+    more = with_value_added(job, tmp_path, ewt_slice)
+    with SweepLife.open(more, ensure_experiment(), fresh=False) as life:
+        assert (life.resuming, life.phase, life.state.parent_run_id) == (
+            True,
+            "extending-1",
+            parent,
+        )
+        assert life.part == "in its added trials"
+    # The same file again, once finished: a sweep anew, as before extensions existed.
+    with SweepLife.open(more, ensure_experiment(), fresh=False) as life:
+        life.enter(SweepPhase.REGISTERING)
+        life.gave_up()
+    with SweepLife.open(more, ensure_experiment(), fresh=False) as life:
+        assert not life.resuming and life.state.parent_run_id != parent
+
+
+def test_any_other_change_to_an_interrupted_sweep_is_still_refused(
+    job, tmp_path, ewt_slice, monkeypatch
+):
+    with SweepLife.open(job, ensure_experiment(), fresh=False) as life:
+        life.interrupted()
+    monkeypatch.setattr("ray.tune.Tuner.can_restore", lambda path: True)
+    sweep = {**TINY_SWEEP["sweep"], "space": {"train.lr": [0.02, 0.01]}}  # values taken away
+    changed = sweep_job(tmp_path, ewt_slice, {**TINY_SWEEP, "sweep": sweep})
+    opening = SweepLife.open(changed, ensure_experiment(), fresh=False)
+    with pytest.raises(ConfigError, match="its configuration has changed since"), opening:
+        pass
