@@ -24,7 +24,7 @@ MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 export RAY_USAGE_STATS_ENABLED ?= 0
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale bench-tracking sweep ui ui-screenshot evaluate reproduce BEST serve mlflow-server ray-head ray-worker clean
+.PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale bench-tracking gpu-bundle gpu-install gpu-study sweep ui ui-screenshot evaluate reproduce BEST serve mlflow-server ray-head ray-worker clean
 
 install: $(STAMP)
 
@@ -71,6 +71,22 @@ bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench.sweep
 	$(BIN)/python -m pipelines.bench.memory
 	$(BIN)/python -m pipelines.bench.text
+
+# The GPU study on a lent GPU machine (docs/gpu-study.md): its packages bundled here into
+# .gpu-bundle/parts/ (ignored; one part a call), installed there over its own torch, then
+# the study in one call: the gpu tests, seed.yaml's sweep, make evaluate BEST, packed against
+# one at a time, and where the GPU's time went, all in runs/gpu-study/.
+gpu-bundle: $(STAMP)
+	$(BIN)/python -m pipelines.bench.gpu_bundle bundle
+
+gpu-install:
+	python3 -m pipelines.bench.gpu_bundle install
+
+GPU_STUDY_ARGS ?=
+BUNDLED_EWT := $(wildcard $(CURDIR)/.gpu-bundle/parts/part1/ewt)
+gpu-study: $(STAMP)
+	$(if $(BUNDLED_EWT),POSTAG_EWT_DIR=$(BUNDLED_EWT)) $(BIN)/python -m pipelines.bench.gpu_study \
+		$(GPU_STUDY_ARGS)
 
 # `make serve` under load: 1 and 32 sentences a request, 1, 4 and 16 clients, 1 and 2 workers.
 bench-serve: $(STAMP)

@@ -61,9 +61,15 @@ def trial_slots(sweep: SweepSettings, concurrent: int) -> int:
 
 
 def time_sweep(
-    config: Path, overrides: list[str], name: str, concurrent: int, log: Path
+    config: Path,
+    overrides: list[str],
+    name: str,
+    concurrent: int,
+    log: Path,
+    store: Path | None = None,
 ) -> SweepTiming:
-    """Run the sweep to completion in a throwaway store; its wall time and where it went.
+    """Run the sweep to completion in a throwaway store (or in `store`, a folder it keeps:
+    its sqlite database, artifacts and Tune storage); its wall time and where it went.
 
     The sweep's own console goes to `log`: the bench prints only its figures.
     """
@@ -71,8 +77,9 @@ def time_sweep(
     _, _, sweep = load_sweep(config, overrides)
     clock = SweepClock()
     log.parent.mkdir(parents=True, exist_ok=True)
+    kept = contextlib.nullcontext(str(store)) if store is not None else None
     with (
-        tempfile.TemporaryDirectory(prefix="postag-bench-sweep-") as folder,
+        kept or tempfile.TemporaryDirectory(prefix="postag-bench-sweep-") as folder,
         log.open("a") as console,
         contextlib.redirect_stdout(console),
     ):

@@ -8,6 +8,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipelines.sweep.checks import (
+    SEED_KEY,
+    check_baseline_in_choices,
+    check_baseline_stands_apart,
+    check_confirmable,
+    check_warm_start,
+)
 from pipelines.sweep.objectives import check_objectives
 from postag.config import (
     ConfigError,
@@ -22,7 +29,6 @@ from postag.objective import DEFAULT, Objective
 
 # A list is the value of a tuple field (model.char_kernels: [[3], [2, 3, 4]]).
 Value = bool | int | float | str | list[int]
-SEED_KEY = "train.seed"
 OBJECTIVE_KEY = "train.objective"
 
 
@@ -231,45 +237,8 @@ def build_sweep(values: dict, run: RunConfig) -> SweepSettings:
         for value in values:
             check_value(run, {key: value}, f"sweep.space.{key}")
     check_value(run, sweep.baseline, "sweep.baseline")
+    check_baseline_in_choices(sweep)
     return sweep
-
-
-def check_baseline_stands_apart(sweep: SweepSettings) -> None:
-    """The baseline is known by its values on the searched axes: they must not name a point
-    the search can also pick, or that trial would be taken for the baseline."""
-    point = sweep.baseline_point()
-    if any(isinstance(axis, Range) for axis in sweep.space.values()):
-        return  # a sampled value equal to the baseline's is vanishingly unlikely
-    if all(point[key] in axis for key, axis in sweep.space.items()):
-        values = ", ".join(f"{key}={value}" for key, value in point.items())
-        raise ConfigError(
-            f"sweep.baseline: its values on the searched axes ({values}) are also a point of "
-            "sweep.space, so that trial would be taken for the baseline; give the baseline a "
-            "value outside at least one axis"
-        )
-
-
-def check_warm_start(sweep: SweepSettings) -> None:
-    if sweep.name in sweep.warm_start:
-        raise ConfigError(
-            f"sweep.warm_start names the sweep itself ('{sweep.name}'): to add trials to it, "
-            "add them to its file and run the same command; only the new ones train"
-        )
-    if sweep.warm_start and sweep.searches_seeds():
-        raise ConfigError(
-            f"sweep.warm_start: a search over {SEED_KEY} ranks each configuration by its mean "
-            "over the seeds it trains itself; it cannot take earlier trials as its own"
-        )
-
-
-def check_confirmable(sweep: SweepSettings) -> None:
-    """The confirmation stage re-runs searched points with new seeds: the seed must not be
-    searched."""
-    if SEED_KEY in sweep.space:
-        raise ConfigError(
-            f"sweep.confirm trains the best configurations with new values of {SEED_KEY}: "
-            f"leave sweep.space.{SEED_KEY} out, or sweep.confirm"
-        )
 
 
 def check_field(dotted: str, where: str, run: RunConfig) -> None:

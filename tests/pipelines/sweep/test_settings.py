@@ -153,7 +153,9 @@ def test_the_objective_reaches_every_trial_config_and_a_different_one_is_refused
 
 
 def test_a_pareto_search_names_its_costs_and_ranks_by_its_first_objective():
-    sweep = build_sweep({**SWEEP, "search": "optuna", "objectives": PARETO}, RunConfig())
+    space = {"model.hidden_size": {"low": 64, "high": 128}, "train.epochs": [1, 2]}
+    values = {**SWEEP, "search": "optuna", "space": space, "objectives": PARETO}
+    sweep = build_sweep(values, RunConfig())
     assert sweep.pareto and sweep.costs == ("tagging_ms_per_sentence",)
     assert sweep.primary.metric == "val_accuracy"
     config = tune_config(sweep, RunConfig(), SearchPlan.whole(sweep))
@@ -203,3 +205,15 @@ def test_a_searched_weight_average_that_clashes_with_the_run_config_fails_at_loa
     clash = "'train.swa_start' and 'train.ema_decay' each choose the weights that are shipped"
     with pytest.raises(ConfigError, match=clash):
         build_sweep({**SWEEP, "space": space, "baseline": baseline}, run)
+
+
+def test_an_optuna_baseline_outside_a_choice_axis_is_refused_naming_the_key():
+    """Optuna takes the baseline as a point of its space: outside a choice it fails at start
+    (a range may leave it outside)."""
+    space = {"model.hidden_size": [8, 16], "model.num_layers": [1, 2]}
+    values = {**SWEEP, "search": "optuna", "space": space}
+    values["baseline"] = {"model.hidden_size": 8, "model.num_layers": 40}
+    with pytest.raises(ConfigError, match=r"sweep.baseline.model.num_layers: 40 is not one of"):
+        build_sweep(values, RunConfig())
+    values["space"] = {**space, "model.num_layers": {"low": 1, "high": 2}}
+    assert build_sweep(values, RunConfig()).baseline["model.num_layers"] == 40

@@ -1,0 +1,196 @@
+"""`make gpu-study`: the GPU study in one command, for a lent GPU machine whose packages are
+in place (pipelines/bench/gpu_bundle.py). In this order:
+
+1. `tests`: the gpu-marked tests (pytest -m gpu);
+2. `study`: `make sweep EXPERIMENT=experiments/seed.yaml` in full (36 grid trials and the
+   40 x 256 baseline, packed as the file says) into a fresh MLflow store, timed by the
+   sweep clock (`make bench`'s), the GPU sampled by nvidia-smi every second;
+3. `evaluate`: `make evaluate BEST` on that store;
+4. `compare`: a few trials of the study packed, then one at a time: the ratio;
+5. `table`: where the GPU's time went.
+
+Everything it writes is under one folder (`--out`, default runs/gpu-study), 8 files, the
+store packed as one: tests.log, study.log, evaluate.log, gpu.csv, trials.csv, table.md,
+figures.json, mlruns.tar.gz. Tune's checkpoints stay beside it, outside it.
+
+    make gpu-study                                   # on a lent GPU machine
+    make gpu-study GPU_STUDY_ARGS="--steps study,evaluate,table"
+    .venv/bin/python -m pipelines.bench.gpu_study --set sweep.logical_gpus=true ...   # a dry run
+
+On a CPU with a logical GPU (`sweep.logical_gpus`, a Ray node that declares one) and the
+study cut by --set, the same command runs end to end (tests/pipelines/bench/test_gpu_study.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+
+from pipelines.bench.gpu_table import read_samples, study_table, timeline, trial_rows, write_trials
+from pipelines.bench.sweep import SweepTiming, time_sweep
+from pipelines.cli import command_parser
+from pipelines.experiment import SEED_EXPERIMENT, add_overrides_argument
+
+STEPS = ("tests", "study", "evaluate", "compare", "table")
+OUT = Path("runs/gpu-study")
+STORE = "mlruns"
+GPU_QUERY = "timestamp,utilization.gpu,memory.used,memory.total"
+# The few trials timed packed and then one at a time: 8, one per slot of seed.yaml's GPU
+# shares, two epochs each, and the baseline cut to 6 batches of one epoch.
+COMPARISON = [
+    "sweep.name=gpu-compare",
+    "sweep.space.model.hidden_size=[256, 128]",
+    "sweep.space.model.num_layers=[3, 2]",
+    "sweep.space.train.epochs=[2, 1]",
+    "sweep.baseline.train.epochs=1",
+    "sweep.baseline.train.max_batches_per_epoch=6",
+]
+
+
+@contextlib.contextmanager
+def gpu_samples(path: Path) -> Iterator[None]:
+    """nvidia-smi's utilisation and memory every second into `path` while the block runs;
+    a line saying why not where there is no nvidia-smi (a CPU dry run)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        path.write_text("# no nvidia-smi on this machine: no GPU samples\n")
+        yield
+        return
+    with path.open("w") as out:
+        sampler = subprocess.Popen(
+            [smi, f"--query-gpu={GPU_QUERY}", "--format=csv,nounits", "-l", "1"], stdout=out
+        )
+        try:
+            yield
+        finally:
+            sampler.terminate()
+            sampler.wait()
+
+
+def run_tests(out: Path) -> int:
+    """The gpu-marked tests, their output in tests.log; their exit code (5: none ran)."""
+    with (out / "tests.log").open("w") as log:
+        command = [sys.executable, "-m", "pytest", "-m", "gpu", "-rs", "-q", "-p", "no:randomly"]
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+
+
+def run_study(out: Path, overrides: list[str]) -> SweepTiming:
+    """seed.yaml's sweep, packed as the file says, into out/mlruns; its timing."""
+    store = out / STORE
+    store.mkdir(parents=True, exist_ok=True)
+    log = out / "study.log"
+    timing = time_sweep(SEED_EXPERIMENT, overrides, "study", packed(overrides), log, store)
+    (out / "study.json").write_text(json.dumps(asdict(timing)))
+    return timing
+
+
+def packed(overrides: list[str]) -> int:
+    """The trials at once that the experiment file (with `overrides`) asks for."""
+    from pipelines.sweep.job import load_sweep
+
+    return load_sweep(SEED_EXPERIMENT, overrides)[2].max_concurrent_trials
+
+
+def run_evaluation(out: Path) -> int:
+    """`make evaluate BEST` on the study's store: its console in evaluate.log, its figures in
+    the store (evaluation.json, reports/)."""
+    from pipelines.commands.evaluate import main as evaluate
+
+    store = out / STORE
+    with (out / "evaluate.log").open("w") as log, contextlib.redirect_stdout(log):
+        arguments = ["--json", str(store / "evaluation.json"), "--reports", str(store / "reports")]
+        return evaluate(arguments)
+
+
+def run_comparison(out: Path, overrides: list[str]) -> list[SweepTiming]:
+    """A few of the study's trials packed, then one at a time, in throwaway stores."""
+    settings = [*COMPARISON, *overrides]
+    log = out / "study.log"
+    timings = [time_sweep(SEED_EXPERIMENT, settings, "packed", packed(settings), log)]
+    timings.append(time_sweep(SEED_EXPERIMENT, settings, "one at a time", 1, log))
+    (out / "compare.json").write_text(json.dumps([asdict(t) for t in timings]))
+    return timings
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+
+
+def pack_store(out: Path) -> Path:
+    """The store (database, artifacts, reports, evaluation.json) as one file."""
+    archive = out / f"{STORE}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(out / STORE, arcname=STORE)
+    shutil.rmtree(out / STORE)
+    return archive
+
+
+def make_table(out: Path) -> str:
+    """trials.csv, table.md and figures.json, from the study's store, its timing and the
+    GPU samples."""
+    rows = trial_rows()
+    write_trials(rows, out / "trials.csv")
+    samples = read_samples(out / "gpu.csv") if (out / "gpu.csv").is_file() else []
+    evaluation = out / STORE / "evaluation.json"
+    tested = json.loads(evaluation.read_text()) if evaluation.is_file() else None
+    table = study_table(out, rows, timeline(rows, samples), tested, device_name())
+    (out / "table.md").write_text(table)
+    figures = {"study": json.loads((out / "study.json").read_text()), "tested": tested}
+    (out / "figures.json").write_text(json.dumps(figures, indent=1))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = command_parser("postag gpu-study", __doc__)
+    add_overrides_argument(parser, "override a field of the study (and of the comparison)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"of {','.join(STEPS)}")
+    args = parser.parse_args(argv)
+    steps = args.steps.split(",")
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{out / STORE / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    started = time.monotonic()
+    if "tests" in steps:
+        print(f"gpu-study: gpu tests: exit {run_tests(out)} (tests.log)", flush=True)
+    with gpu_samples(out / "gpu.csv"):
+        if "study" in steps:
+            timing = run_study(out, args.overrides)
+            print(
+                f"gpu-study: the study, {timing.wall_seconds / 60:.1f} min (study.log)", flush=True
+            )
+        if "evaluate" in steps:
+            print(
+                f"gpu-study: make evaluate BEST: exit {run_evaluation(out)} (evaluate.log)",
+                flush=True,
+            )
+        if "compare" in steps:
+            timings = run_comparison(out, args.overrides)
+            ratio = timings[1].wall_seconds / timings[0].wall_seconds
+            print(f"gpu-study: one at a time / packed: {ratio:.2f}x", flush=True)
+    if "table" in steps:
+        print(make_table(out), flush=True)
+        pack_store(out)
+        for name in ("study.json", "compare.json"):
+            (out / name).unlink(missing_ok=True)
+    print(f"gpu-study: {(time.monotonic() - started) / 60:.1f} min in all; everything in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""`make gpu-study` on this CPU before any GPU time is spent: the same command, end to end,
+on a Ray node that declares a logical GPU (`sweep.logical_gpus`), the seed study cut by
+--set to one trial and the baseline, two batches an epoch, on the EWT slice."""
+
+from __future__ import annotations
+
+import tarfile
+
+import mlflow
+import pytest
+from ray.cluster_utils import Cluster
+
+from pipelines.bench.gpu_study import main
+
+# What the lent machine would run, cut: the seed study's file, its packing and its steps.
+CUT = [
+    "sweep.logical_gpus=true",
+    "sweep.space.model.hidden_size=[16]",
+    "sweep.space.model.num_layers=[1]",
+    "sweep.space.train.epochs=[1]",
+    "sweep.baseline.model.hidden_size=16",
+    "sweep.baseline.train.epochs=1",
+    "sweep.baseline.train.max_batches_per_epoch=2",
+    "train.max_batches_per_epoch=2",
+]
+FILES = {
+    "tests.log",
+    "study.log",
+    "evaluate.log",
+    "gpu.csv",
+    "trials.csv",
+    "table.md",
+    "figures.json",
+    "mlruns.tar.gz",
+}
+
+
+@pytest.fixture(scope="module")
+def logical_gpu():
+    """A Ray node that declares one GPU: trials are given GPU shares, and train on the CPU."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1})
+    yield cluster.address
+    cluster.shutdown()
+
+
+def test_the_gpu_study_runs_end_to_end_on_a_logical_gpu(
+    logical_gpu, ewt_slice, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("RAY_ADDRESS", logical_gpu)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")  # the study sets its own; put back after
+    data = [f"data.{split}={ewt_slice[split]}" for split in ("train", "dev", "test")]
+    cache = f"data.cache_dir={tmp_path / 'cache'}"
+    overrides = [arg for value in [*CUT, *data, cache] for arg in ("--set", value)]
+    try:
+        assert main(["--out", str(tmp_path / "out"), *overrides]) == 0
+    finally:
+        mlflow.set_tracking_uri(None)
+    out = tmp_path / "out"
+    # Eight files come back from a lent machine: these, and nothing else.
+    assert {path.name for path in out.iterdir()} == FILES
+    console = capsys.readouterr().out
+    assert "gpu-study: make evaluate BEST: exit 0" in console
+    assert "gpu-study: one at a time / packed: " in console
+    table = (out / "table.md").read_text()
+    assert "registered `best`: test accuracy " in table
+    assert "| trials training and validating |" in table
+    assert "Wall time ratio (one at a time / packed): " in table
+    # The baseline's row first, with its gradient evidence; then the trial.
+    rows = [
+        line
+        for line in table.splitlines()
+        if line.startswith("| baseline-") or line.startswith("| h16")
+    ]
+    assert rows[0].startswith("| baseline-h16-l40-e1 |") and "e-" in rows[0]
+    assert len((out / "trials.csv").read_text().splitlines()) == 3  # header, trial, baseline
+    assert "no nvidia-smi" in (out / "gpu.csv").read_text()
+    # The gpu tests were collected and, without CUDA, skipped or deselected: none failed.
+    assert " failed" not in (out / "tests.log").read_text()
+    with tarfile.open(out / "mlruns.tar.gz") as tar:
+        names = tar.getnames()
+    assert {"mlruns/mlflow.db", "mlruns/evaluation.json"} <= set(names)
