@@ -4,15 +4,17 @@ installed there.
 A lent machine has Python 3.12 with torch, pyarrow and pandas, and no network; a call to it
 carries at most 64 MiB, and ignored files stay there between back-to-back calls. So:
 
-    make gpu-bundle       # here: .gpu-bundle/part1, part2, ... (ignored), each under 56 MiB
+    make gpu-bundle       # here: .gpu-bundle/parts/part1, part2, ... (ignored), 56 MiB each
     # then one call a part, back to back, each carrying only its own folder; the last runs
     make gpu-install      # there: joins, checks and installs the wheels into .venv
     make gpu-study        # there, in the next call (pipelines/bench/gpu_study.py)
 
-The wheels are requirements.lock's pins for CPython 3.12 on manylinux x86_64, less torch and
-the CUDA libraries, which the machine has: its own torch build is the one that reaches its
-GPU. A wheel larger than a part (Ray's, 79 MB) travels in pieces, joined there and checked
-against its sha256. EWT's three files travel too, in the first part, for POSTAG_EWT_DIR.
+The wheels are postag's dependencies and the test runner, with all they depend on, at
+requirements.lock's versions, for CPython 3.12 on manylinux x86_64; less what the machine
+has (torch and the CUDA libraries, numpy, pandas, pyarrow): its own torch build is the one
+that reaches its GPU. A wheel larger than half a part (Ray's, 79 MB) travels in pieces,
+joined there and checked against its sha256. EWT's three files travel too, in the first
+part, for POSTAG_EWT_DIR. Measured 2026-12-05: 132 wheels, 261 MiB, five parts.
 
 Standard library only: `install` runs on the bare Python of the lent machine.
 """
@@ -22,9 +24,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import venv
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,33 +43,61 @@ MANIFEST = "manifest.json"
 PART_BYTES = 56 << 20
 PYTHON_VERSION = "3.12"
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
-# On the machine already, in the build that reaches its GPU: never replaced.
-PROVIDED = ("torch", "nvidia-", "triton")
+# On the machine already: torch in the build that reaches its GPU, and what comes with it
+# or that the machine was given (pyarrow, pandas). Never replaced.
+PROVIDED = frozenset(
+    {"torch", "triton", "numpy", "pandas", "pyarrow", "sympy", "mpmath", "networkx"}
+)
+PROVIDED_PREFIXES = ("nvidia-",)
+# The gpu-marked tests' runner (their modules import nothing else the study lacks).
+TEST_RUNNER = ("pytest", "pytest-timeout")
 EWT_DIR = "ewt"
 
 
+def wanted(pyproject: Path, lock: Path) -> list[str]:
+    """What the study needs installed there: postag's dependencies and the test runner, at
+    the lock's versions, less what the machine provides."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    pinned = {name_of(pin): pin.partition("==")[2] for pin in pins(lock)}
+    wanted = []
+    for requirement in [*project["dependencies"], *TEST_RUNNER]:
+        name = name_of(requirement)
+        extras = re.search(r"\[[^\]]*\]", requirement)
+        if not provided(name):
+            wanted.append(f"{name}{extras.group(0) if extras else ''}=={pinned[name]}")
+    return wanted
+
+
 def pins(lock: Path) -> list[str]:
-    """The lock's `name==version` lines a GPU machine needs from us."""
+    """The lock's `name==version` lines."""
     lines = [line.split(";")[0].strip() for line in lock.read_text().splitlines()]
-    return [
-        line
-        for line in lines
-        if line and not line.startswith("#") and not line.lower().startswith(PROVIDED)
-    ]
+    return [line for line in lines if line and not line.startswith("#")]
 
 
-def download(requirements: list[str], folder: Path) -> list[Path]:
-    """Each pin's wheel for CPython 3.12 on manylinux x86_64, none of their dependencies
-    (the lock holds them all)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def name_of(requirement: str) -> str:
+    """`ray[tune]==2.60.0` -> `ray`, canonical."""
+    name = re.split(r"[\[=<>;~! ]", requirement, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def provided(name: str) -> bool:
+    return name_of(name) in PROVIDED or name_of(name).startswith(PROVIDED_PREFIXES)
+
+
+def download(requirements: list[str], lock: Path, folder: Path) -> list[Path]:
+    """The requirements' wheels and their dependencies' for CPython 3.12 on manylinux
+    x86_64, at the lock's versions, less what the machine provides."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     listed = folder / "requirements.txt"
     listed.write_text("\n".join(requirements) + "\n")
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-         "--python-version", PYTHON_VERSION, *platforms, "-r", str(listed), "-d", str(folder)],
-        check=True,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "pip", "download", "-qq", "--only-binary=:all:"]
+    command += ["--python-version", PYTHON_VERSION, *platforms, "-c", str(lock)]
+    subprocess.run([*command, "-r", str(listed), "-d", str(folder)], check=True)
+    wheels = sorted(folder.glob("*.whl"))
+    for wheel in [w for w in wheels if provided(w.name.split("-")[0])]:
+        wheel.unlink()
     return sorted(folder.glob("*.whl"))
 
 
@@ -196,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu-install: {environment} holds the study's packages, over this machine's torch")
         return 0
     ewt = args.ewt or default_ewt()
-    wheels = download(pins(LOCK), BUNDLE / "download")
+    wheels = download(wanted(PROJECT / "pyproject.toml", LOCK), LOCK, BUNDLE / "download")
     folders = pack(wheels, ewt, PARTS)
     for folder in folders:
         size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())

@@ -43,6 +43,8 @@ from pipelines.cli import command_parser
 from pipelines.experiment import SEED_EXPERIMENT, add_overrides_argument
 
 STEPS = ("tests", "study", "evaluate", "compare", "table")
+# Left out of the packed store: model weights and Tune's checkpoints.
+WEIGHTS_SUFFIXES = (".pt", ".pth")
 OUT = Path("runs/gpu-study")
 STORE = "mlruns"
 GPU_QUERY = "timestamp,utilization.gpu,memory.used,memory.total"
@@ -130,10 +132,18 @@ def device_name() -> str:
 
 
 def pack_store(out: Path) -> Path:
-    """The store (database, artifacts, reports, evaluation.json) as one file."""
+    """The store as one file: its database (every run, param and metric), its small
+    artifacts (config.json, trials.md, plots, the evaluation's reports); not the models'
+    weights nor Tune's checkpoints, which stay on the machine (the seed study's come to
+    about 800 MB; a file that comes back holds 16 MiB)."""
     archive = out / f"{STORE}.tar.gz"
+
+    def small(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        weights = member.name.endswith(WEIGHTS_SUFFIXES)
+        return None if weights or f"{STORE}/tune" in member.name else member
+
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(out / STORE, arcname=STORE)
+        tar.add(out / STORE, arcname=STORE, filter=small)
     shutil.rmtree(out / STORE)
     return archive
 

@@ -53,7 +53,7 @@ def default_bench() -> tuple[Path, list[str]]:
 
 def trial_slots(sweep: SweepSettings, concurrent: int) -> int:
     """How many trials run at once on this machine's CPUs (or GPU shares)."""
-    if torch.cuda.is_available() and sweep.gpus_per_trial > 0:
+    if (torch.cuda.is_available() or sweep.logical_gpus) and sweep.gpus_per_trial > 0:
         fit = int(1 / sweep.gpus_per_trial)
     else:
         fit = int((os.cpu_count() or 1) / sweep.cpus_per_trial)

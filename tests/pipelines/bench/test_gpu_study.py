@@ -79,3 +79,5 @@ def test_the_gpu_study_runs_end_to_end_on_a_logical_gpu(
     with tarfile.open(out / "mlruns.tar.gz") as tar:
         names = tar.getnames()
     assert {"mlruns/mlflow.db", "mlruns/evaluation.json"} <= set(names)
+    # Not the weights, nor Tune's checkpoints: they do not fit what comes back.
+    assert not [name for name in names if name.endswith(".pt") or "/tune" in name]
