@@ -8,18 +8,31 @@ import os
 import pytest
 
 from pipelines.bench import gpu_bundle
-from pipelines.bench.gpu_bundle import join_wheels, pack, pins
+from pipelines.bench.gpu_bundle import join_wheels, pack, provided, wanted
 
 
-def test_the_lock_travels_less_what_the_gpu_machine_has(tmp_path):
+def test_postag_and_its_test_runner_travel_at_the_locks_versions_less_what_the_gpu_has(
+    tmp_path,
+):
     lock = tmp_path / "requirements.lock"
     lock.write_text(
         "# a comment\nmlflow==3.17.2\ntorch==2.13.0\nnvidia-cudnn-cu12==9.1\n"
-        "ray==2.60.0 ; python_version >= '3.10'\ntriton==3.1\n"
+        "ray==2.60.0 ; python_version >= '3.10'\npytest==9.2.0\npytest-timeout==2.4.0\n"
     )
-    assert pins(lock) == ["mlflow==3.17.2", "ray==2.60.0"]
-    assert "torch==2.13.0" not in pins(gpu_bundle.LOCK)
-    assert any(pin.startswith("ray==") for pin in pins(gpu_bundle.LOCK))
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\ndependencies = ["torch==2.13.0", "ray[tune]==2.60.0", "mlflow[auth]==3.17.2"]\n'
+    )
+    assert wanted(pyproject, lock) == [
+        "ray[tune]==2.60.0",
+        "mlflow[auth]==3.17.2",
+        "pytest==9.2.0",
+        "pytest-timeout==2.4.0",
+    ]
+    assert provided("torch") and provided("nvidia-cudnn-cu12") and provided("PyArrow")
+    assert not provided("mlflow")
+    everything = wanted(gpu_bundle.PROJECT / "pyproject.toml", gpu_bundle.LOCK)
+    assert not [pin for pin in everything if pin.startswith(("torch", "pyarrow"))]
 
 
 @pytest.fixture
