@@ -1,6 +1,10 @@
 """`make gpu-study` on this CPU before any GPU time is spent: the same command, end to end,
 on a Ray node that declares a logical GPU (`sweep.logical_gpus`), the seed study cut by
---set to one trial and the baseline, two batches an epoch, on the EWT slice."""
+--set to one trial and the baseline, two batches an epoch, on the EWT slice.
+
+A test of its own, in `make test-slow`: 70-87 s alone here, but 237 s beside the other
+file's tests in `make test` (three sweeps, each with its Ray connection and store, and the
+gpu tests' collection), a fifth of the suite's bound. Run it before a GPU session."""
 
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ def logical_gpu():
     cluster.shutdown()
 
 
+@pytest.mark.slow
 def test_the_gpu_study_runs_end_to_end_on_a_logical_gpu(logical_gpu, ewt_slice, tmp_path):
     data = [f"data.{split}={ewt_slice[split]}" for split in ("train", "dev", "test")]
     cache = f"data.cache_dir={tmp_path / 'cache'}"
