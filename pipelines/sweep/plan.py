@@ -92,17 +92,16 @@ def plan_search(sweep: SweepSettings, held: list[TrialRun], first: bool) -> Sear
     first: the sweep's first stage, where only reused trials are held; a later stage (the
     file added trials) holds every trial of the stages before it, concluded."""
     trials = [run for run in held if run.role == TRIAL_ROLE]
-    if not trials and not any(run.role == BASELINE_ROLE for run in held):
+    baseline = not any(run.role == BASELINE_ROLE for run in held)
+    if not trials and baseline:
         return SearchPlan.whole(sweep)
-    points = [p for p, _ in (point_of(run, sweep.space) for run in trials) if p is not None]
+    placed = [(run, p) for run in trials if (p := point_of(run, sweep.space)[0]) is not None]
+    points = [point for _, point in placed]
     evaluated = [
         (point, figures)
-        for run in trials
-        if run.status == FINISHED
-        and (point := point_of(run, sweep.space)[0]) is not None
-        and (figures := goal_figures(run, sweep)) is not None
+        for run, point in placed
+        if run.status == FINISHED and (figures := goal_figures(run, sweep)) is not None
     ]
-    baseline = not any(run.role == BASELINE_ROLE for run in held)
     if sweep.search == "grid":
         left = Counter(point_key(p) for p in points)
         todo = []
