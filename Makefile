@@ -88,9 +88,11 @@ gpu-study: $(STAMP)
 	$(if $(BUNDLED_EWT),POSTAG_EWT_DIR=$(BUNDLED_EWT)) $(BIN)/python -m pipelines.bench.gpu_study \
 		$(GPU_STUDY_ARGS)
 
-# `make serve` under load: 1 and 32 sentences a request, 1, 4 and 16 clients, 1 and 2 workers.
+# `make serve` under load: 1 and 32 sentences a request, 1, 4 and 16 clients, 1 and 2 workers;
+# BENCH_SERVE_ARGS="--members 1 3" measures one tagger, then an ensemble of 3 against it.
+BENCH_SERVE_ARGS ?=
 bench-serve: $(STAMP)
-	$(BIN)/python -m pipelines.bench.serve
+	$(BIN)/python -m pipelines.bench.serve $(BENCH_SERVE_ARGS)
 
 # Eight small trials on one node with 1 CPU, two nodes with 1 CPU each, one node with 2 CPUs.
 bench-scale: $(STAMP)

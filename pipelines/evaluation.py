@@ -14,11 +14,12 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines import plots
-from pipelines.runs import BASELINE_ROLE, read_trial_runs
+from pipelines.runs import BASELINE_ROLE, MEMBER_TAGGING_TIME, read_trial_runs
 from pipelines.tracking import DataInput, child_runs, log_evaluation
 from postag.checkpoint import LoadedTagger
 from postag.cost import tagger_ms_per_sentence
 from postag.dataset import split_file
+from postag.ensemble import members_of
 from postag.evaluation import EvaluationReport, evaluate_tagger
 from postag.objective import TAGGING_TIME, Objective
 from postag.readers import DataFormatError, read_sentences
@@ -162,6 +163,10 @@ class Evaluated:
     run_id: str
     # Asked for with `timing`: tagging the file, one thread, median of passes (postag.cost).
     tagging_ms_per_sentence: float | None = None
+    # An ensemble's (postag/ensemble.py): how many taggers it averages, and with `timing`,
+    # one of them timed alike.
+    members: int = 1
+    member_tagging_ms_per_sentence: float | None = None
 
 
 def evaluate_model(
@@ -187,10 +192,14 @@ def evaluate_model(
     trials = sweep_trials(version, objective) if reports else []
     files = write_reports(report, trials, objective, reports) if reports else []
     headline = report.headline()
-    timed = None
+    members = members_of(tagger)
+    timed = member_timed = None
     if timing:
-        timed = tagger_ms_per_sentence(tagger, [list(s.words) for s in sentences])
-        headline[TAGGING_TIME] = timed
+        words = [list(s.words) for s in sentences]
+        timed = headline[TAGGING_TIME] = tagger_ms_per_sentence(tagger, words)
+        if len(members) > 1:
+            member_timed = tagger_ms_per_sentence(members[0], words)
+            headline[MEMBER_TAGGING_TIME] = member_timed
     test = DataInput.test_file(data, report.num_sentences, report.num_tokens)
     run_id = log_evaluation(uri, version, test, headline, files)
-    return Evaluated(report, version, data, run_id, timed)
+    return Evaluated(report, version, data, run_id, timed, len(members), member_timed)

@@ -34,6 +34,13 @@ BASELINE_ROLE = "deep-baseline"
 # A search configuration trained again with another seed (the sweep's confirmation stage).
 CONFIRMATION_ROLE = "confirmation"
 EVALUATION_ROLE = "evaluation"
+# The winning configuration's seeds as one model (pipelines/sweep/ensemble.py).
+ENSEMBLE_ROLE = "ensemble"
+
+# An ensemble's run and version: its members' runs (in order), and the tagging time of one
+# member beside its own (postag/objective.py's tagging_ms_per_sentence), measured alike.
+MEMBERS_TAG = "member_run_ids"
+MEMBER_TAGGING_TIME = "member_tagging_ms_per_sentence"
 
 # Tags of a trial run.
 TRIAL_TAG = "ray_trial_id"

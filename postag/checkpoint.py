@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,13 +17,17 @@ from postag.dataset import PreparedDataset, WordLookup
 from postag.files import replaced_atomically
 from postag.model import Tagger
 
+if TYPE_CHECKING:
+    from postag.ensemble import TaggerEnsemble
+
 CHECKPOINT_FORMAT = 1
 JOINT_HEADS = "joint_heads."
 
 
 @dataclass(frozen=True)
 class LoadedTagger:
-    model: Tagger
+    # One tagger, or several as one (postag/ensemble.py), which scores a batch as one does.
+    model: Tagger | TaggerEnsemble
     config: RunConfig
     words: tuple[str, ...]
     tags: tuple[str, ...]

@@ -199,6 +199,10 @@ class Tagger(nn.Module):
         return self.config.char_dim > 0
 
     @property
+    def num_tags(self) -> int:
+        return self.head[-1].out_features
+
+    @property
     def hides_words(self) -> bool:
         return self.config.word_dropout > 0 or self.config.rare_word_dropout > 0
 

@@ -20,7 +20,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from postag.checkpoint import LoadedTagger, load_checkpoint
-from postag.serving import CHECKPOINT_ARTIFACT, INPUT_EXAMPLE, SIGNATURE
+from postag.serving import INPUT_EXAMPLE, SIGNATURE, checkpoint_artifacts, member_checkpoints
 
 REGISTERED_MODEL = "postag-tagger"
 BEST_ALIAS = "best"
@@ -36,9 +36,10 @@ REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<ver
 
 
 def log_tagger(
-    checkpoint: str | Path, params: dict[str, str] | None = None
+    checkpoint: str | Path | list[Path], params: dict[str, str] | None = None
 ) -> mlflow.models.model.ModelInfo:
     """Log a checkpoint as this run's model, named `model`; `params` show on its page.
+    Several checkpoints are an ensemble's members (postag/ensemble.py), one model.
 
     The model carries the `postag` package itself and names its requirements, so MLflow
     neither guesses them nor refers to a `postag` distribution that no index serves.
@@ -46,7 +47,9 @@ def log_tagger(
     return mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
         python_model=str(MODEL_CODE),
-        artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
+        artifacts=checkpoint_artifacts(
+            [str(path) for path in (checkpoint if isinstance(checkpoint, list) else [checkpoint])]
+        ),
         code_paths=[str(PACKAGE_DIR)],
         pip_requirements=model_requirements(),
         signature=SIGNATURE,
@@ -146,6 +149,15 @@ def set_alias(client: mlflow.MlflowClient, alias: str, version: str | int) -> No
             if "UNIQUE constraint" not in str(error) or attempt == ALIAS_WRITE_ATTEMPTS - 1:
                 raise
             time.sleep(ALIAS_RETRY_SECONDS)
+
+
+def model_checkpoints(model_uri: str, folder: Path) -> list[Path]:
+    """The checkpoint files of a logged model (one, or an ensemble's members), downloaded
+    into `folder`."""
+    local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(folder)))
+    flavor = mlflow.models.Model.load(local).flavors["python_function"]
+    artifacts = {name: str(local / entry["path"]) for name, entry in flavor["artifacts"].items()}
+    return [Path(path) for path in member_checkpoints(artifacts)]
 
 
 def best_model_uri() -> str:

@@ -29,10 +29,13 @@ from mlflow.types import ColSpec, DataType, Schema
 from mlflow.types.schema import Array
 
 from postag.checkpoint import LoadedTagger, load_checkpoint
+from postag.ensemble import load_ensemble
 from postag.inference import tag_sentences
 from postag.tokenize import max_text_characters, sentences_of
 
 CHECKPOINT_ARTIFACT = "checkpoint"
+# An ensemble's members' checkpoints: member-1, member-2, ... (postag/ensemble.py).
+MEMBER_ARTIFACT = "member-{}"
 TOKENS_COLUMN = "tokens"
 TEXT_COLUMN = "text"
 TAGS_COLUMN = "tags"
@@ -126,7 +129,7 @@ class TaggerModel(PythonModel):
         self.tagger: LoadedTagger | None = None
 
     def load_context(self, context: PythonModelContext) -> None:
-        self.tagger = load_checkpoint(context.artifacts[CHECKPOINT_ARTIFACT])
+        self.tagger = tagger_of(context.artifacts)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if not {TOKENS_COLUMN, TEXT_COLUMN} & set(model_input.columns):
@@ -153,6 +156,33 @@ class TaggerModel(PythonModel):
                 words.append([word for sentence in sentences for word in sentence])
                 tagged.append([tag for _ in sentences for tag in next(tags)])
         return pd.DataFrame({TOKENS_COLUMN: words, TAGS_COLUMN: tagged})
+
+
+def checkpoint_artifacts(checkpoints: list[str]) -> dict[str, str]:
+    """A model's artifacts: one checkpoint, or an ensemble's members in order."""
+    if len(checkpoints) == 1:
+        return {CHECKPOINT_ARTIFACT: checkpoints[0]}
+    return {MEMBER_ARTIFACT.format(n): path for n, path in enumerate(checkpoints, 1)}
+
+
+def member_checkpoints(artifacts: dict[str, str]) -> list[str]:
+    """The checkpoints of a model's artifacts (`checkpoint_artifacts`), in order."""
+    if CHECKPOINT_ARTIFACT in artifacts:
+        return [artifacts[CHECKPOINT_ARTIFACT]]
+    members = []
+    while (name := MEMBER_ARTIFACT.format(len(members) + 1)) in artifacts:
+        members.append(artifacts[name])
+    if not members:
+        raise MlflowException(f"the model holds no tagger checkpoint: {sorted(artifacts)}")
+    return members
+
+
+def tagger_of(artifacts: dict[str, str]) -> LoadedTagger:
+    """The tagger a model's artifacts hold: one, or an ensemble of its members."""
+    checkpoints = member_checkpoints(artifacts)
+    if len(checkpoints) == 1:
+        return load_checkpoint(checkpoints[0])
+    return load_ensemble(checkpoints)
 
 
 def chunks(frame: pd.DataFrame, size: int) -> Iterator[tuple[int, pd.DataFrame]]:

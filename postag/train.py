@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from postag.model import Tagger
 from postag.objective import Objective
 from postag.progress import progress
 from postag.resources import release_freed_memory
+
+if TYPE_CHECKING:
+    from postag.ensemble import TaggerEnsemble
 
 
 @dataclass(frozen=True)
@@ -386,8 +390,7 @@ def evaluate(
 
 def evaluation_of(predictions: Predictions, model: Tagger) -> Evaluation:
     unseen = predictions.words == UNK_ID
-    num_classes = model.head[-1].out_features
-    return evaluate_predictions(predictions.gold, predictions.predicted, unseen, num_classes)
+    return evaluate_predictions(predictions.gold, predictions.predicted, unseen, model.num_tags)
 
 
 def epoch_batches(split: Split, config: TrainConfig, epoch: int) -> list[np.ndarray]:
@@ -469,17 +472,32 @@ def _validate(
     started = time.perf_counter()
     mixed = config.mixed_precision
     selected_model = _selected(model, average)
-    predictions = predict(selected_model, dev, config.batch_size, device, mixed)
-    selected = evaluation_of(predictions, selected_model)
-    raw = selected.accuracy
+    figures = validation_metrics(selected_model, dev, config.batch_size, device, mixed)
+    raw = figures["val_accuracy"]
     if selected_model is not model:
         raw = evaluate(model, dev, config.batch_size, device, mixed).accuracy
+    return {
+        **figures,
+        "raw_val_accuracy": raw,
+        "validation_seconds": time.perf_counter() - started,
+    }
+
+
+def validation_metrics(
+    model: Tagger | TaggerEnsemble,
+    dev: Split,
+    batch_size: int,
+    device: torch.device,
+    mixed_precision: bool = False,
+) -> dict[str, float]:
+    """`model`'s figures on `dev` under the names an objective gives them: what each epoch
+    logs, and what an ensemble of a sweep's seeds is validated by."""
+    predictions = predict(model, dev, batch_size, device, mixed_precision)
+    selected = evaluation_of(predictions, model)
     return {
         "val_accuracy": selected.accuracy,
         "val_macro_f1": selected.macro_f1,
         "val_loss": predictions.loss,
-        "raw_val_accuracy": raw,
-        "validation_seconds": time.perf_counter() - started,
     }
 
 

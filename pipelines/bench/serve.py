@@ -10,7 +10,9 @@ no HTTP): the ceiling, and the served figure's share of it.
 
 The model has the configuration's architecture (default: experiments/best.yaml) with
 untrained weights, logged to a store of the bench's own: its cost does not depend on what
-the weights hold, and no sweep needs to have run.
+the weights hold, and no sweep needs to have run. `--members 1 3` measures a single tagger
+and then an ensemble of three (what `sweep.register: ensemble` ships) in the same run, and
+says what the ensemble costs against one, in process and served.
 """
 
 from __future__ import annotations
@@ -21,19 +23,21 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import aiohttp
 import mlflow
 
+from pipelines.bench.serve_table import Cell, format_table
 from pipelines.bench.text import BEST_EXPERIMENT, untrained_tagger
 from pipelines.cli import command_parser
 from pipelines.console import library_output_to
 from pipelines.experiment import add_config_arguments, config_from_args
 from pipelines.servers.local import ModelServer
 from postag import dataset as datasets
-from postag.checkpoint import save_checkpoint
+from postag.checkpoint import LoadedTagger, save_checkpoint
+from postag.ensemble import ensemble_of, members_of
 from postag.inference import tag_sentences
 from postag.readers import read_conllu
 from postag.registry import log_tagger
@@ -49,28 +53,24 @@ REQUEST_TIMEOUT_SECONDS = 60
 CEILING_ROUNDS = 3
 
 
-@dataclass(frozen=True)
-class Cell:
-    workers: int
-    sentences_per_request: int
-    clients: int
-    requests: int
-    errors: int
-    seconds: float
-    requests_per_second: float
-    sentences_per_second: float
-    tokens_per_second: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
+def bench_taggers(config, members: int) -> LoadedTagger:
+    """Untrained taggers of the configuration's shape: one, or an ensemble of `members`
+    (each drawn from its own seed)."""
+    taggers = [
+        untrained_tagger(replace(config, train=replace(config.train, seed=config.train.seed + i)))
+        for i in range(members)
+    ]
+    return taggers[0] if members == 1 else ensemble_of(taggers)
 
 
-def log_bench_model(config, folder: Path) -> tuple[str, str]:
-    """An untrained tagger of the configuration's shape, logged to a sqlite store in
-    `folder`; the store's URI and the model's."""
-    tagger = untrained_tagger(config)
+def log_bench_model(config, tagger: LoadedTagger, folder: Path) -> tuple[str, str]:
+    """`tagger` (one, or an ensemble's members) logged to a sqlite store in `folder`; the
+    store's URI and the model's."""
     prepared = datasets.load(config.data)
-    checkpoint = save_checkpoint(folder / "bench.pt", tagger.model.state_dict(), config, prepared)
+    checkpoints = [
+        save_checkpoint(folder / f"bench-{i}.pt", member.model.state_dict(), config, prepared)
+        for i, member in enumerate(members_of(tagger), 1)
+    ]
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     # No mlflow.set_experiment: it would leave the experiment active in this process, for
     # a caller's next run in another store to be filed under.
@@ -78,7 +78,7 @@ def log_bench_model(config, folder: Path) -> tuple[str, str]:
     mlflow.set_tracking_uri(uri)
     try:
         with mlflow.start_run(experiment_id=experiment_id, run_name="bench-serve"):
-            info = log_tagger(checkpoint)
+            info = log_tagger(checkpoints if len(checkpoints) > 1 else checkpoints[0])
     finally:
         mlflow.set_tracking_uri(None)
     return uri, info.model_uri
@@ -193,27 +193,32 @@ def measure_server(
     return cells
 
 
-def format_table(cells: list[Cell], ceilings: dict[int, float]) -> str:
-    lines = [
-        "| workers | sentences a request | clients | requests/s | sentences/s | tokens/s "
-        "| p50 ms | p95 ms | p99 ms | errors | of the in-process ceiling |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for c in cells:
-        share = c.sentences_per_second / ceilings[c.sentences_per_request]
-        lines.append(
-            f"| {c.workers} | {c.sentences_per_request} | {c.clients} | "
-            f"{c.requests_per_second:,.1f} | {c.sentences_per_second:,.0f} | "
-            f"{c.tokens_per_second:,.0f} | {c.p50_ms:.0f} | {c.p95_ms:.0f} | {c.p99_ms:.0f} "
-            f"| {c.errors} | {100 * share:.0f}% |"
-        )
-    lines.append("")
-    lines += [
-        f"in process, {size} sentence{'s' if size > 1 else ''} at a time: "
-        f"{rate:,.0f} sentences/s (the ceiling)"
-        for size, rate in ceilings.items()
-    ]
-    return "\n".join(lines)
+def measure_models(
+    taggers: dict[int, LoadedTagger], config, args, sentences: list[list[str]], log: Path
+) -> list[Cell]:
+    """Every cell for each model in turn (by its members), each served from a store of its
+    own."""
+    cells = []
+    with tempfile.TemporaryDirectory(prefix="postag-bench-serve-") as folder:
+        for members, tagger in taggers.items():
+            store = Path(folder) / f"members-{members}"
+            store.mkdir()
+            tracking_uri, model_uri = log_bench_model(config, tagger, store)
+            cells += [
+                replace(cell, members=members)
+                for workers in args.workers
+                for cell in measure_server(
+                    model_uri,
+                    tracking_uri,
+                    workers,
+                    args.port,
+                    log,
+                    args.clients,
+                    sentences,
+                    (args.requests, args.seconds),
+                )
+            ]
+    return cells
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,28 +230,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENTS))
     parser.add_argument("--requests", type=int, default=REQUESTS_PER_CELL, help="a cell's most")
     parser.add_argument("--seconds", type=float, default=SECONDS_PER_CELL, help="a cell's most")
+    parser.add_argument(
+        "--members",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="taggers in the model, each count measured in turn: 1, or an ensemble's (1 3)",
+    )
     args = parser.parse_args(argv)
-    bound = (args.requests, args.seconds)
+    if min(args.members) < 1:
+        parser.error("--members: a model holds one tagger at least")
     config = config_from_args(args)
     test = datasets.split_file(config.data, "test")
     sentences = [list(s.words) for s in read_conllu(test, config.data.tag_column)]
-    tagger = untrained_tagger(config)
-    ceilings = {size: in_process_ceiling(tagger, sentences, size) for size in SENTENCES_PER_REQUEST}
+    taggers = {members: bench_taggers(config, members) for members in args.members}
+    ceilings = {
+        members: {
+            size: in_process_ceiling(tagger, sentences, size) for size in SENTENCES_PER_REQUEST
+        }
+        for members, tagger in taggers.items()
+    }
     log = args.output.with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"bench-serve: the servers' and MLflow's messages go to {log}", flush=True)
-    with (
-        tempfile.TemporaryDirectory(prefix="postag-bench-serve-") as folder,
-        library_output_to(log, verbose=False),
-    ):
-        tracking_uri, model_uri = log_bench_model(config, Path(folder))
-        cells = [
-            cell
-            for workers in args.workers
-            for cell in measure_server(
-                model_uri, tracking_uri, workers, args.port, log, args.clients, sentences, bound
-            )
-        ]
+    with library_output_to(log, verbose=False):
+        cells = measure_models(taggers, config, args, sentences, log)
     table = format_table(cells, ceilings)
     print(table, flush=True)
     args.output.write_text(

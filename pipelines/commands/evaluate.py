@@ -26,7 +26,14 @@ from mlflow.entities.model_registry import ModelVersion
 
 from pipelines.cli import command_parser, not_found_message
 from pipelines.commands.evaluate_raw import RAW_REPORTS, evaluate_raw_text, raw_text_report
-from pipelines.evaluation import default_data, evaluate_model, markdown_table, per_tag_rows
+from pipelines.evaluation import (
+    Evaluated,
+    default_data,
+    evaluate_model,
+    markdown_table,
+    per_tag_rows,
+)
+from pipelines.runs import MEMBER_TAGGING_TIME, MEMBERS_TAG
 from pipelines.tracking import tracking_uri
 from postag.cost import TIMED_PASSES
 from postag.evaluation import EvaluationReport
@@ -68,6 +75,28 @@ def terminal_report(
     return "\n".join(lines)
 
 
+def cost_lines(done: Evaluated) -> list[str]:
+    """An ensemble's members, and the tagging time: measured here where asked, else an
+    ensemble's as its sweep measured it beside one member's (its version's tags)."""
+    lines = []
+    tags = done.version.tags if done.version is not None else {}
+    if done.members > 1:
+        runs = tags.get(MEMBERS_TAG)
+        lines.append(
+            f"ensemble            {done.members} taggers, the mean of their tag probabilities"
+            + (f" (runs {runs.replace(',', ', ')})" if runs else "")
+        )
+    timed, member = done.tagging_ms_per_sentence, done.member_tagging_ms_per_sentence
+    how = f"one CPU thread, the median of {TIMED_PASSES} passes"
+    if timed is None and done.members > 1 and MEMBER_TAGGING_TIME in tags:
+        timed, member = float(tags[TAGGING_TIME]), float(tags[MEMBER_TAGGING_TIME])
+        how = f"as its sweep measured it on the validation data, {how}; TIMING=1 measures here"
+    if timed is not None:
+        against = f", one member {member:.3f} ({timed / member:.1f}x)" if member else ""
+        lines.append(f"tagging time        {timed:.3f} ms per sentence{against} ({how})")
+    return lines
+
+
 def run(args: argparse.Namespace) -> dict:
     mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
     data = Path(args.data) if args.data else None
@@ -83,16 +112,15 @@ def run(args: argparse.Namespace) -> dict:
             args.model, data, args.format, args.tag_column, args.reports, args.timing
         )
         print(terminal_report(args.model, done.version, done.data, done.report))
-        if done.tagging_ms_per_sentence is not None:
-            print(
-                f"  tagging time        {done.tagging_ms_per_sentence:.3f} ms per sentence "
-                f"(one CPU thread, the median of {TIMED_PASSES} passes)"
-            )
+        for line in cost_lines(done):
+            print(f"  {line}")
         print()
         print(markdown_table(per_tag_rows(done.report)))
         result = {**done.report.headline(), "data": str(done.data), "mlflow_run_id": done.run_id}
         if done.tagging_ms_per_sentence is not None:
             result[TAGGING_TIME] = done.tagging_ms_per_sentence
+        if done.member_tagging_ms_per_sentence is not None:
+            result[MEMBER_TAGGING_TIME] = done.member_tagging_ms_per_sentence
         reports = args.reports
     result["model"] = args.model
     if args.json:

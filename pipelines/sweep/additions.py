@@ -1,8 +1,9 @@
 """Whether an experiment file changed only by adding trials to its sweep: more samples
 (`sweep.num_samples`), or, for a grid, more values on an axis. Such a change extends the
 sweep, finished or interrupted: the same command trains just the new trials under the same
-parent run. Any other change to an interrupted sweep is refused; to a finished one, it
-starts a sweep anew."""
+parent run. A change to what it registers alone (`sweep.register`) concludes it again, with
+its trials as they stand. Any other change to an interrupted sweep is refused; to a
+finished one, it starts a sweep anew."""
 
 from __future__ import annotations
 
@@ -32,6 +33,23 @@ def added_trials(before: dict, after: dict) -> str | None:
                 added.append(f"sweep.space.{key} + {json.dumps(more)}")
                 new_sweep["space"][key] = values
     return ", ".join(added) if added and new == old else None
+
+
+# The settings of how a sweep concludes, not of what it trains; and their defaults.
+CONCLUSION_SETTINGS = {"register": "run"}
+
+
+def concluded_otherwise(before: dict, after: dict) -> str | None:
+    """What `after` changes in how the sweep concludes, in words, when that is all it
+    changes; None otherwise."""
+    old, new = copy.deepcopy(before), copy.deepcopy(after)
+    changed = []
+    for key, default in CONCLUSION_SETTINGS.items():
+        was = old.get("sweep", {}).pop(key, default)
+        now = new.get("sweep", {}).pop(key, default)
+        if was != now:
+            changed.append(f"sweep.{key} {was} -> {now}")
+    return ", ".join(changed) if changed and new == old else None
 
 
 def grows(before, after) -> bool:

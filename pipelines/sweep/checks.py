@@ -62,3 +62,19 @@ def check_warm_start(sweep: SweepSettings) -> None:
             f"sweep.warm_start: a search over {SEED_KEY} ranks each configuration by its mean "
             "over the seeds it trains itself; it cannot take earlier trials as its own"
         )
+
+
+def check_ensemble(sweep: SweepSettings) -> None:
+    """An ensemble is made of the winning configuration's seeds: a sweep needs some."""
+    if not sweep.ensembles:
+        return
+    if sweep.confirm is None and not sweep.searches_seeds():
+        raise ConfigError(
+            "sweep.register: 'ensemble' averages the seeds of the winning configuration, and "
+            f"this sweep trains none: add sweep.confirm, or search {SEED_KEY}"
+        )
+    if sweep.pareto:
+        raise ConfigError(
+            "sweep.register: 'ensemble' is for one objective; a Pareto search registers "
+            "each member of its front"
+        )

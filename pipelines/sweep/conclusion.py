@@ -13,6 +13,7 @@ from pipelines.console import say
 from pipelines.evaluation import Evaluated, evaluate_model
 from pipelines.runs import REUSED_SWEEP_TAG, TRIAL_ROLE, TrialRun, best_first
 from pipelines.sweep.confirmation import Confirmed, confirmation_markdown
+from pipelines.sweep.ensemble import Ensemble, ensemble_of_seeds
 from pipelines.sweep.importance import (
     Importance,
     importance_figures,
@@ -27,6 +28,7 @@ from pipelines.sweep.settings import SweepSettings
 from pipelines.sweep.state import SweepFailed, SweepState
 from pipelines.tracking import compare_runs_url
 from postag import dataset as datasets
+from postag.dataset import PreparedDataset
 from postag.registry import REGISTERED_MODEL
 
 
@@ -42,15 +44,24 @@ class Outcome:
     why: str  # why importance was not measured, when it was not
     confirmation: list[Confirmed] | None
     front: list[Member]
+    # The winner's seeds as one model, where the sweep registers one (sweep.register).
+    ensemble: Ensemble | None = None
 
 
-def conclude(life: SweepLife, confirmation: list[Confirmed] | None, force_best: bool) -> dict:
-    """Register the winner, test it, say what mattered, and close the parent run."""
+def conclude(
+    life: SweepLife,
+    confirmation: list[Confirmed] | None,
+    force_best: bool,
+    data: PreparedDataset,
+) -> dict:
+    """Register the winner (or its seeds as one model), test it, say what mattered, and
+    close the parent run; `data` is what the trials trained and validated on."""
     job = life.job
     runs = life.trial_runs()
-    life.now("while registering its winner")
     try:
-        registered = register(job, runs, confirmation, force_best)
+        ensemble = seeds_as_one(life, confirmation, data)
+        life.now("while registering its winner")
+        registered = register(job, runs, confirmation, force_best, ensemble)
     except SweepFailed:
         life.gave_up()
         raise
@@ -64,7 +75,7 @@ def conclude(life: SweepLife, confirmation: list[Confirmed] | None, force_best: 
     if job.sweep.pareto:
         life.now("while registering its Pareto front")
         front = settle_front(runs, job.sweep, registered)
-    outcome = Outcome(runs, registered, tested, importance, why, confirmation, front)
+    outcome = Outcome(runs, registered, tested, importance, why, confirmation, front, ensemble)
     life.now("while writing its trial table")
     finish_record(life, outcome)
     say_end(job, life.state, outcome)
@@ -76,6 +87,18 @@ def conclude(life: SweepLife, confirmation: list[Confirmed] | None, force_best: 
         "front": front,
         "interrupted": False,
     }
+
+
+def seeds_as_one(
+    life: SweepLife, confirmation: list[Confirmed] | None, data: PreparedDataset
+) -> Ensemble | None:
+    """The ensemble of the winning configuration's seeds, where the sweep asks for one and
+    two of them at least finished with a model (else its best run is registered, and the
+    conclusion says why)."""
+    if not life.job.sweep.ensembles or not confirmation or len(confirmation[0].runs) < 2:
+        return None
+    life.now("while making its seeds one model")
+    return ensemble_of_seeds(life, confirmation[0].runs, data)
 
 
 def evaluate_version(job: SweepJob, registered: Registered) -> Evaluated | None:
@@ -94,6 +117,8 @@ def finish_record(life: SweepLife, outcome: Outcome) -> None:
     parts = [trial_table(runs, sweep), importance_markdown(outcome.importance, outcome.why)]
     metrics = {sweep.primary.best_metric: outcome.registered.winner.score}
     metrics.update(outcome.importance.metrics() if outcome.importance else {})
+    if outcome.ensemble is not None:
+        parts.insert(1, f"## Ensemble\n\n{outcome.ensemble.line(sweep.primary)}")
     if confirmation:
         parts.insert(1, confirmation_markdown(confirmation))
         metrics.update(confirmed_val_mean=confirmation[0].mean, confirmed_val_sd=confirmation[0].sd)
@@ -120,6 +145,10 @@ def say_end(job: SweepJob, state: SweepState, outcome: Outcome) -> None:
     searched = [run for run in outcome.runs if run.role == TRIAL_ROLE]
     scored = best_first([run for run in searched if run.score is not None], job.sweep.primary)
     run_ids = [run.run_id for run in scored + [run for run in searched if run.score is None]]
+    what = ""
+    if outcome.ensemble is not None:
+        run_ids.insert(0, outcome.ensemble.run.run_id)  # beside its members
+        what = f" (its {len(outcome.ensemble.members)} seeds as one model)"
     front = ""
     if outcome.front:
         front = (
@@ -129,19 +158,27 @@ def say_end(job: SweepJob, state: SweepState, outcome: Outcome) -> None:
         )
     say(
         f"\n{trial_table(outcome.runs, job.sweep)}\n\n{front}"
-        f"sweep '{job.sweep.name}' done: registered version {registered.version} as "
+        f"sweep '{job.sweep.name}' done: registered version {registered.version}{what} as "
         f"{registered.uri}; {registered.reason}\n"
-        + "".join(f"  {line}\n" for line in findings(outcome))
+        + "".join(f"  {line}\n" for line in findings(outcome, job.sweep))
         + f"  compare its runs: {compare_runs_url(uri, state.experiment_id, run_ids)}\n"
         f"  then: make evaluate BEST, or make serve to tag over HTTP"
     )
 
 
-def findings(outcome: Outcome) -> list[str]:
-    """What the seeds confirmed, the winner's test accuracy and what mattered, a line each."""
+def findings(outcome: Outcome, sweep: SweepSettings) -> list[str]:
+    """What the seeds confirmed, their ensemble, the winner's test accuracy and what
+    mattered, a line each."""
     lines = []
     for rank, item in enumerate(outcome.confirmation or []):
         lines.append(f"{'confirmed' if rank == 0 else '         '} {item.line()}")
+    if outcome.ensemble is not None:
+        lines.append(outcome.ensemble.line(sweep.primary))
+    elif sweep.ensembles and outcome.confirmation is not None:
+        lines.append(
+            "ensemble: not made, as fewer than 2 seeds of the winning configuration finished "
+            "with a model; its best run is registered instead"
+        )
     tested = outcome.tested
     if tested is not None:
         lines.append(

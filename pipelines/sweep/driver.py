@@ -133,7 +133,7 @@ def run_stages(life: SweepLife, runner: StageRunner, force_best: bool) -> dict:
     elif job.sweep.searches_seeds():
         trials = stage_trials(life.state.tune_dir)
         confirmation = seeds_of_the_search(life.trial_runs(), trials, job.sweep.primary)
-    return conclude(life, confirmation, force_best)
+    return conclude(life, confirmation, force_best, runner.prepared)
 
 
 def next_phase(job: SweepJob) -> str:

@@ -16,6 +16,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from pipelines.provenance import code_tags
 from pipelines.runs import (
+    ENSEMBLE_ROLE,
     ERROR_TAG,
     ERROR_TAG_CHARS,
     FINISHED,
@@ -63,7 +64,13 @@ class ParentRun:
 
     def trial_runs(self, objective: Objective) -> list[TrialRun]:
         """The sweep's trial and baseline runs, read once each, scored on `objective`."""
-        return read_trial_runs(child_runs(self.experiment_id, self.parent_run_id), objective)
+        runs = read_trial_runs(child_runs(self.experiment_id, self.parent_run_id), objective)
+        return [run for run in runs if run.role != ENSEMBLE_ROLE]
+
+    def ensemble_runs(self, objective: Objective) -> list[TrialRun]:
+        """The ensembles the sweep made of its seeds (pipelines/sweep/ensemble.py)."""
+        runs = read_trial_runs(child_runs(self.experiment_id, self.parent_run_id), objective)
+        return [run for run in runs if run.role == ENSEMBLE_ROLE]
 
     def log_data(self, inputs: Iterable[DataInput]) -> None:
         """The data every trial of the sweep trains and validates on."""

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 
-from pipelines.runs import PARETO_RANK_TAG, TrialRun, best_of, candidates, score
+from pipelines.runs import (
+    MEMBER_TAGGING_TIME,
+    MEMBERS_TAG,
+    PARETO_RANK_TAG,
+    TrialRun,
+    best_of,
+    candidates,
+    score,
+)
 from pipelines.sweep.champion import (
     FORCED_TAG,
     VALIDATION_DIGEST_TAG,
@@ -30,11 +38,12 @@ from pipelines.sweep.champion import (
 from pipelines.sweep.job import SweepJob
 from pipelines.sweep.settings import SweepSettings
 from pipelines.sweep.state import SweepFailed, nothing_to_register
-from postag.objective import Objective
+from postag.objective import TAGGING_TIME, Objective
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, set_alias
 
 if TYPE_CHECKING:
     from pipelines.sweep.confirmation import Confirmed
+    from pipelines.sweep.ensemble import Ensemble
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,30 @@ def register_confirmed(
     return register_run(winner, description, tags, mean, sweep, force)
 
 
+def register_ensemble(
+    ensemble: Ensemble, best: Confirmed, sweep: SweepSettings, source: str, force: bool
+) -> Registered:
+    """Register the ensemble of the best configuration's seeds (`best`'s runs), scored by
+    its own figure on the validation data: what the champion rule compares."""
+    objective = sweep.primary
+    description = (
+        f"The seeds of the best mean of sweep '{sweep.name}' ({source}) as one model, the mean "
+        f"of their tag probabilities: {objective.phrase} {objective.shown(score(ensemble.run))}"
+        f"; its {len(ensemble.members)} members {objective.shown(best.mean)} ± "
+        f"{objective.spread(best.sd)} (runs {ensemble.member_ids.replace(',', ', ')}). Tagging "
+        f"{ensemble.cost()}."
+    )
+    tags = {
+        "members": str(len(ensemble.members)),
+        "seeds": ensemble.seeds,
+        MEMBERS_TAG: ensemble.member_ids,
+        "val_mean": f"{best.mean:.6f}",
+        "val_sd": f"{best.sd:.6f}",
+        **{key: f"{ensemble.run.metrics[key]:.6g}" for key in (TAGGING_TIME, MEMBER_TAGGING_TIME)},
+    }
+    return register_run(ensemble.run, description, tags, score(ensemble.run), sweep, force)
+
+
 def run_summary(run: TrialRun, sweep: SweepSettings) -> str:
     objective = sweep.primary
     return (
@@ -234,16 +267,22 @@ def register_run(
 
 
 def register(
-    job: SweepJob, runs: list[TrialRun], confirmation: list[Confirmed] | None, force_best: bool
+    job: SweepJob,
+    runs: list[TrialRun],
+    confirmation: list[Confirmed] | None,
+    force_best: bool,
+    ensemble: Ensemble | None = None,
 ) -> Registered:
     """The search's best run, or with a confirmation stage (or a search over seeds) the best
-    of the configuration with the best mean over seeds."""
+    of the configuration with the best mean over seeds, or the `ensemble` of its seeds."""
     source = f"{job.config_path}"
     if confirmation is None:
         return register_winner(runs, job.sweep, source, force_best)
     if not confirmation:
         raise SweepFailed(nothing_to_register(runs, job.sweep))
     best = confirmation[0]
+    if ensemble is not None:
+        return register_ensemble(ensemble, best, job.sweep, source, force_best)
     return register_confirmed(
         best.best_run, best.runs, best.mean, best.sd, job.sweep, source, force_best
     )

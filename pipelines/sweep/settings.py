@@ -13,6 +13,7 @@ from pipelines.sweep.checks import (
     check_baseline_in_choices,
     check_baseline_stands_apart,
     check_confirmable,
+    check_ensemble,
     check_warm_start,
 )
 from pipelines.sweep.objectives import check_objectives
@@ -140,6 +141,10 @@ class SweepSettings:
     # Earlier sweeps (by name) whose finished trials this one takes as trained where they fit
     # (pipelines/sweep/reuse.py); `--from NAME` on the command line sets it.
     warm_start: tuple[str, ...] = ()
+    # What is registered where the winner is a configuration with seeds (a confirmation, or
+    # a search over train.seed): `run`, its best seed's model; `ensemble`, one model that
+    # averages all its seeds' tag probabilities (pipelines/sweep/ensemble.py).
+    register: Literal["run", "ensemble"] = "run"
 
     def __post_init__(self) -> None:
         require_at_least("sweep", self, 1, ("num_samples", "max_concurrent_trials"))
@@ -178,6 +183,11 @@ class SweepSettings:
     def is_baseline(self, point: dict) -> bool:
         values = plain_values(point)
         return all(values.get(k) == v for k, v in self.baseline_point().items())
+
+    @property
+    def ensembles(self) -> bool:
+        """Whether the winner's seeds are registered as one model."""
+        return self.register == "ensemble"
 
     def searches_seeds(self) -> bool:
         """train.seed is an axis of the search: each configuration is then ranked, and
@@ -224,6 +234,7 @@ def build_sweep(values: dict, run: RunConfig) -> SweepSettings:
     if sweep.confirm is not None:
         check_confirmable(sweep)
     check_warm_start(sweep)
+    check_ensemble(sweep)
     if sweep.search == "grid":
         ranges = [k for k, v in sweep.space.items() if isinstance(v, Range)]
         if ranges:

@@ -23,7 +23,7 @@ from pathlib import Path
 from ray import tune
 
 from pipelines.runs import FAILED, TrialRun
-from pipelines.sweep.additions import added_trials
+from pipelines.sweep.additions import added_trials, concluded_otherwise
 from pipelines.sweep.parent_run import ParentRun
 from pipelines.sweep.settings import SweepSettings
 from postag.config import ConfigError, to_dict
@@ -161,14 +161,16 @@ def open_sweep_state(
     path = SweepState.path(state_dir, sweep)
     digest = config_digest(config_values)
     previous = SweepState.read(path) if path.is_file() else None
-    if previous is not None and not fresh and (extension := extend(previous, config_values)):
-        state, added = extension
+    if (
+        previous is not None
+        and not fresh
+        and (changed := changed_in_place(previous, config_values))
+    ):
+        state, what = changed
         state = replace(state, config_digest=digest)
         state.save(path)
         print(
-            f"sweep '{sweep.name}': its file adds trials ({added}); only they train, under "
-            f"its parent run {state.parent_run_id}",
-            flush=True,
+            f"sweep '{sweep.name}': {what}, under its parent run {state.parent_run_id}", flush=True
         )
         return state, True
     if previous is not None and not previous.finished:
@@ -195,6 +197,32 @@ def open_sweep_state(
     )
     state.save(path)
     return state, False
+
+
+def changed_in_place(previous: SweepState, values: dict) -> tuple[SweepState, str] | None:
+    """The sweep `previous` as `values` change it without starting anew, and what they
+    change, in words: how it concludes (it concludes again), or trials added (only they
+    train); None for any other change."""
+    if again := conclude_again(previous, values):
+        state, changed = again
+        return state, f"its file changes only how it concludes ({changed}); its trials stand"
+    if extension := extend(previous, values):
+        state, added = extension
+        return state, f"its file adds trials ({added}); only they train"
+    return None
+
+
+def conclude_again(previous: SweepState, values: dict) -> tuple[SweepState, str] | None:
+    """The sweep `previous` back at its registration with `values`, and what they change,
+    when they change only how it concludes; an interrupted one resumes where it was."""
+    changed = concluded_otherwise(previous.searched[-1], values) if previous.searched else None
+    if changed is None:
+        return None
+    if not previous.finished and not tune.Tuner.can_restore(previous.tune_dir):
+        return None
+    searched = (*previous.searched[:-1], values)
+    phase = SweepPhase.REGISTERING if previous.finished else previous.phase
+    return replace(previous, searched=searched, phase=phase, halted=None), changed
 
 
 def extend(previous: SweepState, values: dict) -> tuple[SweepState, str] | None:

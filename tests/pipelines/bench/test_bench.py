@@ -210,17 +210,15 @@ def test_serve_bench_drives_the_real_server_and_counts_no_errors(ewt_slice, tmp_
     output = tmp_path / "bench_serve.json"
     data = [f"data.{split}={path}" for split, path in ewt_slice.items()]
     options = [*data, f"data.cache_dir={tmp_path}", "model.hidden_size=16", "model.char_dim=0"]
-    arguments = ["--output", str(output), "--port", str(free_port())]
+    arguments = ["--output", str(output), "--port", str(free_port()), "--members", "1", "2"]
     arguments += ["--workers", "1", "--clients", "1", "3", "--requests", "30", "--seconds", "10"]
     code = serve_bench([*arguments, *(f for o in options for f in ("--set", o))])
     assert code == 0, capsys.readouterr().out
     result = json.loads(output.read_text())
     cells = result["cells"]
-    assert [(c["sentences_per_request"], c["clients"]) for c in cells] == [
-        (1, 1),
-        (1, 3),
-        (32, 1),
-        (32, 3),
+    # One tagger, then an ensemble of two, each served and driven alike.
+    assert [(c["members"], c["sentences_per_request"], c["clients"]) for c in cells] == [
+        (members, size, clients) for members in (1, 2) for size in (1, 32) for clients in (1, 3)
     ]
     for cell in cells:
         # All 30 requests asked for were answered, well within the 10 s bound.
@@ -228,7 +226,11 @@ def test_serve_bench_drives_the_real_server_and_counts_no_errors(ewt_slice, tmp_
         sent = 30 * cell["sentences_per_request"]
         assert cell["sentences_per_second"] * cell["seconds"] == pytest.approx(sent)
         assert 0 < cell["p50_ms"] <= cell["p95_ms"] <= cell["p99_ms"]
-    assert set(result["ceilings"]) == {"1", "32"}
+    assert {members: set(sizes) for members, sizes in result["ceilings"].items()} == {
+        "1": {"1", "32"},
+        "2": {"1", "32"},
+    }
     printed = capsys.readouterr().out
-    assert "| workers | sentences a request | clients | requests/s |" in printed
-    assert "sentences/s (the ceiling)" in printed
+    assert "| members | workers | sentences a request | clients | requests/s |" in printed
+    assert "an ensemble of 2, in process, 32 sentences at a time:" in printed
+    assert "an ensemble of 2 against one tagger, sentences a second: in process " in printed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.sweep.additions import added_trials
+from pipelines.sweep.additions import added_trials, concluded_otherwise
 
 GRID = {
     "train": {"lr": 0.01},
@@ -43,3 +43,17 @@ def test_anything_else_is_not_an_addition():
         added_trials(confirmed, {**confirmed, "sweep": {**confirmed["sweep"], "num_samples": 2}})
         is None
     )
+
+
+def test_a_change_to_what_is_registered_alone_concludes_the_sweep_again():
+    ensemble = changed(register="ensemble")
+    assert concluded_otherwise(GRID, ensemble) == "sweep.register run -> ensemble"
+    assert concluded_otherwise(ensemble, changed(register="run")) == (
+        "sweep.register ensemble -> run"
+    )
+    assert concluded_otherwise(ensemble, GRID) == "sweep.register ensemble -> run"  # default
+    assert added_trials(GRID, ensemble) is None
+    # With any other change, or none, it is not a new conclusion.
+    assert concluded_otherwise(GRID, GRID) is None
+    assert concluded_otherwise(GRID, changed(register="ensemble", num_samples=2)) is None
+    assert concluded_otherwise(GRID, {**ensemble, "train": {"lr": 0.02}}) is None

@@ -80,6 +80,13 @@ def test_baseline_is_known_by_its_point_and_gets_its_extras():
             "sweep.baseline: its values on the searched axes \\(model.hidden_size=64, "
             "train.epochs=1\\) are also a point of sweep.space",
         ),
+        # An ensemble is made of the winner's seeds: a sweep that trains none has none.
+        (
+            {"register": "ensemble"},
+            "sweep.register: 'ensemble' averages the seeds of the winning configuration, and "
+            "this sweep trains none: add sweep.confirm, or search train.seed",
+        ),
+        ({"register": "mean"}, "'sweep.register' must be one of 'run', 'ensemble', got 'mean'"),
         ({"confirm": {"top_k": 2, "seeds": 1}}, "'sweep.confirm.seeds' must be at least 2, got 1"),
         ({"confirm": {"top_k": 0}}, "'sweep.confirm.top_k' must be at least 1, got 0"),
         ({"confirm": {"seed": 3}}, "unknown key 'sweep.confirm.seed'"),

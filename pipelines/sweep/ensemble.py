@@ -1,0 +1,156 @@
+"""The winning configuration's seeds as one model (`sweep.register: ensemble`).
+
+The ensemble is a run of its own under the sweep's parent run (role `ensemble`): it holds
+the model (the members' checkpoints, averaged by postag/ensemble.py), its figures on the
+validation data, measured by the function that validates a trial's epochs, and what it
+costs to tag beside one member, measured by the function a Pareto search's trial uses.
+It is registered as any candidate is (pipelines/sweep/promotion.py), and the champion rule
+reads its validation figure as it reads a trial's best epoch.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import torch
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from pipelines.provenance import code_tags
+from pipelines.runs import (
+    ENSEMBLE_ROLE,
+    MEMBER_TAGGING_TIME,
+    MEMBERS_TAG,
+    MLFLOW_RUN_NAME,
+    MODEL_URI_TAG,
+    ROLE_TAG,
+    TrialRun,
+    score,
+)
+from pipelines.sweep.life import SweepLife
+from postag.cost import num_parameters, tagging_ms_per_sentence
+from postag.dataset import PreparedDataset
+from postag.ensemble import TaggerEnsemble, load_ensemble
+from postag.objective import BEST_PREFIX, NUM_PARAMETERS, TAGGING_TIME, Objective
+from postag.registry import log_tagger, model_checkpoints
+from postag.train import validation_metrics
+
+# Params of the members' own that the ensemble does not share.
+MEMBER_ONLY_PARAMS = ("train.seed",)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """The ensemble's run as read back, and its members' runs."""
+
+    run: TrialRun
+    members: list[TrialRun]
+
+    @property
+    def seeds(self) -> str:
+        return ",".join(member.seed for member in self.members)
+
+    @property
+    def member_ids(self) -> str:
+        return ",".join(member.run_id for member in self.members)
+
+    @property
+    def slowdown(self) -> float:
+        """Its tagging time over one member's."""
+        return self.run.metrics[TAGGING_TIME] / self.run.metrics[MEMBER_TAGGING_TIME]
+
+    def cost(self) -> str:
+        ensemble, member = self.run.metrics[TAGGING_TIME], self.run.metrics[MEMBER_TAGGING_TIME]
+        return (
+            f"{ensemble:.3g} ms a sentence against one member's {member:.3g} "
+            f"({self.slowdown:.1f}x; one CPU thread, the validation data)"
+        )
+
+    def line(self, objective: Objective) -> str:
+        """The ensemble against its members, and its cost, in one line."""
+        members = [score(member) for member in self.members]
+        return (
+            f"ensemble of seeds {self.seeds}: {objective.label} "
+            f"{objective.shown(score(self.run))}, its members "
+            f"{objective.shown(statistics.fmean(members))} on average "
+            f"(best {objective.shown(objective.best(members))}); tagging {self.cost()}"
+        )
+
+
+def ensemble_of_seeds(life: SweepLife, members: list[TrialRun], data: PreparedDataset) -> Ensemble:
+    """The ensemble of `members`: the run that holds it already (the sweep concluded before,
+    or stopped once it was made), else a new one."""
+    held = held_ensembles(life, members)
+    if not held:
+        make_ensemble(life, members, data)
+        held = held_ensembles(life, members)
+    return Ensemble(held[-1], members)
+
+
+def held_ensembles(life: SweepLife, members: list[TrialRun]) -> list[TrialRun]:
+    """The sweep's finished ensembles of just these members, in their order."""
+    ids = ",".join(member.run_id for member in members)
+    return [
+        run
+        for run in life.parent.ensemble_runs(life.job.sweep.primary)
+        if run.tags.get(MEMBERS_TAG) == ids and run.is_candidate(ENSEMBLE_ROLE)
+    ]
+
+
+def make_ensemble(life: SweepLife, members: list[TrialRun], data: PreparedDataset) -> str:
+    """A new run under the parent holding the ensemble of `members`, its validation figures
+    and its costs; its id. Closed FAILED if anything in it fails."""
+    client = mlflow.MlflowClient()
+    seeds = "-".join(member.seed for member in members)
+    created = client.create_run(
+        life.state.experiment_id,
+        tags={
+            MLFLOW_RUN_NAME: f"ensemble-seeds-{seeds}",
+            MLFLOW_PARENT_RUN_ID: life.state.parent_run_id,
+            ROLE_TAG: ENSEMBLE_ROLE,
+            "sweep": life.job.sweep.name,
+            MEMBERS_TAG: ",".join(member.run_id for member in members),
+            **code_tags(),
+        },
+    )
+    with (
+        mlflow.start_run(run_id=created.info.run_id, nested=True),
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        checkpoints = [
+            model_checkpoints(member.model_uri, Path(folder) / member.run_id)[0]
+            for member in members
+        ]
+        tagger = load_ensemble(checkpoints)
+        mlflow.log_params(ensemble_params(members))
+        mlflow.log_metrics(measured(tagger.model, data, life.job.run.train.batch_size))
+        info = log_tagger(checkpoints, params={"members": str(len(members))})
+        mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    return created.info.run_id
+
+
+def ensemble_params(members: list[TrialRun]) -> dict[str, str]:
+    """The configuration the members share (the first's params less its seed), and who
+    they are."""
+    shared = {k: v for k, v in members[0].params.items() if k not in MEMBER_ONLY_PARAMS}
+    return {
+        **shared,
+        "ensemble.members": str(len(members)),
+        "ensemble.seeds": ",".join(member.seed for member in members),
+    }
+
+
+def measured(model: TaggerEnsemble, data: PreparedDataset, batch_size: int) -> dict[str, float]:
+    """Its figures on the validation data, under the names a trial's best epoch has them
+    (any objective reads its score), and its costs beside one member's."""
+    dev, cpu = data.splits["dev"], torch.device("cpu")
+    figures = validation_metrics(model.to(cpu), dev, batch_size, cpu)
+    return {
+        **{BEST_PREFIX + name: value for name, value in figures.items()},
+        TAGGING_TIME: tagging_ms_per_sentence(model, dev),
+        MEMBER_TAGGING_TIME: tagging_ms_per_sentence(model.members[0], dev),
+        NUM_PARAMETERS: float(num_parameters(model)),
+    }
