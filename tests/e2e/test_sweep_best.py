@@ -2,7 +2,8 @@
 model shrunk. Its seeds train side by side as trials of one sweep, and are registered as one
 model, the ensemble of the three; `make evaluate BEST`, `postag tag` and the model as MLflow
 serves it then all take that version. The same sweep, told to register its best seed
-instead, concludes again without training anything."""
+instead, concludes again without training anything. A confirmation stage's seeds make an
+ensemble the same way."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from pipelines.cli import main
 from postag.config import read_yaml
 from postag.ensemble import TaggerEnsemble
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, load_tagger
-from tests.helpers import SWEEP_LIMIT_SECONDS, most_at_once, trial_runs, write_experiment
+from tests.helpers import (
+    SWEEP_LIMIT_SECONDS,
+    TINY_SWEEP,
+    most_at_once,
+    trial_runs,
+    write_experiment,
+)
 
 BEST = Path(__file__).parents[2] / "experiments" / "best.yaml"
 
@@ -111,3 +118,32 @@ def test_best_yaml_trains_its_seeds_side_by_side_and_registers_them_as_one_model
     assert single.version != version.version
     best_seed = max(seeds.values(), key=lambda r: r.data.metrics["best_val_accuracy"])
     assert single.run_id == best_seed.info.run_id
+
+
+def test_a_confirmation_registers_the_winning_configurations_new_seeds_as_one_model(
+    ewt_slice, tmp_path, sweep_driver, sqlite_store
+):
+    values = {
+        **TINY_SWEEP,
+        "sweep": {
+            **TINY_SWEEP["sweep"],
+            "name": "confirm-ensemble",
+            "space": {"train.lr": [0.02, 0.005]},
+            "confirm": {"top_k": 1, "seeds": 2},
+            "register": "ensemble",
+        },
+    }
+    config = write_experiment(tmp_path, ewt_slice, values)
+    uri = sqlite_store(tmp_path)
+    driver = sweep_driver(config, tmp_path, {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"})
+    assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, (tmp_path / "driver.log").read_text()
+
+    client = mlflow.MlflowClient(uri)
+    version = client.get_model_version_by_alias(REGISTERED_MODEL, "sweep-confirm-ensemble")
+    ensemble = client.get_run(version.run_id)
+    assert ensemble.data.tags["role"] == "ensemble"
+    members = [client.get_run(run_id) for run_id in version.tags["member_run_ids"].split(",")]
+    # The members are the confirmation's two new seeds of the search's best configuration.
+    assert [run.data.tags["role"] for run in members] == ["confirmation", "confirmation"]
+    assert len({run.data.params["train.seed"] for run in members}) == 2
+    assert len({run.data.params["train.lr"] for run in members}) == 1
