@@ -38,7 +38,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail, not_found_message
 from pipelines.provenance import GIT_DIRTY_TAG, code_tags
-from pipelines.runs import REUSED_TAG
+from pipelines.runs import MEMBERS_TAG, REUSED_TAG
 from pipelines.tracking import CONTEXTS, tracking_uri, training_inputs
 from postag import dataset as datasets
 from postag.config import ConfigError, RunConfig, build, with_values
@@ -105,6 +105,12 @@ def run_to_replay(client: mlflow.MlflowClient, target: str) -> Run:
         run = client.get_run(run_id)
     except MlflowException:
         raise ReplayRefused(f"no run {run_id} in {mlflow.get_tracking_uri()}") from None
+    members = run.data.tags.get(MEMBERS_TAG)
+    if members:
+        raise ReplayRefused(
+            f"run {run_id} is an ensemble of runs {members.replace(',', ', ')}, which trained "
+            f"it; it trained nothing itself: replay a member (make reproduce RUN=<run id>)"
+        )
     origin = run.data.tags.get(REUSED_TAG)
     return client.get_run(origin) if origin else run
 

@@ -121,7 +121,7 @@ def test_best_yaml_trains_its_seeds_side_by_side_and_registers_them_as_one_model
 
 
 def test_a_confirmation_registers_the_winning_configurations_new_seeds_as_one_model(
-    ewt_slice, tmp_path, sweep_driver, sqlite_store
+    ewt_slice, tmp_path, sweep_driver, sqlite_store, monkeypatch, capsys
 ):
     values = {
         **TINY_SWEEP,
@@ -147,3 +147,7 @@ def test_a_confirmation_registers_the_winning_configurations_new_seeds_as_one_mo
     assert [run.data.tags["role"] for run in members] == ["confirmation", "confirmation"]
     assert len({run.data.params["train.seed"] for run in members}) == 2
     assert len({run.data.params["train.lr"] for run in members}) == 1
+    # It trained nothing itself: a replay names its members instead.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["reproduce", f"models:/{REGISTERED_MODEL}/{version.version}"]) == 2
+    assert f"is an ensemble of runs {members[0].info.run_id}, " in capsys.readouterr().err
