@@ -176,3 +176,31 @@ def test_any_other_change_to_an_interrupted_sweep_is_still_refused(
     opening = SweepLife.open(changed, ensure_experiment(), fresh=False)
     with pytest.raises(ConfigError, match="its configuration has changed since"), opening:
         pass
+
+
+def seeds_job(tmp_path, ewt_slice, register: str) -> SweepJob:
+    sweep = {
+        **TINY_SWEEP["sweep"],
+        "space": {"train.seed": [1, 2]},
+        "baseline": {**TINY_SWEEP["sweep"]["baseline"], "train.seed": 0},
+        "register": register,
+    }
+    return sweep_job(tmp_path, ewt_slice, {**TINY_SWEEP, "sweep": sweep})
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_sweep_whose_file_changes_only_what_it_registers_concludes_again_in_place(
+    tmp_path, ewt_slice, store, monkeypatch, finished
+):
+    """Finished, it goes back to its registration; interrupted, it resumes where it was. The
+    same parent run either way, nothing abandoned, the new file the one it goes on with."""
+    with SweepLife.open(seeds_job(tmp_path, ewt_slice, "run"), ensure_experiment(), False) as life:
+        life.enter(SweepPhase.REGISTERING)
+        life.gave_up() if finished else life.interrupted()
+        parent = life.state.parent_run_id
+    monkeypatch.setattr("ray.tune.Tuner.can_restore", lambda path: True)  # as if Tune saved it
+    ensemble = seeds_job(tmp_path, ewt_slice, "ensemble")
+    with SweepLife.open(ensemble, ensure_experiment(), fresh=False) as life:
+        assert life.resuming and life.state.parent_run_id == parent
+        assert life.phase == SweepPhase.REGISTERING and parent_status(life) == "RUNNING"
+        assert [values["sweep"].get("register") for values in life.state.searched] == ["ensemble"]
