@@ -1,7 +1,9 @@
 """Promotion of a sweep's winner, owned here from choice to alias.
 
 Which run wins: the search's best trial, or with a confirmation stage (or a search over
-seeds) the best seed of the configuration with the best mean. It is registered as a new
+seeds) the best seed of the configuration with the best mean, or with `sweep.register:
+ensemble` that configuration's seeds as one model (pipelines/sweep/ensemble.py), scored by
+its own validation figure. It is registered as a new
 version under the sweep's own alias (or the version it already has), and `best` follows it
 only by the champion rule (pipelines/sweep/champion.py): a gain on the same validation data.
 The library (postag/registry.py) knows the model format and the registered model's name;
