@@ -205,7 +205,8 @@ def changed_in_place(previous: SweepState, values: dict) -> tuple[SweepState, st
     train); None for any other change."""
     if again := conclude_again(previous, values):
         state, changed = again
-        return state, f"its file changes only how it concludes ({changed}); its trials stand"
+        then = "its trials stand" if previous.finished else "it resumes where it stopped"
+        return state, f"its file changes only how it concludes ({changed}); {then}"
     if extension := extend(previous, values):
         state, added = extension
         return state, f"its file adds trials ({added}); only they train"
