@@ -201,39 +201,21 @@ def open_sweep_state(
 
 def changed_in_place(previous: SweepState, values: dict) -> tuple[SweepState, str] | None:
     """The sweep `previous` as `values` change it without starting anew, and what they
-    change, in words: how it concludes (it concludes again), or trials added (only they
-    train); None for any other change."""
-    if again := conclude_again(previous, values):
-        state, changed = again
-        then = "its trials stand" if previous.finished else "it resumes where it stopped"
-        return state, f"its file changes only how it concludes ({changed}); {then}"
-    if extension := extend(previous, values):
-        state, added = extension
-        return state, f"its file adds trials ({added}); only they train"
-    return None
-
-
-def conclude_again(previous: SweepState, values: dict) -> tuple[SweepState, str] | None:
-    """The sweep `previous` back at its registration with `values`, and what they change,
-    when they change only how it concludes; an interrupted one resumes where it was."""
-    changed = concluded_otherwise(previous.searched[-1], values) if previous.searched else None
-    if changed is None:
-        return None
-    if not previous.finished and not tune.Tuner.can_restore(previous.tune_dir):
-        return None
-    searched = (*previous.searched[:-1], values)
-    phase = SweepPhase.REGISTERING if previous.finished else previous.phase
-    return replace(previous, searched=searched, phase=phase, halted=None), changed
-
-
-def extend(previous: SweepState, values: dict) -> tuple[SweepState, str] | None:
-    """The sweep `previous` extended by `values`, and what they add, when they only add
-    trials to its last values: finished, or interrupted with its Tune state intact."""
+    change, in words: how it concludes (a finished sweep goes back to its registration, an
+    interrupted one resumes where it was), or trials added (only they train). None for any
+    other change, or for an interrupted sweep whose Tune state cannot be restored."""
     if not previous.searched:
         return None
-    added = added_trials(previous.searched[-1], values)
-    if added is None:
+    last = previous.searched[-1]
+    changed, added = concluded_otherwise(last, values), added_trials(last, values)
+    if changed is None and added is None:
         return None
     if not previous.finished and not tune.Tuner.can_restore(previous.tune_dir):
         return None
-    return previous.extended(values), added
+    if changed is not None:
+        searched = (*previous.searched[:-1], values)
+        phase = SweepPhase.REGISTERING if previous.finished else previous.phase
+        then = "its trials stand" if previous.finished else "it resumes where it stopped"
+        state = replace(previous, searched=searched, phase=phase, halted=None)
+        return state, f"its file changes only how it concludes ({changed}); {then}"
+    return previous.extended(values), f"its file adds trials ({added}); only they train"
