@@ -78,7 +78,7 @@ def log_bench_model(config, tagger: LoadedTagger, folder: Path) -> tuple[str, st
     mlflow.set_tracking_uri(uri)
     try:
         with mlflow.start_run(experiment_id=experiment_id, run_name="bench-serve"):
-            info = log_tagger(checkpoints if len(checkpoints) > 1 else checkpoints[0])
+            info = log_tagger(checkpoints)
     finally:
         mlflow.set_tracking_uri(None)
     return uri, info.model_uri

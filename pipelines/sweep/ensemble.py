@@ -51,11 +51,11 @@ class Ensemble:
 
     @property
     def seeds(self) -> str:
-        return ",".join(member.seed for member in self.members)
+        return seeds_of(self.members)
 
     @property
     def member_ids(self) -> str:
-        return ",".join(member.run_id for member in self.members)
+        return run_ids(self.members)
 
     @property
     def slowdown(self) -> float:
@@ -83,36 +83,38 @@ class Ensemble:
 def ensemble_of_seeds(life: SweepLife, members: list[TrialRun], data: PreparedDataset) -> Ensemble:
     """The ensemble of `members`: the run that holds it already (the sweep concluded before,
     or stopped once it was made), else a new one."""
-    held = held_ensembles(life, members)
-    if not held:
-        make_ensemble(life, members, data)
-        held = held_ensembles(life, members)
-    return Ensemble(held[-1], members)
-
-
-def held_ensembles(life: SweepLife, members: list[TrialRun]) -> list[TrialRun]:
-    """The sweep's finished ensembles of just these members, in their order."""
-    ids = ",".join(member.run_id for member in members)
-    return [
+    objective = life.job.sweep.primary
+    held = [
         run
-        for run in life.parent.ensemble_runs(life.job.sweep.primary)
-        if run.tags.get(MEMBERS_TAG) == ids and run.is_candidate(ENSEMBLE_ROLE)
+        for run in life.parent.ensemble_runs(objective)
+        if run.tags.get(MEMBERS_TAG) == run_ids(members) and run.is_candidate(ENSEMBLE_ROLE)
     ]
+    if held:
+        return Ensemble(held[-1], members)
+    made = mlflow.MlflowClient().get_run(make_ensemble(life, members, data))
+    return Ensemble(TrialRun.of(made, objective), members)
+
+
+def run_ids(members: list[TrialRun]) -> str:
+    """The members' runs as the ensemble's run and version record them, in order."""
+    return ",".join(member.run_id for member in members)
+
+
+def seeds_of(members: list[TrialRun], separator: str = ",") -> str:
+    return separator.join(member.seed for member in members)
 
 
 def make_ensemble(life: SweepLife, members: list[TrialRun], data: PreparedDataset) -> str:
     """A new run under the parent holding the ensemble of `members`, its validation figures
     and its costs; its id. Closed FAILED if anything in it fails."""
-    client = mlflow.MlflowClient()
-    seeds = "-".join(member.seed for member in members)
-    created = client.create_run(
+    created = mlflow.MlflowClient().create_run(
         life.state.experiment_id,
         tags={
-            MLFLOW_RUN_NAME: f"ensemble-seeds-{seeds}",
+            MLFLOW_RUN_NAME: f"ensemble-seeds-{seeds_of(members, '-')}",
             MLFLOW_PARENT_RUN_ID: life.state.parent_run_id,
             ROLE_TAG: ENSEMBLE_ROLE,
             "sweep": life.job.sweep.name,
-            MEMBERS_TAG: ",".join(member.run_id for member in members),
+            MEMBERS_TAG: run_ids(members),
             **code_tags(),
         },
     )
@@ -139,7 +141,7 @@ def ensemble_params(members: list[TrialRun]) -> dict[str, str]:
     return {
         **shared,
         "ensemble.members": str(len(members)),
-        "ensemble.seeds": ",".join(member.seed for member in members),
+        "ensemble.seeds": seeds_of(members),
     }
 
 

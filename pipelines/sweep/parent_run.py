@@ -64,13 +64,14 @@ class ParentRun:
 
     def trial_runs(self, objective: Objective) -> list[TrialRun]:
         """The sweep's trial and baseline runs, read once each, scored on `objective`."""
-        runs = read_trial_runs(child_runs(self.experiment_id, self.parent_run_id), objective)
-        return [run for run in runs if run.role != ENSEMBLE_ROLE]
+        return [run for run in self._children(objective) if run.role != ENSEMBLE_ROLE]
 
     def ensemble_runs(self, objective: Objective) -> list[TrialRun]:
         """The ensembles the sweep made of its seeds (pipelines/sweep/ensemble.py)."""
-        runs = read_trial_runs(child_runs(self.experiment_id, self.parent_run_id), objective)
-        return [run for run in runs if run.role == ENSEMBLE_ROLE]
+        return [run for run in self._children(objective) if run.role == ENSEMBLE_ROLE]
+
+    def _children(self, objective: Objective) -> list[TrialRun]:
+        return read_trial_runs(child_runs(self.experiment_id, self.parent_run_id), objective)
 
     def log_data(self, inputs: Iterable[DataInput]) -> None:
         """The data every trial of the sweep trains and validates on."""
