@@ -24,7 +24,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from postag.batching import Batch, collate, sorted_order, training_order
 from postag.config import ConfigError, RunConfig, TrainConfig
-from postag.dataset import PAD_ID, UNK_ID, PreparedDataset, Split
+from postag.dataset import PAD_ID, UNK_ID, UNKNOWN_TAG_ID, PreparedDataset, Split
 from postag.metrics import Evaluation, evaluate_predictions
 from postag.model import Tagger
 from postag.objective import Objective
@@ -366,7 +366,12 @@ def predict(
         with precision(device, mixed_precision):
             scores = model.score(batch, device)
         targets = packed_targets(batch, device)
-        loss += F.cross_entropy(scores.data.float(), targets, ignore_index=PAD_ID, reduction="sum")
+        # A tag the training data never had (UNKNOWN_TAG_ID) has no score to take a loss
+        # from: such a token counts as wrong, and out of the loss.
+        known = targets != UNKNOWN_TAG_ID
+        loss += F.cross_entropy(
+            scores.data[known].float(), targets[known], ignore_index=PAD_ID, reduction="sum"
+        )
         predicted.append(scores.data.argmax(dim=-1).cpu())
         gold.append(targets.cpu())
         packed_words = pack_padded_sequence(
@@ -374,7 +379,8 @@ def predict(
         )
         words.append(packed_words.data)
     gold_tags = torch.cat(gold)
-    mean_loss = loss.item() / max(int((gold_tags != PAD_ID).sum()), 1)
+    scored = (gold_tags != PAD_ID) & (gold_tags != UNKNOWN_TAG_ID)
+    mean_loss = loss.item() / max(int(scored.sum()), 1)
     return Predictions(gold_tags, torch.cat(predicted), torch.cat(words), mean_loss)
 
 

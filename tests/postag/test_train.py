@@ -311,6 +311,29 @@ def test_two_sentences_are_learned_perfectly(tmp_path):
     assert fit(config, datasets.load(config.data)).best_score == 1.0
 
 
+def test_a_validation_tag_unseen_in_training_counts_as_wrong_and_out_of_the_loss(tmp_path):
+    train = tmp_path / "train.conllu"
+    train.write_text(
+        "1\tDogs\t_\t_\tNNS\t_\t_\t_\t_\t_\n2\tbark\t_\t_\tVBP\t_\t_\t_\t_\t_\n\n"
+        "1\tThe\t_\t_\tDT\t_\t_\t_\t_\t_\n2\tbark\t_\t_\tNN\t_\t_\t_\t_\t_\n"
+        "3\tfell\t_\t_\tVBD\t_\t_\t_\t_\t_\n"
+    )
+    # The same sentences, and the first again with a tag the training data never had.
+    dev = tmp_path / "dev.conllu"
+    dev.write_text(
+        train.read_text()
+        + "\n1\tDogs\t_\t_\tNNS\t_\t_\t_\t_\t_\n2\tbark\t_\t_\tZZ\t_\t_\t_\t_\t_\n"
+    )
+    config = RunConfig(
+        data=DataConfig(train=str(train), dev=str(dev), cache_dir=str(tmp_path / "cache")),
+        model=ModelConfig(embedding_dim=16, hidden_size=16, num_layers=1, ff_dims=(16,)),
+        train=TrainConfig(epochs=60, batch_size=2, lr=1e-2, device="cpu"),
+    )
+    result = fit(config, datasets.load(config.data))
+    assert result.best_score == pytest.approx(6 / 7)
+    assert all(math.isfinite(epoch.val_loss) for epoch in result.history)
+
+
 def test_checkpoint_reloads_and_tags_the_same(trained, tmp_path):
     config, prepared, result, _ = trained
     path = save_checkpoint(tmp_path / "best.pt", result.model.state_dict(), config, prepared)
