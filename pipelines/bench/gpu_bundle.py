@@ -26,6 +26,7 @@ import hashlib
 import json
 import re
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -186,14 +187,28 @@ def install(bundle: Path, project: Path) -> Path:
     the machine's own torch (a venv that sees its site-packages); then postag itself."""
     wheels = join_wheels(bundle)
     environment = project / ".venv"
-    venv.create(environment, system_site_packages=True, with_pip=True)
+    # No pip of its own: the installer's, seen through the .pth, installs into it.
+    venv.create(environment, system_site_packages=True)
     python = environment / "bin" / "python"
+    see_installers_packages(python)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps"]
     subprocess.run([*pip, "--no-index", *map(str, wheels)], check=True)
     subprocess.run([*pip, "--no-build-isolation", "-e", str(project)], check=True)
     # make's own install step is done: it would reach for the network.
     (environment / ".installed-stamp").touch()
     return environment
+
+
+def see_installers_packages(python: Path) -> None:
+    """Let the new environment import what the installing Python has (pip and setuptools
+    too), after its own packages. `system_site_packages` reaches only the base interpreter's:
+    where the installer is itself a virtual environment (the lent machine's python3 is
+    /opt/torch/.venv, whose torch is the one built for its GPU), its packages would be out of
+    sight."""
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    installer = "\n".join(site.getsitepackages())
+    (Path(purelib.stdout.strip()) / "installer-packages.pth").write_text(installer + "\n")
 
 
 def join_wheels(bundle: Path) -> list[Path]:

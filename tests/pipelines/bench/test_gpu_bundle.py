@@ -3,12 +3,17 @@ whole and checked once its pieces are joined there."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import shutil
+import subprocess
+import zipfile
 
 import pytest
 
 from pipelines.bench import gpu_bundle
-from pipelines.bench.gpu_bundle import join_wheels, pack, provided, wanted
+from pipelines.bench.gpu_bundle import install, join_wheels, pack, provided, wanted
 
 
 def test_postag_and_its_test_runner_travel_at_the_locks_versions_less_what_the_gpu_has(
@@ -74,3 +79,52 @@ def test_a_part_left_behind_or_damaged_is_said_before_anything_installs(bundled)
     last.rename(last.with_name("elsewhere"))
     with pytest.raises(SystemExit, match=f"{last.name} not here: carry each part first"):
         join_wheels(parts)
+
+
+def a_wheel(folder, name: str, source: str):
+    """A pure-Python wheel of one module, `name`, written as pip expects one."""
+    path = folder / f"{name}-1.0-py3-none-any.whl"
+    info = f"{name}-1.0.dist-info"
+    files = {
+        f"{name}.py": source,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [
+        f"{file},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).decode().rstrip('=')},{len(text.encode())}"
+        for file, text in files.items()
+    ]
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    with zipfile.ZipFile(path, "w") as archive:
+        for file, text in files.items():
+            archive.writestr(file, text)
+    return path
+
+
+def test_installed_there_it_imports_the_bundle_postag_and_the_installers_own_torch(tmp_path):
+    # The lent machine's python3 is itself a virtual environment holding torch, as this
+    # suite's .venv is: the environment made from it must still see that torch.
+    wheels = tmp_path / "download"
+    wheels.mkdir()
+    bundled = a_wheel(wheels, "bundled_module", "ORIGIN = 'bundle'\n")
+    ewt = tmp_path / "ewt"
+    ewt.mkdir()
+    (ewt / "dev.conllu").write_text("# sent_id = 1\n")
+    pack([bundled], ewt, tmp_path / "parts")
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(gpu_bundle.PROJECT / "pyproject.toml", project / "pyproject.toml")
+    for package in ("postag", "pipelines"):
+        shutil.copytree(
+            gpu_bundle.PROJECT / package,
+            project / package,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    environment = install(tmp_path / "parts", project)
+    code = "import bundled_module, torch, postag; print(bundled_module.ORIGIN, postag.__file__)"
+    seen = subprocess.run(
+        [environment / "bin" / "python", "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert seen.returncode == 0, seen.stderr
+    assert seen.stdout.split() == ["bundle", str(project / "postag" / "__init__.py")]
+    assert (environment / ".installed-stamp").is_file()
