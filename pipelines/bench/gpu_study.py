@@ -6,8 +6,10 @@ in place (pipelines/bench/gpu_bundle.py). In this order:
    40 x 256 baseline, packed as the file says) into a fresh MLflow store, timed by the
    sweep clock (`make bench`'s), the GPU sampled by nvidia-smi every second;
 3. `evaluate`: `make evaluate BEST` on that store;
-4. `compare`: a few trials of the study packed, then one at a time: the ratio;
-5. `table`: where the GPU's time went.
+4. `members`: where the version registered is an ensemble (`sweep.register: ensemble`), it
+   and each of its members on EWT test and dev;
+5. `compare`: a few trials of the study packed, then one at a time: the ratio;
+6. `table`: where the GPU's time went.
 
 Everything it writes is under one folder (`--out`, default runs/gpu-study), 8 files, the
 store packed as one: tests.log, study.log, evaluate.log, gpu.csv, trials.csv, table.md,
@@ -15,6 +17,7 @@ figures.json, mlruns.tar.gz. Tune's checkpoints stay beside it, outside it.
 
     make gpu-study                                   # on a lent GPU machine
     make gpu-study GPU_STUDY_ARGS="--steps study,evaluate,table"
+    make gpu-study GPU_STUDY_ARGS="--experiment experiments/best.yaml --steps study,members,table"
     .venv/bin/python -m pipelines.bench.gpu_study --set sweep.logical_gpus=true ...   # a dry run
 
 On a CPU with a logical GPU (`sweep.logical_gpus`, a Ray node that declares one) and the
@@ -41,8 +44,11 @@ from pipelines.bench.gpu_table import read_samples, study_table, timeline, trial
 from pipelines.bench.sweep import SweepTiming, time_sweep
 from pipelines.cli import command_parser
 from pipelines.experiment import SEED_EXPERIMENT, add_overrides_argument
+from pipelines.runs import MEMBERS_TAG, MODEL_URI_TAG
+from postag.dataset import split_file
+from postag.registry import best_model_uri, find_version
 
-STEPS = ("tests", "study", "evaluate", "compare", "table")
+STEPS = ("tests", "study", "evaluate", "members", "compare", "table")
 # Left out of the packed store: model weights and Tune's checkpoints.
 WEIGHTS_SUFFIXES = (".pt", ".pth")
 OUT = Path("runs/gpu-study")
@@ -87,21 +93,23 @@ def run_tests(out: Path) -> int:
         return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
-def run_study(out: Path, overrides: list[str]) -> SweepTiming:
-    """seed.yaml's sweep, packed as the file says, into out/mlruns; its timing."""
+def run_study(out: Path, experiment: Path, overrides: list[str]) -> SweepTiming:
+    """The experiment's sweep (seed.yaml's by default), packed as the file says, into
+    out/mlruns; its timing."""
     store = out / STORE
     store.mkdir(parents=True, exist_ok=True)
     log = out / "study.log"
-    timing = time_sweep(SEED_EXPERIMENT, overrides, "study", packed(overrides), log, store)
+    at_once = packed(experiment, overrides)
+    timing = time_sweep(experiment, overrides, "study", at_once, log, store)
     (out / "study.json").write_text(json.dumps(asdict(timing)))
     return timing
 
 
-def packed(overrides: list[str]) -> int:
+def packed(experiment: Path, overrides: list[str]) -> int:
     """The trials at once that the experiment file (with `overrides`) asks for."""
     from pipelines.sweep.job import load_sweep
 
-    return load_sweep(SEED_EXPERIMENT, overrides)[2].max_concurrent_trials
+    return load_sweep(experiment, overrides)[2].max_concurrent_trials
 
 
 def run_evaluation(out: Path) -> int:
@@ -115,11 +123,43 @@ def run_evaluation(out: Path) -> int:
         return evaluate(arguments)
 
 
+def evaluate_members(out: Path, experiment: Path, overrides: list[str]) -> dict:
+    """The registered version and, where it is an ensemble, each member, on the experiment's
+    test and dev files (EWT's by default): {model: {split: headline figures}} in
+    members.json; their consoles go to evaluate.log."""
+    from pipelines.commands.evaluate import main as evaluate
+    from pipelines.sweep.job import load_sweep
+
+    version = find_version(best_model_uri())
+    models = {"registered": best_model_uri()}
+    client = mlflow.MlflowClient()
+    seeds, run_ids = (version.tags.get(key, "").split(",") for key in ("seeds", MEMBERS_TAG))
+    for seed, run_id in zip(seeds, run_ids, strict=True):
+        if run_id:
+            models[f"seed{seed}"] = client.get_run(run_id).data.tags[MODEL_URI_TAG]
+    data = load_sweep(experiment, overrides)[1].data
+    figures: dict[str, dict[str, dict]] = {}
+    reports = out / STORE / "reports"
+    # Test first, and members.json written after each model: a call that ends early still
+    # brings back whatever is done.
+    with (out / "evaluate.log").open("a") as log, contextlib.redirect_stdout(log):
+        for split in ("test", "dev"):
+            for name, uri in models.items():
+                found = reports / f"{name}-{split}.json"
+                arguments = ["--model", uri, "--data", str(split_file(data, split))]
+                arguments += ["--json", str(found)]
+                if evaluate([*arguments, "--reports", str(reports / f"{name}-{split}")]) == 0:
+                    figures.setdefault(name, {})[split] = json.loads(found.read_text())
+                (out / "members.json").write_text(json.dumps(figures))
+    return figures
+
+
 def run_comparison(out: Path, overrides: list[str]) -> list[SweepTiming]:
     """A few of the study's trials packed, then one at a time, in throwaway stores."""
     settings = [*COMPARISON, *overrides]
     log = out / "study.log"
-    timings = [time_sweep(SEED_EXPERIMENT, settings, "packed", packed(settings), log)]
+    at_once = packed(SEED_EXPERIMENT, settings)
+    timings = [time_sweep(SEED_EXPERIMENT, settings, "packed", at_once, log)]
     timings.append(time_sweep(SEED_EXPERIMENT, settings, "one at a time", 1, log))
     (out / "compare.json").write_text(json.dumps([asdict(t) for t in timings]))
     return timings
@@ -159,6 +199,8 @@ def make_table(out: Path) -> str:
     table = study_table(out, rows, timeline(rows, samples), tested, device_name())
     (out / "table.md").write_text(table)
     figures = {"study": json.loads((out / "study.json").read_text()), "tested": tested}
+    if (out / "members.json").is_file():
+        figures["members"] = json.loads((out / "members.json").read_text())
     (out / "figures.json").write_text(json.dumps(figures, indent=1))
     return table
 
@@ -167,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = command_parser("postag gpu-study", __doc__)
     add_overrides_argument(parser, "override a field of the study (and of the comparison)")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--experiment", type=Path, default=SEED_EXPERIMENT, help="the sweep studied"
+    )
     parser.add_argument("--steps", default=",".join(STEPS), help=f"of {','.join(STEPS)}")
     args = parser.parse_args(argv)
     steps = args.steps.split(",")
@@ -180,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu-study: gpu tests: exit {run_tests(out)} (tests.log)", flush=True)
     with gpu_samples(out / "gpu.csv"):
         if "study" in steps:
-            timing = run_study(out, args.overrides)
+            timing = run_study(out, args.experiment, args.overrides)
             print(
                 f"gpu-study: the study, {timing.wall_seconds / 60:.1f} min (study.log)", flush=True
             )
@@ -189,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"gpu-study: make evaluate BEST: exit {run_evaluation(out)} (evaluate.log)",
                 flush=True,
             )
+        if "members" in steps:
+            figures = evaluate_members(out, args.experiment, args.overrides)
+            print(f"gpu-study: {len(figures)} models on test and dev (evaluate.log)", flush=True)
         if "compare" in steps:
             timings = run_comparison(out, args.overrides)
             ratio = timings[1].wall_seconds / timings[0].wall_seconds
@@ -196,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if "table" in steps:
         print(make_table(out), flush=True)
         pack_store(out)
-        for name in ("study.json", "compare.json"):
+        for name in ("study.json", "compare.json", "members.json"):
             (out / name).unlink(missing_ok=True)
     print(f"gpu-study: {(time.monotonic() - started) / 60:.1f} min in all; everything in {out}")
     return 0

@@ -8,6 +8,7 @@ gpu tests' collection), a fifth of the suite's bound. Run it before a GPU sessio
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -87,3 +88,49 @@ def test_the_gpu_study_runs_end_to_end_on_a_logical_gpu(logical_gpu, ewt_slice, 
     assert {"mlruns/mlflow.db", "mlruns/evaluation.json"} <= set(names)
     # Not the weights, nor Tune's checkpoints: they do not fit what comes back.
     assert not [name for name in names if name.endswith(".pt") or "/tune" in name]
+
+
+# best.yaml's study as a lent machine would run it for the ensemble's figures, cut: two seeds
+# of one epoch, two batches each.
+ENSEMBLE_CUT = [
+    "sweep.logical_gpus=true",
+    "sweep.space.train.seed=[1, 2]",
+    "model.hidden_size=16",
+    "train.epochs=1",
+    "train.max_batches_per_epoch=2",
+    "sweep.baseline.model.hidden_size=16",
+    "sweep.baseline.train.epochs=1",
+    "sweep.baseline.train.max_batches_per_epoch=2",
+]
+
+
+@pytest.mark.slow
+def test_an_ensembles_study_gives_it_and_each_seed_on_test_and_dev(
+    logical_gpu, ewt_slice, tmp_path
+):
+    data = [f"data.{split}={ewt_slice[split]}" for split in ("train", "dev", "test")]
+    cache = f"data.cache_dir={tmp_path / 'cache'}"
+    overrides = [arg for value in [*ENSEMBLE_CUT, *data, cache] for arg in ("--set", value)]
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pipelines.bench.gpu_study", "--out", str(out)]
+    command += ["--experiment", "experiments/best.yaml", "--steps", "study,members,table"]
+    env = {**os.environ, "RAY_ADDRESS": logical_gpu}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [*command, *overrides], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "gpu-study: 3 models on test and dev (evaluate.log)" in done.stdout
+    assert {path.name for path in out.iterdir()} == FILES - {"tests.log"}
+    members = json.loads((out / "figures.json").read_text())["members"]
+    assert sorted(members) == ["registered", "seed1", "seed2"]
+    test_tokens = sum(
+        len(line.split("\t")) == 10 and line.split("\t")[0].isdigit()
+        for line in ewt_slice["test"].read_text().splitlines()
+    )
+    for splits in members.values():
+        assert sorted(splits) == ["dev", "test"]
+        assert splits["test"]["num_tokens"] == test_tokens
+        assert 0 < splits["test"]["token_accuracy"] <= 1
+    # The registered version is the ensemble of the two seeds, as its evaluation says.
+    assert "ensemble            2 taggers" in (out / "evaluate.log").read_text()
