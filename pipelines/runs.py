@@ -41,6 +41,8 @@ ENSEMBLE_ROLE = "ensemble"
 # member beside its own (postag/objective.py's tagging_ms_per_sentence), measured alike.
 MEMBERS_TAG = "member_run_ids"
 MEMBER_TAGGING_TIME = "member_tagging_ms_per_sentence"
+# A version registered for its configuration's seeds: their runs, in the order of its `seeds`.
+SEED_RUNS_TAG = "seed_run_ids"
 
 # Tags of a trial run.
 TRIAL_TAG = "ray_trial_id"

@@ -44,7 +44,7 @@ from pipelines.bench.gpu_table import read_samples, study_table, timeline, trial
 from pipelines.bench.sweep import SweepTiming, time_sweep
 from pipelines.cli import command_parser
 from pipelines.experiment import SEED_EXPERIMENT, add_overrides_argument
-from pipelines.runs import MEMBERS_TAG, MODEL_URI_TAG
+from pipelines.runs import MEMBERS_TAG, MODEL_URI_TAG, SEED_RUNS_TAG
 from postag.dataset import split_file
 from postag.registry import best_model_uri, find_version
 
@@ -133,8 +133,11 @@ def evaluate_members(out: Path, experiment: Path, overrides: list[str]) -> dict:
     version = find_version(best_model_uri())
     models = {"registered": best_model_uri()}
     client = mlflow.MlflowClient()
-    seeds, run_ids = (version.tags.get(key, "").split(",") for key in ("seeds", MEMBERS_TAG))
-    for seed, run_id in zip(seeds, run_ids, strict=True):
+    # An ensemble's members, or the seeds of a configuration registered by its best seed.
+    members = version.tags.get(MEMBERS_TAG, version.tags.get(SEED_RUNS_TAG, ""))
+    for seed, run_id in zip(
+        version.tags.get("seeds", "").split(","), members.split(","), strict=True
+    ):
         if run_id:
             models[f"seed{seed}"] = client.get_run(run_id).data.tags[MODEL_URI_TAG]
     data = load_sweep(experiment, overrides)[1].data

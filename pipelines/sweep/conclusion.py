@@ -148,7 +148,8 @@ def say_end(job: SweepJob, state: SweepState, outcome: Outcome) -> None:
     what = ""
     if outcome.ensemble is not None:
         run_ids.insert(0, outcome.ensemble.run.run_id)  # beside its members
-        what = f" (its {len(outcome.ensemble.members)} seeds as one model)"
+        if registered.winner.run_id == outcome.ensemble.run.run_id:
+            what = f" (its {len(outcome.ensemble.members)} seeds as one model)"
     front = ""
     if outcome.front:
         front = (
@@ -172,8 +173,15 @@ def findings(outcome: Outcome, sweep: SweepSettings) -> list[str]:
     lines = []
     for rank, item in enumerate(outcome.confirmation or []):
         lines.append(f"{'confirmed' if rank == 0 else '         '} {item.line()}")
-    if outcome.ensemble is not None:
-        lines.append(outcome.ensemble.line(sweep.primary))
+    ensemble = outcome.ensemble
+    if ensemble is not None:
+        lines.append(ensemble.line(sweep.primary))
+        if outcome.registered.winner.run_id != ensemble.run.run_id:
+            lines.append(
+                f"ensemble: not registered, as it is no better than its best member on "
+                f"{sweep.primary.label}; {outcome.registered.winner.name}'s run is registered "
+                "instead"
+            )
     elif sweep.ensembles and outcome.confirmation is not None:
         lines.append(
             "ensemble: not made, as fewer than 2 seeds of the winning configuration finished "

@@ -69,6 +69,11 @@ class Ensemble:
             f"({self.slowdown:.1f}x; one CPU thread, the validation data)"
         )
 
+    def beats(self, member: TrialRun, objective: Objective) -> bool:
+        """Whether it scores better than `member` (its best) on the validation data: an
+        ensemble that does not costs its members' tagging time for nothing."""
+        return objective.better(score(self.run), score(member))
+
     def line(self, objective: Objective) -> str:
         """The ensemble against its members, and its cost, in one line."""
         members = [score(member) for member in self.members]

@@ -23,6 +23,7 @@ from pipelines.runs import (
     MEMBER_TAGGING_TIME,
     MEMBERS_TAG,
     PARETO_RANK_TAG,
+    SEED_RUNS_TAG,
     TrialRun,
     best_of,
     candidates,
@@ -205,7 +206,7 @@ def register_confirmed(
         "val_mean": f"{mean:.6f}",
         "val_sd": f"{sd:.6f}",
         "seeds": ",".join(run.seed for run in seeds),
-        "seed_run_ids": ",".join(run.run_id for run in seeds),
+        SEED_RUNS_TAG: ",".join(run.run_id for run in seeds),
     }
     return register_run(winner, description, tags, mean, sweep, force)
 
@@ -276,14 +277,15 @@ def register(
     ensemble: Ensemble | None = None,
 ) -> Registered:
     """The search's best run, or with a confirmation stage (or a search over seeds) the best
-    of the configuration with the best mean over seeds, or the `ensemble` of its seeds."""
+    of the configuration with the best mean over seeds, or the `ensemble` of its seeds where
+    it beats that run on the validation data."""
     source = f"{job.config_path}"
     if confirmation is None:
         return register_winner(runs, job.sweep, source, force_best)
     if not confirmation:
         raise SweepFailed(nothing_to_register(runs, job.sweep))
     best = confirmation[0]
-    if ensemble is not None:
+    if ensemble is not None and ensemble.beats(best.best_run, job.sweep.primary):
         return register_ensemble(ensemble, best, job.sweep, source, force_best)
     return register_confirmed(
         best.best_run, best.runs, best.mean, best.sd, job.sweep, source, force_best

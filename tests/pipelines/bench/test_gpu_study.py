@@ -90,15 +90,20 @@ def test_the_gpu_study_runs_end_to_end_on_a_logical_gpu(logical_gpu, ewt_slice, 
     assert not [name for name in names if name.endswith(".pt") or "/tune" in name]
 
 
-# best.yaml's study as a lent machine would run it for the ensemble's figures, cut: two seeds
-# of one epoch, two batches each.
+# best.yaml's study as a lent machine would run it for the ensemble's figures, cut as
+# tests/e2e/test_sweep_best.py cuts it: its three seeds, small, three epochs at a high rate
+# (so that their ensemble beats the best of them, and is registered).
 ENSEMBLE_CUT = [
     "sweep.logical_gpus=true",
-    "sweep.space.train.seed=[1, 2]",
+    "model.embedding_dim=16",
     "model.hidden_size=16",
-    "train.epochs=1",
-    "train.max_batches_per_epoch=2",
-    "sweep.baseline.model.hidden_size=16",
+    "model.ff_dims=[16]",
+    "model.char_dim=8",
+    "model.char_filters=16",
+    "train.epochs=3",
+    "train.lr=0.01",
+    "sweep.baseline.model.hidden_size=8",
+    "sweep.baseline.model.num_layers=6",
     "sweep.baseline.train.epochs=1",
     "sweep.baseline.train.max_batches_per_epoch=2",
 ]
@@ -120,10 +125,10 @@ def test_an_ensembles_study_gives_it_and_each_seed_on_test_and_dev(
         [*command, *overrides], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "gpu-study: 3 models on test and dev (evaluate.log)" in done.stdout
+    assert "gpu-study: 4 models on test and dev (evaluate.log)" in done.stdout
     assert {path.name for path in out.iterdir()} == FILES - {"tests.log"}
     members = json.loads((out / "figures.json").read_text())["members"]
-    assert sorted(members) == ["registered", "seed1", "seed2"]
+    assert sorted(members) == ["registered", "seed1", "seed2", "seed3"]
     test_tokens = sum(
         len(line.split("\t")) == 10 and line.split("\t")[0].isdigit()
         for line in ewt_slice["test"].read_text().splitlines()
@@ -132,5 +137,5 @@ def test_an_ensembles_study_gives_it_and_each_seed_on_test_and_dev(
         assert sorted(splits) == ["dev", "test"]
         assert splits["test"]["num_tokens"] == test_tokens
         assert 0 < splits["test"]["token_accuracy"] <= 1
-    # The registered version is the ensemble of the two seeds, as its evaluation says.
-    assert "ensemble            2 taggers" in (out / "evaluate.log").read_text()
+    # The registered version is the ensemble of the three seeds, as its evaluation says.
+    assert "ensemble            3 taggers" in (out / "evaluate.log").read_text()

@@ -9,12 +9,17 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipelines.sweep.promotion import alias_for, register_candidate
-from postag.objective import DEFAULT, Objective
+from pipelines.runs import MEMBER_TAGGING_TIME, VALIDATION_DIGEST_PARAM, TrialRun
+from pipelines.sweep.confirmation import Candidate, Confirmed
+from pipelines.sweep.ensemble import Ensemble
+from pipelines.sweep.job import SweepJob, load_sweep, sweep_storage
+from pipelines.sweep.promotion import alias_for, register, register_candidate
+from postag.objective import DEFAULT, TAGGING_TIME, Objective
 from postag.registry import BEST_ALIAS, REGISTERED_MODEL, log_tagger
-from tests.helpers import MlflowServer
+from tests.helpers import PROJECT_ROOT, MlflowServer
 
 SAME, OTHER = "dev-a", "dev-b"
+BEST_EXPERIMENT = PROJECT_ROOT / "experiments" / "best.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +176,32 @@ def promote_at_once(checkpoint: Path, accuracies: dict[str, float]) -> dict:
         thread.join(timeout=120)
     assert errors == [] and len(outcome) == len(accuracies)
     return outcome
+
+
+def test_seeds_as_one_model_are_registered_only_where_they_beat_their_best_seed(
+    checkpoint, tmp_path, sqlite_store
+):
+    mlflow.set_tracking_uri(sqlite_store(tmp_path))
+    values, run, sweep = load_sweep(BEST_EXPERIMENT, [])
+    job = SweepJob(BEST_EXPERIMENT, values, run, sweep, *sweep_storage(tmp_path / "tune"))
+
+    def logged(name: str, accuracy: float, **metrics: float) -> TrialRun:
+        with mlflow.start_run(run_name=name) as started:
+            model_uri = log_tagger(checkpoint).model_uri
+        params = {"train.seed": name[-1], VALIDATION_DIGEST_PARAM: SAME}
+        return TrialRun(
+            started.info.run_id, name, "FINISHED", None, None, model_uri, accuracy, 1,
+            params, metrics, {},
+        )  # fmt: skip
+
+    seeds = [logged("seed1", 0.90), logged("seed2", 0.92)]
+    confirmed = Confirmed(Candidate(seeds[0], {"train.seed": 1}), seeds, sweep.primary)
+    timed = {TAGGING_TIME: 3.0, MEMBER_TAGGING_TIME: 1.0}
+    no_gain = Ensemble(logged("ensemble-seeds-1-2", 0.92, **timed), seeds)
+    # No better than seed 2 on the validation data: seed 2 is registered, as without it.
+    assert register(job, seeds, [confirmed], False, no_gain).winner.name == "seed2"
+    gain = Ensemble(logged("ensemble-seeds-1-2", 0.925, **timed), seeds)
+    registered = register(job, seeds, [confirmed], False, gain)
+    assert registered.winner.run_id == gain.run.run_id
+    version = mlflow.MlflowClient().get_model_version(REGISTERED_MODEL, registered.version)
+    assert version.tags["member_run_ids"] == f"{seeds[0].run_id},{seeds[1].run_id}"
