@@ -11,7 +11,7 @@ import mlflow
 
 from pipelines.console import say
 from pipelines.evaluation import Evaluated, evaluate_model
-from pipelines.runs import REUSED_SWEEP_TAG, TRIAL_ROLE, TrialRun, best_first
+from pipelines.runs import REUSED_SWEEP_TAG, TRIAL_ROLE, TrialRun, best_first, score
 from pipelines.sweep.confirmation import Confirmed, confirmation_markdown
 from pipelines.sweep.ensemble import Ensemble, ensemble_of_seeds
 from pipelines.sweep.importance import (
@@ -176,11 +176,12 @@ def findings(outcome: Outcome, sweep: SweepSettings) -> list[str]:
     ensemble = outcome.ensemble
     if ensemble is not None:
         lines.append(ensemble.line(sweep.primary))
-        if outcome.registered.winner.run_id != ensemble.run.run_id:
+        winner = outcome.registered.winner
+        if winner.run_id != ensemble.run.run_id:
             lines.append(
-                f"ensemble: not registered, as it is no better than its best member on "
-                f"{sweep.primary.label}; {outcome.registered.winner.name}'s run is registered "
-                "instead"
+                f"ensemble: not registered, as its {sweep.primary.phrase} is no better than its "
+                f"best member's ({sweep.primary.shown(score(winner))}); {winner.name}'s run is "
+                "registered instead"
             )
     elif sweep.ensembles and outcome.confirmation is not None:
         lines.append(

@@ -10,6 +10,7 @@ import mlflow
 import pytest
 
 from pipelines.runs import MEMBER_TAGGING_TIME, VALIDATION_DIGEST_PARAM, TrialRun
+from pipelines.sweep.conclusion import Outcome, findings
 from pipelines.sweep.confirmation import Candidate, Confirmed
 from pipelines.sweep.ensemble import Ensemble
 from pipelines.sweep.job import SweepJob, load_sweep, sweep_storage
@@ -198,8 +199,15 @@ def test_seeds_as_one_model_are_registered_only_where_they_beat_their_best_seed(
     confirmed = Confirmed(Candidate(seeds[0], {"train.seed": 1}), seeds, sweep.primary)
     timed = {TAGGING_TIME: 3.0, MEMBER_TAGGING_TIME: 1.0}
     no_gain = Ensemble(logged("ensemble-seeds-1-2", 0.92, **timed), seeds)
-    # No better than seed 2 on the validation data: seed 2 is registered, as without it.
-    assert register(job, seeds, [confirmed], False, no_gain).winner.name == "seed2"
+    # No better than seed 2 on the validation data: seed 2 is registered, as without it,
+    # and the sweep's last lines say so.
+    registered = register(job, seeds, [confirmed], False, no_gain)
+    assert registered.winner.name == "seed2"
+    outcome = Outcome(seeds, registered, None, None, "-", None, [], no_gain)
+    assert (
+        "ensemble: not registered, as its validation accuracy is no better than its best "
+        "member's (92.00%); seed2's run is registered instead"
+    ) in findings(outcome, sweep)
     gain = Ensemble(logged("ensemble-seeds-1-2", 0.925, **timed), seeds)
     registered = register(job, seeds, [confirmed], False, gain)
     assert registered.winner.run_id == gain.run.run_id
