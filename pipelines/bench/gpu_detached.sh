@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# `make gpu-study` (pipelines/bench/gpu_study.py) outliving one call to a lent machine (10 minutes a call): started in a
-# session of its own, which the machine keeps running between back-to-back calls, and waited
-# for from as many calls as it needs. Each wait copies what is done so far to DEST (the call's
+# `make gpu-study` (pipelines/bench/gpu_study.py) outliving one call to a lent machine (10
+# minutes a call): started in a session of its own, which the machine keeps running between
+# back-to-back calls, and waited for from as many calls as it needs. Each wait copies what is done so far to DEST (the call's
 # $OUT), so a call that ends early still brings back the study's files.
 #
 #   pipelines/bench/gpu_detached.sh start [gpu_study's arguments: --experiment, --steps, --set]
 #   pipelines/bench/gpu_detached.sh wait SECONDS DEST
+#
+# GPU_STUDY_OUT (default runs/gpu-study) and PYTHON (default .venv/bin/python) say where the
+# study writes and which Python runs it.
 #
 # start also runs CUDA's MPS daemon where there is one, so that the trials packed on the GPU
 # share it as one context (the study of best.yaml's seeds ran side by side under MPS before),
 # and checks that a CUDA process still starts under it; if not, the daemon is stopped.
 set -u
 cd "$(dirname "$0")/../.."
-STUDY=runs/gpu-study
-CONSOLE=runs/gpu-study.console
-EXIT=runs/gpu-study.exit
-PYTHON=.venv/bin/python
+# Where the study writes (gpu_study's --out), and the Python that runs it.
+STUDY=${GPU_STUDY_OUT:-runs/gpu-study}
+CONSOLE=$STUDY.console
+EXIT=$STUDY.exit
+PYTHON=${PYTHON:-.venv/bin/python}
 
 start_mps() {
     command -v nvidia-cuda-mps-control >/dev/null || { echo "gpu-detached: no MPS here"; return; }
@@ -48,13 +52,13 @@ case "${1:-}" in
 start)
     shift
     rm -rf "$STUDY" "$CONSOLE" "$EXIT"
-    mkdir -p runs
+    mkdir -p "$(dirname "$STUDY")"
     start_mps
     # As `make gpu-study` runs it, without make's install step (it would reach for the network
     # once the next call's copy of the working tree is newer than the environment).
     [ -d .gpu-bundle/parts/part1/ewt ] && export POSTAG_EWT_DIR=$PWD/.gpu-bundle/parts/part1/ewt
-    setsid bash -c '"$0" -m pipelines.bench.gpu_study "$@" > '$CONSOLE' 2>&1; echo $? > '$EXIT \
-        $PYTHON "$@" </dev/null >/dev/null 2>&1 &
+    setsid bash -c '"$0" -m pipelines.bench.gpu_study --out "$@" > '"$CONSOLE"' 2>&1; echo $? > '"$EXIT" \
+        "$PYTHON" "$STUDY" "$@" </dev/null >/dev/null 2>&1 &
     echo "gpu-detached: started ($CONSOLE)"
     ;;
 wait)
