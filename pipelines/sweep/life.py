@@ -23,7 +23,7 @@ from pipelines.sweep.state import (
     SweepState,
     open_sweep_state,
 )
-from pipelines.tracking import DataInput
+from pipelines.tracking import DataInput, sweeps_named
 
 # Where a stop finds a sweep, by phase, until the conclusion names its parts (`SweepLife.now`).
 PHASE_PARTS = {
@@ -57,6 +57,7 @@ class SweepLife:
 
         Whatever stops the driver inside leaves no run RUNNING and marks the state halted.
         """
+        sweeps_named(experiment_id, job.sweep.warm_start)  # said before a run opens
         state, resuming = open_sweep_state(
             job.state_dir, job.tune_storage, job.sweep, experiment_id, fresh, job.values
         )

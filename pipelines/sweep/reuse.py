@@ -32,8 +32,6 @@ from pipelines.runs import (
     FINISHED,
     REUSED_SWEEP_TAG,
     REUSED_TAG,
-    ROLE_TAG,
-    SWEEP_ROLE,
     TRIAL_ROLE,
     TRIAL_TAG,
     TrialRun,
@@ -43,8 +41,8 @@ from pipelines.sweep.life import SweepLife
 from pipelines.sweep.plan import point_key, point_of
 from pipelines.sweep.settings import SweepSettings
 from pipelines.sweep.trial import TrialConfigs
-from pipelines.tracking import child_runs, run_url
-from postag.config import ConfigError, RunConfig, build, to_dict
+from pipelines.tracking import child_runs, run_url, sweeps_named
+from postag.config import RunConfig, build, to_dict
 from postag.dataset import PreparedDataset
 from postag.objective import Objective
 
@@ -92,18 +90,8 @@ def earlier_trials(
 ) -> list[tuple[TrialRun, str]]:
     """The trial and baseline runs of every run of the sweeps `names`, oldest first, each
     with the name of the sweep that trained it."""
-    client = mlflow.MlflowClient()
     found = []
-    for name in names:
-        parents = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.{ROLE_TAG} = '{SWEEP_ROLE}' and tags.sweep = '{name}'",
-        )
-        if not parents:
-            raise ConfigError(
-                f"sweep.warm_start: no sweep named '{name}' in this MLflow store "
-                f"({mlflow.get_tracking_uri()})"
-            )
+    for name, parents in sweeps_named(experiment_id, names).items():
         for parent in parents:
             runs = child_runs(experiment_id, parent.info.run_id)
             found += [(run, name) for run in runs]

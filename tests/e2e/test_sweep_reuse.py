@@ -18,6 +18,7 @@ from pipelines.commands.reproduce import replay
 from pipelines.runs import REUSED_TAG
 from pipelines.sweep.driver import run_sweep
 from pipelines.sweep.stage import stage_trials
+from postag.config import ConfigError
 from tests.helpers import SCENARIO_LIMIT_SECONDS, write_sweep
 
 pytestmark = pytest.mark.timeout(SCENARIO_LIMIT_SECONDS)
@@ -143,3 +144,20 @@ def test_a_reused_trial_replays_as_the_run_that_trained_it(built_on, monkeypatch
     record = next(run for run in children(client, warm) if REUSED_TAG in run.data.tags)
     replayed = replay(record.info.run_id, say=lambda _: None)
     assert replayed.run_id == record.data.tags[REUSED_TAG] and replayed.equal
+
+
+def test_a_warm_start_from_a_sweep_the_store_lacks_is_refused_before_any_run_opens(
+    ewt_slice, tmp_path, sqlite_store, monkeypatch
+):
+    uri = sqlite_store(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+    typo = write_sweep(tmp_path, ewt_slice, with_sweep(GRID, name="third", warm_start=["frist"]))
+    try:
+        with pytest.raises(ConfigError, match="sweep.warm_start: no sweep named 'frist' in this"):
+            run_sweep(typo, [], tmp_path / "tune", fresh=False)
+    finally:
+        mlflow.set_tracking_uri(None)
+    client = mlflow.MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert client.search_runs(experiments) == []
