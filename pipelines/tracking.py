@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -25,9 +24,7 @@ from pipelines.runs import (
     KILLED,
     MODEL_URI_TAG,
     ROLE_TAG,
-    SWEEP_ROLE,
 )
-from postag.config import ConfigError
 from postag.dataset import PreparedDataset, SourceFile
 from postag.sources import sha256_of
 
@@ -128,24 +125,6 @@ def child_runs(experiment_id: str, parent_run_id: str) -> list[Run]:
         page_token = page.token
         if not page_token:
             return runs
-
-
-def sweeps_named(experiment_id: str, names: Iterable[str]) -> dict[str, list[Run]]:
-    """Each named sweep's parent runs in this store (one a `--fresh` start); a ConfigError
-    names the first sweep with none (`sweep.warm_start`, `--from`)."""
-    client = mlflow.MlflowClient()
-    found = {}
-    for name in names:
-        found[name] = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.{ROLE_TAG} = '{SWEEP_ROLE}' and tags.sweep = '{name}'",
-        )
-        if not found[name]:
-            raise ConfigError(
-                f"sweep.warm_start: no sweep named '{name}' in this MLflow store "
-                f"({mlflow.get_tracking_uri()})"
-            )
-    return found
 
 
 # Datasets as MLflow inputs ---------------------------------------------------------------

@@ -12,8 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Run
 
-from pipelines.runs import FAILED, KILLED, TrialRun
+from pipelines.runs import FAILED, KILLED, ROLE_TAG, SWEEP_ROLE, TrialRun
 from pipelines.servers.probe import probe_tracking_server
 from pipelines.sweep.job import SweepJob
 from pipelines.sweep.state import (
@@ -23,7 +24,8 @@ from pipelines.sweep.state import (
     SweepState,
     open_sweep_state,
 )
-from pipelines.tracking import DataInput, sweeps_named
+from pipelines.tracking import DataInput
+from postag.config import ConfigError
 
 # Where a stop finds a sweep, by phase, until the conclusion names its parts (`SweepLife.now`).
 PHASE_PARTS = {
@@ -159,3 +161,21 @@ class SweepLife:
     def _move(self, **changes) -> None:
         self.state = replace(self.state, **changes)
         self.state.save(SweepState.path(self.job.state_dir, self.job.sweep))
+
+
+def sweeps_named(experiment_id: str, names: Iterable[str]) -> dict[str, list[Run]]:
+    """Each named sweep's parent runs in this store (one a `--fresh` start); a ConfigError
+    names the first sweep with none (`sweep.warm_start`, `--from`)."""
+    client = mlflow.MlflowClient()
+    found = {}
+    for name in names:
+        found[name] = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.{ROLE_TAG} = '{SWEEP_ROLE}' and tags.sweep = '{name}'",
+        )
+        if not found[name]:
+            raise ConfigError(
+                f"sweep.warm_start: no sweep named '{name}' in this MLflow store "
+                f"({mlflow.get_tracking_uri()})"
+            )
+    return found

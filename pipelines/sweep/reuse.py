@@ -37,11 +37,11 @@ from pipelines.runs import (
     TrialRun,
     run_params,
 )
-from pipelines.sweep.life import SweepLife
+from pipelines.sweep.life import SweepLife, sweeps_named
 from pipelines.sweep.plan import point_key, point_of
 from pipelines.sweep.settings import SweepSettings
 from pipelines.sweep.trial import TrialConfigs
-from pipelines.tracking import child_runs, run_url, sweeps_named
+from pipelines.tracking import child_runs, run_url
 from postag.config import RunConfig, build, to_dict
 from postag.dataset import PreparedDataset
 from postag.objective import Objective
