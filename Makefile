@@ -84,7 +84,10 @@ gpu-install:
 
 GPU_STUDY_ARGS ?=
 BUNDLED_EWT := $(wildcard $(CURDIR)/.gpu-bundle/parts/part1/ewt)
-gpu-study: $(STAMP)
+# Where the bundle is (a lent machine, once make gpu-install ran), .venv is gpu-install's: a
+# later call's copy of the working tree, newer than it, must not start make's install step,
+# which reaches for the network.
+gpu-study: $(if $(BUNDLED_EWT),,$(STAMP))
 	$(if $(BUNDLED_EWT),POSTAG_EWT_DIR=$(BUNDLED_EWT)) $(BIN)/python -m pipelines.bench.gpu_study \
 		$(GPU_STUDY_ARGS)
 

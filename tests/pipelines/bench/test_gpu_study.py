@@ -149,3 +149,19 @@ def test_an_ensembles_study_run_detached_gives_it_and_each_seed_on_test_and_dev(
         assert 0 < splits["test"]["token_accuracy"] <= 1
     # The registered version is the ensemble of the three seeds, as its evaluation says.
     assert "ensemble            3 taggers" in (out / "evaluate.log").read_text()
+
+
+def test_where_the_bundle_is_gpu_study_never_starts_makes_install_step(tmp_path):
+    # On a lent machine a later call copies the working tree again, newer than the .venv
+    # that make gpu-install made there: make's install step would reach for the network.
+    def planned(bundle: str) -> str:
+        newer = ["make", "-n", "--no-print-directory", "-W", "requirements.lock", "gpu-study"]
+        return subprocess.run(
+            [*newer, f"BUNDLED_EWT={bundle}"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    assert "pip install" in planned("")  # without a bundle, make installs first
+    bundled = planned(str(tmp_path))
+    assert "pip install" not in bundled
+    assert f"POSTAG_EWT_DIR={tmp_path} .venv/bin/python -m pipelines.bench.gpu_study" in bundled
