@@ -367,11 +367,9 @@ def predict(
             scores = model.score(batch, device)
         targets = packed_targets(batch, device)
         # A tag the training data never had (UNKNOWN_TAG_ID) has no score to take a loss
-        # from: such a token counts as wrong, and out of the loss.
-        known = targets != UNKNOWN_TAG_ID
-        loss += F.cross_entropy(
-            scores.data[known].float(), targets[known], ignore_index=PAD_ID, reduction="sum"
-        )
+        # from: such a token counts as wrong, and is left out of the loss as padding is.
+        scored = targets.masked_fill(targets == UNKNOWN_TAG_ID, PAD_ID)
+        loss += F.cross_entropy(scores.data.float(), scored, ignore_index=PAD_ID, reduction="sum")
         predicted.append(scores.data.argmax(dim=-1).cpu())
         gold.append(targets.cpu())
         packed_words = pack_padded_sequence(

@@ -130,8 +130,8 @@ def evaluate_members(out: Path, experiment: Path, overrides: list[str]) -> dict:
     from pipelines.commands.evaluate import main as evaluate
     from pipelines.sweep.job import load_sweep
 
-    version = find_version(best_model_uri())
     models = {"registered": best_model_uri()}
+    version = find_version(models["registered"])
     client = mlflow.MlflowClient()
     # An ensemble's members, or the seeds of a configuration registered by its best seed.
     members = version.tags.get(MEMBERS_TAG, version.tags.get(SEED_RUNS_TAG, ""))
@@ -141,15 +141,16 @@ def evaluate_members(out: Path, experiment: Path, overrides: list[str]) -> dict:
         if run_id:
             models[f"seed{seed}"] = client.get_run(run_id).data.tags[MODEL_URI_TAG]
     data = load_sweep(experiment, overrides)[1].data
+    files = {split: split_file(data, split) for split in ("test", "dev")}
     figures: dict[str, dict[str, dict]] = {}
     reports = out / STORE / "reports"
     # Test first, and members.json written after each model: a call that ends early still
     # brings back whatever is done.
     with (out / "evaluate.log").open("a") as log, contextlib.redirect_stdout(log):
-        for split in ("test", "dev"):
+        for split, path in files.items():
             for name, uri in models.items():
                 found = reports / f"{name}-{split}.json"
-                arguments = ["--model", uri, "--data", str(split_file(data, split))]
+                arguments = ["--model", uri, "--data", str(path)]
                 arguments += ["--json", str(found)]
                 if evaluate([*arguments, "--reports", str(reports / f"{name}-{split}")]) == 0:
                     figures.setdefault(name, {})[split] = json.loads(found.read_text())

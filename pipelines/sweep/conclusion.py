@@ -47,6 +47,13 @@ class Outcome:
     # The winner's seeds as one model, where the sweep registers one (sweep.register).
     ensemble: Ensemble | None = None
 
+    @property
+    def registered_ensemble(self) -> bool:
+        """Whether the version registered is the ensemble (it beat its best seed)."""
+        return (
+            self.ensemble is not None and self.registered.winner.run_id == self.ensemble.run.run_id
+        )
+
 
 def conclude(
     life: SweepLife,
@@ -148,7 +155,7 @@ def say_end(job: SweepJob, state: SweepState, outcome: Outcome) -> None:
     what = ""
     if outcome.ensemble is not None:
         run_ids.insert(0, outcome.ensemble.run.run_id)  # beside its members
-        if registered.winner.run_id == outcome.ensemble.run.run_id:
+        if outcome.registered_ensemble:
             what = f" (its {len(outcome.ensemble.members)} seeds as one model)"
     front = ""
     if outcome.front:
@@ -176,8 +183,8 @@ def findings(outcome: Outcome, sweep: SweepSettings) -> list[str]:
     ensemble = outcome.ensemble
     if ensemble is not None:
         lines.append(ensemble.line(sweep.primary))
-        winner = outcome.registered.winner
-        if winner.run_id != ensemble.run.run_id:
+        if not outcome.registered_ensemble:
+            winner = outcome.registered.winner
             lines.append(
                 f"ensemble: not registered, as its {sweep.primary.phrase} is no better than its "
                 f"best member's ({sweep.primary.shown(score(winner))}); {winner.name}'s run is "
