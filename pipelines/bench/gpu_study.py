@@ -123,10 +123,11 @@ def run_evaluation(out: Path) -> int:
         return evaluate(arguments)
 
 
-def evaluate_members(out: Path, experiment: Path, overrides: list[str]) -> dict:
+def evaluate_members(out: Path, experiment: Path, overrides: list[str]) -> tuple[dict, int]:
     """The registered version and, where it is an ensemble, each member, on the experiment's
     test and dev files (EWT's by default): {model: {split: headline figures}} in
-    members.json; their consoles go to evaluate.log."""
+    members.json, and how many evaluations were asked for; their consoles (a failed one's
+    error too) go to evaluate.log."""
     from pipelines.commands.evaluate import main as evaluate
     from pipelines.sweep.job import load_sweep
 
@@ -155,7 +156,7 @@ def evaluate_members(out: Path, experiment: Path, overrides: list[str]) -> dict:
                 if evaluate([*arguments, "--reports", str(reports / f"{name}-{split}")]) == 0:
                     figures.setdefault(name, {})[split] = json.loads(found.read_text())
                 (out / "members.json").write_text(json.dumps(figures))
-    return figures
+    return figures, len(files) * len(models)
 
 
 def run_comparison(out: Path, overrides: list[str]) -> list[SweepTiming]:
@@ -239,8 +240,13 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         if "members" in steps:
-            figures = evaluate_members(out, args.experiment, args.overrides)
-            print(f"gpu-study: {len(figures)} models on test and dev (evaluate.log)", flush=True)
+            figures, asked = evaluate_members(out, args.experiment, args.overrides)
+            done = sum(len(splits) for splits in figures.values())
+            print(
+                f"gpu-study: {done} of {asked} evaluations, {len(figures)} models on test and "
+                "dev (evaluate.log)",
+                flush=True,
+            )
         if "compare" in steps:
             timings = run_comparison(out, args.overrides)
             ratio = timings[1].wall_seconds / timings[0].wall_seconds

@@ -134,7 +134,7 @@ def test_an_ensembles_study_run_detached_gives_it_and_each_seed_on_test_and_dev(
     last = subprocess.run([script, "wait", "240", out], env=env, capture_output=True, text=True)
     assert "gpu-detached: done, exit 0" in last.stdout, last.stdout + last.stderr
     console = (out / "console.log").read_text()
-    assert "gpu-study: 4 models on test and dev (evaluate.log)" in console
+    assert "gpu-study: 8 of 8 evaluations, 4 models on test and dev (evaluate.log)" in console
     # Eight files come back from a call: the study's seven and the console.
     assert {path.name for path in out.iterdir()} == FILES - {"tests.log"} | {"console.log"}
     members = json.loads((out / "figures.json").read_text())["members"]
