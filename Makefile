@@ -66,21 +66,21 @@ train: $(STAMP)
 	$(BIN)/postag train --config $(CONFIG)
 
 bench: $(STAMP)
-	$(BIN)/python -m pipelines.bench.model
-	$(BIN)/python -m pipelines.bench.chars
-	$(BIN)/python -m pipelines.bench.sweep
-	$(BIN)/python -m pipelines.bench.memory
-	$(BIN)/python -m pipelines.bench.text
+	$(BIN)/python -m pipelines.bench.training.race
+	$(BIN)/python -m pipelines.bench.training.chars
+	$(BIN)/python -m pipelines.bench.sweeps.timing
+	$(BIN)/python -m pipelines.bench.training.memory
+	$(BIN)/python -m pipelines.bench.training.text
 
 # The GPU study on a lent GPU machine (docs/gpu-study.md): its packages bundled here into
 # .gpu-bundle/parts/ (ignored; one part a call), installed there over its own torch, then
 # the study in one call: the gpu tests, seed.yaml's sweep, make evaluate BEST, packed against
 # one at a time, and where the GPU's time went, all in runs/gpu-study/.
 gpu-bundle: $(STAMP)
-	$(BIN)/python -m pipelines.bench.gpu_bundle bundle
+	$(BIN)/python -m pipelines.bench.gpu.bundle bundle
 
 gpu-install:
-	python3 -m pipelines.bench.gpu_bundle install
+	python3 -m pipelines.bench.gpu.bundle install
 
 GPU_STUDY_ARGS ?=
 BUNDLED_EWT := $(wildcard $(CURDIR)/.gpu-bundle/parts/part1/ewt)
@@ -88,23 +88,23 @@ BUNDLED_EWT := $(wildcard $(CURDIR)/.gpu-bundle/parts/part1/ewt)
 # later call's copy of the working tree, newer than it, must not start make's install step,
 # which reaches for the network.
 gpu-study: $(if $(BUNDLED_EWT),,$(STAMP))
-	$(if $(BUNDLED_EWT),POSTAG_EWT_DIR=$(BUNDLED_EWT)) $(BIN)/python -m pipelines.bench.gpu_study \
+	$(if $(BUNDLED_EWT),POSTAG_EWT_DIR=$(BUNDLED_EWT)) $(BIN)/python -m pipelines.bench.gpu.study \
 		$(GPU_STUDY_ARGS)
 
 # `make serve` under load: 1 and 32 sentences a request, 1, 4 and 16 clients, 1 and 2 workers;
 # BENCH_SERVE_ARGS="--members 1 3" measures one tagger, then an ensemble of 3 against it.
 BENCH_SERVE_ARGS ?=
 bench-serve: $(STAMP)
-	$(BIN)/python -m pipelines.bench.serve $(BENCH_SERVE_ARGS)
+	$(BIN)/python -m pipelines.bench.serving.load $(BENCH_SERVE_ARGS)
 
 # Eight small trials on one node with 1 CPU, two nodes with 1 CPU each, one node with 2 CPUs.
 bench-scale: $(STAMP)
-	$(BIN)/python -m pipelines.bench.scale
+	$(BIN)/python -m pipelines.bench.sweeps.scale
 
 # 100 and 1,000 simulated trials x 20 epochs (training a no-op) through the sweep's driver into
 # `mlflow server` on PostgreSQL: epochs logged a second, the driver's memory, nothing lost.
 bench-tracking: $(STAMP)
-	$(BIN)/python -m pipelines.bench.tracking
+	$(BIN)/python -m pipelines.bench.sweeps.tracking
 
 sweep: $(STAMP)
 	$(BIN)/python -m pipelines.sweep $(if $(EXPERIMENT),--config $(EXPERIMENT)) \

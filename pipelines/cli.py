@@ -9,20 +9,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from postag.registry import ModelNotFound
+    from postag.serving.registry import ModelNotFound
 
 # What a shell reports for a command ended by Ctrl-C; the commands return it when stopped.
 INTERRUPTED_EXIT_CODE = 130
 # Imported on use, so `postag train` does not pay for importing Ray and MLflow.
 COMMANDS = {
     "train": "pipelines.commands.train",
-    "bench": "pipelines.bench.model",
-    "bench-chars": "pipelines.bench.chars",
-    "bench-sweep": "pipelines.bench.sweep",
-    "bench-scale": "pipelines.bench.scale",
-    "bench-text": "pipelines.bench.text",
-    "bench-serve": "pipelines.bench.serve",
-    "bench-tracking": "pipelines.bench.tracking",
+    "bench": "pipelines.bench.training.race",
+    "bench-chars": "pipelines.bench.training.chars",
+    "bench-sweep": "pipelines.bench.sweeps.timing",
+    "bench-scale": "pipelines.bench.sweeps.scale",
+    "bench-text": "pipelines.bench.training.text",
+    "bench-serve": "pipelines.bench.serving.load",
+    "bench-tracking": "pipelines.bench.sweeps.tracking",
     "sweep": "pipelines.sweep.driver",
     "evaluate": "pipelines.commands.evaluate",
     "reproduce": "pipelines.commands.reproduce",

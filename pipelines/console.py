@@ -1,5 +1,5 @@
 """What a person reads: short lines of our own, durations, and everything Ray, Tune, MLflow
-and Optuna say sent to a log file instead. A sweep's progress is pipelines/sweep/trial_progress.py.
+and Optuna say sent to a log file instead. A sweep's progress is pipelines/sweep/trial/progress.py.
 """
 
 from __future__ import annotations

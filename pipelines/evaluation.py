@@ -14,16 +14,17 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines import plots
-from pipelines.runs import BASELINE_ROLE, MEMBER_TAGGING_TIME, read_trial_runs
+from pipelines.names import BASELINE_ROLE, MEMBER_TAGGING_TIME
+from pipelines.runs import read_trial_runs
 from pipelines.tracking import DataInput, child_runs, log_evaluation
-from postag.checkpoint import LoadedTagger
-from postag.cost import tagger_ms_per_sentence
-from postag.dataset import split_file
-from postag.ensemble import members_of
-from postag.evaluation import EvaluationReport, evaluate_tagger
-from postag.objective import TAGGING_TIME, Objective
-from postag.readers import DataFormatError, read_sentences
-from postag.registry import load_tagger
+from postag.data.dataset import split_file
+from postag.data.readers import DataFormatError, read_sentences
+from postag.evaluation.cost import tagger_ms_per_sentence
+from postag.evaluation.scoring import EvaluationReport, evaluate_tagger
+from postag.models.checkpoint import LoadedTagger
+from postag.models.ensemble import members_of
+from postag.serving.registry import load_tagger
+from postag.training.objective import TAGGING_TIME, Objective
 
 
 def per_tag_rows(report: EvaluationReport) -> list[dict]:
@@ -161,9 +162,10 @@ class Evaluated:
     version: ModelVersion | None
     data: Path
     run_id: str
-    # Asked for with `timing`: tagging the file, one thread, median of passes (postag.cost).
+    # Asked for with `timing`: tagging the file, one thread, median of passes
+    # (postag.evaluation.cost).
     tagging_ms_per_sentence: float | None = None
-    # An ensemble's (postag/ensemble.py): how many taggers it averages, and with `timing`,
+    # An ensemble's (postag/models/ensemble.py): how many taggers it averages, and with `timing`,
     # one of them timed alike.
     members: int = 1
     member_tagging_ms_per_sentence: float | None = None

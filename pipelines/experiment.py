@@ -1,5 +1,5 @@
 """Experiment files: YAML -> validated RunConfig, with command-line overrides applied. A
-sweep's own section is read by pipelines/sweep/job.py."""
+sweep's own section is read by pipelines/sweep/setup/job.py."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from postag.objective import DEFAULT, Objective
+from postag.training.objective import DEFAULT, Objective
 
 MOST_CONFUSED = 15
 # EWT dev accuracy of tagging every word NN: the floor a tagger that learned nothing sits on.

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
-GIT_DIRTY_TAG = "git_dirty"
+from pipelines.names import GIT_DIRTY_TAG
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 

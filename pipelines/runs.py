@@ -1,5 +1,6 @@
-"""A sweep's runs as the pipeline names and reads them: every MLflow tag, param and metric
-name a module needs, and each trial run read once into a typed `TrialRun`.
+"""A sweep's runs as the pipeline reads them: each trial run read once into a typed
+`TrialRun`, and the params a trial's run holds. The names they are stored under are
+pipelines/names.py's.
 
 A config value is named by its dotted key everywhere: in the experiment file, in --set,
 in a sweep's space and as the MLflow param (`model.hidden_size`), which holds it as text.
@@ -11,57 +12,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pipelines.names import (
+    BEST_EPOCH,
+    DATASET_FINGERPRINT_PARAM,
+    ERROR_TAG,
+    FINISHED,
+    MLFLOW_RUN_NAME,
+    MODEL_URI_TAG,
+    NUM_CLASSES_PARAM,
+    REUSED_TAG,
+    ROLE_TAG,
+    TRIAL_ROLE,
+    TRIAL_TAG,
+    VALIDATION_DIGEST_PARAM,
+    VOCABULARY_SIZE_PARAM,
+)
+
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
-    from postag.dataset import PreparedDataset
-    from postag.objective import Objective
-
-# MLflow's names, spelled out rather than imported: a trial's worker reads this module for
-# its metric names, and importing any part of mlflow costs it a second at start.
-# tests/pipelines/test_runs.py checks them against MLflow's own.
-FINISHED = "FINISHED"
-FAILED = "FAILED"
-KILLED = "KILLED"
-RUNNING = "RUNNING"
-MLFLOW_RUN_NAME = "mlflow.runName"
-
-# What a run is, in the tag ROLE_TAG.
-ROLE_TAG = "role"
-SWEEP_ROLE = "sweep"
-TRIAL_ROLE = "trial"
-BASELINE_ROLE = "deep-baseline"
-# A search configuration trained again with another seed (the sweep's confirmation stage).
-CONFIRMATION_ROLE = "confirmation"
-EVALUATION_ROLE = "evaluation"
-# The winning configuration's seeds as one model (pipelines/sweep/ensemble.py).
-ENSEMBLE_ROLE = "ensemble"
-
-# An ensemble's run and version: its members' runs (in order), and the tagging time of one
-# member beside its own (postag/objective.py's tagging_ms_per_sentence), measured alike.
-MEMBERS_TAG = "member_run_ids"
-MEMBER_TAGGING_TIME = "member_tagging_ms_per_sentence"
-# A version registered for its configuration's seeds: their runs, in the order of its `seeds`.
-SEED_RUNS_TAG = "seed_run_ids"
-
-# Tags of a trial run.
-TRIAL_TAG = "ray_trial_id"
-# On a Pareto front member's run and version: its place, best on the first objective first.
-PARETO_RANK_TAG = "pareto_front_rank"
-MODEL_URI_TAG = "model_uri"
-# On a trial's record in a sweep that took it from an earlier one (pipelines/sweep/reuse.py):
-# the run that trained it, and that run's sweep.
-REUSED_TAG = "reused_from_run"
-REUSED_SWEEP_TAG = "reused_from_sweep"
-ERROR_TAG = "error"
-# The end of an error trace kept in a tag (MLflow caps tag values); error.txt keeps it all.
-ERROR_TAG_CHARS = 5000
-
-# The epoch of a finished trial's best (its score is its objective's `best_metric`).
-BEST_EPOCH = "best_epoch"
-
-# Params logged beside the config's own fields.
-VALIDATION_DIGEST_PARAM = "validation_digest"
+    from postag.data.dataset import PreparedDataset
+    from postag.training.objective import Objective
 
 
 def run_params(config: dict, dataset: PreparedDataset) -> dict[str, str]:
@@ -74,10 +45,10 @@ def run_params(config: dict, dataset: PreparedDataset) -> dict[str, str]:
     }
     params.update(
         {
-            "dataset_fingerprint": dataset.fingerprint,
+            DATASET_FINGERPRINT_PARAM: dataset.fingerprint,
             VALIDATION_DIGEST_PARAM: dataset.validation_digest,
-            "vocabulary_size": len(dataset.words),
-            "num_classes": dataset.num_classes,
+            VOCABULARY_SIZE_PARAM: len(dataset.words),
+            NUM_CLASSES_PARAM: dataset.num_classes,
         }
     )
     return {k: str(v) for k, v in params.items()}
@@ -93,7 +64,7 @@ class TrialRun:
     role: str | None
     trial_id: str | None
     model_uri: str | None
-    # Its best epoch's figure on the objective it was read for (postag/objective.py).
+    # Its best epoch's figure on the objective it was read for (postag/training/objective.py).
     score: float | None
     best_epoch: int | None
     params: Mapping[str, str]

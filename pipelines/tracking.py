@@ -1,6 +1,6 @@
 """Where MLflow runs go: the tracking URI and its credentials, the experiment, datasets as
 MLflow inputs, evaluation runs and links into the UI. A sweep's own runs are written by
-pipelines/sweep/trial_runs.py.
+pipelines/sweep/trial/records.py.
 
 Ray-free, so that `postag tag` and `postag evaluate` do not load Ray to find a tracking URI.
 """
@@ -18,20 +18,26 @@ import mlflow
 from mlflow.entities import Dataset, DatasetInput, InputTag, Run
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
-from pipelines.provenance import code_tags
-from pipelines.runs import (
+from pipelines.names import (
+    DATA_TAG,
+    EVALUATION_INPUT_TAG,
     EVALUATION_ROLE,
+    EVALUATION_RUN_TAG,
+    EXPERIMENT_KIND_TAG,
     KILLED,
+    MODEL_TRAINING,
     MODEL_URI_TAG,
+    REGISTERED_MODEL_TAG,
+    REGISTERED_MODEL_VERSION_TAG,
     ROLE_TAG,
+    TEST_ACCURACY,
+    TEST_DATA_TAG,
 )
-from postag.dataset import PreparedDataset, SourceFile
-from postag.sources import sha256_of
+from pipelines.provenance import code_tags
+from postag.data.dataset import PreparedDataset, SourceFile
+from postag.data.sources import sha256_of
 
 EXPERIMENT_NAME = "postag"
-# Tells the MLflow UI that this experiment trains models (its runs pages, not GenAI traces).
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-MODEL_TRAINING = "custom_model_development"
 SQLITE_PREFIX = "sqlite:///"
 # Runs read a request: MLflow's own default page (a search returns at most 50,000).
 RUNS_PER_PAGE = 1000
@@ -211,12 +217,14 @@ def log_evaluation(
     evaluation from raw text (`raw_text`) is tagged so and leaves the version's link, which
     is the gold-token evaluation's, as it is.
     """
-    tags = {ROLE_TAG: EVALUATION_ROLE, MODEL_URI_TAG: model_uri, "data": str(test.path)}
+    tags = {ROLE_TAG: EVALUATION_ROLE, MODEL_URI_TAG: model_uri, DATA_TAG: str(test.path)}
     tags.update(code_tags())
     tags[EVALUATION_INPUT_TAG] = "raw text" if raw_text else "gold tokens"
     experiment_id, parent, model_id = ensure_experiment(), None, None
     if version is not None:
-        tags.update(registered_model=version.name, registered_model_version=version.version)
+        tags.update(
+            {REGISTERED_MODEL_TAG: version.name, REGISTERED_MODEL_VERSION_TAG: version.version}
+        )
         if version.run_id:
             parent = version.run_id
             experiment_id = mlflow.MlflowClient().get_run(parent).info.experiment_id
@@ -244,8 +252,6 @@ def log_evaluation(
     return run.info.run_id
 
 
-# What an evaluation run tagged: the gold file's own words, or its raw text.
-EVALUATION_INPUT_TAG = "evaluation_input"
 # The version description's last paragraph: the latest evaluation, replaced by the next one.
 EVALUATION_HEADING = "**Latest evaluation**"
 
@@ -255,9 +261,9 @@ def link_evaluation(version, run, test: DataInput, accuracy: float) -> None:
     client = mlflow.MlflowClient()
     url = run_url(mlflow.get_tracking_uri(), run.experiment_id, run.run_id)
     for key, value in (
-        ("evaluation_run_id", run.run_id),
-        ("test_token_accuracy", f"{accuracy:.6f}"),
-        ("test_data", test.name),
+        (EVALUATION_RUN_TAG, run.run_id),
+        (TEST_ACCURACY, f"{accuracy:.6f}"),
+        (TEST_DATA_TAG, test.name),
     ):
         client.set_model_version_tag(version.name, version.version, key, value)
     before = client.get_model_version(version.name, version.version).description or ""

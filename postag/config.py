@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from postag.objective import DEFAULT, Objective, ObjectiveError
+from postag.training.objective import DEFAULT, Objective, ObjectiveError
 
 T = TypeVar("T")
 YAML12_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -58,7 +58,7 @@ def require_fraction(section: str, config: Any, names: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    # None means the default treebank (UD English EWT r2.16), located by postag.sources.
+    # None means the default treebank (UD English EWT r2.16), located by postag.data.sources.
     train: str | None = None
     dev: str | None = None
     test: str | None = None
@@ -200,7 +200,7 @@ class TrainConfig:
     max_batches_per_epoch: int | None = None
     output_dir: str = "runs/latest"
     # What chooses the run's best epoch, whose weights are kept and shipped: a validation
-    # metric and its mode (postag/objective.py). A sweep sets it from `sweep.objective`.
+    # metric and its mode (postag/training/objective.py). A sweep sets it from `sweep.objective`.
     objective: Objective = DEFAULT
 
     def __post_init__(self) -> None:

@@ -21,8 +21,8 @@ from mlflow.tracking import fluent as mlflow_fluent
 from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from postag.registry import REGISTERED_MODEL
-from postag.sources import DataSourceError, TreebankFiles, ewt_files
+from postag.data.sources import DataSourceError, TreebankFiles, ewt_files
+from postag.serving.registry import REGISTERED_MODEL
 from tests.helpers import conllu_blocks, copy_store, start_sweep, write_sweep
 
 SLICE_SENTENCES = {"train": 600, "dev": 150, "test": 150}
@@ -181,7 +181,7 @@ def sweep_once(folder: Path, uri: str, ewt_slice: dict) -> dict:
     of the trials' workers: `config_resolutions` (process id, point), `driver_pid`."""
     # Here: a test that needs no sweep loads no Ray.
     from pipelines.sweep.driver import run_sweep
-    from pipelines.sweep.trial import TrialConfigs
+    from pipelines.sweep.trial.trainable import TrialConfigs
 
     counter = load_module(RESOLUTION_COUNTER / "sitecustomize.py")
     folder.mkdir(exist_ok=True)  # a worker's failed try may have left it

@@ -33,14 +33,14 @@ from pipelines.evaluation import (
     markdown_table,
     per_tag_rows,
 )
-from pipelines.runs import MEMBER_TAGGING_TIME, MEMBERS_TAG
+from pipelines.names import MEMBER_TAGGING_TIME, MEMBERS_TAG
 from pipelines.tracking import tracking_uri
-from postag.cost import TIMED_PASSES
-from postag.evaluation import EvaluationReport
-from postag.objective import TAGGING_TIME
-from postag.readers import DataFormatError
-from postag.registry import ModelNotFound, best_model_uri, load_tagger
-from postag.sources import DataSourceError
+from postag.data.readers import DataFormatError
+from postag.data.sources import DataSourceError
+from postag.evaluation.cost import TIMED_PASSES
+from postag.evaluation.scoring import EvaluationReport
+from postag.serving.registry import ModelNotFound, best_model_uri, load_tagger
+from postag.training.objective import TAGGING_TIME
 
 SEED_TEST_ACCURACY = 0.9261  # the notebook's figure, on its author's own data
 REPORTS_DIR = Path("reports")

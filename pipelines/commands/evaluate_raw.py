@@ -1,8 +1,8 @@
 """`postag evaluate --raw`: a tagger scored from a gold file's raw text, as CoNLL 2018 did.
 
 The gold file's `# text =` lines are tagged as raw text (split into sentences, tokens and
-words by `postag.tokenize`), and the output is scored against the gold file by UD's own
-CoNLL 2018 scorer (`postag.raw_evaluation`): sentence, token and word F1, and the tag F1
+words by `postag.data.tokenize`), and the output is scored against the gold file by UD's own
+CoNLL 2018 scorer (`postag.evaluation.raw`): sentence, token and word F1, and the tag F1
 over the words aligned by character offsets. The figures go to an MLflow evaluation run.
 """
 
@@ -14,11 +14,11 @@ from pathlib import Path
 from mlflow.entities.model_registry import ModelVersion
 
 from pipelines.tracking import DataInput, log_evaluation
-from postag.checkpoint import LoadedTagger
-from postag.dataset import split_file
-from postag.inference import sentences_to_conllu, tag_text
-from postag.raw_evaluation import RawScores, gold_paragraphs, score_raw
-from postag.tagsets import UposFromXpos
+from postag.data.dataset import split_file
+from postag.data.tagsets import UposFromXpos
+from postag.evaluation.raw import RawScores, gold_paragraphs, score_raw
+from postag.models.checkpoint import LoadedTagger
+from postag.serving.inference import sentences_to_conllu, tag_text
 
 RAW_REPORTS = "raw"  # reports/raw/: the tagged text and its tokenization errors
 EWT_TEST_NAME = "en_ewt-ud-test.conllu"

@@ -37,19 +37,23 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail, not_found_message
-from pipelines.provenance import GIT_DIRTY_TAG, code_tags
-from pipelines.runs import MEMBERS_TAG, REUSED_TAG
+from pipelines.names import (
+    DATASET_FINGERPRINT_PARAM,
+    GIT_DIRTY_TAG,
+    MEMBERS_TAG,
+    REUSED_TAG,
+)
+from pipelines.provenance import code_tags
 from pipelines.tracking import CONTEXTS, tracking_uri, training_inputs
-from postag import dataset as datasets
 from postag.config import ConfigError, RunConfig, build, with_values
-from postag.readers import DataFormatError
-from postag.registry import ModelNotFound, find_version
-from postag.sources import DataSourceError
-from postag.train import REPLAYED_METRICS, EpochResult, TrainingState, fit
+from postag.data import dataset as datasets
+from postag.data.readers import DataFormatError
+from postag.data.sources import DataSourceError
+from postag.serving.registry import ModelNotFound, find_version
+from postag.training.trainer import REPLAYED_METRICS, EpochResult, TrainingState, fit
 
 PROG = "postag reproduce"
 CONFIG_ARTIFACT = "config.json"
-FINGERPRINT_PARAM = "dataset_fingerprint"
 
 
 class ReplayRefused(ValueError):
@@ -156,7 +160,7 @@ def first_difference(
 def data_mismatch(run, prepared: datasets.PreparedDataset) -> str | None:
     """Why the prepared data is not what the run trained on, naming both digests; None if
     it is. The fingerprint covers every file's sha256 and the preparation settings."""
-    logged = run.data.params.get(FINGERPRINT_PARAM)
+    logged = run.data.params.get(DATASET_FINGERPRINT_PARAM)
     if logged is None or logged == prepared.fingerprint:
         return None
     was = {

@@ -24,7 +24,7 @@ import mlflow
 
 from pipelines.cli import command_parser, fail, not_found_message
 from pipelines.tracking import tracking_uri
-from postag.registry import ModelNotFound, best_model_uri, find_version
+from postag.serving.registry import ModelNotFound, best_model_uri, find_version
 
 PROG = "postag serve"
 DEFAULT_HOST = "127.0.0.1"  # this machine only; put a proxy with TLS in front to share it

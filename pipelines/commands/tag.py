@@ -13,9 +13,9 @@ import mlflow
 
 from pipelines.cli import command_parser, not_found_message
 from pipelines.tracking import tracking_uri
-from postag.inference import retag_conllu, text_to_conllu, tokens_to_conllu
-from postag.readers import DataFormatError
-from postag.registry import ModelNotFound, best_model_uri, load_tagger
+from postag.data.readers import DataFormatError
+from postag.serving.inference import retag_conllu, text_to_conllu, tokens_to_conllu
+from postag.serving.registry import ModelNotFound, best_model_uri, load_tagger
 
 CONVERTERS = {"text": text_to_conllu, "tokens": tokens_to_conllu, "conllu": retag_conllu}
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, fail
 from pipelines.experiment import add_config_arguments, config_from_args
-from postag import dataset as datasets
-from postag.checkpoint import save_checkpoint
 from postag.config import ConfigError, RunConfig, to_dict
+from postag.data import dataset as datasets
+from postag.data.readers import DataFormatError
+from postag.data.sources import DataSourceError
 from postag.files import write_text_atomically
-from postag.readers import DataFormatError
-from postag.sources import DataSourceError
-from postag.train import EpochResult, TrainingDiverged, TrainingState, evaluate, fit
+from postag.models.checkpoint import save_checkpoint
+from postag.training.trainer import EpochResult, TrainingDiverged, TrainingState, evaluate, fit
 
 CHECKPOINT_NAME = "best.pt"
 SUMMARY_NAME = "summary.json"

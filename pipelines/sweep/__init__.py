@@ -1,22 +1,23 @@
-"""A sweep, by file, in the order it flows:
+"""`make sweep`: a Ray Tune sweep of taggers, every trial in MLflow, the winner registered.
+`driver` opens the sweep and runs its stages in order; the rest is five folders, each one
+concern, each importing only the folders above it in this list:
 
-- `driver`: `make sweep`; opens the sweep and runs its stages in their order.
-- `job`: the sweep an experiment file defines (`SweepJob`), where its state lives, its lock;
-  `settings`: the file's typed `sweep:` section (`SweepSettings`).
-- `state`: the sweep's saved state and its phases (`SweepState`); `life`: its one writer,
-  phase by phase (`SweepLife`); `additions`: whether a changed file only adds trials.
-- `search`: the search stages in Ray Tune's terms, the search and each extension;
-  `plan`: what a search stage trains around the trials its sweep holds; `reuse`: a warm
-  start's trials, taken from earlier sweeps; `confirmation`: the best trained again with
-  new seeds; `stage`: how one stage (a Tune experiment) runs, on `ray_runtime`.
-- `trial`: a trial's one RunConfig, its name, and the trainable it trains in;
-  `trial_progress`: the console's lines as trials conclude.
-- MLflow records: `parent_run` (the sweep's run), `trial_runs` (each trial's), written per
-  epoch through the Tune callback in `mlflow_callback`.
-- `conclusion`: the end; `promotion` registers the winner, by the `champion` rule for
-  `best`; `importance`: what mattered (fANOVA).
-- `stop_signals`: Ctrl-C and SIGTERM, taken as one stop wherever they find the sweep.
+- `setup/`: a sweep from its experiment file: the typed, checked `sweep:` section
+  (`settings`) and the job it makes, where its state lives, its lock (`job`).
+- `lifecycle/`: its life across drivers: the saved state and its phases (`state`), its one
+  writer (`life`: opened, resumed, extended, stopped), the parent run in MLflow
+  (`parent_run`), stop signals (`signals`), Ray's start and end (`ray_runtime`).
+- `trial/`: one trial: the trainable it trains in (`trainable`), the Tune callback that
+  records it in MLflow (`callback`, through `records`), the console's lines (`progress`).
+- `stages/`: the Tune experiments a sweep runs: how one runs (`stage`), the search and its
+  extensions (`search`), trials held from earlier sweeps and the plan around them
+  (`held`), the confirmation (`confirmation`).
+- `end/`: the conclusion (`conclusion`): who wins and whether `best` moves (`winner`),
+  the versions written (`registration`), the seeds as one model (`seed_ensemble`), the
+  Pareto front (`pareto`), what mattered (`importance`).
 
-A sweep's runs are read back, typed, by pipelines/runs.py.
-Imports nothing, so that a command importing one module here loads only what that needs.
+setup and lifecycle import no stage; tests/test_layout.py holds the order. The names the
+sweep stores in MLflow are pipelines/names.py's, and its runs are read back, typed, by
+pipelines/runs.py. This file imports nothing, so that a command importing one module here
+loads only what that needs.
 """

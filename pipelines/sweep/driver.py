@@ -17,10 +17,11 @@ same sweep resumes (Ray Tune's restore); `--fresh` abandons it and starts anew.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,14 +39,12 @@ from pipelines.servers.probe import (
     probe_ray_cluster,
     probe_tracking_server,
 )
-from pipelines.sweep.conclusion import conclude
-from pipelines.sweep.confirmation import (
-    best_of_the_search,
-    confirmation_stage,
-    confirmed,
-    seeds_of_the_search,
-)
-from pipelines.sweep.job import (
+from pipelines.sweep.end.conclusion import conclude
+from pipelines.sweep.lifecycle.life import SweepLife
+from pipelines.sweep.lifecycle.ray_runtime import one_ray_for_the_stages
+from pipelines.sweep.lifecycle.signals import stop_signals_as_ctrl_c
+from pipelines.sweep.lifecycle.state import RESUME_HINT, SweepFailed, SweepPhase
+from pipelines.sweep.setup.job import (
     STORAGE_DIR,
     SweepBusy,
     SweepJob,
@@ -55,12 +54,14 @@ from pipelines.sweep.job import (
     sweep_storage,
     warm_start_overrides,
 )
-from pipelines.sweep.life import SweepLife
-from pipelines.sweep.ray_runtime import one_ray_for_the_stages
-from pipelines.sweep.search import search_stages
-from pipelines.sweep.stage import Stage, StageRunner, stage_trials
-from pipelines.sweep.state import RESUME_HINT, SweepFailed, SweepPhase
-from pipelines.sweep.stop_signals import stop_signals_as_ctrl_c
+from pipelines.sweep.stages.confirmation import (
+    best_of_the_search,
+    confirmation_stage,
+    confirmed,
+    seeds_of_the_search,
+)
+from pipelines.sweep.stages.search import search_stages
+from pipelines.sweep.stages.stage import Stage, StageRunner, stage_trials
 from pipelines.tracking import (
     ensure_experiment,
     sqlite_database,
@@ -68,10 +69,11 @@ from pipelines.tracking import (
     training_inputs,
     without_credentials,
 )
-from postag import dataset as datasets
 from postag.config import ConfigError
-from postag.readers import DataFormatError
-from postag.sources import DataSourceError
+from postag.data import dataset as datasets
+from postag.data.dataset import PreparedDataset
+from postag.data.readers import DataFormatError
+from postag.data.sources import DataSourceError
 
 PROG = "postag sweep"
 
@@ -83,12 +85,18 @@ def run_sweep(
     fresh: bool,
     force_best: bool = False,
     verbose: bool = False,
-    runner: Callable[..., StageRunner] = StageRunner,
 ) -> dict:
-    """Run (or resume) the sweep to its end: every trial in MLflow, the winner registered.
+    """Run (or resume) the sweep to its end: every trial in MLflow, the winner registered."""
+    with open_sweep(config_path, overrides, storage, fresh, verbose) as (life, prepared):
+        return run_stages(life, StageRunner(prepared, verbose), force_best)
 
-    `runner` makes what runs its Tune stages from the prepared data and `verbose`; a bench
-    passes one with callbacks of its own."""
+
+@contextlib.contextmanager
+def open_sweep(
+    config_path: Path, overrides: list[str], storage: str | Path, fresh: bool, verbose: bool
+) -> Iterator[tuple[SweepLife, PreparedDataset]]:
+    """The sweep an experiment file defines, opened: its services checked, its lock held,
+    its data prepared, its life resumed or begun; with the data its trials train on."""
     values, run, sweep = load_sweep(config_path, overrides)
     uri = tracking_uri(Path.cwd())
     probe_tracking_server(uri)
@@ -105,7 +113,7 @@ def run_sweep(
         with one_ray_for_the_stages(), SweepLife.open(job, experiment_id, fresh) as life:
             if not life.resuming:
                 life.log_data(training_inputs(prepared).values())
-            return run_stages(life, runner(prepared, verbose), force_best)
+            yield life, prepared
 
 
 def run_stages(life: SweepLife, runner: StageRunner, force_best: bool) -> dict:
@@ -113,7 +121,8 @@ def run_stages(life: SweepLife, runner: StageRunner, force_best: bool) -> dict:
     the phase the sweep is in; a Tune stage interrupted ends the sweep there, and the same
     command resumes it. A search over seeds is its own confirmation.
 
-    A stage after these is made in a module of its own and given its place here."""
+    A stage after these is made in a module of pipelines/sweep/stages/ and given its place
+    here."""
     job = life.job
     if life.phase == SweepPhase.REGISTERING and life.resuming:
         say(f"sweep '{job.sweep.name}': every trial concluded; resuming at registration")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import mlflow
 
-from pipelines.sweep.state import RESUME_HINT
+from pipelines.sweep.lifecycle.state import RESUME_HINT
 from tests.helpers import small_sweep, start_sweep, trial_runs, wait_for, write_experiment
 
 DISK_BYTES = 48 * 2**20

@@ -20,10 +20,10 @@ from pipelines.sweep import driver
 PAUSED = "paused"
 # Where each part pauses: (module, attribute path) of a function that part calls.
 PARTS = {
-    "registering": ("pipelines.sweep.promotion", "set_alias"),
+    "registering": ("pipelines.sweep.end.registration", "set_alias"),
     "testing": ("pipelines.tracking", "mlflow.log_dict"),
-    "weighing": ("pipelines.sweep.conclusion", "parameter_importance"),
-    "writing": ("pipelines.sweep.parent_run", "ParentRun.close_with_summary"),
+    "weighing": ("pipelines.sweep.end.conclusion", "parameter_importance"),
+    "writing": ("pipelines.sweep.lifecycle.parent_run", "ParentRun.close_with_summary"),
 }
 
 

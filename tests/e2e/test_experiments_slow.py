@@ -8,8 +8,8 @@ import mlflow
 import pytest
 
 from pipelines.sweep.driver import run_sweep
-from pipelines.sweep.job import CPU_EXPERIMENT
-from postag.registry import BEST_ALIAS, REGISTERED_MODEL
+from pipelines.sweep.setup.job import CPU_EXPERIMENT
+from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL
 from tests.helpers import trial_runs
 
 ROOT = Path(__file__).resolve().parents[2]

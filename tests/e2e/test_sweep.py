@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from postag.readers import read_conllu
-from postag.registry import REGISTERED_MODEL, best_model_uri
-from postag.sources import sha256_of
+from postag.data.readers import read_conllu
+from postag.data.sources import sha256_of
+from postag.serving.registry import REGISTERED_MODEL, best_model_uri
 from tests.helpers import DIVERGING_LR, PROJECT_ROOT
 
 

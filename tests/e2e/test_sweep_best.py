@@ -16,8 +16,8 @@ import yaml
 
 from pipelines.cli import main
 from postag.config import read_yaml
-from postag.ensemble import TaggerEnsemble
-from postag.registry import BEST_ALIAS, REGISTERED_MODEL, load_tagger
+from postag.models.ensemble import TaggerEnsemble
+from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL, load_tagger
 from tests.helpers import (
     SWEEP_LIMIT_SECONDS,
     TINY_SWEEP,
@@ -77,7 +77,7 @@ def test_best_yaml_trains_its_seeds_side_by_side_and_registers_them_as_one_model
     assert version.tags["seeds"] == "1,2,3" and version.tags["members"] == "3"
     score = ensemble.data.metrics["best_val_accuracy"]
     assert float(version.tags["val_accuracy"]) == round(score, 6)
-    assert float(version.tags["val_mean"]) == round(statistics.fmean(accuracies), 6)
+    assert float(version.tags["seeds_mean"]) == round(statistics.fmean(accuracies), 6)
     assert ensemble.data.params["validation_digest"] == seeds["1"].data.params["validation_digest"]
     member_ms = ensemble.data.metrics["member_tagging_ms_per_sentence"]
     assert ensemble.data.metrics["tagging_ms_per_sentence"] > member_ms > 0

@@ -15,8 +15,8 @@ import mlflow
 import pytest
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE
-from pipelines.sweep.state import RESUME_HINT
-from postag.registry import REGISTERED_MODEL
+from pipelines.sweep.lifecycle.state import RESUME_HINT
+from postag.serving.registry import REGISTERED_MODEL
 from tests.e2e.paused_driver import PAUSED
 from tests.helpers import (
     SCENARIO_LIMIT_SECONDS,
@@ -202,9 +202,9 @@ def test_registration_takes_the_best_mean_and_records_its_seeds(confirmed_sweep)
     assert f"registered version {version.version} as" in confirmed_sweep.console
     # The model registered is the best seed run of the configuration with the best mean.
     assert version.tags["run_id"] == max(winner_runs, key=best_val).info.run_id
-    assert float(version.tags["val_mean"]) == pytest.approx(means[winner_lr], abs=1e-6)
+    assert float(version.tags["seeds_mean"]) == pytest.approx(means[winner_lr], abs=1e-6)
     sd = statistics.stdev(best_val(r) for r in winner_runs)
-    assert float(version.tags["val_sd"]) == pytest.approx(sd, abs=1e-6)
+    assert float(version.tags["seeds_sd"]) == pytest.approx(sd, abs=1e-6)
     assert set(version.tags["seed_run_ids"].split(",")) == {r.info.run_id for r in winner_runs}
     assert sorted(version.tags["seeds"].split(",")) == ["1", "2"]
     assert "Best mean of sweep 'confirm'" in version.description and "± " in version.description
@@ -212,11 +212,11 @@ def test_registration_takes_the_best_mean_and_records_its_seeds(confirmed_sweep)
 
 def test_each_confirmed_configuration_shows_its_mean_and_spread_in_mlflow(confirmed_sweep):
     roles, client = confirmed_sweep.roles, confirmed_sweep.client
-    confirmed_search_runs = [r for r in roles["trial"] if "confirmed_val_mean" in r.data.metrics]
+    confirmed_search_runs = [r for r in roles["trial"] if "confirmed_mean" in r.data.metrics]
     assert len(confirmed_search_runs) == 2
     for run in confirmed_search_runs:
         seeds = [r for r in roles["confirmation"] if lr_of(r) == lr_of(run)]
-        assert run.data.metrics["confirmed_val_mean"] == pytest.approx(
+        assert run.data.metrics["confirmed_mean"] == pytest.approx(
             statistics.fmean(best_val(r) for r in seeds)
         )
         assert set(run.data.tags["confirmation_runs"].split(",")) == {r.info.run_id for r in seeds}
@@ -224,7 +224,7 @@ def test_each_confirmed_configuration_shows_its_mean_and_spread_in_mlflow(confir
     version = confirmed_sweep.version
     # The version's tags hold six decimals; the parent's metrics the full values.
     for field in ("mean", "sd"):
-        assert parent.data.metrics[f"confirmed_val_{field}"] == pytest.approx(
+        assert parent.data.metrics[f"confirmed_{field}"] == pytest.approx(
             float(version.tags[f"val_{field}"]), abs=5e-7
         )
     text = Path(client.download_artifacts(parent.info.run_id, "trials.md")).read_text()

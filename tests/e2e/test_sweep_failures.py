@@ -15,12 +15,13 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from pipelines.sweep import promotion
 from pipelines.sweep.driver import main
-from pipelines.sweep.job import load_sweep
-from pipelines.sweep.state import SweepState, open_sweep_state
+from pipelines.sweep.end import winner
+from pipelines.sweep.lifecycle.life import open_sweep_state
+from pipelines.sweep.lifecycle.state import SweepState
+from pipelines.sweep.setup.job import load_sweep
 from pipelines.tracking import ensure_experiment
-from postag.registry import BEST_ALIAS, REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL
 from tests.helpers import DIVERGING_LR, TINY_SWEEP, trial_runs, write_sweep
 
 
@@ -75,7 +76,7 @@ def test_an_exception_in_the_driver_closes_its_runs_and_the_rerun_registers(
         raise MlflowException("the model registry is unavailable")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(promotion, "register_candidate", registry_down)
+        patch.setattr(winner, "register_candidate", registry_down)
         assert run_main(tmp_path, ewt_slice, values) == 1
     err = capsys.readouterr().err
     assert "failed: MlflowException: the model registry is unavailable" in err

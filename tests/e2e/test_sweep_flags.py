@@ -10,7 +10,7 @@ import json
 
 import mlflow
 
-from postag.registry import BEST_ALIAS, REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL
 from tests.helpers import SWEEP_LIMIT_SECONDS, TINY_SWEEP, write_sweep
 
 SWEEP = copy.deepcopy(TINY_SWEEP)

@@ -14,8 +14,8 @@ import torch
 from ray.cluster_utils import Cluster
 
 from pipelines.sweep.driver import run_sweep
-from pipelines.sweep.job import GPU_EXPERIMENT, sweep_experiment
-from pipelines.sweep.trial import NoCudaForGpu, worker_device
+from pipelines.sweep.setup.job import GPU_EXPERIMENT, sweep_experiment
+from pipelines.sweep.trial.trainable import NoCudaForGpu, worker_device
 from tests.helpers import SWEEP_LIMIT_SECONDS, most_at_once, trial_runs, write_sweep
 
 GPU_SHARE = 0.25

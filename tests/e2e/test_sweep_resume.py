@@ -16,8 +16,8 @@ import pytest
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE
 from pipelines.commands.reproduce import replay
-from pipelines.sweep.state import RESUME_HINT
-from pipelines.sweep.trial import RESUMED_KEY
+from pipelines.sweep.lifecycle.state import RESUME_HINT
+from pipelines.sweep.trial.trainable import RESUMED_KEY
 from tests.helpers import SCENARIO_LIMIT_SECONDS, trial_runs, wait_for, write_experiment
 
 # Several sweeps in one scenario (tests/helpers.py).

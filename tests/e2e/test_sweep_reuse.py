@@ -15,9 +15,9 @@ import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines.commands.reproduce import replay
-from pipelines.runs import REUSED_TAG
+from pipelines.names import REUSED_TAG
 from pipelines.sweep.driver import run_sweep
-from pipelines.sweep.stage import stage_trials
+from pipelines.sweep.stages.stage import stage_trials
 from postag.config import ConfigError
 from tests.helpers import SCENARIO_LIMIT_SECONDS, write_sweep
 

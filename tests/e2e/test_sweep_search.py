@@ -11,7 +11,7 @@ import yaml
 from matplotlib.image import imread
 
 from pipelines.sweep.driver import run_sweep
-from postag.registry import best_model_uri, load_tagger
+from postag.serving.registry import best_model_uri, load_tagger
 from tests.helpers import trial_runs, write_experiment
 
 SEARCH = Path(__file__).resolve().parents[2] / "experiments" / "search.yaml"

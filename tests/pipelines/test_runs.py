@@ -8,20 +8,12 @@ import subprocess
 import sys
 
 import pytest
-from mlflow.entities import RunStatus
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-from pipelines import runs
-from pipelines.runs import (
-    BASELINE_ROLE,
-    FINISHED,
-    TRIAL_ROLE,
-    read_trial_runs,
-    run_params,
-)
-from postag import dataset as datasets
+from pipelines.names import BASELINE_ROLE, FINISHED, TRIAL_ROLE
+from pipelines.runs import read_trial_runs, run_params
 from postag.config import to_dict
-from postag.objective import DEFAULT
+from postag.data import dataset as datasets
+from postag.training.objective import DEFAULT
 
 
 def test_the_params_a_trial_logs_are_its_config_under_its_dotted_keys(tiny_config):
@@ -70,16 +62,14 @@ def test_a_run_without_a_score_or_a_model_is_no_candidate(swept, missing):
     assert not dataclasses.replace(run, **{missing: None}).is_candidate()
 
 
-def test_the_names_spelled_out_for_the_trial_worker_are_mlflows():
-    for status in ("FINISHED", "FAILED", "KILLED", "RUNNING"):
-        assert getattr(runs, status) == RunStatus.to_string(getattr(RunStatus, status))
-    assert runs.MLFLOW_RUN_NAME == MLFLOW_RUN_NAME
-
-
 def test_a_trial_worker_does_not_import_mlflow():
     """The trial's module loads in each Ray worker: mlflow would add a second to its start."""
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, pipelines.sweep.trial; print('mlflow' in sys.modules)"],
+        [
+            sys.executable,
+            "-c",
+            "import sys, pipelines.sweep.trial.trainable; print('mlflow' in sys.modules)",
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -10,9 +10,8 @@ import mlflow
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines import tracking
+from pipelines.names import EXPERIMENT_KIND_TAG, MODEL_TRAINING
 from pipelines.tracking import (
-    EXPERIMENT_KIND_TAG,
-    MODEL_TRAINING,
     child_runs,
     compare_runs_url,
     ensure_experiment,

@@ -1,7 +1,7 @@
 """Counts each resolution of a trial's RunConfig, in every process that makes one.
 
 On PYTHONPATH (tests/conftest.py's tiny sweep puts it there), Python runs this at start in
-the sweep's driver and in each Ray worker it starts. Once `pipelines.sweep.trial` is
+the sweep's driver and in each Ray worker it starts. Once `pipelines.sweep.trial.trainable` is
 imported, `TrialConfigs.resolve` is wrapped to append a line (process id, the point) to the
 file $POSTAG_TEST_RESOLUTIONS; the test reads the lines of both processes there.
 """
@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-TARGET = "pipelines.sweep.trial"
+TARGET = "pipelines.sweep.trial.trainable"
 
 
 def counting(resolve):

@@ -3,13 +3,13 @@ import os
 
 import pytest
 
-from pipelines.bench.chars import main as chars_bench
-from pipelines.bench.memory import main as memory_bench
-from pipelines.bench.model import main
-from pipelines.bench.scale import main as scale_bench
-from pipelines.bench.serve import main as serve_bench
-from pipelines.bench.sweep import main as sweep_bench
-from pipelines.bench.text import main as text_bench
+from pipelines.bench.serving.load import main as serve_bench
+from pipelines.bench.sweeps.scale import main as scale_bench
+from pipelines.bench.sweeps.timing import main as sweep_bench
+from pipelines.bench.training.chars import main as chars_bench
+from pipelines.bench.training.memory import main as memory_bench
+from pipelines.bench.training.race import main
+from pipelines.bench.training.text import main as text_bench
 from tests.helpers import free_port, write_experiment
 
 

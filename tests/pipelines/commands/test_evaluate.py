@@ -12,8 +12,8 @@ from matplotlib.image import imread
 
 from pipelines.cli import main
 from pipelines.tracking import run_url
-from postag.readers import read_conllu
-from postag.registry import best_model_uri
+from postag.data.readers import read_conllu
+from postag.serving.registry import best_model_uri
 from tests.helpers import copy_store
 
 PICTURES = ("confusion.png", "sweep_val_accuracy.png", "sweep_heatmap.png", "sweep_grad_norms.png")

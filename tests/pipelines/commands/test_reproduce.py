@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from pipelines.cli import main
 from pipelines.commands.reproduce import code_warning, first_difference, replay
 from pipelines.provenance import code_tags
-from postag.registry import best_model_uri
-from postag.train import REPLAYED_METRICS, EpochResult
+from postag.serving.registry import best_model_uri
+from postag.training.trainer import REPLAYED_METRICS, EpochResult
 
 
 def test_the_registered_version_replays_every_epoch_to_the_last_digit(in_swept_store):

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow.exceptions import MlflowException
 
-from postag.inference import tag_sentences
-from postag.readers import read_conllu
-from postag.serving import CHUNK_RECORDS, MAX_RECORDS, MAX_SENTENCE_WORDS
+from postag.data.readers import read_conllu
+from postag.serving.inference import tag_sentences
+from postag.serving.pyfunc import CHUNK_RECORDS, MAX_RECORDS, MAX_SENTENCE_WORDS
 from tests.helpers import ModelServer
 
 # A request that takes longer has hung: a tagging of the largest request allowed takes ~1 s.

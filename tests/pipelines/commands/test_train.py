@@ -5,8 +5,8 @@ import json
 import pytest
 
 from pipelines.cli import main
-from postag.checkpoint import load_checkpoint
-from postag.readers import read_conllu
+from postag.data.readers import read_conllu
+from postag.models.checkpoint import load_checkpoint
 
 TINY = [
     "--set",

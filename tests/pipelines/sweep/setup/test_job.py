@@ -1,0 +1,23 @@
+"""What a sweep is, read from its experiment file and the command line's overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.sweep.setup.job import load_sweep
+from postag.config import ConfigError
+from tests.helpers import TINY_SWEEP, write_sweep
+
+
+def test_an_override_of_a_searched_key_is_refused_not_silently_replaced(tmp_path, ewt_slice):
+    config = write_sweep(tmp_path, ewt_slice, TINY_SWEEP)
+    with pytest.raises(ConfigError) as refused:
+        load_sweep(config, ["train.lr=0.1"])
+    assert "--set train.lr=0.1 would be ignored: the sweep searches train.lr" in str(refused.value)
+    assert str(config) in str(refused.value)
+
+
+def test_what_is_searched_is_changed_through_the_sweep_space(tmp_path, ewt_slice):
+    config = write_sweep(tmp_path, ewt_slice, TINY_SWEEP)
+    _, run, sweep = load_sweep(config, ["sweep.space.train.lr=[0.1, 0.2]", "train.epochs=3"])
+    assert sweep.space["train.lr"] == [0.1, 0.2] and run.train.epochs == 3
