@@ -21,7 +21,6 @@ from pipelines.console import say
 from pipelines.disk import DiskFull, full_text
 from pipelines.names import (
     BASELINE_ROLE,
-    BEST_EPOCH,
     DAMAGED_CHECKPOINT_TAG,
     FAILED,
     FINISHED,
@@ -37,6 +36,7 @@ from pipelines.sweep.trial.trainable import (
     RESUMED_KEY,
     RUN_CONFIG_KEY,
     TrialConfigs,
+    final_figure_keys,
     load_trial_checkpoint,
     trial_name,
 )
@@ -189,8 +189,8 @@ class MlflowTrials(Callback):
         settings = self.configs.settings
         if settings.primary.best_metric not in result:
             return {}
-        keys = [BEST_EPOCH, *(goal.best_metric for goal in settings.goals)]
-        # A cost never measured (the baseline's) is NaN in the result, and left out here.
+        keys = final_figure_keys(settings)
+        # A figure never measured (the baseline's costs) is NaN in the result, and left out.
         return {key: result[key] for key in keys if not math.isnan(result.get(key, math.nan))}
 
     def fail(self, trial: Trial, error: str) -> None:

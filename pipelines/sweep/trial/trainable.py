@@ -197,6 +197,12 @@ def reported_costs(
     return measure_costs(model, dataset.splits["dev"], names)
 
 
+def final_figure_keys(settings: SweepSettings) -> list[str]:
+    """The figures a trial's run closes with, from its last result: its best epoch and its
+    figure on each objective (a cost measured on its final model, NaN where it was not)."""
+    return [BEST_EPOCH, *(goal.best_metric for goal in settings.goals)]
+
+
 def whereabouts(resume: TrainingState | None, device: str) -> dict:
     """Where the trial runs, and from which epoch on, said with every epoch."""
     return {
