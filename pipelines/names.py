@@ -45,6 +45,8 @@ ABANDONED_TAG = "abandoned"
 BEST_RUN_TAG = "best_run_id"
 REGISTERED_VERSION_TAG = "registered_version"
 BEST_ALIAS_TAG = "best_alias"
+# The parent run's artifact that holds the sweep's answer: its trial table and findings.
+TRIALS_MD = "trials.md"
 
 # Tags of a trial run: its Tune trial, where each epoch ran (also the keys of its result),
 # its model, and what befell it on the way.

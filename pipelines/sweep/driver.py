@@ -39,8 +39,8 @@ from pipelines.servers.probe import (
     probe_ray_cluster,
     probe_tracking_server,
 )
-from pipelines.sweep.end.conclusion import conclude
-from pipelines.sweep.lifecycle.life import SweepLife
+from pipelines.sweep.end.conclusion import conclude, say_again
+from pipelines.sweep.lifecycle.life import StoppedWhenDone, SweepLife, SweepUpToDate
 from pipelines.sweep.lifecycle.ray_runtime import one_ray_for_the_stages
 from pipelines.sweep.lifecycle.signals import stop_signals_as_ctrl_c
 from pipelines.sweep.lifecycle.state import RESUME_HINT, SweepFailed, SweepPhase
@@ -86,9 +86,22 @@ def run_sweep(
     force_best: bool = False,
     verbose: bool = False,
 ) -> dict:
-    """Run (or resume) the sweep to its end: every trial in MLflow, the winner registered."""
-    with open_sweep(config_path, overrides, storage, fresh, verbose) as (life, prepared):
-        return run_stages(life, StageRunner(prepared, verbose), force_best)
+    """Run (or resume) the sweep to its end: every trial in MLflow, the winner registered.
+    A sweep that finished with this very file is up to date: its answer is said again from
+    its record, and nothing is trained or written. A stop that comes once the sweep has
+    finished is a `StoppedWhenDone`, not an interruption."""
+    life = None
+    try:
+        with open_sweep(config_path, overrides, storage, fresh, verbose) as (life, prepared):
+            return run_stages(life, StageRunner(prepared, verbose), force_best)
+    except SweepUpToDate as finished:
+        say_again(finished.state)
+        return {"state": asdict(finished.state), "interrupted": False, "up_to_date": True}
+    except KeyboardInterrupt as stop:
+        # Ray's shutdown, after the sweep's runs were closed, can take the stop too.
+        if life is not None and life.done:
+            raise life.stopped_when_done() from stop
+        raise
 
 
 @contextlib.contextmanager
@@ -173,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, error, 2)
     except SweepFailed as error:
         return fail(PROG, error, 1, kind="failed")
+    except StoppedWhenDone as done:
+        # Its work is done: a scheduler that stopped it at its last line sees success.
+        say(f"{PROG}: stopped: {done}")
+        return 0
     except KeyboardInterrupt as error:
         # A SweepInterrupted says where the sweep stopped; a bare Ctrl-C came before it opened.
         where = f"{error}; " if str(error) else ""

@@ -5,7 +5,9 @@ there however fast that part is on a CI-sized sweep:
 
 It prints `paused PART` and waits for a signal, inside the real code of that part: the
 registration has made its version but set no alias yet; the test evaluation's MLflow run
-is open; the trial table is not yet written. Any other PART runs the driver as it is.
+is open; the trial table is not yet written; or, `answered`, the sweep has finished and
+printed its answer, and the process has not yet ended. Any other PART runs the driver as
+it is.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ import time
 from pipelines.sweep import driver
 
 PAUSED = "paused"
-# Where each part pauses: (module, attribute path) of a function that part calls.
+# Where each part pauses: (module, attribute path) of a function that part calls, and
+# whether it pauses before that function runs or once it has.
 PARTS = {
-    "registering": ("pipelines.sweep.end.registration", "set_alias"),
-    "testing": ("pipelines.tracking", "mlflow.log_dict"),
-    "weighing": ("pipelines.sweep.end.conclusion", "parameter_importance"),
-    "writing": ("pipelines.sweep.lifecycle.parent_run", "ParentRun.close_with_summary"),
+    "registering": ("pipelines.sweep.end.winner", "set_alias", "before"),
+    "testing": ("pipelines.tracking", "mlflow.log_dict", "before"),
+    "weighing": ("pipelines.sweep.end.conclusion", "parameter_importance", "before"),
+    "writing": ("pipelines.sweep.lifecycle.parent_run", "ParentRun.close_with_summary", "before"),
+    "answered": ("pipelines.sweep.end.conclusion", "say_end", "after"),
 }
 
 
 def pause_in(part: str) -> None:
     """Replace the function that `part` calls with one that stops the first time it runs."""
-    module_name, path = PARTS[part]
+    module_name, path, when = PARTS[part]
     *owners, name = path.split(".")
     owner = importlib.import_module(module_name)
     for attribute in owners:
@@ -38,6 +42,8 @@ def pause_in(part: str) -> None:
 
     @functools.wraps(original)
     def paused(*args, **kwargs):
+        if when == "after":
+            original(*args, **kwargs)
         print(f"{PAUSED} {part}", flush=True)
         while True:  # until a signal raises KeyboardInterrupt here
             time.sleep(0.05)

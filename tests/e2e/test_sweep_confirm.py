@@ -84,7 +84,8 @@ def stop(driver, part: str, how: signal.Signals, group: bool, client, log: Path)
     running = [
         r.info.run_name for r in client.search_runs([experiment]) if r.info.status == "RUNNING"
     ]
-    line = [text for text in log.read_text().splitlines() if RESUME_HINT in text][-1]
+    said = [t for t in log.read_text().splitlines() if RESUME_HINT in t or STOPPED_WHEN_DONE in t]
+    line = said[-1]
     return Stop(part, how.name, "group" if group else "driver", code, seconds, running, line)
 
 
@@ -99,7 +100,10 @@ CONCLUSION_STOPS = [
     ("testing", signal.SIGINT, False),
     ("weighing", signal.SIGTERM, False),
     ("writing", signal.SIGINT, True),
+    ("answered", signal.SIGTERM, True),
 ]
+# What the driver says of a stop that came once the sweep had finished.
+STOPPED_WHEN_DONE = "had finished when the stop came"
 
 
 @pytest.fixture(scope="module")
@@ -144,16 +148,23 @@ def confirmed_sweep(ewt_slice, tmp_path_factory, sqlite_store):
             wait_for(lambda: f"{PAUSED} {part}" in log.read_text(), drivers[-1])  # noqa: B023
             stops.append(stop(drivers[-1], part, how, group, client, log))
             stops[-2] = replace(stops[-2], versions_after_rerun=versions(client))
+        # Finished, and stopped only after its answer: the same command again is up to date.
+        held = {r.info.run_id for r in client.search_runs([experiment])}
+        before_rerun = log.read_text()
         drivers.append(start_sweep(config, tmp_path, env))
         assert drivers[-1].wait(timeout=STOP_LIMIT_SECONDS) == 0, log.read_text()
         stops[-1] = replace(stops[-1], versions_after_rerun=versions(client))
+        rerun = log.read_text().removeprefix(before_rerun)
+        runs_after_rerun = {r.info.run_id for r in client.search_runs([experiment])} - held
     finally:
         for driver in drivers:
             if driver.poll() is None:
                 os.killpg(driver.pid, signal.SIGKILL)
     console = log.read_text().removeprefix(stopped)
     roles = runs_by_role(client, experiment)
-    return Confirmed(stopped, console, search_before, roles, client, ray_starts, stops)
+    return Confirmed(
+        stopped, console, search_before, roles, client, ray_starts, stops, rerun, runs_after_rerun
+    )
 
 
 @dataclass(frozen=True)
@@ -165,6 +176,8 @@ class Confirmed:
     client: mlflow.MlflowClient
     ray_starts: int  # by the driver that ran the search and began the confirmation
     stops: list[Stop]
+    rerun: str  # the console of the same command once the sweep had finished
+    runs_after_rerun: set[str]  # the runs it made
 
     @property
     def version(self):
@@ -272,14 +285,21 @@ def test_a_stop_at_any_part_ends_clean_and_the_rerun_registers_once(confirmed_sw
         "weighing": "stopped while weighing what mattered",
         "writing": "stopped while writing its trial table",
     }
-    assert [item.part for item in confirmed_sweep.stops] == list(wheres)
-    for item in confirmed_sweep.stops:
+    *interrupted, done = confirmed_sweep.stops
+    assert [item.part for item in interrupted] == list(wheres)
+    for item in interrupted:
         assert item.exit_code == INTERRUPTED_EXIT_CODE, item
         assert item.seconds < GRACE_SECONDS, item
         assert item.running == [], item
         assert wheres[item.part] in item.line and item.line.endswith(RESUME_HINT), item
+    # Stopped once its answer was out: said so, its version named, no advice to resume, and
+    # exit 0 (its work is done).
+    assert done.part == "answered" and done.exit_code == 0, done
+    assert done.seconds < GRACE_SECONDS and done.running == [], done
+    assert f"sweep 'confirm' {STOPPED_WHEN_DONE}: version 1 is registered" in done.line, done
+    assert RESUME_HINT not in done.line, done
     # Stopped after it had made its version, the rerun found it again: one version in all.
-    assert [item.versions_after_rerun for item in confirmed_sweep.stops[2:]] == [1, 1, 1, 1]
+    assert [item.versions_after_rerun for item in confirmed_sweep.stops[2:]] == [1] * 5
     client = confirmed_sweep.client
     assert str(client.get_model_version_by_alias(REGISTERED_MODEL, "best").version) == "1"
     # The evaluation stopped mid-way was closed as a stop (each rerun after it tested the
@@ -292,3 +312,19 @@ def test_a_stop_at_any_part_ends_clean_and_the_rerun_registers_once(confirmed_sw
     assert version.tags["evaluation_run_id"] == last.info.run_id
     (parent,) = roles["sweep"]
     assert parent.info.status == "FINISHED"
+
+
+def test_the_same_command_on_a_finished_sweep_trains_and_writes_nothing(confirmed_sweep):
+    """Up to date, as Make says: no run, no version, no evaluation; the answer said again
+    from the record, and `--fresh` named as the way to train it anew."""
+    rerun = confirmed_sweep.rerun
+    assert confirmed_sweep.runs_after_rerun == set()
+    assert confirmed_sweep.stops[-1].versions_after_rerun == 1
+    assert "sweep 'confirm' is up to date: it finished on " in rerun
+    assert "nothing was trained or written" in rerun
+    assert "registered version 1 as models:/postag-tagger@sweep-confirm; `best` is version 1" in (
+        rerun
+    )
+    assert "| run | hidden | layers | epochs | status |" in rerun  # the trial table, again
+    assert "make sweep SWEEP_ARGS=--fresh" in rerun
+    assert "starting" not in rerun and "trial 1/" not in rerun

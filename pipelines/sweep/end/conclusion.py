@@ -4,6 +4,7 @@ parent run closed with the trial table, and the console's last word."""
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,9 +15,12 @@ from pipelines.evaluation import Evaluated, evaluate_model
 from pipelines.names import (
     CONFIRMED_MEAN,
     CONFIRMED_SD,
+    REGISTERED_VERSION_TAG,
     REUSED_SWEEP_TAG,
+    SWEEP_TAG,
     TEST_ACCURACY,
     TRIAL_ROLE,
+    TRIALS_MD,
 )
 from pipelines.runs import TrialRun, best_first, score
 from pipelines.sweep.end.importance import (
@@ -26,18 +30,18 @@ from pipelines.sweep.end.importance import (
     parameter_importance,
 )
 from pipelines.sweep.end.pareto import FRONT_PNG, Member, front_png, front_table, settle_front
-from pipelines.sweep.end.registration import Registered
+from pipelines.sweep.end.registration import Registered, alias_for
 from pipelines.sweep.end.seed_ensemble import Ensemble, ensemble_of_seeds
-from pipelines.sweep.end.winner import register, seeds_to_join
+from pipelines.sweep.end.winner import current_champion, register, seeds_to_join
 from pipelines.sweep.lifecycle.life import SweepLife
 from pipelines.sweep.lifecycle.state import SweepFailed, SweepState
 from pipelines.sweep.setup.job import SweepJob
 from pipelines.sweep.setup.settings import SweepSettings
 from pipelines.sweep.stages.confirmation import Confirmed, confirmation_markdown
-from pipelines.tracking import compare_runs_url
+from pipelines.tracking import compare_runs_url, run_url
 from postag.data import dataset as datasets
 from postag.data.dataset import PreparedDataset
-from postag.serving.registry import REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL
 
 
 @dataclass(frozen=True)
@@ -254,3 +258,30 @@ def trial_table(runs: list[TrialRun], sweep: SweepSettings) -> str:
             f"| {name_of(run)} | {shape} | {run.status} | {' | '.join(figures)} | {grads} |"
         )
     return "\n".join(lines)
+
+
+def say_again(state: SweepState) -> None:
+    """A finished sweep's answer, read back from its parent run's record (its trial table,
+    version and test figure); nothing is written."""
+    client = mlflow.MlflowClient()
+    parent = client.get_run(state.parent_run_id)
+    tags, metrics = parent.data.tags, parent.data.metrics
+    name, version = tags[SWEEP_TAG], tags[REGISTERED_VERSION_TAG]
+    summary = mlflow.artifacts.load_text(f"runs:/{state.parent_run_id}/{TRIALS_MD}")
+    ended = time.strftime("%Y-%m-%d %H:%M", time.localtime(parent.info.end_time / 1000))
+    champion = current_champion()
+    best = f"`{BEST_ALIAS}` is version {champion.version}" if champion else f"no `{BEST_ALIAS}`"
+    lines = [
+        f"sweep '{name}' is up to date: it finished on {ended} with this very file (parent "
+        f"run {state.parent_run_id}), so nothing was trained or written",
+        f"  registered version {version} as models:/{REGISTERED_MODEL}@{alias_for(name)}; {best}",
+    ]
+    if TEST_ACCURACY in metrics:
+        lines.append(f"  test accuracy of version {version}: {100 * metrics[TEST_ACCURACY]:.2f}%")
+    uri = mlflow.get_tracking_uri()
+    lines += [
+        f"  its runs: {run_url(uri, state.experiment_id, state.parent_run_id)}",
+        "  then: make evaluate BEST, or make serve to tag over HTTP; to train it anew: "
+        "make sweep SWEEP_ARGS=--fresh",
+    ]
+    say(f"\n{summary.rstrip()}\n\n" + "\n".join(lines))

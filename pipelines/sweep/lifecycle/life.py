@@ -49,6 +49,26 @@ class SweepInterrupted(KeyboardInterrupt):
     """A stop signal, and where it found the sweep; its runs are closed by then."""
 
 
+class StoppedWhenDone(Exception):
+    """A stop signal that came once the sweep had finished (its version registered, its
+    parent run closed): its work is done, and there is nothing to resume."""
+
+    def __init__(self, name: str, version: str, parent_run_id: str):
+        super().__init__(
+            f"sweep '{name}' had finished when the stop came: version {version} is registered "
+            f"(parent run {parent_run_id}); nothing to resume, and the same command prints its "
+            "answer again"
+        )
+
+
+class SweepUpToDate(Exception):
+    """The sweep finished with this very experiment file: nothing to train or write."""
+
+    def __init__(self, state: SweepState):
+        super().__init__(state.parent_run_id)
+        self.state = state
+
+
 class SweepLife:
     """One sweep from its first phase to its last, across drivers: the only writer of its
     state file and of its parent run's status."""
@@ -60,6 +80,8 @@ class SweepLife:
         self.resuming = resuming
         self.parent = state.parent_run()
         self._part: str | None = None
+        # The version this driver registered as it finished the sweep.
+        self._registered: str | None = None
 
     @classmethod
     @contextlib.contextmanager
@@ -79,6 +101,8 @@ class SweepLife:
         try:
             yield life
         except BaseException as error:
+            if life.done and isinstance(error, KeyboardInterrupt):
+                raise life.stopped_when_done() from error
             life.stopped_by(error)
             if isinstance(error, KeyboardInterrupt) and not isinstance(error, SweepInterrupted):
                 where = SweepInterrupted(f"sweep '{job.sweep.name}' stopped {life.part}")
@@ -89,6 +113,15 @@ class SweepLife:
     @property
     def phase(self) -> SweepPhase:
         return self.state.phase
+
+    @property
+    def done(self) -> bool:
+        """Whether this driver finished the sweep: its version registered, its runs closed."""
+        return self.phase == SweepPhase.FINISHED and self._registered is not None
+
+    def stopped_when_done(self) -> StoppedWhenDone:
+        assert self._registered is not None
+        return StoppedWhenDone(self.job.sweep.name, self._registered, self.state.parent_run_id)
 
     @property
     def part(self) -> str:
@@ -131,9 +164,12 @@ class SweepLife:
         metrics: dict[str, float],
         figures: list[Path],
     ) -> None:
-        """Registered: the parent run closes with the sweep's summary; a rerun starts anew."""
+        """Registered: the parent run closes with the sweep's summary. A rerun of the same
+        file finds it up to date; a changed one extends it, concludes it again or starts
+        anew (`open_sweep_state`)."""
         self.parent.close_with_summary(summary, winner, version, reason, metrics, figures)
         self._move(phase=SweepPhase.FINISHED, halted=None)
+        self._registered = version
 
     def gave_up(self) -> None:
         """Nothing to register (every trial failed): nothing to resume either, so a rerun
@@ -183,7 +219,9 @@ def open_sweep_state(
     fresh: bool,
     config_values: dict,
 ) -> tuple[SweepState, bool]:
-    """The unfinished sweep to resume, or a new one with its parent run; (state, resuming)."""
+    """The unfinished sweep to resume, or a new one with its parent run; (state, resuming).
+    A sweep that finished with these very values is up to date (`SweepUpToDate`): nothing
+    is started, and nothing written."""
     path = SweepState.path(state_dir, sweep)
     digest = config_digest(config_values)
     previous = SweepState.read(path) if path.is_file() else None
@@ -199,6 +237,14 @@ def open_sweep_state(
             f"sweep '{sweep.name}': {what}, under its parent run {state.parent_run_id}", flush=True
         )
         return state, True
+    if (
+        previous is not None
+        and not fresh
+        and previous.finished
+        and previous.config_digest == digest
+        and previous.parent_run().registered_version() is not None
+    ):
+        raise SweepUpToDate(previous)
     if previous is not None and not previous.finished:
         restorable = tune.Tuner.can_restore(previous.tune_dir)
         if restorable and not fresh:

@@ -33,6 +33,7 @@ from pipelines.names import (
     SWEEP_ROLE,
     SWEEP_SETTING_PREFIX,
     SWEEP_TAG,
+    TRIALS_MD,
 )
 from pipelines.provenance import code_tags
 from pipelines.runs import TrialRun, read_trial_runs
@@ -83,6 +84,14 @@ class ParentRun:
     def _children(self, objective: Objective) -> list[TrialRun]:
         return read_trial_runs(child_runs(self.experiment_id, self.parent_run_id), objective)
 
+    def registered_version(self) -> str | None:
+        """The version the sweep registered as it finished; None before it has (or where it
+        registered nothing, every trial having failed)."""
+        run = self.client.get_run(self.parent_run_id)
+        if run.info.status != FINISHED:
+            return None
+        return run.data.tags.get(REGISTERED_VERSION_TAG)
+
     def log_data(self, inputs: Iterable[DataInput]) -> None:
         """The data every trial of the sweep trains and validates on."""
         self.client.log_inputs(self.parent_run_id, datasets=[data.entity() for data in inputs])
@@ -122,7 +131,7 @@ class ParentRun:
     ) -> None:
         """Close the parent with `trials.md` (`summary`), its figures, metrics and winner
         (its score is among `metrics`)."""
-        self.client.log_text(self.parent_run_id, summary, "trials.md")
+        self.client.log_text(self.parent_run_id, summary, TRIALS_MD)
         for path in figures:
             self.client.log_artifact(self.parent_run_id, str(path))
         for key, value in metrics.items():
