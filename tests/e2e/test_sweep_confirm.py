@@ -238,7 +238,7 @@ def test_each_confirmed_configuration_shows_its_mean_and_spread_in_mlflow(confir
     # The version's tags hold six decimals; the parent's metrics the full values.
     for field in ("mean", "sd"):
         assert parent.data.metrics[f"confirmed_{field}"] == pytest.approx(
-            float(version.tags[f"val_{field}"]), abs=5e-7
+            float(version.tags[f"seeds_{field}"]), abs=5e-7
         )
     text = Path(client.download_artifacts(parent.info.run_id, "trials.md")).read_text()
     assert "## Confirmation: best validation accuracy over seeds" in text

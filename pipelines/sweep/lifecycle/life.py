@@ -237,13 +237,7 @@ def open_sweep_state(
             f"sweep '{sweep.name}': {what}, under its parent run {state.parent_run_id}", flush=True
         )
         return state, True
-    if (
-        previous is not None
-        and not fresh
-        and previous.finished
-        and previous.config_digest == digest
-        and previous.parent_run().registered_version() is not None
-    ):
+    if previous is not None and not fresh and up_to_date(previous, digest):
         raise SweepUpToDate(previous)
     if previous is not None and not previous.finished:
         restorable = tune.Tuner.can_restore(previous.tune_dir)
@@ -255,13 +249,7 @@ def open_sweep_state(
                     "(make sweep SWEEP_ARGS=--fresh) to start anew"
                 )
             return previous, True
-        why = "--fresh" if fresh else f"its Tune state {previous.tune_dir} cannot be restored"
-        previous.parent_run().abandon(why)
-        print(
-            f"sweep '{sweep.name}': the unfinished sweep is abandoned ({why}); its runs are "
-            f"closed as KILLED under parent run {previous.parent_run_id}; starting anew",
-            flush=True,
-        )
+        abandon(previous, sweep.name, fresh)
     record = ParentRun.start(experiment_id, sweep.name, config_values, to_dict(sweep))
     tune_dir = f"{tune_storage}/{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     state = SweepState(
@@ -269,6 +257,27 @@ def open_sweep_state(
     )
     state.save(path)
     return state, False
+
+
+def abandon(previous: SweepState, name: str, fresh: bool) -> None:
+    """An unfinished sweep that will never resume: its runs closed KILLED, and why."""
+    why = "--fresh" if fresh else f"its Tune state {previous.tune_dir} cannot be restored"
+    previous.parent_run().abandon(why)
+    print(
+        f"sweep '{name}': the unfinished sweep is abandoned ({why}); its runs are closed as "
+        f"KILLED under parent run {previous.parent_run_id}; starting anew",
+        flush=True,
+    )
+
+
+def up_to_date(previous: SweepState, digest: str) -> bool:
+    """Whether the sweep finished, a version registered, with the experiment values whose
+    digest is `digest` (a sweep whose every trial failed registered none)."""
+    return (
+        previous.finished
+        and previous.config_digest == digest
+        and previous.parent_run().registered_version() is not None
+    )
 
 
 def changed_in_place(previous: SweepState, values: dict) -> tuple[SweepState, str] | None:

@@ -18,7 +18,7 @@ from postag.models.tagger import Tagger
 from postag.serving.inference import tag_sentences, tagger_split
 from postag.serving.registry import load_tagger, log_tagger, model_checkpoints
 from postag.training.trainer import evaluate, predict
-from tests.postag.test_inference import TAGS, WORDS
+from tests.postag.serving.test_inference import TAGS, WORDS
 
 SENTENCES = [["the", "dog", "runs"], ["fast"], ["the", "zebra", "runs", "fast", "the"]]
 
