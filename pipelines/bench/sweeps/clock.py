@@ -198,7 +198,7 @@ class ClockedRunner(StageRunner):
     with its reports stamped, or a bench's own), and the clock's callbacks bracket the
     sweep's own."""
 
-    clock: SweepClock = field(default_factory=lambda: SweepClock())
+    clock: SweepClock = field(default_factory=SweepClock)
     timed: Callable = clocked_trial
 
     def trainable(self) -> Callable:
