@@ -144,7 +144,7 @@ ui-screenshot: $(STAMP)
 
 ui: $(STAMP)
 	mkdir -p mlruns
-	$(BIN)/mlflow ui --host $(UI_HOST) --port $(UI_PORT) --backend-store-uri $(MLFLOW_TRACKING_URI) \
+	$(BIN)/postag ui --host $(UI_HOST) --port $(UI_PORT) --backend-store-uri $(MLFLOW_TRACKING_URI) \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts
 
 # A tracking server for several machines, artifacts proxied by the server. BACKEND_STORE and

@@ -28,6 +28,7 @@ COMMANDS = {
     "reproduce": "pipelines.commands.reproduce",
     "tag": "pipelines.commands.tag",
     "serve": "pipelines.commands.serve",
+    "ui": "pipelines.commands.ui",
     "mlflow-server": "pipelines.servers.tracking_server",
     "ray-node": "pipelines.servers.ray_node",
 }

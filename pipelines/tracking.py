@@ -290,8 +290,38 @@ def ui_base(uri: str) -> str:
     return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
 
 
+def experiment_url(uri: str, experiment_id: str) -> str:
+    """The experiment's own page: its table of runs, in the UI's model-training mode."""
+    return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs?{ML_VIEW}"
+
+
+def reachable_host(host: str) -> str:
+    """A host a browser on this machine opens: a server bound to every address answers on
+    loopback."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
+def experiment_page(store_uri: str, base: str) -> str:
+    """What `make ui` and `make mlflow-server` say first: the link to the experiment's runs
+    on the UI at `base`, or, before any sweep has made the experiment, where it will be."""
+    experiment = mlflow.MlflowClient(store_uri).get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is None:
+        return (
+            f"no experiment '{EXPERIMENT_NAME}' in {without_credentials(store_uri)} yet "
+            f"(make sweep makes it); the UI's experiments: {base}/#/experiments?{ML_VIEW}"
+        )
+    return f"postag's runs: {experiment_url(base, experiment.experiment_id)}"
+
+
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:
     return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW}"
+
+
+def artifact_url(uri: str, experiment_id: str, run_id: str, path: str) -> str:
+    """A run's page opened on one of its artifacts (the UI's `artifactPath` route)."""
+    return (
+        f"{ui_base(uri)}/#/experiments/{experiment_id}/runs/{run_id}/artifactPath/{path}?{ML_VIEW}"
+    )
 
 
 def compare_runs_url(uri: str, experiment_id: str, run_ids: list[str]) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
+import io
 import json
 import os
 import pickle
@@ -178,7 +180,8 @@ RESOLUTION_COUNTER = Path(__file__).parent / "resolution_counter"
 
 def sweep_once(folder: Path, uri: str, ewt_slice: dict) -> dict:
     """The tiny sweep, counting the RunConfig resolutions of the driver (this process) and
-    of the trials' workers: `config_resolutions` (process id, point), `driver_pid`."""
+    of the trials' workers: `config_resolutions` (process id, point), `driver_pid`; and
+    its `console`."""
     # Here: a test that needs no sweep loads no Ray.
     from pipelines.sweep.driver import run_sweep
     from pipelines.sweep.trial.trainable import TrialConfigs
@@ -195,7 +198,10 @@ def sweep_once(folder: Path, uri: str, ewt_slice: dict) -> dict:
         paths = [str(RESOLUTION_COUNTER), *filter(None, [os.environ.get("PYTHONPATH")])]
         patch.setenv("PYTHONPATH", os.pathsep.join(paths))
         patch.setattr(TrialConfigs, "resolve", counter.counting(TrialConfigs.resolve))
-        outcome = run_sweep(write_sweep(folder, ewt_slice), [], folder / "tune", fresh=True)
+        console = io.StringIO()  # what the person at the console read, links and all
+        with contextlib.redirect_stdout(console):
+            outcome = run_sweep(write_sweep(folder, ewt_slice), [], folder / "tune", fresh=True)
+    outcome["console"] = console.getvalue()
     mlflow.set_tracking_uri(None)
     lines = log.read_text().splitlines() if log.exists() else []
     outcome["config_resolutions"] = [json.loads(line) for line in lines]

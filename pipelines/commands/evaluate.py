@@ -34,7 +34,7 @@ from pipelines.evaluation import (
     per_tag_rows,
 )
 from pipelines.names import MEMBER_TAGGING_TIME, MEMBERS_TAG
-from pipelines.tracking import tracking_uri
+from pipelines.tracking import run_url, tracking_uri
 from postag.data.readers import DataFormatError
 from postag.data.sources import DataSourceError
 from postag.evaluation.cost import TIMED_PASSES
@@ -125,7 +125,10 @@ def run(args: argparse.Namespace) -> dict:
     result["model"] = args.model
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
-    print(f"\nreports in {reports}/; MLflow evaluation run {result['mlflow_run_id']}")
+    run_id = result["mlflow_run_id"]
+    experiment = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+    link = run_url(mlflow.get_tracking_uri(), experiment, run_id)
+    print(f"\nreports in {reports}/; MLflow evaluation run {run_id}: {link}")
     return result
 
 

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from pipelines.cli import command_parser, fail
+from pipelines.tracking import experiment_page, reachable_host
 
 PROG = "postag mlflow-server"
 AUTH_APP = "basic-auth"
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     # MLflow starts its web server by name: this environment's bin must come first on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = server_command(args)
+    base = f"http://{reachable_host(args.host)}:{args.port}"
+    print(experiment_page(args.backend_store, base), flush=True)
     os.execve(command[0], command, env)
     return 0  # not reached: the server replaced this process
 

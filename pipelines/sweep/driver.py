@@ -30,7 +30,7 @@ from ray import tune
 from ray.tune.experiment import Trial
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail
-from pipelines.console import duration, library_output_to, say
+from pipelines.console import QUIET_ENVIRONMENT, duration, environment, library_output_to, say
 from pipelines.disk import disk_full
 from pipelines.experiment import add_experiment_arguments
 from pipelines.servers.probe import (
@@ -95,7 +95,8 @@ def run_sweep(
         with open_sweep(config_path, overrides, storage, fresh, verbose) as (life, prepared):
             return run_stages(life, StageRunner(prepared, verbose), force_best)
     except SweepUpToDate as finished:
-        say_again(finished.state)
+        with environment(QUIET_ENVIRONMENT):  # no download bar amid its lines
+            say_again(finished.state)
         return {"state": asdict(finished.state), "interrupted": False, "up_to_date": True}
     except KeyboardInterrupt as stop:
         # Ray's shutdown, after the sweep's runs were closed, can take the stop too.

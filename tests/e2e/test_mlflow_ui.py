@@ -9,6 +9,9 @@ to reports/, where the README shows it (POSTAG_UI_SCREENSHOT names the file).
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +23,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from pipelines.tracking import ML_VIEW, compare_runs_url
-from tests.helpers import MlflowServer, missing
+from pipelines.tracking import LOCAL_UI, ML_VIEW, compare_runs_url
+from postag.serving.registry import REGISTERED_MODEL
+from tests.helpers import MlflowServer, free_port, missing, stop_group, wait_until_answers
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Headless on a machine with no network beyond loopback: no background calls home.
@@ -154,3 +158,88 @@ def plot_metric(driver, metric: str) -> None:
     box.send_keys(metric)
     box.send_keys(Keys.ENTER)
     box.send_keys(Keys.ESCAPE)
+
+
+# A link into the UI, as postag prints it: on its own, or in Markdown's (text)(link).
+LINK = re.compile(r"http://127\.0\.0\.1:\d+/#/[^\s)]+")
+# What MLflow 3's GenAI overview shows, and the model-training pages never do.
+GENAI_OVERVIEW = ("token usage", "detect issues")
+
+
+def first_link(text: str) -> str:
+    found = LINK.search(text)
+    assert found, f"no link in {text!r}"
+    return found.group()
+
+
+def opens_on_training_runs(driver, url: str, *texts: str) -> str:
+    """Open `url`: it must show `texts` and nothing of the GenAI overview; what it read."""
+    driver.get(url)
+    shows(driver, *texts)
+    close_assistant(driver)
+    read = page_text(driver)
+    assert not [word for word in GENAI_OVERVIEW if word in read.lower()], (url, read[:500])
+    return read
+
+
+@pytest.fixture(scope="module")
+def make_ui(swept, tmp_path_factory):
+    """`postag ui` (what `make ui` runs) on the tiny sweep's store; its first line."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("make-ui") / "ui.log"
+    command = [sys.executable, "-m", "pipelines.commands.ui", "--port", str(port)]
+    command += ["--backend-store-uri", swept[3], "--default-artifact-root", str(log.parent)]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_until_answers(process, f"http://127.0.0.1:{port}/health", log)
+        yield log.read_text().splitlines()[0]
+    finally:
+        stop_group(process)
+
+
+def test_every_link_postag_prints_lands_on_the_training_runs(swept, ui, make_ui, browser, capsys):
+    """The sweep's start line, `make ui`, `make mlflow-server`, the version's evaluation
+    link and the compare link each open the experiment's own pages in the UI's
+    model-training mode, never the GenAI overview it opens on otherwise."""
+    outcome, runs, client, _ = swept
+    console = outcome["console"]
+    start = next(line for line in console.splitlines() if " UI http" in line)
+    compare = next(line for line in console.splitlines() if "compare its runs:" in line)
+    version = client.get_model_version(REGISTERED_MODEL, outcome["version"])
+    evaluation = next(line for line in version.description.splitlines() if "evaluation run" in line)
+    server_line = ui.log.read_text().splitlines()[0]
+    # A sqlite store's links name `make ui`'s address; here the UI listens elsewhere.
+    links = {
+        "sweep start": first_link(start).replace(LOCAL_UI, ui.uri),
+        "make ui": first_link(make_ui),
+        "make mlflow-server": first_link(server_line),
+        "version's evaluation run": first_link(evaluation).replace(LOCAL_UI, ui.uri),
+        "compare": first_link(compare).replace(LOCAL_UI, ui.uri),
+    }
+    # The compare link holds the searched trials (tests/e2e/test_sweep.py), not the baseline.
+    searched = [run for run in runs if run.data.tags.get("role") == "trial"]
+    evaluated = client.get_run(version.tags["evaluation_run_id"])
+    assert evaluated.info.run_id in links["version's evaluation run"]
+    experiment = outcome["state"]["experiment_id"]
+    for name in ("sweep start", "make ui", "make mlflow-server"):
+        assert f"/#/experiments/{experiment}/runs?{ML_VIEW}" in links[name], name
+    assert all(ML_VIEW in link for link in links.values()), links
+    read = {
+        "sweep start": opens_on_training_runs(browser, links["sweep start"], "sweep-tiny"),
+        "make ui": opens_on_training_runs(browser, links["make ui"], "sweep-tiny"),
+        "make mlflow-server": opens_on_training_runs(
+            browser, links["make mlflow-server"], "sweep-tiny"
+        ),
+        "version's evaluation run": opens_on_training_runs(
+            browser, links["version's evaluation run"], evaluated.info.run_name
+        ),
+        "compare": opens_on_training_runs(
+            browser, links["compare"], "Parallel Coordinates Plot", *trial_names(searched)
+        ),
+    }
+    with capsys.disabled():
+        for name, text in read.items():
+            print(f"\n{name}: {links[name]}\n  reads: {' | '.join(text.splitlines()[:12])}")

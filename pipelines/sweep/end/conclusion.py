@@ -24,6 +24,7 @@ from pipelines.names import (
 )
 from pipelines.runs import TrialRun, best_first, score
 from pipelines.sweep.end.importance import (
+    PARALLEL_PNG,
     Importance,
     importance_figures,
     importance_markdown,
@@ -38,7 +39,7 @@ from pipelines.sweep.lifecycle.state import SweepFailed, SweepState
 from pipelines.sweep.setup.job import SweepJob
 from pipelines.sweep.setup.settings import SweepSettings
 from pipelines.sweep.stages.confirmation import Confirmed, confirmation_markdown
-from pipelines.tracking import compare_runs_url, run_url
+from pipelines.tracking import artifact_url, compare_runs_url, run_url
 from postag.data import dataset as datasets
 from postag.data.dataset import PreparedDataset
 from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL
@@ -182,8 +183,20 @@ def say_end(job: SweepJob, state: SweepState, outcome: Outcome) -> None:
         f"{registered.uri}; {registered.reason}\n"
         + "".join(f"  {line}\n" for line in findings(outcome, job.sweep))
         + f"  compare its runs: {compare_runs_url(uri, state.experiment_id, run_ids)}\n"
-        f"  then: make evaluate BEST, or make serve to tag over HTTP"
+        + plot_line(uri, state, outcome, job.sweep)
+        + "  then: make evaluate BEST, or make serve to tag over HTTP"
     )
+
+
+def plot_line(uri: str, state: SweepState, outcome: Outcome, sweep: SweepSettings) -> str:
+    """Where the trials are drawn against the objective. MLflow's compare view plots the
+    first metric the runs share, and no link can choose another (MLflow 3.17's
+    ParallelCoordinatesPlotPanel takes `sharedMetricKeys.slice(0, 1)`): the parent run's
+    own plot, logged with the importance, is drawn on the objective."""
+    if outcome.importance is None:
+        return ""
+    url = artifact_url(uri, state.experiment_id, state.parent_run_id, PARALLEL_PNG)
+    return f"  {sweep.primary.phrase} against what varied: {url}\n"
 
 
 def findings(outcome: Outcome, sweep: SweepSettings) -> list[str]:

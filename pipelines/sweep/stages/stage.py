@@ -27,7 +27,7 @@ from pipelines.sweep.setup.settings import SweepSettings
 from pipelines.sweep.trial.callback import MlflowTrials
 from pipelines.sweep.trial.progress import SweepProgress
 from pipelines.sweep.trial.trainable import TrialConfigs, train_trial, trial_name
-from pipelines.tracking import ui_base, without_credentials
+from pipelines.tracking import experiment_url, ui_base, without_credentials
 from postag.data.dataset import PreparedDataset
 
 
@@ -152,15 +152,20 @@ def say_start(
     verb = "resuming" if resuming else "starting"
     limits = f"on {device} ({resources} each, at most {job.sweep.max_concurrent_trials} at once)"
     if stage.headline is not None:
-        say(f"sweep '{job.sweep.name}': {verb} {stage.headline}, {stage.trials} trials {limits}")
+        say(f"sweep '{job.sweep.name}': {verb} {stage.headline}, {trials(stage)} {limits}")
         return
     uri = mlflow.get_tracking_uri()
     say(
-        f"sweep '{job.sweep.name}' ({job.config_path}): {verb} {stage.trials} trials {limits}\n"
+        f"sweep '{job.sweep.name}' ({job.config_path}): {verb} {trials(stage)} {limits}\n"
         f"  MLflow {without_credentials(uri)}, parent run {state.parent_run_id}; "
-        f"UI {ui_base(uri)}{' (make ui)' if ui_base(uri) != uri else ''}\n"
+        f"UI {experiment_url(uri, state.experiment_id)}"
+        f"{' (make ui)' if ui_base(uri) != uri else ''}\n"
         f"  Ray, Tune and MLflow messages: {job.log_file}"
     )
+
+
+def trials(stage: Stage) -> str:
+    return f"{stage.trials} trial{'s' if stage.trials != 1 else ''}"
 
 
 def stage_trials(tune_dir: str) -> list[Trial]:

@@ -1,0 +1,37 @@
+"""MLflow's UI over a tracking store on this machine (what `make ui` runs): its first line
+is the link to postag's runs, on the UI's model-training pages; then MLflow's own server
+takes over the process. Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pipelines.cli import command_parser
+from pipelines.tracking import experiment_page, reachable_host
+
+PROG = "postag ui"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = command_parser(PROG, __doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--backend-store-uri", required=True)
+    parser.add_argument("--default-artifact-root", required=True)
+    args = parser.parse_args(argv)
+    base = f"http://{reachable_host(args.host)}:{args.port}"
+    print(experiment_page(args.backend_store_uri, base), flush=True)
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow, "ui", "--host", args.host, "--port", str(args.port)]
+    command += ["--backend-store-uri", args.backend_store_uri]
+    command += ["--default-artifact-root", args.default_artifact_root]
+    # MLflow starts its web server by name: this environment's bin must come first on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.execve(command[0], command, {**os.environ, "PATH": path})
+    return 0  # not reached: the UI replaced this process
+
+
+if __name__ == "__main__":
+    sys.exit(main())
