@@ -115,18 +115,42 @@ def write_experiment(folder: Path, ewt_slice: dict, values: dict) -> Path:
 
 
 def start_sweep(
-    config: Path, folder: Path, env: dict, *extra: str, pause: str | None = None
+    config: Path,
+    folder: Path,
+    env: dict,
+    *extra: str,
+    pause: str | None = None,
+    gate: int | None = None,
+    forked: bool = True,
 ) -> subprocess.Popen:
-    """`python -m pipelines.sweep` in its own process group, its output in driver.log; with
-    `pause`, the driver pauses at that part of its conclusion (tests/e2e/paused_driver.py)."""
+    """A sweep driver in a session and process group of its own, its output in driver.log;
+    with `pause`, the driver pauses at that part of its conclusion (tests/e2e/paused_driver.py);
+    with `gate`, its trials wait until that many have begun (tests/e2e/gated_driver.py).
+
+    Forked (tests/e2e/forked_driver.py) from a process that imported the driver once, unless
+    `forked` is false: then the command itself, `python -m pipelines.sweep`."""
     command = sweep_command(config, folder / "tune", *extra)
-    if pause is not None:
-        command[1:3] = ["-m", "tests.e2e.paused_driver", pause]
-        env = {**env, "PYTHONPATH": str(PROJECT_ROOT)}
+    environment = {**os.environ, **env}
+    if forked:
+        from tests.e2e import forked_driver  # its server starts with the first driver
+
+        return forked_driver.start(
+            command[3:], environment, folder, folder / "driver.log", pause, gate
+        )
+    wrapper = (
+        ["tests.e2e.paused_driver", pause]
+        if pause is not None
+        else ["tests.e2e.gated_driver", str(gate)]
+        if gate is not None
+        else None
+    )
+    if wrapper is not None:
+        command[1:3] = ["-m", *wrapper]
+        environment["PYTHONPATH"] = str(PROJECT_ROOT)
     with (folder / "driver.log").open("a") as log:
         return subprocess.Popen(
             command,
-            env={**os.environ, **env},
+            env=environment,
             cwd=folder,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -208,7 +232,9 @@ TINY_SWEEP = {
             "model.num_layers": 6,
             "train.epochs": 1,
         },
-        "max_concurrent_trials": 2,
+        # One trial at a time: Ray's second trial process costs about 5 CPU-s a driver,
+        # and what these sweeps test is not concurrency (test_sweep_sqlite.py is).
+        "max_concurrent_trials": 1,
         "cpus_per_trial": 1,
         "max_failures": 1,
     },

@@ -19,7 +19,7 @@ DEEP_SWEEP = {
         "name": "deep",
         "space": {"model.hidden_size": [16], "model.num_layers": [12], "model.residual": [True]},
         "baseline": {"model.hidden_size": 16, "model.num_layers": 12, "model.residual": False},
-        "max_concurrent_trials": 2,
+        "max_concurrent_trials": 1,
         "cpus_per_trial": 1,
     },
 }

@@ -55,7 +55,7 @@ def test_the_tracking_server_restarting_then_down_for_good_loses_no_epoch(
     """One sweep: the server restarts while a call is on its way, and the sweep rides it out;
     later it stays down past the retries, the sweep stops, and the rerun fills every gap."""
     server, client = served
-    config = write_experiment(tmp_path, ewt_slice, small_sweep("faults", [8, 16], 2, 1, 8))
+    config = write_experiment(tmp_path, ewt_slice, small_sweep("faults", [8, 16], 1, 1, 8))
     env = {"MLFLOW_TRACKING_URI": server.uri, "RAY_ADDRESS": "local", **RETRIES}
     # The libraries' messages, the HTTP client's retries among them, go to the sweep's log.
     library_log = tmp_path / "tune" / "faults.log"

@@ -15,7 +15,7 @@ from tests.helpers import SWEEP_LIMIT_SECONDS, TINY_SWEEP, write_sweep
 
 SWEEP = copy.deepcopy(TINY_SWEEP)
 SWEEP["train"].update(epochs=1, max_batches_per_epoch=15)
-SWEEP["sweep"].update(name="flags", space={"train.lr": [0.02]}, max_concurrent_trials=2)
+SWEEP["sweep"].update(name="flags", space={"train.lr": [0.02]}, max_concurrent_trials=1)
 SWEEP["sweep"]["baseline"].update({"train.max_batches_per_epoch": 2})
 # MLflow's own line on registering, which goes to the sweep's log file unless --verbose.
 MLFLOW_LINE = "Created version '1' of model 'postag-tagger'"
@@ -27,7 +27,7 @@ def test_a_refused_configuration_trains_nothing_and_starts_no_ray(
     config = write_sweep(tmp_path, ewt_slice, SWEEP)
     uri = sqlite_store(tmp_path)
     env = {"MLFLOW_TRACKING_URI": uri, "RAY_ADDRESS": "local"}
-    driver = sweep_driver(config, tmp_path, env, "--set", "model.hidden_siz=32")
+    driver = sweep_driver(config, tmp_path, env, "--set", "model.hidden_siz=32", forked=False)
     assert driver.wait(timeout=SWEEP_LIMIT_SECONDS) == 2
     console = (tmp_path / "driver.log").read_text()
     assert "hidden_siz" in console and "Traceback" not in console
@@ -49,7 +49,8 @@ def test_verbose_fresh_and_force_best_through_the_command_line(
     client = mlflow.MlflowClient(uri)
     log = tmp_path / "driver.log"
 
-    first = sweep_driver(config, tmp_path, env, "--verbose")
+    # The command itself, as `make sweep` runs it (the other scenarios fork their drivers).
+    first = sweep_driver(config, tmp_path, env, "--verbose", forked=False)
     assert first.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, log.read_text()
     verbose = log.read_text()
     assert MLFLOW_LINE in verbose and "registered version 1" in verbose
@@ -61,7 +62,7 @@ def test_verbose_fresh_and_force_best_through_the_command_line(
     state = json.loads(state_file.read_text())
     state_file.write_text(json.dumps({**state, "phase": "searching", "halted": "interrupted"}))
     weaker = ("--set", "sweep.space.train.lr=[0.00001]", "--fresh", "--force-best")
-    second = sweep_driver(config, tmp_path, env, *weaker)
+    second = sweep_driver(config, tmp_path, env, *weaker, forked=False)
     assert second.wait(timeout=SWEEP_LIMIT_SECONDS) == 0, log.read_text()
     console = log.read_text().removeprefix(verbose)
     assert "the unfinished sweep is abandoned (--fresh)" in console

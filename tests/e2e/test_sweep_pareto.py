@@ -14,6 +14,13 @@ from tests.helpers import trial_runs, write_experiment
 
 SAMPLES = 3
 F1, TIME = "val_macro_f1", "tagging_ms_per_sentence"
+# A learning rate too small to learn anything in 2 epochs: a trial that takes it is beaten
+# on F1 by every trial that learns, and on time by any that learns with a smaller model.
+STILL = 1e-7
+# Optuna's seed: its draws then hold a learning trial (16 wide, 1 layer) and a still one
+# twice as deep at the same width, which the first beats on both objectives, so the front
+# cannot be every trial (these draws come before any result: TPE's first are random).
+OPTUNA_SEED = 14
 
 
 def pareto_experiment() -> dict:
@@ -29,15 +36,18 @@ def pareto_experiment() -> dict:
                 "model.hidden_size": {"low": 8, "high": 32, "log": True},
                 "model.num_layers": {"low": 1, "high": 2},
                 "model.char_dim": [0, 8],
+                "train.lr": [0.005, STILL],
             },
             "baseline": {
                 "model.hidden_size": 8,
                 "model.num_layers": 6,
                 "model.char_dim": 0,
+                "train.lr": 0.005,
                 "train.epochs": 1,
             },
+            "optuna_seed": OPTUNA_SEED,
             "objectives": [{"metric": F1, "mode": "max"}, {"metric": TIME, "mode": "min"}],
-            "max_concurrent_trials": 2,
+            "max_concurrent_trials": 1,
             "cpus_per_trial": 1,
         },
     }
@@ -88,6 +98,11 @@ def test_a_pareto_search_registers_its_front_chosen_on_both_objectives(
     }
     on_front = {r.info.run_id: r for r in searched if "pareto_front_rank" in r.data.tags}
     assert set(on_front) == undominated
+    # The trial that learned nothing lies off the front, beaten on both objectives.
+    off_front = [r for r in searched if r.info.run_id not in undominated]
+    assert STILL in {float(r.data.params["train.lr"]) for r in off_front}
+    registered = {v.run_id for v in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")}
+    assert not registered & {r.info.run_id for r in off_front}
     members = outcome["front"]
     assert [m.run.run_id for m in members] == sorted(
         undominated, key=lambda run_id: -figures[run_id][0]

@@ -1,7 +1,9 @@
 """A sweep stopped mid-way (SIGTERM, Ctrl-C, or its driver killed outright), then the same
 command again: it resumes, with no run made twice and no epoch logged twice, and each trial
 logs the figures it would have logged without a stop. One sweep is walked through every
-stop in turn; the last leaves a trial's checkpoint cut short."""
+stop in turn; while it is interrupted its file gains a value on an axis (Tune's own saved
+state resumed, then only the new trial trained); the last stop leaves a trial's checkpoint
+cut short."""
 
 from __future__ import annotations
 
@@ -46,7 +48,10 @@ SWEEP = {
         "cpus_per_trial": 1,
     },
 }
-EXPECTED_TRIALS = 8
+# The grid and the baseline, and the value its file gains while the sweep is interrupted.
+EXPECTED_TRIALS = 9
+GAINED = {"model.hidden_size": [*SWEEP["sweep"]["space"]["model.hidden_size"], 36]}
+ADDED = {**SWEEP, "sweep": {**SWEEP["sweep"], "space": GAINED}}
 
 
 @pytest.fixture
@@ -157,7 +162,7 @@ def damage_the_checkpoint_of_the_trial_mid_way(client, storage: Path):
 
 
 def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
-    sweep_setup, sweep_driver, tmp_path, monkeypatch
+    sweep_setup, sweep_driver, tmp_path, monkeypatch, ewt_slice
 ):
     """One sweep through every way a driver stops, each followed by the same command."""
     config, env, client = sweep_setup
@@ -182,6 +187,9 @@ def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
     assert changed.wait(timeout=STOP_LIMIT_SECONDS) == 2
     assert "its configuration has changed since" in log.read_text()
 
+    # Its file gains a value on an axis while it is interrupted: from here on, each driver
+    # resumes Tune's saved search, then trains the one new trial under the same parent run.
+    config = write_experiment(tmp_path, ewt_slice, ADDED)
     third = sweep_driver(config, tmp_path, env, *storage)
     # Stopped mid-trial with another still to come: stopped later, the last trial could
     # conclude during Tune's graceful stop and the sweep end complete, not interrupted.
@@ -213,9 +221,14 @@ def test_a_sweep_stopped_every_way_resumes_with_no_run_made_twice(
     # What the person at the console read: our lines only, ending with the answer.
     console = log.read_text()
     assert "resuming" in console
+    assert "its file adds trials (sweep.space.model.hidden_size + [36]); only they train" in (
+        console
+    )
     assert "WARNING" not in console and "Traceback" not in console
     assert (
-        f"trial {EXPECTED_TRIALS}/{EXPECTED_TRIALS}" in console
+        f"trial {EXPECTED_TRIALS - 1}/{EXPECTED_TRIALS - 1}" in console
+        and "starting 1 trial on cpu" in console  # the one its file added, a stage of its own
+        and "trial 1/1  h36" in console
         and "sweep 'resume' done: registered version 1" in console
     )
     assert "compare its runs: http://127.0.0.1:5000/#/compare-runs?runs=" in console

@@ -8,6 +8,7 @@ from it (the trials that fit are reused, not trained again, and the search sampl
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 
 import mlflow
@@ -16,7 +17,10 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines.commands.reproduce import replay
 from pipelines.names import REUSED_TAG
-from pipelines.sweep.driver import run_sweep
+from pipelines.runs import read_trial_runs
+from pipelines.sweep.driver import parse_arguments, run_sweep
+from pipelines.sweep.end.importance import parameter_importance
+from pipelines.sweep.setup.job import load_sweep
 from pipelines.sweep.stages.stage import stage_trials
 from postag.config import ConfigError
 from tests.helpers import SCENARIO_LIMIT_SECONDS, write_sweep
@@ -30,7 +34,7 @@ GRID = {
         "name": "first",
         "space": {"model.hidden_size": [8, 12], "train.epochs": [1, 2]},
         "baseline": {"model.hidden_size": 4, "model.num_layers": 3, "train.epochs": 1},
-        "max_concurrent_trials": 2,
+        "max_concurrent_trials": 1,
         "cpus_per_trial": 1,
     },
 }
@@ -76,13 +80,15 @@ def built_on(ewt_slice, tmp_path_factory, sqlite_store):
         warm_values = with_sweep(
             GRID,
             name="second",
-            warm_start=["first"],
             search="optuna",
             num_samples=2,
             space={"model.hidden_size": {"low": 10, "high": 24}, "train.epochs": [1, 2]},
         )
         warm_file = write_sweep(folder, ewt_slice, warm_values)
-        warm = run_sweep(warm_file, [], storage, fresh=False)
+        # Warm-started from the command line (`postag sweep --from first`), not the file.
+        args = parse_arguments(["--config", str(warm_file), "--from", "first"])
+        warm = run_sweep(args.config, args.overrides, storage, fresh=args.fresh)
+        warm["sweep"] = load_sweep(warm_file, args.overrides)[2]
     mlflow.set_tracking_uri(None)
     return client, grid, extended, warm, uri
 
@@ -133,8 +139,27 @@ def test_the_warm_started_sweep_ranks_and_weighs_every_trial_it_holds(built_on):
     client, _, _, warm, _ = built_on
     table = trial_table(client, warm)
     assert table.count("(reused: first run ") == 5
-    # fANOVA over the reused and the new trials together: 4 reused trials and 2 new.
-    assert "over 6 finished" in table
+    # Ranked: every run, reused or new, in one table, best validation accuracy first.
+    runs = {run.info.run_id[:8]: run for run in children(client, warm)}
+    lines = table.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| run |"))
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[header + 2 :]))
+    assert len(rows) == len(runs) == 7
+    shown = [float(row.split(" | ")[5].rstrip("%")) for row in rows]
+    assert shown == sorted(shown, reverse=True)
+    accuracies = sorted((r.data.metrics["best_val_accuracy"] for r in runs.values()), reverse=True)
+    assert shown == [round(100 * accuracy, 2) for accuracy in accuracies]
+    # Weighed: fANOVA over the reused and the new trials together (4 reused, 2 new; the
+    # baseline aside), as the parent run's metrics and the table give it.
+    sweep = warm["sweep"]
+    expected, why = parameter_importance(read_trial_runs(list(runs.values()), sweep.primary), sweep)
+    assert expected is not None, why
+    assert expected.trials == 6 and "over 6 finished" in table
+    parent = client.get_run(warm["state"]["parent_run_id"]).data.metrics
+    for axis, share in expected.shares.items():
+        assert parent[f"importance.{axis}"] == pytest.approx(share, abs=1e-9)
+        assert f"| {axis} | {share:.3f} |" in table
+    assert sum(expected.shares.values()) == pytest.approx(1.0)
 
 
 def test_a_reused_trial_replays_as_the_run_that_trained_it(built_on, monkeypatch):

@@ -37,7 +37,7 @@ def shrunk_search() -> dict:
     sweep.update(
         {
             "num_samples": SAMPLES,
-            "max_concurrent_trials": 2,
+            "max_concurrent_trials": 1,
             "cpus_per_trial": 1,
             "confirm": {"top_k": 1, "seeds": 2},
         }

@@ -25,7 +25,7 @@ SWEEP = {
         "name": "login",
         "space": {"train.lr": [0.003, 0.005]},
         "baseline": {"train.lr": 0.001, "model.num_layers": 3, "train.epochs": 1},
-        "max_concurrent_trials": 2,
+        "max_concurrent_trials": 1,
         "cpus_per_trial": 1,
     },
 }

@@ -4,6 +4,7 @@ repeats every epoch; other data is refused naming both digests; other code is a 
 from __future__ import annotations
 
 import math
+import sqlite3
 from types import SimpleNamespace
 
 from pipelines.cli import main
@@ -73,3 +74,48 @@ def test_the_first_difference_names_its_epoch_metric_and_both_values():
     nan = {name: math.nan for name in REPLAYED_METRICS}
     assert first_difference(nan, epoch(**nan), 0.0) is None
     assert first_difference(nan, epoch(), 0.0).metric == REPLAYED_METRICS[0]
+
+
+def nudge_logged_metric(uri: str, run_id: str, metric: str, step: int, factor: float) -> float:
+    """Change one epoch's logged figure in the store, as a run of other code or hardware
+    would have logged it; the new value."""
+    with sqlite3.connect(uri.removeprefix("sqlite:///")) as connection:
+        connection.execute(
+            "UPDATE metrics SET value = value * ? WHERE run_uuid = ? AND key = ? AND step = ?",
+            (factor, run_id, metric, step),
+        )
+        (value,) = connection.execute(
+            "SELECT value FROM metrics WHERE run_uuid = ? AND key = ? AND step = ?",
+            (run_id, metric, step),
+        ).fetchone()
+    return value
+
+
+def test_the_command_exits_1_naming_the_first_difference_and_tolerance_accepts_it(
+    in_copy_of_swept, capsys
+):
+    """`postag reproduce RUN`: exit 1 and the first difference where a figure does not
+    repeat; `--tolerance` lets a relative difference that small pass, and says so."""
+    _, runs, client, uri = in_copy_of_swept
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    run = next(r for r in finished if r.data.tags.get("role") == "trial")
+    name, epochs = run.info.run_name, int(run.data.params["train.epochs"])
+    changed = nudge_logged_metric(uri, run.info.run_id, "val_loss", 1, 1 + 1e-6)
+
+    assert main(["reproduce", run.info.run_id]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith(
+        f"run {name} did not repeat: first difference at epoch 1, val_loss: "
+        f"logged {changed!r}, replayed "
+    )
+
+    assert main(["reproduce", run.info.run_id, "--tolerance", "1e-5"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == (
+        f"run {name} repeated: every epoch's figures equal within 1e-05 (relative) "
+        f"({epochs} epochs x {len(REPLAYED_METRICS)} metrics)"
+    )
+    # Without a tolerance, an untouched run's summary says to the last digit.
+    other = next(r for r in finished if r.info.run_id != run.info.run_id)
+    assert main(["reproduce", other.info.run_id]) == 0
+    assert "figures equal to the last digit" in capsys.readouterr().out.splitlines()[-1]

@@ -8,6 +8,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -19,18 +21,54 @@ from mlflow.exceptions import MlflowException
 from postag.data.readers import read_conllu
 from postag.serving.inference import tag_sentences
 from postag.serving.pyfunc import CHUNK_RECORDS, MAX_RECORDS, MAX_SENTENCE_WORDS
-from tests.helpers import ModelServer
+from tests.helpers import ModelServer, command_line, descendants
 
 # A request that takes longer has hung: a tagging of the largest request allowed takes ~1 s.
 REQUEST_SECONDS = 30
 
 
+# `postag serve --workers 2` (`make serve SERVE_WORKERS=2`): every test below is answered
+# by one of two server processes, each with the model loaded.
+WORKERS = 2
+
+
 @pytest.fixture(scope="module")
 def served(swept, tmp_path_factory):
-    server = ModelServer(tmp_path_factory.mktemp("serve") / "serve.log", swept[3])
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    server = ModelServer(log, swept[3], workers=WORKERS)
     server.start()
     yield server
     server.stop()
+
+
+def server_workers(server: ModelServer) -> list[int]:
+    """The processes under the server that serve requests: uvicorn's workers, each a
+    child its supervisor spawned through multiprocessing (not the resource tracker that
+    multiprocessing starts beside them)."""
+    parents = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        parents[int(entry.name)] = int(stat[1])
+    tree = descendants([server.process.pid], parents)
+    return [pid for pid in tree if "multiprocessing.spawn" in command_line(pid)]
+
+
+def test_two_workers_each_load_the_model_and_answer_requests_side_by_side(served, ewt_slice):
+    """`--workers 2` reaches the server: two worker processes, and requests sent at once all
+    come back tagged, as the model tags them alone."""
+    assert len(server_workers(served)) == WORKERS
+    sentences = [list(s.words) for s in read_conllu(ewt_slice["dev"])[:16]]
+    bodies = [
+        json.dumps({"dataframe_records": [{"tokens": words}]}).encode() for words in sentences
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda body: post(served.url, body), bodies))
+    assert [status for status, _ in answers] == [200] * len(sentences)
+    for (_, answer), words in zip(answers, sentences, strict=True):
+        assert answer["predictions"][0]["tokens"] == words
 
 
 @pytest.fixture(scope="module")

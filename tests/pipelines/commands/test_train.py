@@ -181,3 +181,36 @@ def test_bad_values_are_refused_before_any_work_naming_the_key(argv, message, ca
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+# Universal POS tags (UD's 17): what a tagger trained on the upos column may predict.
+UPOS = {
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
+    "PUNCT", "SCONJ", "SYM", "VERB", "X",
+}  # fmt: skip
+
+
+def test_tag_column_upos_trains_and_evaluates_on_universal_tags(
+    ewt_slice, tmp_path, capsys, monkeypatch, sqlite_store
+):
+    """`--tag-column upos` reaches the data: the tagger learns UD's universal tags, not
+    EWT's XPOS, and `postag evaluate --tag-column upos` scores it on that column."""
+    out = tmp_path / "run"
+    data = ["--train", str(ewt_slice["train"]), "--dev", str(ewt_slice["dev"])]
+    settings = ["--set", "train.epochs=1", "--set", f"train.output_dir={out}"]
+    settings += ["--set", f"data.cache_dir={tmp_path}"]
+    assert main(["train", *TINY, *settings, *data, "--tag-column", "upos"]) == 0
+    tagger = load_checkpoint(out / "best.pt")
+    assert tagger.config.data.tag_column == "upos"
+    learned = set(tagger.tags) - {tag for tag in tagger.tags if tag.startswith("<")}
+    assert learned <= UPOS and len(learned) >= 12  # EWT's 600 sentences hold most of them
+    summary = json.loads((out / "summary.json").read_text())
+    capsys.readouterr()
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_store(tmp_path))
+    scored = tmp_path / "eval.json"
+    report = ["--json", str(scored), "--reports", str(tmp_path / "r")]
+    dev = ["--data", str(ewt_slice["dev"]), "--tag-column", "upos"]
+    assert main(["evaluate", "--model", str(out / "best.pt"), *dev, *report]) == 0
+    evaluated = json.loads(scored.read_text())
+    assert evaluated["token_accuracy"] == pytest.approx(summary["best_val_accuracy"])

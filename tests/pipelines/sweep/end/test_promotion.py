@@ -11,6 +11,7 @@ import pytest
 
 from pipelines.names import MEMBER_TAGGING_TIME, VALIDATION_DIGEST_PARAM
 from pipelines.runs import TrialRun
+from pipelines.sweep.end import winner
 from pipelines.sweep.end.conclusion import Outcome, findings
 from pipelines.sweep.end.registration import alias_for
 from pipelines.sweep.end.seed_ensemble import Ensemble
@@ -113,6 +114,41 @@ def test_a_model_registered_again_keeps_its_one_version(checkpoint, tmp_path, sq
     assert [v.version for v in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")] == [
         first.version
     ]
+
+
+def test_the_weaker_write_landing_last_is_repaired_back_to_the_stronger(
+    checkpoint, tmp_path, sqlite_store, monkeypatch
+):
+    """The race's losing interleaving, forced: both sweeps read the same old champion, the
+    stronger one promotes and is done, then the weaker one, which also beats that champion,
+    writes `best` last. The repair step must move `best` back, and say so."""
+    mlflow.set_tracking_uri(sqlite_store(tmp_path))
+    client = mlflow.MlflowClient()
+
+    def register(name: str, accuracy: float):
+        with mlflow.start_run():
+            model_uri = log_tagger(checkpoint).model_uri
+        return register_candidate(
+            model_uri,
+            name,
+            {"sweep": name},
+            objective=DEFAULT,
+            score=accuracy,
+            validation_digest=SAME,
+            alias=alias_for(name),
+        )
+
+    old = register("old", 0.50)
+    read_by_both = winner.current_champion()
+    stronger = register("strong", 0.62)
+    monkeypatch.setattr(winner, "current_champion", lambda: read_by_both)
+    weaker = register("weak", 0.58)
+    assert stronger.moved and not weaker.moved
+    best = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
+    assert best.version == stronger.version != old.version
+    assert weaker.reason.endswith(
+        f"then `best` went to version {stronger.version} (62.00%), registered at the same time"
+    )
 
 
 RACES = 8
