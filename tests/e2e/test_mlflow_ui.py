@@ -23,7 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from pipelines.tracking import LOCAL_UI, ML_VIEW, compare_runs_url
+from pipelines.tracking import LOCAL_UI, ML_VIEW, artifact_url, compare_runs_url
 from postag.serving.registry import REGISTERED_MODEL
 from tests.helpers import MlflowServer, free_port, missing, stop_group, wait_until_answers
 
@@ -239,7 +239,16 @@ def test_every_link_postag_prints_lands_on_the_training_runs(swept, ui, make_ui,
         "compare": opens_on_training_runs(
             browser, links["compare"], "Parallel Coordinates Plot", *trial_names(searched)
         ),
+        # The route of the link to the parent run's parallel-coordinates plot, which a sweep
+        # of two or more axes prints (this one varies one): the run opened on an artifact.
+        "a parent run's artifact": opens_on_training_runs(
+            browser,
+            artifact_url(ui.uri, experiment, outcome["state"]["parent_run_id"], "trials.md"),
+            "sweep-tiny",
+            "trials.md",
+        ),
     }
+    links["a parent run's artifact"] = browser.current_url
     with capsys.disabled():
         for name, text in read.items():
             print(f"\n{name}: {links[name]}\n  reads: {' | '.join(text.splitlines()[:12])}")
