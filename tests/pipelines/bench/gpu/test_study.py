@@ -50,7 +50,12 @@ def logical_gpu():
     cluster.shutdown()
 
 
+# A whole study in one test: about 80 s alone, past pytest's 300 s on a busy 2-core machine.
+STUDY_LIMIT_SECONDS = 900
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(STUDY_LIMIT_SECONDS)
 def test_the_gpu_study_runs_end_to_end_on_a_logical_gpu(logical_gpu, ewt_slice, tmp_path):
     data = [f"data.{split}={ewt_slice[split]}" for split in ("train", "dev", "test")]
     cache = f"data.cache_dir={tmp_path / 'cache'}"
@@ -110,6 +115,7 @@ ENSEMBLE_CUT = [
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(STUDY_LIMIT_SECONDS)
 def test_an_ensembles_study_run_detached_gives_it_and_each_seed_on_test_and_dev(
     logical_gpu, ewt_slice, tmp_path
 ):
