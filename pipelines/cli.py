@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +46,18 @@ def sweep_command(config: Path, storage: str | Path, *extra: str) -> list[str]:
     """The command line that runs a sweep driver in a process of its own."""
     config_and_storage = ["--config", str(config), "--storage", str(storage)]
     return [sys.executable, "-m", "pipelines.sweep", *config_and_storage, *extra]
+
+
+def mlflow_cli() -> str:
+    """This environment's own `mlflow` command."""
+    return str(Path(sys.executable).with_name("mlflow"))
+
+
+def exec_mlflow(command: list[str], env: dict[str, str]) -> None:
+    """Replace this process with `command` (an `mlflow` server), this environment's bin first
+    on PATH: MLflow starts its web server (uvicorn, gunicorn) by name."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    os.execve(command[0], command, {**env, "PATH": path})
 
 
 def fail(prog: str, error: BaseException | str, code: int, kind: str = "error") -> int:

@@ -295,15 +295,11 @@ def experiment_url(uri: str, experiment_id: str) -> str:
     return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs?{ML_VIEW}"
 
 
-def reachable_host(host: str) -> str:
-    """A host a browser on this machine opens: a server bound to every address answers on
-    loopback."""
-    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
-
-
-def experiment_page(store_uri: str, base: str) -> str:
+def experiment_page(store_uri: str, host: str, port: int) -> str:
     """What `make ui` and `make mlflow-server` say first: the link to the experiment's runs
-    on the UI at `base`, or, before any sweep has made the experiment, where it will be."""
+    on the UI they serve at `host`:`port`, or, before any sweep has made the experiment,
+    where it will be. A server bound to every address answers a browser on loopback."""
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     experiment = mlflow.MlflowClient(store_uri).get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
         return (

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import mlflow
 
-from pipelines.cli import command_parser, fail, not_found_message
+from pipelines.cli import command_parser, exec_mlflow, fail, mlflow_cli, not_found_message
 from pipelines.tracking import tracking_uri
 from postag.serving.registry import ModelNotFound, best_model_uri, find_version
 
@@ -35,9 +35,8 @@ EXAMPLE = '{"dataframe_records": [{"tokens": ["I", "saw", "her", "duck", "."]}]}
 def serve_command(uri: str, host: str, port: int, workers: int = 1) -> list[str]:
     """`mlflow models serve` from this environment's own mlflow, with `workers` server
     processes (each loads the model and tags requests on its own)."""
-    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     return [
-        mlflow_cli,
+        mlflow_cli(),
         "models",
         "serve",
         "--model-uri",
@@ -77,15 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         f"-H 'Content-Type: application/json' -d '{EXAMPLE}'",
         flush=True,
     )
-    # MLflow starts uvicorn by name: this environment's bin must come first on PATH.
-    bin_dir = str(Path(sys.executable).parent)
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": uri,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
     command = serve_command(args.model, args.host, args.port, args.workers)
-    os.execve(command[0], command, env)
+    exec_mlflow(command, {**os.environ, "MLFLOW_TRACKING_URI": uri})
     return 0  # not reached: the server replaced this process
 
 

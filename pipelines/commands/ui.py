@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-from pipelines.cli import command_parser
-from pipelines.tracking import experiment_page, reachable_host
+from pipelines.cli import command_parser, exec_mlflow, mlflow_cli
+from pipelines.tracking import experiment_page
 
 PROG = "postag ui"
 
@@ -21,15 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend-store-uri", required=True)
     parser.add_argument("--default-artifact-root", required=True)
     args = parser.parse_args(argv)
-    base = f"http://{reachable_host(args.host)}:{args.port}"
-    print(experiment_page(args.backend_store_uri, base), flush=True)
-    mlflow = str(Path(sys.executable).with_name("mlflow"))
-    command = [mlflow, "ui", "--host", args.host, "--port", str(args.port)]
+    print(experiment_page(args.backend_store_uri, args.host, args.port), flush=True)
+    command = [mlflow_cli(), "ui", "--host", args.host, "--port", str(args.port)]
     command += ["--backend-store-uri", args.backend_store_uri]
     command += ["--default-artifact-root", args.default_artifact_root]
-    # MLflow starts its web server by name: this environment's bin must come first on PATH.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    os.execve(command[0], command, {**os.environ, "PATH": path})
+    exec_mlflow(command, dict(os.environ))
     return 0  # not reached: the UI replaced this process
 
 

@@ -20,8 +20,8 @@ import secrets
 import sys
 from pathlib import Path
 
-from pipelines.cli import command_parser, fail
-from pipelines.tracking import experiment_page, reachable_host
+from pipelines.cli import command_parser, exec_mlflow, fail, mlflow_cli
+from pipelines.tracking import experiment_page
 
 PROG = "postag mlflow-server"
 AUTH_APP = "basic-auth"
@@ -55,7 +55,7 @@ def auth_config(folder: Path, admin: str) -> str:
 
 def server_command(args) -> list[str]:
     command = [
-        str(Path(sys.executable).with_name("mlflow")),
+        mlflow_cli(),
         "server",
         "--host",
         args.host,
@@ -125,12 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             env.update(auth_environment(args.auth_folder))
         except ValueError as error:
             return fail(PROG, error, 2)
-    # MLflow starts its web server by name: this environment's bin must come first on PATH.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    command = server_command(args)
-    base = f"http://{reachable_host(args.host)}:{args.port}"
-    print(experiment_page(args.backend_store, base), flush=True)
-    os.execve(command[0], command, env)
+    print(experiment_page(args.backend_store, args.host, args.port), flush=True)
+    exec_mlflow(server_command(args), env)
     return 0  # not reached: the server replaced this process
 
 

@@ -32,6 +32,35 @@ def checkpoint(swept_model) -> Path:
     return path
 
 
+def register_as(
+    model_uri: str,
+    sweep: str,
+    accuracy: float,
+    digest: str = SAME,
+    force: bool = False,
+    objective: Objective = DEFAULT,
+):
+    """`model_uri` registered as sweep `sweep`'s winner at `accuracy`, validated on data
+    `digest`: its Promotion."""
+    return register_candidate(
+        model_uri,
+        sweep,
+        {"sweep": sweep},
+        objective=objective,
+        score=accuracy,
+        validation_digest=digest,
+        alias=alias_for(sweep),
+        force=force,
+    )
+
+
+def log_and_register(checkpoint: Path, sweep: str, accuracy: float, *args, **kwargs):
+    """The checkpoint logged as a new run's model, then registered as `register_as` says."""
+    with mlflow.start_run():
+        model_uri = log_tagger(checkpoint).model_uri
+    return register_as(model_uri, sweep, accuracy, *args, **kwargs)
+
+
 def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(
     checkpoint, tmp_path, sqlite_store
 ):
@@ -40,18 +69,7 @@ def test_registering_keeps_best_unless_the_newcomer_beats_it_on_the_same_data(
     client = mlflow.MlflowClient()
 
     def register(sweep: str, accuracy: float, digest: str, force: bool = False, objective=DEFAULT):
-        with mlflow.start_run():
-            model_uri = log_tagger(checkpoint).model_uri
-        return register_candidate(
-            model_uri,
-            sweep,
-            {"sweep": sweep},
-            objective=objective,
-            score=accuracy,
-            validation_digest=digest,
-            alias=alias_for(sweep),
-            force=force,
-        )
+        return log_and_register(checkpoint, sweep, accuracy, digest, force, objective)
 
     def best() -> str:
         return client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS).version
@@ -125,24 +143,11 @@ def test_the_weaker_write_landing_last_is_repaired_back_to_the_stronger(
     mlflow.set_tracking_uri(sqlite_store(tmp_path))
     client = mlflow.MlflowClient()
 
-    def register(name: str, accuracy: float):
-        with mlflow.start_run():
-            model_uri = log_tagger(checkpoint).model_uri
-        return register_candidate(
-            model_uri,
-            name,
-            {"sweep": name},
-            objective=DEFAULT,
-            score=accuracy,
-            validation_digest=SAME,
-            alias=alias_for(name),
-        )
-
-    old = register("old", 0.50)
+    old = log_and_register(checkpoint, "old", 0.50)
     read_by_both = winner.current_champion()
-    stronger = register("strong", 0.62)
+    stronger = log_and_register(checkpoint, "strong", 0.62)
     monkeypatch.setattr(winner, "current_champion", lambda: read_by_both)
-    weaker = register("weak", 0.58)
+    weaker = log_and_register(checkpoint, "weak", 0.58)
     assert stronger.moved and not weaker.moved
     best = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
     assert best.version == stronger.version != old.version
@@ -196,15 +201,7 @@ def promote_at_once(checkpoint: Path, accuracies: dict[str, float]) -> dict:
     def promote(name: str, accuracy: float) -> None:
         start.wait()
         try:
-            outcome[name] = register_candidate(
-                model_uris[name],
-                name,
-                {"sweep": name},
-                objective=DEFAULT,
-                score=accuracy,
-                validation_digest=SAME,
-                alias=alias_for(name),
-            )
+            outcome[name] = register_as(model_uris[name], name, accuracy)
         except Exception as error:  # a thread's failure must fail the test
             errors.append(error)
 
