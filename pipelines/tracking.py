@@ -300,7 +300,13 @@ def experiment_page(store_uri: str, host: str, port: int) -> str:
     on the UI they serve at `host`:`port`, or, before any sweep has made the experiment,
     where it will be. A server bound to every address answers a browser on loopback."""
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    experiment = mlflow.MlflowClient(store_uri).get_experiment_by_name(EXPERIMENT_NAME)
+    try:
+        experiment = mlflow.MlflowClient(store_uri).get_experiment_by_name(EXPERIMENT_NAME)
+    except Exception as error:  # noqa: BLE001 (any store's fault: the server says it next)
+        # A courtesy line must not keep the UI from starting, nor print a traceback: the
+        # store's own fault (PostgreSQL down, a typo) is the server's to report, in full.
+        why = str(error).splitlines()[0]
+        return f"the UI's experiments: {base}/#/experiments?{ML_VIEW} (the store: {why})"
     if experiment is None:
         return (
             f"no experiment '{EXPERIMENT_NAME}' in {without_credentials(store_uri)} yet "
