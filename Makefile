@@ -8,8 +8,11 @@ CONFIG ?= experiments/seed.yaml
 EXPERIMENT ?=
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 5000
-# `make evaluate BEST` evaluates the alias `best`; MODEL=models:/postag-tagger/3 any version.
-MODEL ?= models:/postag-tagger@best
+# `make evaluate BEST` evaluates the alias `best` of the registered model: postag-tagger, or
+# the name EXPERIMENT's file gives (sweep.registered_model) or $POSTAG_REGISTERED_MODEL;
+# MODEL=models:/postag-tagger/3 names any version. evaluate, serve and reproduce take both.
+MODEL ?=
+MODEL_ARGS = $(if $(MODEL),--model $(MODEL)) $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 DATA ?=
 # Servers bind to this machine only unless told otherwise (SERVER_HOST=0.0.0.0 exposes them).
 SERVER_HOST ?= 127.0.0.1
@@ -115,14 +118,14 @@ RAW ?=
 # TIMING=1: also the tagging time per sentence on one thread, as a Pareto search measures it.
 TIMING ?=
 evaluate: $(STAMP)
-	$(BIN)/postag evaluate --model $(MODEL) $(if $(DATA),--data $(DATA)) $(if $(RAW),--raw) \
+	$(BIN)/postag evaluate $(MODEL_ARGS) $(if $(DATA),--data $(DATA)) $(if $(RAW),--raw) \
 		$(if $(TIMING),--timing)
 
 # The run RUN names (a run id, or a models:/ URI: the best version's run by default) trained
 # again from its MLflow record, every epoch compared with what it logged.
 RUN ?= $(MODEL)
 reproduce: $(STAMP)
-	$(BIN)/postag reproduce $(RUN)
+	$(BIN)/postag reproduce $(RUN) $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 
 # MODEL over HTTP on this machine (POST /invocations), with this venv: no conda, no download.
 SERVE_HOST ?= 127.0.0.1
@@ -131,7 +134,7 @@ SERVE_PORT ?= 5002
 SERVE_WORKERS ?= 1
 serve: $(STAMP)
 	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(BIN)/postag serve \
-		--host $(SERVE_HOST) --port $(SERVE_PORT) --model $(MODEL) --workers $(SERVE_WORKERS)
+		--host $(SERVE_HOST) --port $(SERVE_PORT) $(MODEL_ARGS) --workers $(SERVE_WORKERS)
 
 # A word, not a task: it lets `make evaluate BEST` read as it should.
 BEST:
@@ -145,7 +148,7 @@ ui-screenshot: $(STAMP)
 ui: $(STAMP)
 	mkdir -p mlruns
 	$(BIN)/postag ui --host $(UI_HOST) --port $(UI_PORT) --backend-store-uri $(MLFLOW_TRACKING_URI) \
-		--default-artifact-root $(CURDIR)/mlruns/artifacts
+		--default-artifact-root $(CURDIR)/mlruns/artifacts $(if $(EXPERIMENT),--experiment $(EXPERIMENT))
 
 # A tracking server for several machines, artifacts proxied by the server. BACKEND_STORE and
 # ARTIFACTS_DESTINATION move them to PostgreSQL and an object store (README, Scaling out);

@@ -60,6 +60,31 @@ def exec_mlflow(command: list[str], env: dict[str, str]) -> None:
     os.execve(command[0], command, {**env, "PATH": path})
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, what: str = "MLflow model URI") -> None:
+    """--model, and --experiment for the file whose registered model's `best` is the default."""
+    parser.add_argument(
+        "--model",
+        help=f"{what} (default: models:/NAME@best, NAME the registered model that --experiment's "
+        "sweep.registered_model, else $POSTAG_REGISTERED_MODEL, names, else postag-tagger)",
+    )
+    add_experiment_file_argument(parser, "whose sweep.registered_model names the default model")
+
+
+def add_experiment_file_argument(parser: argparse.ArgumentParser, why: str) -> None:
+    parser.add_argument("--experiment", type=Path, metavar="FILE", help=f"an experiment file {why}")
+
+
+def chosen_model(args: argparse.Namespace) -> str:
+    """--model, else `best` of the registered model the experiment file (or the environment)
+    names."""
+    from pipelines.experiment import configured_names
+    from postag.serving.registry import best_model_uri
+
+    if args.model:
+        return args.model
+    return best_model_uri(configured_names(args.experiment)["registered_model"])
+
+
 def fail(prog: str, error: BaseException | str, code: int, kind: str = "error") -> int:
     """One line on stderr in place of a traceback; the exit code to return."""
     print(f"{prog}: {kind}: {error}", file=sys.stderr)

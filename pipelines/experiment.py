@@ -65,6 +65,16 @@ def read_experiment(path: Path | None, overrides: list[str]) -> dict:
     return merged
 
 
+def configured_names(path: Path | None) -> dict[str, str | None]:
+    """The MLflow experiment and registered model an experiment file names in its sweep
+    section (`experiment`, `registered_model`); None for each it leaves to the environment
+    and the defaults, and for both without a file."""
+    section = read_experiment(path, []).get("sweep", {}) if path is not None else {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: 'sweep' must be a mapping of settings")
+    return {key: section.get(key) for key in ("experiment", "registered_model")}
+
+
 def run_config_from(values: dict, source: Path | None = None) -> RunConfig:
     run_values = {k: v for k, v in values.items() if k in RUN_SECTIONS}
     try:

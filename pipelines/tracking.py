@@ -37,7 +37,10 @@ from pipelines.provenance import code_tags
 from postag.data.dataset import PreparedDataset, SourceFile
 from postag.data.sources import sha256_of
 
+# The MLflow experiment's name where neither the experiment file (sweep.experiment) nor
+# MLflow's own $MLFLOW_EXPERIMENT_NAME names another.
 EXPERIMENT_NAME = "postag"
+EXPERIMENT_NAME_ENV = "MLFLOW_EXPERIMENT_NAME"
 SQLITE_PREFIX = "sqlite:///"
 # Runs read a request: MLflow's own default page (a search returns at most 50,000).
 RUNS_PER_PAGE = 1000
@@ -92,12 +95,19 @@ def without_credentials(uri: str, mask: str = "***@") -> str:
     return urlunsplit(parts._replace(netloc=f"{mask}{host}"))
 
 
-def ensure_experiment(name: str = EXPERIMENT_NAME) -> str:
-    """The id of MLflow experiment `name`, created if new.
+def experiment_name(configured: str | None = None) -> str:
+    """The MLflow experiment's name: `configured` (an experiment file's), else
+    $MLFLOW_EXPERIMENT_NAME, else postag."""
+    return configured or os.environ.get(EXPERIMENT_NAME_ENV) or EXPERIMENT_NAME
+
+
+def ensure_experiment(name: str | None = None) -> str:
+    """The id of MLflow experiment `name` (experiment_name()'s by default), created if new.
 
     With a sqlite store, artifacts go to `artifacts/` beside the database file, so that the
     store is one self-contained folder (`mlruns/` by default).
     """
+    name = experiment_name(name)
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
         if EXPERIMENT_KIND_TAG not in existing.tags:
@@ -295,13 +305,15 @@ def experiment_url(uri: str, experiment_id: str) -> str:
     return f"{ui_base(uri)}/#/experiments/{experiment_id}/runs?{ML_VIEW}"
 
 
-def experiment_page(store_uri: str, host: str, port: int) -> str:
-    """What `make ui` and `make mlflow-server` say first: the link to the experiment's runs
-    on the UI they serve at `host`:`port`, or, before any sweep has made the experiment,
-    where it will be. A server bound to every address answers a browser on loopback."""
+def experiment_page(store_uri: str, host: str, port: int, name: str | None = None) -> str:
+    """What `make ui` and `make mlflow-server` say first: the link to experiment `name`'s
+    runs (experiment_name()'s by default) on the UI they serve at `host`:`port`, or, before
+    any sweep has made the experiment, where it will be. A server bound to every address
+    answers a browser on loopback."""
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    name = experiment_name(name)
     try:
-        experiment = mlflow.MlflowClient(store_uri).get_experiment_by_name(EXPERIMENT_NAME)
+        experiment = mlflow.MlflowClient(store_uri).get_experiment_by_name(name)
     except Exception as error:  # noqa: BLE001 (any store's fault: the server says it next)
         # A courtesy line must not keep the UI from starting, nor print a traceback: the
         # store's own fault (PostgreSQL down, a typo) is the server's to report, in full.
@@ -309,10 +321,10 @@ def experiment_page(store_uri: str, host: str, port: int) -> str:
         return f"the UI's experiments: {base}/#/experiments?{ML_VIEW} (the store: {why})"
     if experiment is None:
         return (
-            f"no experiment '{EXPERIMENT_NAME}' in {without_credentials(store_uri)} yet "
+            f"no experiment '{name}' in {without_credentials(store_uri)} yet "
             f"(make sweep makes it); the UI's experiments: {base}/#/experiments?{ML_VIEW}"
         )
-    return f"postag's runs: {experiment_url(base, experiment.experiment_id)}"
+    return f"postag's runs ({name}): {experiment_url(base, experiment.experiment_id)}"
 
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:

@@ -55,7 +55,7 @@ def test_without_variables_the_sweep_picks_its_experiment_and_storage_itself():
 @pytest.mark.parametrize(
     ("variables", "expected"),
     [
-        ((), "evaluate --model models:/postag-tagger@best"),
+        (("EXPERIMENT=experiments/mine.yaml",), "--experiment experiments/mine.yaml"),
         (("DATA=gum-test.conllu",), "--data gum-test.conllu"),
         (("RAW=1",), "--raw"),
         (("TIMING=1",), "--timing"),
@@ -65,7 +65,14 @@ def test_without_variables_the_sweep_picks_its_experiment_and_storage_itself():
 def test_data_raw_timing_and_model_reach_the_evaluation(variables, expected):
     line = planned("evaluate", *variables)
     assert expected in line
-    for flag, variable in (("--data", "DATA="), ("--raw", "RAW="), ("--timing", "TIMING=")):
+    flags = (
+        ("--data", "DATA="),
+        ("--raw", "RAW="),
+        ("--timing", "TIMING="),
+        ("--model", "MODEL="),
+        ("--experiment", "EXPERIMENT="),
+    )
+    for flag, variable in flags:
         # Unset, each is left out, not passed empty.
         if not any(v.startswith(variable) for v in variables):
             assert flag not in line
@@ -73,9 +80,20 @@ def test_data_raw_timing_and_model_reach_the_evaluation(variables, expected):
 
 def test_run_names_the_run_that_reproduce_replays_and_defaults_to_the_model():
     assert arguments_after(planned("reproduce", "RUN=0123abcd"), "reproduce") == ["0123abcd"]
-    assert arguments_after(planned("reproduce"), "reproduce") == ["models:/postag-tagger@best"]
+    # Unset, the command replays `best`'s run, of the model EXPERIMENT's file names if given.
+    assert arguments_after(planned("reproduce"), "reproduce") == []
+    named = planned("reproduce", "EXPERIMENT=experiments/mine.yaml")
+    assert arguments_after(named, "reproduce") == ["--experiment", "experiments/mine.yaml"]
     moved = planned("reproduce", "MODEL=models:/postag-tagger/2")
     assert arguments_after(moved, "reproduce") == ["models:/postag-tagger/2"]
+
+
+def test_model_and_experiment_reach_make_serve():
+    assert "--model" not in planned("serve") and "--experiment" not in planned("serve")
+    line = planned("serve", "MODEL=models:/team-tagger/4")
+    assert "--model models:/team-tagger/4" in line
+    line = planned("serve", "EXPERIMENT=experiments/mine.yaml")
+    assert "--experiment experiments/mine.yaml" in line
 
 
 def test_config_names_the_file_postag_train_trains():

@@ -1,6 +1,7 @@
 """`make evaluate BEST` / `postag evaluate`: a registered tagger on a whole test file.
 
     make evaluate BEST                            # models:/postag-tagger@best on EWT test
+    make evaluate BEST EXPERIMENT=experiments/mine.yaml   # best of the model it registers
     make evaluate MODEL=models:/postag-tagger/3 DATA=my-test.conllu
     make evaluate MODEL=models:/postag-tagger/7 TIMING=1   # also ms per sentence, 1 thread
     .venv/bin/postag evaluate --model URI --data PATH [--format seed-ids] [--json out.json]
@@ -24,7 +25,7 @@ from pathlib import Path
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 
-from pipelines.cli import command_parser, not_found_message
+from pipelines.cli import add_model_arguments, chosen_model, command_parser, not_found_message
 from pipelines.commands.evaluate_raw import RAW_REPORTS, evaluate_raw_text, raw_text_report
 from pipelines.evaluation import (
     Evaluated,
@@ -39,7 +40,8 @@ from postag.data.readers import DataFormatError
 from postag.data.sources import DataSourceError
 from postag.evaluation.cost import TIMED_PASSES
 from postag.evaluation.scoring import EvaluationReport
-from postag.serving.registry import ModelNotFound, best_model_uri, load_tagger
+from postag.config import ConfigError
+from postag.serving.registry import ModelNotFound, load_tagger
 from postag.training.objective import TAGGING_TIME
 
 SEED_TEST_ACCURACY = 0.9261  # the notebook's figure, on its author's own data
@@ -134,9 +136,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser("postag evaluate", __doc__)
-    parser.add_argument(
-        "--model", default=best_model_uri(), help="MLflow model URI, or a postag train best.pt"
-    )
+    add_model_arguments(parser, "MLflow model URI, or a postag train best.pt")
     parser.add_argument("--data", help="test file (default: the model's, else EWT test)")
     parser.add_argument("--format", choices=["conllu", "seed-ids"])
     parser.add_argument("--tag-column", choices=["xpos", "upos"])
@@ -158,11 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.raw and args.timing:
         parser.error("--timing times the tagging of gold words, which --raw does not tag")
     try:
+        args.model = chosen_model(args)
         run(args)
     except ModelNotFound as error:
         print(f"postag evaluate: error: {not_found_message(error)}", file=sys.stderr)
         return 2
-    except (DataFormatError, DataSourceError) as error:
+    except (DataFormatError, DataSourceError, ConfigError) as error:
         print(f"postag evaluate: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -36,7 +36,14 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
-from pipelines.cli import INTERRUPTED_EXIT_CODE, command_parser, fail, not_found_message
+from pipelines.cli import (
+    INTERRUPTED_EXIT_CODE,
+    add_experiment_file_argument,
+    chosen_model,
+    command_parser,
+    fail,
+    not_found_message,
+)
 from pipelines.names import (
     DATASET_FINGERPRINT_PARAM,
     GIT_DIRTY_TAG,
@@ -274,7 +281,13 @@ def summary(result: Replay, tolerance: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser(PROG, __doc__)
-    parser.add_argument("run", help="an MLflow run id, or models:/NAME@ALIAS or models:/NAME/N")
+    parser.add_argument(
+        "run",
+        nargs="?",
+        help="an MLflow run id, or models:/NAME@ALIAS or models:/NAME/N (default: the run behind "
+        "`best` of the registered model --experiment names, else postag-tagger's)",
+    )
+    add_experiment_file_argument(parser, "whose sweep.registered_model names the default model")
     parser.add_argument("--train", help="the run's training file, where it lies here")
     parser.add_argument("--dev", help="the run's validation file, where it lies here")
     parser.add_argument(
@@ -289,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
     data = {split: getattr(args, split) for split in ("train", "dev") if getattr(args, split)}
     try:
-        result = replay(args.run, data, args.tolerance)
+        args.model = args.run
+        result = replay(chosen_model(args), data, args.tolerance)
     except ModelNotFound as error:
         return fail(PROG, not_found_message(error), 2)
     except (ReplayRefused, ConfigError, DataFormatError, DataSourceError) as error:

@@ -1,6 +1,7 @@
 """`make serve` / `postag serve`: a registered tagger over HTTP, with MLflow's own server.
 
     make serve                                    # models:/postag-tagger@best, 127.0.0.1:5002
+    make serve EXPERIMENT=experiments/mine.yaml   # best of the model that file registers
     make serve MODEL=models:/postag-tagger/3 SERVE_PORT=8080 SERVE_WORKERS=2
     curl -s 127.0.0.1:5002/invocations -H 'Content-Type: application/json' \\
         -d '{"dataframe_records": [{"tokens": ["I", "saw", "her", "duck", "."]}]}'
@@ -22,9 +23,18 @@ from pathlib import Path
 
 import mlflow
 
-from pipelines.cli import command_parser, exec_mlflow, fail, mlflow_cli, not_found_message
+from pipelines.cli import (
+    add_model_arguments,
+    chosen_model,
+    command_parser,
+    exec_mlflow,
+    fail,
+    mlflow_cli,
+    not_found_message,
+)
 from pipelines.tracking import tracking_uri
-from postag.serving.registry import ModelNotFound, best_model_uri, find_version
+from postag.config import ConfigError
+from postag.serving.registry import ModelNotFound, find_version
 
 PROG = "postag serve"
 DEFAULT_HOST = "127.0.0.1"  # this machine only; put a proxy with TLS in front to share it
@@ -54,7 +64,7 @@ def serve_command(uri: str, host: str, port: int, workers: int = 1) -> list[str]
 
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser(PROG, __doc__)
-    parser.add_argument("--model", default=best_model_uri(), help="a models:/ URI")
+    add_model_arguments(parser, "a models:/ URI")
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument(
@@ -66,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     uri = tracking_uri(Path.cwd())
     mlflow.set_tracking_uri(uri)
     try:
+        args.model = chosen_model(args)
         version = find_version(args.model)
     except ModelNotFound as error:
         return fail(PROG, not_found_message(error), 2)
+    except ConfigError as error:
+        return fail(PROG, error, 2)
     which = f" (version {version.version})" if version is not None else ""
     print(
         f"serving {args.model}{which} at http://{args.host}:{args.port}/invocations; try:\n"

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import mlflow
 
-from pipelines.cli import command_parser, not_found_message
+from pipelines.cli import add_model_arguments, chosen_model, command_parser, not_found_message
 from pipelines.tracking import tracking_uri
 from postag.data.readers import DataFormatError
 from postag.serving.inference import retag_conllu, text_to_conllu, tokens_to_conllu
-from postag.serving.registry import ModelNotFound, best_model_uri, load_tagger
+from postag.config import ConfigError
+from postag.serving.registry import ModelNotFound, load_tagger
 
 CONVERTERS = {"text": text_to_conllu, "tokens": tokens_to_conllu, "conllu": retag_conllu}
 
@@ -30,9 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "conllu: fill a CoNLL-U file's tag column (default: conllu for *.conllu, else text)",
     )
     parser.add_argument("--output", type=Path, help="default: standard output")
-    parser.add_argument(
-        "--model", default=best_model_uri(), help="MLflow model URI, or a postag train best.pt"
-    )
+    add_model_arguments(parser, "MLflow model URI, or a postag train best.pt")
     parser.add_argument(
         "--tag-column", choices=["xpos", "upos"], help="column to fill (default: the model's)"
     )
@@ -40,13 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     fmt = args.input_format or ("conllu" if args.input.suffix == ".conllu" else "text")
     try:
         mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
-        tagger, _ = load_tagger(args.model)
+        tagger, _ = load_tagger(chosen_model(args))
         column = args.tag_column or tagger.config.data.tag_column
         tagged = CONVERTERS[fmt](args.input, tagger, column)
     except ModelNotFound as error:
         print(f"postag tag: error: {not_found_message(error)}", file=sys.stderr)
         return 2
-    except DataFormatError as error:
+    except (DataFormatError, ConfigError) as error:
         print(f"postag tag: error: {error}", file=sys.stderr)
         return 2
     if args.output:

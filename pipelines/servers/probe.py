@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from pipelines.tracking import EXPERIMENT_NAME, without_credentials
+from pipelines.tracking import experiment_name, without_credentials
 
 PROBE_TIMEOUT_S = 5.0
 HTTP_SCHEMES = ("http", "https")
@@ -63,7 +63,7 @@ def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     )
 
 
-def check_login(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+def check_login(uri: str, experiment: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> None:
     """A tracking server that asks for a login must accept this one, before any trial runs.
 
     The credentials are MLflow's own variables, MLFLOW_TRACKING_USERNAME and
@@ -72,7 +72,7 @@ def check_login(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     parts = urlsplit(uri)
     if parts.scheme not in HTTP_SCHEMES:
         return
-    query = urlencode({"experiment_name": EXPERIMENT_NAME})
+    query = urlencode({"experiment_name": experiment_name(experiment)})
     url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + LOGIN_PROBE_PATH, query=query))
     request = urllib.request.Request(url)
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")

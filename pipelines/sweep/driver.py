@@ -96,7 +96,7 @@ def run_sweep(
             return run_stages(life, StageRunner(prepared, verbose), force_best)
     except SweepUpToDate as finished:
         with environment(QUIET_ENVIRONMENT):  # no download bar amid its lines
-            say_again(finished.state)
+            say_again(finished.state, finished.sweep)
         return {"state": asdict(finished.state), "interrupted": False, "up_to_date": True}
     except KeyboardInterrupt as stop:
         # Ray's shutdown, after the sweep's runs were closed, can take the stop too.
@@ -114,12 +114,12 @@ def open_sweep(
     values, run, sweep = load_sweep(config_path, overrides)
     uri = tracking_uri(Path.cwd())
     probe_tracking_server(uri)
-    check_login(uri)
+    check_login(uri, sweep.experiment)
     probe_ray_cluster(os.environ.get("RAY_ADDRESS"))
     job = SweepJob(config_path, values, run, sweep, *sweep_storage(storage))
     with job.lock(), library_output_to(job.log_file, verbose):
         mlflow.set_tracking_uri(uri)
-        experiment_id = ensure_experiment()
+        experiment_id = ensure_experiment(sweep.experiment)
         prepared = datasets.load(run.data)
         # Ray, once a Tune stage starts it, lives on through the conclusion and is shut down
         # after the sweep's runs are closed: its shutdown takes about a second, in which a

@@ -1,8 +1,10 @@
 """Where the default treebank, UD English EWT r2.16, comes from.
 
 Looked for, in order: $POSTAG_EWT_DIR, `../shared/data/ud-english-ewt` beside the working
-directory or the project, and the download cache; otherwise downloaded from the release
-and checked against the sha256 sums published with it.
+directory or the project, and the download cache; otherwise downloaded from the release (or
+the mirror $POSTAG_EWT_URL names) and checked against the release's sha256 sums before it
+is kept. `make sweep` and `make test` both come here, so the first of them on a fresh
+machine fetches the files once and neither reaches the network again.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -69,19 +72,27 @@ def default_cache_dir() -> Path:
     return Path(base) / "postag" / f"ud-english-ewt-{EWT_RELEASE}"
 
 
+def release_url() -> str:
+    """Where the files are fetched from: $POSTAG_EWT_URL (a mirror, a template with {name}
+    and optionally {release}) or the UD release on GitHub."""
+    return os.environ.get("POSTAG_EWT_URL") or EWT_URL
+
+
 def ewt_files(
     cache_dir: Path | None = None,
     search: list[Path] | None = None,
-    url: str = EWT_URL,
+    url: str | None = None,
     download: bool = True,
 ) -> TreebankFiles:
     """Paths to EWT train/dev/test, verified by sha256; downloads into the cache if needed
     and `download` allows it.
 
-    `search` defaults to candidate_dirs(); `url` is a template with {release} and {name}.
+    `search` defaults to candidate_dirs(); `url` (a template with {release} and {name})
+    to release_url().
     """
     cache_dir = cache_dir or default_cache_dir()
     search = candidate_dirs() if search is None else search
+    url = url or release_url()
     for directory in [*search, cache_dir]:
         if all((directory / name).is_file() for name, _ in EWT_FILES.values()):
             return _verified(directory)
@@ -116,11 +127,12 @@ def _verified(directory: Path) -> TreebankFiles:
 
 def _download(cache_dir: Path, search: list[Path], url_template: str) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
-    for name, _ in EWT_FILES.values():
+    for name, expected in EWT_FILES.values():
         target = cache_dir / name
         if target.is_file():
             continue
         url = url_template.format(release=EWT_RELEASE, name=name)
+        print(f"downloading {url} into {cache_dir}", file=sys.stderr, flush=True)
         partial = target.with_suffix(".part")
         try:
             with (
@@ -134,4 +146,18 @@ def _download(cache_dir: Path, search: list[Path], url_template: str) -> None:
                 f"UD English EWT {EWT_RELEASE} not found and could not be downloaded "
                 f"({url}: {error}).\n{_where_to_put([*search, cache_dir])}"
             ) from None
-        partial.replace(target)
+        _keep_if_verified(partial, target, url, expected)
+
+
+def _keep_if_verified(partial: Path, target: Path, url: str, expected: str) -> None:
+    """Moves a finished download into the cache only when its sha256 is the release's: a
+    damaged or wrong file is deleted, so the next run fetches it again."""
+    actual = sha256_of(partial)
+    if actual != expected:
+        partial.unlink()
+        raise DataSourceError(
+            f"{url}: the downloaded {target.name} has sha256 {actual}, not the {EWT_RELEASE} "
+            f"release's {expected}; it was not kept. Check the address ($POSTAG_EWT_URL) "
+            "or try again."
+        )
+    partial.replace(target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
+import os
 import re
 import sys
 import time
@@ -22,7 +23,10 @@ from mlflow.exceptions import MlflowException
 from postag.models.checkpoint import LoadedTagger, load_checkpoint
 from postag.serving.pyfunc import INPUT_EXAMPLE, SIGNATURE, checkpoint_artifacts, member_checkpoints
 
+# The registered model's name where neither the experiment file (sweep.registered_model)
+# nor $POSTAG_REGISTERED_MODEL names another: projects sharing one registry take a name each.
 REGISTERED_MODEL = "postag-tagger"
+REGISTERED_MODEL_ENV = "POSTAG_REGISTERED_MODEL"
 BEST_ALIAS = "best"
 MODEL_ARTIFACT = "model"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
@@ -152,15 +156,21 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def set_alias(client: mlflow.MlflowClient, alias: str, version: str | int) -> None:
-    """Point `alias` at `version`, again if another writer set the same alias at the same
+def registered_model_name(configured: str | None = None) -> str:
+    """The registered model's name: `configured` (an experiment file's), else
+    $POSTAG_REGISTERED_MODEL, else postag-tagger."""
+    return configured or os.environ.get(REGISTERED_MODEL_ENV) or REGISTERED_MODEL
+
+
+def set_alias(client: mlflow.MlflowClient, name: str, alias: str, version: str | int) -> None:
+    """Point registered model `name`'s `alias` at `version`, again if another writer set the same alias at the same
     moment: MLflow's SQL store inserts an alias row without a lock, and the loser of such a
     race gets `UNIQUE constraint failed: registered_model_aliases` (seen once in 8 races x
     2 runs against a real `mlflow server` on sqlite). The alias exists by then, so the
     second write is an update and goes through."""
     for attempt in range(ALIAS_WRITE_ATTEMPTS):
         try:
-            client.set_registered_model_alias(REGISTERED_MODEL, alias, version)
+            client.set_registered_model_alias(name, alias, version)
             return
         except MlflowException as error:
             if "UNIQUE constraint" not in str(error) or attempt == ALIAS_WRITE_ATTEMPTS - 1:
@@ -177,8 +187,9 @@ def model_checkpoints(model_uri: str, folder: Path) -> list[Path]:
     return [Path(path) for path in member_checkpoints(artifacts)]
 
 
-def best_model_uri() -> str:
-    return f"models:/{REGISTERED_MODEL}@{BEST_ALIAS}"
+def best_model_uri(name: str | None = None) -> str:
+    """`best` of registered model `name` (registered_model_name()'s by default)."""
+    return f"models:/{registered_model_name(name)}@{BEST_ALIAS}"
 
 
 class ModelNotFound(LookupError):

@@ -174,7 +174,7 @@ def say_end(job: SweepJob, state: SweepState, outcome: Outcome) -> None:
     if outcome.front:
         front = (
             f"Pareto front, {len(outcome.front)} of {len(scored)} trials (each registered; "
-            f"make evaluate MODEL=models:/{REGISTERED_MODEL}/VERSION):\n"
+            f"make evaluate MODEL=models:/{job.sweep.registered_model}/VERSION):\n"
             f"{front_table(outcome.front, job.sweep)}\n\n"
         )
     say(
@@ -184,8 +184,17 @@ def say_end(job: SweepJob, state: SweepState, outcome: Outcome) -> None:
         + "".join(f"  {line}\n" for line in findings(outcome, job.sweep))
         + f"  compare its runs: {compare_runs_url(uri, state.experiment_id, run_ids)}\n"
         + plot_line(uri, state, outcome, job.sweep)
-        + "  then: make evaluate BEST, or make serve to tag over HTTP"
+        + f"  then: {next_commands(job.sweep)}"
     )
+
+
+def next_commands(sweep: SweepSettings) -> str:
+    """What to run next on the registered model, as `make` reaches it: BEST where the name
+    is the default, the model's own `best` otherwise."""
+    if sweep.registered_model == REGISTERED_MODEL:
+        return "make evaluate BEST, or make serve to tag over HTTP"
+    model = f"MODEL=models:/{sweep.registered_model}@{BEST_ALIAS}"
+    return f"make evaluate {model}, or make serve {model} to tag over HTTP"
 
 
 def plot_line(uri: str, state: SweepState, outcome: Outcome, sweep: SweepSettings) -> str:
@@ -273,7 +282,7 @@ def trial_table(runs: list[TrialRun], sweep: SweepSettings) -> str:
     return "\n".join(lines)
 
 
-def say_again(state: SweepState) -> None:
+def say_again(state: SweepState, sweep: SweepSettings) -> None:
     """A finished sweep's answer, read back from its parent run's record (its trial table,
     version and test figure); nothing is written."""
     client = mlflow.MlflowClient()
@@ -282,19 +291,19 @@ def say_again(state: SweepState) -> None:
     name, version = tags[SWEEP_TAG], tags[REGISTERED_VERSION_TAG]
     summary = mlflow.artifacts.load_text(f"runs:/{state.parent_run_id}/{TRIALS_MD}")
     ended = time.strftime("%Y-%m-%d %H:%M", time.localtime(parent.info.end_time / 1000))
-    champion = current_champion()
+    champion = current_champion(sweep.registered_model)
     best = f"`{BEST_ALIAS}` is version {champion.version}" if champion else f"no `{BEST_ALIAS}`"
     lines = [
         f"sweep '{name}' is up to date: it finished on {ended} with this very file (parent "
         f"run {state.parent_run_id}), so nothing was trained or written",
-        f"  registered version {version} as models:/{REGISTERED_MODEL}@{alias_for(name)}; {best}",
+        f"  registered version {version} as models:/{sweep.registered_model}@{alias_for(name)}"
+        f"; {best}",
     ]
     if TEST_ACCURACY in metrics:
         lines.append(f"  test accuracy of version {version}: {100 * metrics[TEST_ACCURACY]:.2f}%")
     uri = mlflow.get_tracking_uri()
     lines += [
         f"  its runs: {run_url(uri, state.experiment_id, state.parent_run_id)}",
-        "  then: make evaluate BEST, or make serve to tag over HTTP; to train it anew: "
-        "make sweep SWEEP_ARGS=--fresh",
+        f"  then: {next_commands(sweep)}; to train it anew: make sweep SWEEP_ARGS=--fresh",
     ]
     say(f"\n{summary.rstrip()}\n\n" + "\n".join(lines))

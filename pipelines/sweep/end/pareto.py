@@ -21,7 +21,6 @@ from pipelines.runs import TrialRun, best_first, candidates
 from pipelines.sweep.end.registration import Registered, member_tags, register_member, tag_version
 from pipelines.sweep.setup.settings import SweepSettings
 from pipelines.sweep.trial.trainable import trial_name
-from postag.serving.registry import REGISTERED_MODEL
 
 FRONT_PNG = "pareto_front.png"
 BETTER = {"max": "higher is better", "min": "lower is better"}
@@ -31,11 +30,12 @@ BETTER = {"max": "higher is better", "min": "lower is better"}
 class Member:
     run: TrialRun
     figures: tuple[float, ...]  # on each of the sweep's objectives
+    name: str  # the registered model's
     version: str
 
     @property
     def uri(self) -> str:
-        return f"models:/{REGISTERED_MODEL}/{self.version}"
+        return f"models:/{self.name}/{self.version}"
 
 
 def figures_of(run: TrialRun, sweep: SweepSettings) -> tuple[float, ...] | None:
@@ -73,10 +73,10 @@ def settle_front(
         client.set_tag(run.run_id, PARETO_RANK_TAG, str(rank))
         if run.run_id == registered.winner.run_id:
             version = registered.version
-            tag_version(client, version, member_tags(run, sweep, rank))
+            tag_version(client, registered.name, version, member_tags(run, sweep, rank))
         else:
             version = register_member(run, sweep, rank)
-        members.append(Member(run, figures_of(run, sweep) or (), version))
+        members.append(Member(run, figures_of(run, sweep) or (), registered.name, version))
     return members
 
 

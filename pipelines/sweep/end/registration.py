@@ -30,7 +30,6 @@ from pipelines.names import (
 )
 from pipelines.runs import TrialRun, score
 from pipelines.sweep.setup.settings import SweepSettings
-from postag.serving.registry import REGISTERED_MODEL
 from postag.training.objective import TAGGING_TIME, Objective
 
 if TYPE_CHECKING:
@@ -41,6 +40,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Registered:
     winner: TrialRun
+    # The registered model's name (sweep.registered_model).
+    name: str
     version: str
     alias: str
     # One line: did `best` move, and why.
@@ -48,11 +49,11 @@ class Registered:
 
     @property
     def uri(self) -> str:
-        return f"models:/{REGISTERED_MODEL}@{self.alias}"
+        return f"models:/{self.name}@{self.alias}"
 
     @property
     def version_uri(self) -> str:
-        return f"models:/{REGISTERED_MODEL}/{self.version}"
+        return f"models:/{self.name}/{self.version}"
 
 
 def recorded(score: float) -> str:
@@ -142,17 +143,22 @@ def run_summary(run: TrialRun, sweep: SweepSettings) -> str:
 
 
 def version_holding(
-    client: mlflow.MlflowClient, model_uri: str, description: str, tags: dict[str, str]
+    client: mlflow.MlflowClient,
+    name: str,
+    model_uri: str,
+    description: str,
+    tags: dict[str, str],
 ) -> str:
-    """The version of `model_uri`, with `tags` and `description`: new, or the one it already
-    has (a sweep stopped after registering it, then run again)."""
-    existing = registered_version_of(client, model_uri)
+    """The version of registered model `name` that holds `model_uri`, with `tags` and
+    `description`: new, or the one it already has (a sweep stopped after registering it,
+    then run again)."""
+    existing = registered_version_of(client, name, model_uri)
     if existing is None:
-        version = mlflow.register_model(model_uri, REGISTERED_MODEL, tags=tags).version
+        version = mlflow.register_model(model_uri, name, tags=tags).version
     else:
         version = existing.version
-        tag_version(client, version, tags)
-    client.update_model_version(REGISTERED_MODEL, version, description=description)
+        tag_version(client, name, version, tags)
+    client.update_model_version(name, version, description=description)
     return version
 
 
@@ -169,7 +175,9 @@ def register_member(run: TrialRun, sweep: SweepSettings, rank: int) -> str:
     description = (
         f"Member {rank} of the Pareto front of sweep '{sweep.name}', {run_summary(run, sweep)}."
     )
-    return version_holding(mlflow.MlflowClient(), run.model_uri, description, tags)
+    return version_holding(
+        mlflow.MlflowClient(), sweep.registered_model, run.model_uri, description, tags
+    )
 
 
 def member_tags(run: TrialRun, sweep: SweepSettings, rank: int) -> dict[str, str]:
@@ -178,15 +186,17 @@ def member_tags(run: TrialRun, sweep: SweepSettings, rank: int) -> dict[str, str
     return {PARETO_RANK_TAG: str(rank), **others}
 
 
-def tag_version(client: mlflow.MlflowClient, version: str, tags: dict[str, str]) -> None:
+def tag_version(client: mlflow.MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
     for key, value in tags.items():
-        client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
+        client.set_model_version_tag(name, version, key, value)
 
 
-def registered_version_of(client: mlflow.MlflowClient, model_uri: str) -> ModelVersion | None:
-    """The version that already holds the model at `model_uri`, if any: registration is
-    made once a model, and found again after that."""
-    found = f"name = '{REGISTERED_MODEL}' and source_path = '{model_uri}'"
+def registered_version_of(
+    client: mlflow.MlflowClient, name: str, model_uri: str
+) -> ModelVersion | None:
+    """The version of `name` that already holds the model at `model_uri`, if any:
+    registration is made once a model, and found again after that."""
+    found = f"name = '{name}' and source_path = '{model_uri}'"
     return next(iter(client.search_model_versions(found)), None)
 
 

@@ -46,7 +46,7 @@ from pipelines.sweep.end.registration import (
 from pipelines.sweep.lifecycle.state import SweepFailed, nothing_to_register
 from pipelines.sweep.setup.job import SweepJob
 from pipelines.sweep.setup.settings import SweepSettings
-from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL, set_alias
+from postag.serving.registry import BEST_ALIAS, set_alias
 from postag.training.objective import DEFAULT, Objective
 
 if TYPE_CHECKING:
@@ -117,13 +117,14 @@ def register_run(
         run.model_uri,
         description,
         tags,
+        name=sweep.registered_model,
         objective=sweep.primary,
         score=score,
         validation_digest=run.validation_digest,
         alias=alias,
         force=force,
     )
-    return Registered(run, promotion.version, alias, promotion.reason)
+    return Registered(run, sweep.registered_model, promotion.version, alias, promotion.reason)
 
 
 # Promotion -------------------------------------------------------------------------------
@@ -143,29 +144,30 @@ def register_candidate(
     description: str,
     tags: dict[str, str],
     *,
+    name: str,
     objective: Objective,
     score: float,
     validation_digest: str,
     alias: str,
     force: bool = False,
 ) -> Promotion:
-    """Register `model_uri` under `alias`: as a new version, or the version it already has
-    (a sweep stopped after registering it, then run again); it also takes `best` only by the
-    champion rule (`champion_decision`)."""
+    """Register `model_uri` as a version of registered model `name` under `alias`: as a new
+    version, or the version it already has (a sweep stopped after registering it, then run
+    again); it also takes `best` only by the champion rule (`champion_decision`)."""
     client = mlflow.MlflowClient()
-    champion = current_champion()
+    champion = current_champion(name)
     tags = {
         **tags,
         **objective_tags(objective, score),
         VALIDATION_DIGEST_TAG: validation_digest,
         **({FORCED_TAG: "true"} if force else {}),
     }
-    version = version_holding(client, model_uri, description, tags)
-    set_alias(client, alias, version)
+    version = version_holding(client, name, model_uri, description, tags)
+    set_alias(client, name, alias, version)
     moved, reason = champion_decision(champion, objective, score, validation_digest, force, version)
     if moved:
-        set_alias(client, BEST_ALIAS, version)
-    repaired = repair_best(client, objective, validation_digest)
+        set_alias(client, name, BEST_ALIAS, version)
+    repaired = repair_best(client, name, objective, validation_digest)
     if repaired is not None and repaired.version != version:
         moved = False
         reason += (
@@ -265,10 +267,11 @@ def champion_decision(
     return False, f"`{BEST_ALIAS}` stays at {old}: this sweep's best ({new}) does not beat it"
 
 
-def current_champion() -> Champion | None:
+def current_champion(name: str) -> Champion | None:
+    """Where registered model `name`'s `best` points, if anywhere."""
     client = mlflow.MlflowClient()
     try:
-        version = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
+        version = client.get_model_version_by_alias(name, BEST_ALIAS)
     except MlflowException:
         return None
     return Champion(
@@ -280,7 +283,7 @@ def current_champion() -> Champion | None:
 
 
 def repair_best(
-    client: mlflow.MlflowClient, objective: Objective, validation_digest: str
+    client: mlflow.MlflowClient, name: str, objective: Objective, validation_digest: str
 ) -> ModelVersion | None:
     """Compare and repair, after every promotion: two sweeps promoting at once may both read
     the old champion, and the last alias write wins even where it is the weaker. `best` is
@@ -291,21 +294,21 @@ def repair_best(
     every version registered before it, and the outcome does not depend on write order.
     """
     try:
-        current = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)
+        current = client.get_model_version_by_alias(name, BEST_ALIAS)
     except MlflowException:
         return None
     if not on_same_terms(current, objective, validation_digest) or FORCED_TAG in current.tags:
         return None
     rivals = [
         version
-        for version in client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+        for version in client.search_model_versions(f"name = '{name}'")
         if on_same_terms(version, objective, validation_digest) and scored(version) is not None
     ]
     top = min(rivals, key=lambda v: (objective.sort_key(scored(v)), int(v.version)))
     held = scored(current)
     if held is not None and not gains(objective, scored(top), held):
         return None
-    set_alias(client, BEST_ALIAS, top.version)
+    set_alias(client, name, BEST_ALIAS, top.version)
     return top
 
 

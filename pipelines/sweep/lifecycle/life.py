@@ -64,9 +64,10 @@ class StoppedWhenDone(Exception):
 class SweepUpToDate(Exception):
     """The sweep finished with this very experiment file: nothing to train or write."""
 
-    def __init__(self, state: SweepState):
+    def __init__(self, state: SweepState, sweep: SweepSettings):
         super().__init__(state.parent_run_id)
         self.state = state
+        self.sweep = sweep
 
 
 class SweepLife:
@@ -225,6 +226,8 @@ def open_sweep_state(
     path = SweepState.path(state_dir, sweep)
     digest = config_digest(config_values)
     previous = SweepState.read(path) if path.is_file() else None
+    if previous is not None:
+        refuse_another_experiments_sweep(previous, sweep, experiment_id, path)
     if (
         previous is not None
         and not fresh
@@ -238,7 +241,7 @@ def open_sweep_state(
         )
         return state, True
     if previous is not None and not fresh and up_to_date(previous, digest):
-        raise SweepUpToDate(previous)
+        raise SweepUpToDate(previous, sweep)
     if previous is not None and not previous.finished:
         restorable = tune.Tuner.can_restore(previous.tune_dir)
         if restorable and not fresh:
@@ -257,6 +260,21 @@ def open_sweep_state(
     )
     state.save(path)
     return state, False
+
+
+def refuse_another_experiments_sweep(
+    previous: SweepState, sweep: SweepSettings, experiment_id: str, path: Path
+) -> None:
+    """A sweep's state is kept by its name (`path`): one of the same name in another MLflow
+    experiment (sweep.experiment, $MLFLOW_EXPERIMENT_NAME) is another sweep, which this one
+    must neither resume, nor call up to date, nor abandon."""
+    if previous.experiment_id == experiment_id:
+        return
+    raise ConfigError(
+        f"sweep '{sweep.name}' ({path}) belongs to MLflow experiment id "
+        f"{previous.experiment_id}, not to '{sweep.experiment}' (id {experiment_id}): give "
+        f"this one a name of its own (sweep.name, or --set sweep.name=...)"
+    )
 
 
 def abandon(previous: SweepState, name: str, fresh: bool) -> None:

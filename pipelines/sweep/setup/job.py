@@ -8,14 +8,16 @@ import argparse
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from pipelines.experiment import SEED_EXPERIMENT, read_experiment, run_config_from
 from pipelines.sweep.setup.settings import SweepSettings, build_sweep
+from pipelines.tracking import experiment_name
 from postag.config import ConfigError, RunConfig
+from postag.serving.registry import registered_model_name
 
 GPU_EXPERIMENT = SEED_EXPERIMENT
 CPU_EXPERIMENT = Path("experiments/cpu.yaml")
@@ -34,11 +36,21 @@ def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, Sweep
     if "sweep" not in values:
         raise ConfigError(f"{path}: no 'sweep' section; `postag train` runs a single config")
     try:
-        sweep = build_sweep(values["sweep"], run)
+        sweep = with_tracking_names(build_sweep(values["sweep"], run), values["sweep"])
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
     refuse_overrides_of_searched_keys(path, overrides, sweep)
     return values, run, sweep
+
+
+def with_tracking_names(sweep: SweepSettings, section: dict) -> SweepSettings:
+    """The sweep with the names its file gives, else those of the environment
+    ($MLFLOW_EXPERIMENT_NAME, MLflow's own; $POSTAG_REGISTERED_MODEL), else the defaults."""
+    return replace(
+        sweep,
+        experiment=experiment_name(section.get("experiment")),
+        registered_model=registered_model_name(section.get("registered_model")),
+    )
 
 
 def add_warm_start_argument(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,6 +21,8 @@ from postag.config import (
     to_dict,
     with_values,
 )
+from pipelines.tracking import EXPERIMENT_NAME
+from postag.serving.registry import REGISTERED_MODEL
 from postag.training.objective import DEFAULT, VALIDATION_METRICS, Objective
 
 # A list is the value of a tuple field (model.char_kernels: [[3], [2, 3, 4]]).
@@ -140,8 +143,15 @@ class SweepSettings:
     # a search over train.seed): `run`, its best seed's model; `ensemble`, one model that
     # averages all its seeds' tag probabilities (pipelines/sweep/end/seed_ensemble.py).
     register: Literal["run", "ensemble"] = "run"
+    # Where the sweep's runs and its model go: the MLflow experiment, and the registered
+    # model whose `best` the champion rule moves. Two projects on one tracking server take a
+    # name each. Where the file names none, $MLFLOW_EXPERIMENT_NAME and
+    # $POSTAG_REGISTERED_MODEL do (pipelines/sweep/setup/job.py, `with_tracking_names`).
+    experiment: str = EXPERIMENT_NAME
+    registered_model: str = REGISTERED_MODEL
 
     def __post_init__(self) -> None:
+        check_names(self)
         require_at_least("sweep", self, 1, ("num_samples", "max_concurrent_trials"))
         require_at_least("sweep", self, 0, ("max_failures",))
         require_above("sweep", self, 0, ("cpus_per_trial",))
@@ -204,6 +214,18 @@ class SweepSettings:
         else:
             values = [axis.high] if isinstance(axis, Range) else list(axis)
         return int(max([*values, self.baseline.get("train.epochs", 0)]))
+
+
+def check_names(sweep: SweepSettings) -> None:
+    """An experiment needs a name; a registered model's goes into models:/NAME@ALIAS URIs,
+    so it cannot hold '/' or '@'."""
+    if not sweep.experiment.strip():
+        raise ConfigError("'sweep.experiment' must be a name, got an empty one")
+    if not re.fullmatch(r"[^/@\s][^/@]*", sweep.registered_model):
+        raise ConfigError(
+            f"'sweep.registered_model' {sweep.registered_model!r}: a name without '/' or '@' "
+            "(it is read in models:/NAME@ALIAS)"
+        )
 
 
 def build_sweep(values: dict, run: RunConfig) -> SweepSettings:

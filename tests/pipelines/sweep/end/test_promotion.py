@@ -46,6 +46,7 @@ def register_as(
         model_uri,
         sweep,
         {"sweep": sweep},
+        name=REGISTERED_MODEL,
         objective=objective,
         score=accuracy,
         validation_digest=digest,
@@ -120,6 +121,7 @@ def test_a_model_registered_again_keeps_its_one_version(checkpoint, tmp_path, sq
             model_uri,
             "the winner",
             {"sweep": "again"},
+            name=REGISTERED_MODEL,
             objective=DEFAULT,
             score=0.75051234,
             validation_digest=SAME,
@@ -144,9 +146,9 @@ def test_the_weaker_write_landing_last_is_repaired_back_to_the_stronger(
     client = mlflow.MlflowClient()
 
     old = log_and_register(checkpoint, "old", 0.50)
-    read_by_both = winner.current_champion()
+    read_by_both = winner.current_champion(REGISTERED_MODEL)
     stronger = log_and_register(checkpoint, "strong", 0.62)
-    monkeypatch.setattr(winner, "current_champion", lambda: read_by_both)
+    monkeypatch.setattr(winner, "current_champion", lambda name: read_by_both)
     weaker = log_and_register(checkpoint, "weak", 0.58)
     assert stronger.moved and not weaker.moved
     best = client.get_model_version_by_alias(REGISTERED_MODEL, BEST_ALIAS)

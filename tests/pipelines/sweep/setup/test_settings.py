@@ -133,6 +133,9 @@ def test_baseline_is_known_by_its_point_and_gets_its_extras():
         ({"objectives": [PARETO[0], PARETO[0]]}, "'sweep.objectives' names val_accuracy twice"),
         ({"objectives": PARETO, "scheduler": "asha"}, "'sweep.scheduler: asha' stops trials"),
         ({"objectives": PARETO, "confirm": {}}, "'sweep.confirm' retrains the single best"),
+        ({"registered_model": "team/tagger"}, "'sweep.registered_model' 'team/tagger': a name"),
+        ({"registered_model": "tagger@v2"}, "a name without '/' or '@'"),
+        ({"experiment": " "}, "'sweep.experiment' must be a name"),
         (
             {"baseline": {**SWEEP["baseline"], "train.objective": "val_loss"}},
             "'sweep.baseline.train.objective': the sweep's trials are all judged by one objective",
