@@ -36,11 +36,11 @@ from pipelines.evaluation import (
 )
 from pipelines.names import MEMBER_TAGGING_TIME, MEMBERS_TAG
 from pipelines.tracking import run_url, tracking_uri
+from postag.config import ConfigError
 from postag.data.readers import DataFormatError
 from postag.data.sources import DataSourceError
 from postag.evaluation.cost import TIMED_PASSES
 from postag.evaluation.scoring import EvaluationReport
-from postag.config import ConfigError
 from postag.serving.registry import ModelNotFound, load_tagger
 from postag.training.objective import TAGGING_TIME
 

@@ -13,9 +13,9 @@ import mlflow
 
 from pipelines.cli import add_model_arguments, chosen_model, command_parser, not_found_message
 from pipelines.tracking import tracking_uri
+from postag.config import ConfigError
 from postag.data.readers import DataFormatError
 from postag.serving.inference import retag_conllu, text_to_conllu, tokens_to_conllu
-from postag.config import ConfigError
 from postag.serving.registry import ModelNotFound, load_tagger
 
 CONVERTERS = {"text": text_to_conllu, "tokens": tokens_to_conllu, "conllu": retag_conllu}

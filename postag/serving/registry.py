@@ -163,11 +163,11 @@ def registered_model_name(configured: str | None = None) -> str:
 
 
 def set_alias(client: mlflow.MlflowClient, name: str, alias: str, version: str | int) -> None:
-    """Point registered model `name`'s `alias` at `version`, again if another writer set the same alias at the same
-    moment: MLflow's SQL store inserts an alias row without a lock, and the loser of such a
-    race gets `UNIQUE constraint failed: registered_model_aliases` (seen once in 8 races x
-    2 runs against a real `mlflow server` on sqlite). The alias exists by then, so the
-    second write is an update and goes through."""
+    """Point registered model `name`'s `alias` at `version`, again if another writer set the
+    same alias at the same moment: MLflow's SQL store inserts an alias row without a lock,
+    and the loser of such a race gets `UNIQUE constraint failed: registered_model_aliases`
+    (seen once in 8 races x 2 runs against a real `mlflow server` on sqlite). The alias
+    exists by then, so the second write is an update and goes through."""
     for attempt in range(ALIAS_WRITE_ATTEMPTS):
         try:
             client.set_registered_model_alias(name, alias, version)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipelines.tracking import EXPERIMENT_NAME
 from postag.config import (
     ConfigError,
     RunConfig,
@@ -21,7 +22,6 @@ from postag.config import (
     to_dict,
     with_values,
 )
-from pipelines.tracking import EXPERIMENT_NAME
 from postag.serving.registry import REGISTERED_MODEL
 from postag.training.objective import DEFAULT, VALIDATION_METRICS, Objective
 
