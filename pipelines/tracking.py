@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -219,13 +220,15 @@ def log_evaluation(
     headline: dict,
     files: list[Path],
     raw_text: bool = False,
+    own_test: bool = False,
 ) -> str:
     """An MLflow run holding an evaluation; its id.
 
     A registered version's evaluation is nested under the run that trained it, its figures
-    linked to the logged model and the test data, and the version links back to it. An
-    evaluation from raw text (`raw_text`) is tagged so and leaves the version's link, which
-    is the gold-token evaluation's, as it is.
+    linked to the logged model and the test data, and the version records it by dataset
+    (`record_evaluation`); `own_test` says the data is the model's own test set. An
+    evaluation from raw text (`raw_text`) is tagged so and leaves the version's records,
+    which are the gold-token evaluations', as they are.
     """
     tags = {ROLE_TAG: EVALUATION_ROLE, MODEL_URI_TAG: model_uri, DATA_TAG: str(test.path)}
     tags.update(code_tags())
@@ -258,33 +261,69 @@ def log_evaluation(
             mlflow.end_run(KILLED)  # a stop, where MLflow's own exit would say FAILED
             raise
     if version is not None and not raw_text:
-        link_evaluation(version, run.info, test, headline["token_accuracy"])
+        record_evaluation(version, run.info, test, headline["token_accuracy"], own_test)
     return run.info.run_id
 
 
-# The version description's last paragraph: the latest evaluation, replaced by the next one.
-EVALUATION_HEADING = "**Latest evaluation**"
+# The version description's last part: a line a dataset, its latest evaluation.
+EVALUATIONS_HEADING = "**Evaluations** (the latest on each dataset):"
+# Characters an MLflow tag key cannot hold.
+TAG_UNSAFE = re.compile(r"[^\w\-. ]")
+# What descriptions written before evaluations were kept by dataset end with.
+OLD_EVALUATION_HEADING = "**Latest evaluation**"
 
 
-def link_evaluation(version, run, test: DataInput, accuracy: float) -> None:
-    """Tag the model version with an evaluation's figures and link the run from its page."""
+def record_evaluation(version, run, test: DataInput, accuracy: float, own_test: bool) -> None:
+    """The version's records of an evaluation, by dataset: its figure and run as tags
+    (`evaluation/<dataset>/...`) and a line of its description, each replacing only the
+    same dataset's. Only the model's own test set (`own_test`) sets the version's test
+    figure (test_token_accuracy, test_data, evaluation_run_id): evaluating on GUM adds GUM's
+    beside EWT test's and replaces neither."""
     client = mlflow.MlflowClient()
     url = run_url(mlflow.get_tracking_uri(), run.experiment_id, run.run_id)
-    for key, value in (
-        (EVALUATION_RUN_TAG, run.run_id),
-        (TEST_ACCURACY, f"{accuracy:.6f}"),
-        (TEST_DATA_TAG, test.name),
-    ):
+    figures = {
+        evaluation_tag(test.name, TEST_ACCURACY): f"{accuracy:.6f}",
+        evaluation_tag(test.name, EVALUATION_RUN_TAG): run.run_id,
+    }
+    if own_test:
+        figures.update(
+            {
+                EVALUATION_RUN_TAG: run.run_id,
+                TEST_ACCURACY: f"{accuracy:.6f}",
+                TEST_DATA_TAG: test.name,
+            }
+        )
+    for key, value in figures.items():
         client.set_model_version_tag(version.name, version.version, key, value)
     before = client.get_model_version(version.name, version.version).description or ""
-    kept = before.split(EVALUATION_HEADING)[0].rstrip()
-    paragraph = (
-        f"{EVALUATION_HEADING}: {100 * accuracy:.2f}% token accuracy on {test.name} "
-        f"({test.tokens:,} tokens), [evaluation run]({url})."
+    line = (
+        f"- {test.name}: {100 * accuracy:.2f}% token accuracy ({test.tokens:,} tokens), "
+        f"[evaluation run]({url})"
     )
     client.update_model_version(
-        version.name, version.version, description=f"{kept}\n\n{paragraph}".lstrip()
+        version.name, version.version, description=with_evaluation(before, test.name, line)
     )
+
+
+def evaluation_tag(dataset: str, key: str) -> str:
+    """A version tag of one dataset's evaluation; MLflow's tag keys take letters, digits,
+    `_-. /` only, so other characters of a file name become `_`."""
+    return f"evaluation/{TAG_UNSAFE.sub('_', dataset)}/{key}"
+
+
+def with_evaluation(description: str, dataset: str, line: str) -> str:
+    """`description` whose evaluations part has `line` for `dataset`, in place of that
+    dataset's earlier line, the others kept in their order."""
+    text, _, listed = description.partition(EVALUATIONS_HEADING)
+    text = text.split(OLD_EVALUATION_HEADING)[0].rstrip()
+    lines = [kept for kept in listed.strip().splitlines() if kept.startswith("- ")]
+    mine = f"- {dataset}: "
+    if any(kept.startswith(mine) for kept in lines):
+        lines = [line if kept.startswith(mine) else kept for kept in lines]
+    else:
+        lines.append(line)
+    body = "\n".join([EVALUATIONS_HEADING, *lines])
+    return f"{text}\n\n{body}" if text else body
 
 
 # Links into the MLflow UI ----------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from matplotlib.image import imread
 
 from pipelines.cli import main
-from pipelines.tracking import run_url
+from pipelines.tracking import EVALUATIONS_HEADING, run_url
 from postag.data.readers import read_conllu
 from postag.serving.registry import best_model_uri
 from tests.helpers import copy_store
@@ -110,7 +110,38 @@ def test_evaluation_run_sits_with_the_model_version(evaluated, ewt_slice):
     tagged = float(version.tags["test_token_accuracy"])
     assert tagged == pytest.approx(result["token_accuracy"], abs=5e-7)
     assert run_url(uri, run.info.experiment_id, run.info.run_id) in version.description
-    assert version.description.count("**Latest evaluation**") == 1
+    assert version.description.count(EVALUATIONS_HEADING) == 1
+    assert version.tags["test_data"] == ewt_slice["test"].name
+
+
+def test_another_dataset_adds_its_figures_beside_the_test_sets(evaluated, ewt_slice):
+    """GUM after EWT test: the version keeps EWT test's figure as its test figure, and
+    records each dataset's latest evaluation beside it, in its tags and its description."""
+    result, reports, (outcome, _, client, store) = evaluated
+    other = reports.parent / "gum-like-test.conllu"
+    other.write_text(ewt_slice["dev"].read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        out = reports.parent / "other.json"
+        code = main(
+            ["evaluate", "--data", str(other), "--json", str(out), "--reports", str(reports)]
+        )
+    mlflow.set_tracking_uri(None)
+    assert code == 0
+    on_other = json.loads(out.read_text())
+    version = client.get_model_version("postag-tagger", outcome["version"])
+    tags, own = version.tags, ewt_slice["test"].name
+    # The test figure is still the test set's.
+    assert tags["test_data"] == own and tags["evaluation_run_id"] == result["mlflow_run_id"]
+    assert float(tags["test_token_accuracy"]) == pytest.approx(result["token_accuracy"], abs=5e-7)
+    # Each dataset's latest, by name.
+    for name, figures in ((own, result), (other.name, on_other)):
+        tagged = float(tags[f"evaluation/{name}/test_token_accuracy"])
+        assert tagged == pytest.approx(figures["token_accuracy"], abs=5e-7)
+        assert tags[f"evaluation/{name}/evaluation_run_id"] == figures["mlflow_run_id"]
+    listed = version.description.split(EVALUATIONS_HEADING)[1].strip().splitlines()
+    assert [line.split(":")[0] for line in listed] == [f"- {own}", f"- {other.name}"]
+    assert f"{100 * on_other['token_accuracy']:.2f}% token accuracy" in listed[1]
 
 
 @pytest.mark.parametrize(
