@@ -72,9 +72,11 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def ewt_source() -> TreebankFiles:
-    """The treebank from ../shared/data (or $POSTAG_EWT_DIR): a test never downloads it."""
+    """The treebank where `make sweep` finds it ($POSTAG_EWT_DIR, ../shared/data, the
+    download cache), else fetched once into the cache, sha256-checked, as `make sweep`
+    fetches it: a fresh machine's first `make test` needs nothing put in place."""
     try:
-        return ewt_files(download=False)
+        return ewt_files()
     except DataSourceError as error:
         pytest.fail(str(error))
 
