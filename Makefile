@@ -27,7 +27,7 @@ MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 export RAY_USAGE_STATS_ENABLED ?= 0
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale bench-tracking gpu-bundle gpu-install gpu-study sweep ui ui-screenshot evaluate reproduce BEST serve mlflow-server ray-head ray-worker clean
+.PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale bench-tracking offline-bundle offline-install gpu-study sweep ui ui-screenshot evaluate reproduce BEST serve mlflow-server ray-head ray-worker clean
 
 install: $(STAMP)
 
@@ -75,21 +75,22 @@ bench: $(STAMP)
 	$(BIN)/python -m pipelines.bench.training.memory
 	$(BIN)/python -m pipelines.bench.training.text
 
-# The GPU study on a lent GPU machine (docs/gpu-study.md): its packages bundled here into
-# .gpu-bundle/parts/ (ignored; one part a call), installed there over its own torch, then
-# the study in one call: the gpu tests, seed.yaml's sweep, make evaluate BEST, packed against
-# one at a time, and where the GPU's time went, all in runs/gpu-study/.
-gpu-bundle: $(STAMP)
-	$(BIN)/python -m pipelines.bench.gpu.bundle bundle
+# For a GPU node without network (docs/gpu.md): postag's packages and EWT bundled here into
+# .offline-bundle/parts/ (ignored; OFFLINE_ARGS="--part-mib N" splits it, "--python-version
+# 3.11" picks the node's Python), then, on the node, installed into .venv over its own torch.
+OFFLINE_ARGS ?=
+offline-bundle: $(STAMP)
+	$(BIN)/python -m pipelines.bench.gpu.bundle bundle $(OFFLINE_ARGS)
 
-gpu-install:
-	python3 -m pipelines.bench.gpu.bundle install
+offline-install:
+	$(PYTHON) -m pipelines.bench.gpu.bundle install
 
+# The GPU study (docs/gpu.md): the gpu tests, seed.yaml's sweep, make evaluate BEST, packed
+# against one at a time, and where the GPU's time went, all in runs/gpu-study/.
 GPU_STUDY_ARGS ?=
-BUNDLED_EWT := $(wildcard $(CURDIR)/.gpu-bundle/parts/part1/ewt)
-# Where the bundle is (a lent machine, once make gpu-install ran), .venv is gpu-install's: a
-# later call's copy of the working tree, newer than it, must not start make's install step,
-# which reaches for the network.
+BUNDLED_EWT := $(wildcard $(CURDIR)/.offline-bundle/parts/part1/ewt)
+# On an offline node (once make offline-install ran), .venv is offline-install's: a copy of
+# the project newer than it must not start make's install step, which reaches for the network.
 gpu-study: $(if $(BUNDLED_EWT),,$(STAMP))
 	$(if $(BUNDLED_EWT),POSTAG_EWT_DIR=$(BUNDLED_EWT)) $(BIN)/python -m pipelines.bench.gpu.study \
 		$(GPU_STUDY_ARGS)

@@ -1,22 +1,23 @@
-"""The packages and data a lent GPU machine needs for `make gpu-study`, bundled here, and
-installed there.
+"""postag for a GPU node without network (common on clusters): its packages and data
+bundled on a machine with network, copied to the node, installed there over the node's own
+CUDA build of torch.
 
-A lent machine has Python 3.12 with torch, pyarrow and pandas, and no network; a call to it
-carries at most 64 MiB, and ignored files stay there between back-to-back calls. So:
-
-    make gpu-bundle       # here: .gpu-bundle/parts/part1, part2, ... (ignored), 56 MiB each
-    # then one call a part, back to back, each carrying only its own folder; the last runs
-    make gpu-install      # there: joins, checks and installs the wheels into .venv
-    make gpu-study        # there, in the next call (pipelines/bench/gpu/study.py)
+    make offline-bundle                   # here: .offline-bundle/parts/part1 (ignored)
+    make offline-bundle OFFLINE_ARGS="--part-mib 500 --python-version 3.11"
+    # copy the project and .offline-bundle/ to the node (scp, rsync, a shared file system)
+    make offline-install                  # there: joins, checks and installs into .venv
+    make test-gpu; make sweep             # there, offline
 
 The wheels are postag's dependencies and the test runner, with all they depend on, at
-requirements.lock's versions, for CPython 3.12 on manylinux x86_64; less what the machine
-has (torch and the CUDA libraries, numpy, pandas, pyarrow): its own torch build is the one
-that reaches its GPU. A wheel larger than half a part (Ray's, 79 MB) travels in pieces,
-joined there and checked against its sha256. EWT's three files travel too, in the first
-part, for POSTAG_EWT_DIR. Measured 2026-12-05: 132 wheels, 261 MiB, five parts.
+requirements.lock's versions, for the node's CPython (`--python-version`, this Python's by
+default) on manylinux x86_64; less torch and what comes with it (its CUDA libraries,
+triton): the node's own torch build is the one that reaches its GPU. With `--part-mib`, the
+bundle comes in parts of at most that size (for a copy that limits file or transfer size),
+a wheel larger than half a part in pieces, joined there and checked against its sha256.
+EWT's three files travel too, in the first part, for POSTAG_EWT_DIR. Measured 2026-12-05,
+for Python 3.12 in 56 MiB parts: 132 wheels, 261 MiB, five parts.
 
-Standard library only: `install` runs on the bare Python of the lent machine.
+Standard library only: `install` runs on the node's bare Python, before anything is installed.
 """
 
 from __future__ import annotations
@@ -35,20 +36,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[3]
-BUNDLE = PROJECT / ".gpu-bundle"
-# What travels: one folder a call (`carry: [".gpu-bundle/parts/part1"]`, ...).
+BUNDLE = PROJECT / ".offline-bundle"
+# What is copied to the node: part1, part2, ... (one part unless --part-mib splits it).
 PARTS = BUNDLE / "parts"
 LOCK = PROJECT / "requirements.lock"
 MANIFEST = "manifest.json"
-# What one call carries: 64 MiB, less the working tree (about 3 MiB) and a margin.
-PART_BYTES = 56 << 20
-PYTHON_VERSION = "3.12"
+MIB = 1 << 20
+PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
-# On the machine already: torch in the build that reaches its GPU, and what comes with it
-# or that the machine was given (pyarrow, pandas). Never replaced.
-PROVIDED = frozenset(
-    {"torch", "triton", "numpy", "pandas", "pyarrow", "sympy", "mpmath", "networkx"}
-)
+# On the node already: torch in the build that reaches its GPU, and what comes with it.
+# Never replaced.
+PROVIDED = frozenset({"torch", "triton", "sympy", "mpmath", "networkx"})
 PROVIDED_PREFIXES = ("nvidia-",)
 # The gpu-marked tests' runner (their modules import nothing else the study lacks).
 TEST_RUNNER = ("pytest", "pytest-timeout")
@@ -85,16 +83,18 @@ def provided(name: str) -> bool:
     return name_of(name) in PROVIDED or name_of(name).startswith(PROVIDED_PREFIXES)
 
 
-def download(requirements: list[str], lock: Path, folder: Path) -> list[Path]:
-    """The requirements' wheels and their dependencies' for CPython 3.12 on manylinux
-    x86_64, at the lock's versions, less what the machine provides."""
+def download(
+    requirements: list[str], lock: Path, folder: Path, python_version: str = PYTHON_VERSION
+) -> list[Path]:
+    """The requirements' wheels and their dependencies' for CPython `python_version` on
+    manylinux x86_64, at the lock's versions, less what the node provides."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     listed = folder / "requirements.txt"
     listed.write_text("\n".join(requirements) + "\n")
     platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
     command = [sys.executable, "-m", "pip", "download", "-qq", "--only-binary=:all:"]
-    command += ["--python-version", PYTHON_VERSION, *platforms, "-c", str(lock)]
+    command += ["--python-version", python_version, *platforms, "-c", str(lock)]
     subprocess.run([*command, "-r", str(listed), "-d", str(folder)], check=True)
     wheels = sorted(folder.glob("*.whl"))
     for wheel in [w for w in wheels if provided(w.name.split("-")[0])]:
@@ -125,9 +125,9 @@ class Piece:
             (folder / self.name).write_bytes(file.read(self.size))
 
 
-def pieces_of(wheels: list[Path]) -> tuple[list[Piece], dict]:
+def pieces_of(wheels: list[Path], part_bytes: int) -> tuple[list[Piece], dict]:
     """The wheels as pieces of at most half a part, and the manifest that joins them."""
-    step = PART_BYTES // 2
+    step = part_bytes // 2
     pieces, manifest = [], {}
     for wheel in wheels:
         size = wheel.stat().st_size
@@ -144,13 +144,13 @@ def pieces_of(wheels: list[Path]) -> tuple[list[Piece], dict]:
     return pieces, manifest
 
 
-def first_fit(pieces: list[Piece], first_part_used: int) -> list[list[Piece]]:
-    """The pieces in parts of at most PART_BYTES, largest first, each in the first part it
+def first_fit(pieces: list[Piece], first_part_used: int, part_bytes: int) -> list[list[Piece]]:
+    """The pieces in parts of at most `part_bytes`, largest first, each in the first part it
     fits; part 1 starts with `first_part_used` bytes taken (EWT)."""
     parts: list[list[Piece]] = [[]]
     used = [first_part_used]
     for piece in sorted(pieces, key=lambda p: -p.size):
-        index = next((i for i, taken in enumerate(used) if taken + piece.size <= PART_BYTES), None)
+        index = next((i for i, taken in enumerate(used) if taken + piece.size <= part_bytes), None)
         if index is None:
             parts.append([])
             used.append(0)
@@ -160,13 +160,22 @@ def first_fit(pieces: list[Piece], first_part_used: int) -> list[list[Piece]]:
     return parts
 
 
-def pack(wheels: list[Path], ewt: Path, out: Path) -> list[Path]:
-    """The wheels, in pieces where large, and EWT's files in parts of at most PART_BYTES;
-    part1 holds EWT and the manifest (each wheel's pieces and sha256)."""
+def pack(wheels: list[Path], ewt: Path, out: Path, part_bytes: int | None = None) -> list[Path]:
+    """The wheels and EWT's files in one part, or with `part_bytes` in parts of at most that
+    size, the wheels in pieces where large; part1 holds EWT and the manifest (each wheel's
+    pieces and sha256)."""
     shutil.rmtree(out, ignore_errors=True)
-    pieces, manifest = pieces_of(wheels)
     treebank = sorted(ewt.glob("*.conllu"))
-    parts = first_fit(pieces, sum(path.stat().st_size for path in treebank))
+    treebank_bytes = sum(path.stat().st_size for path in treebank)
+    if part_bytes is None:  # one part: room for everything
+        part_bytes = treebank_bytes + 2 * sum(wheel.stat().st_size for wheel in wheels) + 1
+    elif part_bytes <= treebank_bytes:
+        raise SystemExit(
+            f"offline-bundle: a part of {part_bytes / MIB:.0f} MiB cannot hold EWT "
+            f"({treebank_bytes / MIB:.1f} MiB) beside any wheel: give a larger --part-mib"
+        )
+    pieces, manifest = pieces_of(wheels, part_bytes)
+    parts = first_fit(pieces, treebank_bytes, part_bytes)
     folders = []
     for number, part in enumerate(parts, start=1):
         folder = out / f"part{number}"
@@ -202,9 +211,8 @@ def install(bundle: Path, project: Path) -> Path:
 def see_installers_packages(python: Path) -> None:
     """Let the new environment import what the installing Python has (pip and setuptools
     too), after its own packages. `system_site_packages` reaches only the base interpreter's:
-    where the installer is itself a virtual environment (the lent machine's python3 is
-    /opt/torch/.venv, whose torch is the one built for its GPU), its packages would be out of
-    sight."""
+    where the installer is itself a virtual environment (a node's torch is often installed in
+    one, built for its GPU), its packages would be out of sight."""
     code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     purelib = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
     installer = "\n".join(site.getsitepackages())
@@ -218,7 +226,9 @@ def join_wheels(bundle: Path) -> list[Path]:
     wanted = [f"part{n}" for n in range(1, manifest["parts"] + 1)]
     missing = [name for name in wanted if not (bundle / name).is_dir()]
     if missing:
-        raise SystemExit(f"gpu-install: {', '.join(missing)} not here: carry each part first")
+        raise SystemExit(
+            f"offline-install: {', '.join(missing)} not in {bundle}: copy every part there first"
+        )
     found = {path.name: path for path in bundle.glob("part*/wheels/*")}
     wheels = bundle / "wheels"
     wheels.mkdir(exist_ok=True)
@@ -227,28 +237,46 @@ def join_wheels(bundle: Path) -> list[Path]:
             for piece in entry["pieces"]:
                 joined.write(found[piece].read_bytes())
         if sha256(wheels / name) != entry["sha256"]:
-            raise SystemExit(f"gpu-install: {name} does not match its sha256 once joined")
+            raise SystemExit(f"offline-install: {name} does not match its sha256 once joined")
     return [wheels / name for name in manifest["wheels"]]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="gpu_bundle", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="offline_bundle",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("action", choices=["bundle", "install"])
     parser.add_argument("--ewt", type=Path, help="EWT's folder (default: as postag finds it)")
+    parser.add_argument(
+        "--part-mib",
+        type=int,
+        help="parts of at most this many MiB (default: one part)",
+    )
+    parser.add_argument(
+        "--python-version",
+        default=PYTHON_VERSION,
+        help=f"the node's Python, MAJOR.MINOR (default: this one's, {PYTHON_VERSION})",
+    )
     args = parser.parse_args(argv)
     if args.action == "install":
         environment = install(PARTS, PROJECT)
-        print(f"gpu-install: {environment} holds the study's packages, over this machine's torch")
+        print(f"offline-install: {environment} holds postag's packages, over this node's torch")
         return 0
+    if args.part_mib is not None and args.part_mib < 1:
+        parser.error(f"--part-mib must be at least 1, got {args.part_mib}")
     ewt = args.ewt or default_ewt()
-    wheels = download(wanted(PROJECT / "pyproject.toml", LOCK), LOCK, BUNDLE / "download")
-    folders = pack(wheels, ewt, PARTS)
+    requirements = wanted(PROJECT / "pyproject.toml", LOCK)
+    wheels = download(requirements, LOCK, BUNDLE / "download", args.python_version)
+    folders = pack(wheels, ewt, PARTS, args.part_mib and args.part_mib * MIB)
     for folder in folders:
         size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-        print(f"gpu-bundle: {folder.relative_to(PROJECT)}  {size / (1 << 20):.1f} MiB")
-    print(f"gpu-bundle: {len(wheels)} wheels for CPython {PYTHON_VERSION}; carry one part a call")
+        print(f"offline-bundle: {folder.relative_to(PROJECT)}  {size / MIB:.1f} MiB")
+    print(
+        f"offline-bundle: {len(wheels)} wheels for CPython {args.python_version}; copy the "
+        f"project with {BUNDLE.relative_to(PROJECT)}/ to the node, then make offline-install"
+    )
     return 0
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make gpu-study` (pipelines/bench/gpu/study.py) outliving one call to a lent machine (10
-# minutes a call): started in a session of its own, which the machine keeps running between
-# back-to-back calls, and waited for from as many calls as it needs. Each wait copies what is done so far to DEST (the call's
-# $OUT), so a call that ends early still brings back the study's files.
+# `make gpu-study` (pipelines/bench/gpu/study.py) detached from the shell that starts it: in
+# a session of its own, so that it outlives a login that drops (ssh to a cluster node, a
+# job step with a time limit), and waited for from as many shells as it needs. Each wait
+# copies what is done so far to DEST (a folder that is fetched or shared), so a wait that
+# ends early still leaves the study's files there.
 #
 #   pipelines/bench/gpu/detached.sh start [gpu_study's arguments: --experiment, --steps, --set]
 #   pipelines/bench/gpu/detached.sh wait SECONDS DEST
@@ -39,7 +40,7 @@ copy_done() {
         [ -f "$file" ] && cp "$file" "$dest/"
     done
     # Until the table takes them into figures.json: the models evaluated so far (8 files
-    # come back from a call, the study's 7 and the console).
+    # in DEST, the study's 7 and the console).
     if [ -f "$STUDY/mlruns.tar.gz" ]; then
         cp "$STUDY/mlruns.tar.gz" "$dest/" && rm -f "$dest/members.json"
     elif [ -f "$STUDY/members.json" ]; then
@@ -54,9 +55,9 @@ start)
     rm -rf "$STUDY" "$CONSOLE" "$EXIT"
     mkdir -p "$(dirname "$STUDY")"
     start_mps
-    # As `make gpu-study` runs it, without make's install step (it would reach for the network
-    # once the next call's copy of the working tree is newer than the environment).
-    [ -d .gpu-bundle/parts/part1/ewt ] && export POSTAG_EWT_DIR=$PWD/.gpu-bundle/parts/part1/ewt
+    # As `make gpu-study` runs it, without make's install step (on an offline node it would
+    # reach for the network once a copy of the project is newer than the environment).
+    [ -d .offline-bundle/parts/part1/ewt ] && export POSTAG_EWT_DIR=$PWD/.offline-bundle/parts/part1/ewt
     setsid bash -c '"$0" -m pipelines.bench.gpu.study --out "$@" > '"$CONSOLE"' 2>&1; echo $? > '"$EXIT" \
         "$PYTHON" "$STUDY" "$@" </dev/null >/dev/null 2>&1 &
     echo "gpu-detached: started ($CONSOLE)"

@@ -1,5 +1,6 @@
-"""`make gpu-study`: the GPU study in one command, for a lent GPU machine whose packages are
-in place (pipelines/bench/gpu/bundle.py). In this order:
+"""`make gpu-study`: the GPU study in one command, on a machine with a CUDA GPU and postag
+installed (`make install`, or `make offline-install` on a node without network). In this
+order:
 
 1. `tests`: the gpu-marked tests (pytest -m gpu);
 2. `study`: `make sweep EXPERIMENT=experiments/seed.yaml` in full (36 grid trials and the
@@ -15,7 +16,7 @@ Everything it writes is under one folder (`--out`, default runs/gpu-study), 8 fi
 store packed as one: tests.log, study.log, evaluate.log, gpu.csv, trials.csv, table.md,
 figures.json, mlruns.tar.gz. Tune's checkpoints stay beside it, outside it.
 
-    make gpu-study                                   # on a lent GPU machine
+    make gpu-study                                   # on a CUDA machine
     make gpu-study GPU_STUDY_ARGS="--steps study,evaluate,table"
     make gpu-study GPU_STUDY_ARGS="--experiment experiments/best.yaml --steps study,members,table"
     .venv/bin/python -m pipelines.bench.gpu.study --set sweep.logical_gpus=true ...   # a dry run
@@ -150,8 +151,8 @@ def evaluate_members(out: Path, experiment: Path, overrides: list[str]) -> tuple
     files = {split: split_file(data, split) for split in ("test", "dev")}
     figures: dict[str, dict[str, dict]] = {}
     reports = out / STORE / "reports"
-    # Test first, and members.json written after each model: a call that ends early still
-    # brings back whatever is done.
+    # Test first, and members.json written after each model: a study stopped early still
+    # leaves whatever is done.
     with (out / "evaluate.log").open("a") as log, contextlib.redirect_stdout(log):
         for split, path in files.items():
             for name, uri in models.items():

@@ -1,5 +1,6 @@
-"""The GPU machine's packages: which pins travel, in parts a call can carry, each wheel
-whole and checked once its pieces are joined there."""
+"""The offline bundle for a GPU node without network: which pins travel, in one part or in
+parts of a size the user gives, each wheel whole and checked once its pieces are joined
+there."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import zipfile
 
 import pytest
 
-from pipelines.bench.gpu import bundle as gpu_bundle
+from pipelines.bench.gpu import bundle as offline_bundle
 from pipelines.bench.gpu.bundle import install, join_wheels, pack, provided, wanted
 
 
-def test_postag_and_its_test_runner_travel_at_the_locks_versions_less_what_the_gpu_has(
+def test_postag_and_its_test_runner_travel_at_the_locks_versions_less_the_nodes_torch(
     tmp_path,
 ):
     lock = tmp_path / "requirements.lock"
@@ -34,16 +35,15 @@ def test_postag_and_its_test_runner_travel_at_the_locks_versions_less_what_the_g
         "pytest==9.2.0",
         "pytest-timeout==2.4.0",
     ]
-    assert provided("torch") and provided("nvidia-cudnn-cu12") and provided("PyArrow")
-    assert not provided("mlflow")
-    everything = wanted(gpu_bundle.PROJECT / "pyproject.toml", gpu_bundle.LOCK)
-    assert not [pin for pin in everything if pin.startswith(("torch", "pyarrow"))]
+    assert provided("torch") and provided("nvidia-cudnn-cu12") and provided("Triton")
+    assert not provided("mlflow") and not provided("pyarrow")
+    everything = wanted(offline_bundle.PROJECT / "pyproject.toml", offline_bundle.LOCK)
+    assert not [pin for pin in everything if pin.startswith("torch")]
+    assert [pin for pin in everything if pin.startswith("pyarrow==")]
 
 
-@pytest.fixture
-def bundled(tmp_path, ewt_slice, monkeypatch):
-    """Three fake wheels, one larger than half a part, in parts of 1,000 bytes."""
-    monkeypatch.setattr(gpu_bundle, "PART_BYTES", 1000)
+def fake_wheels(tmp_path):
+    """Three fake wheels, one of 1,700 bytes, and an EWT of 100."""
     wheels = tmp_path / "download"
     wheels.mkdir()
     sizes = {"big-1.0-py3-none-any.whl": 1700, "a-1.0-py3-none-any.whl": 300, "b-1.0.whl": 600}
@@ -52,11 +52,26 @@ def bundled(tmp_path, ewt_slice, monkeypatch):
     ewt = tmp_path / "ewt"
     ewt.mkdir()
     (ewt / "dev.conllu").write_bytes(b"x" * 100)
-    folders = pack(sorted(wheels.glob("*.whl")), ewt, tmp_path / "parts")
-    return tmp_path / "parts", folders, wheels
+    return sorted(wheels.glob("*.whl")), ewt
 
 
-def test_parts_hold_no_more_than_a_call_carries_and_join_back_whole(bundled):
+@pytest.fixture
+def bundled(tmp_path):
+    """The fake wheels in parts of 1,000 bytes: the large one in pieces."""
+    wheels, ewt = fake_wheels(tmp_path)
+    folders = pack(wheels, ewt, tmp_path / "parts", part_bytes=1000)
+    return tmp_path / "parts", folders, tmp_path / "download"
+
+
+def test_by_default_the_bundle_is_one_part_and_a_part_too_small_is_refused(tmp_path):
+    wheels, ewt = fake_wheels(tmp_path)
+    (folder,) = pack(wheels, ewt, tmp_path / "parts")
+    assert sorted(p.name for p in (folder / "wheels").iterdir()) == [w.name for w in wheels]
+    with pytest.raises(SystemExit, match="a part of 0 MiB cannot hold EWT"):
+        pack(wheels, ewt, tmp_path / "parts", part_bytes=100)
+
+
+def test_parts_hold_no_more_than_the_size_given_and_join_back_whole(bundled):
     parts, folders, originals = bundled
     for folder in folders:
         assert sum(p.stat().st_size for p in (folder / "wheels").iterdir()) <= 1000
@@ -77,7 +92,7 @@ def test_a_part_left_behind_or_damaged_is_said_before_anything_installs(bundled)
         join_wheels(parts)
     last = folders[-1]
     last.rename(last.with_name("elsewhere"))
-    with pytest.raises(SystemExit, match=f"{last.name} not here: carry each part first"):
+    with pytest.raises(SystemExit, match=f"{last.name} not in .*: copy every part there first"):
         join_wheels(parts)
 
 
@@ -102,8 +117,8 @@ def a_wheel(folder, name: str, source: str):
 
 
 def test_installed_there_it_imports_the_bundle_postag_and_the_installers_own_torch(tmp_path):
-    # The lent machine's python3 is itself a virtual environment holding torch, as this
-    # suite's .venv is: the environment made from it must still see that torch.
+    # A node's torch often lives in a virtual environment of its own, as this suite's .venv
+    # holds torch: the environment made from it must still see that torch.
     wheels = tmp_path / "download"
     wheels.mkdir()
     bundled = a_wheel(wheels, "bundled_module", "ORIGIN = 'bundle'\n")
@@ -113,10 +128,10 @@ def test_installed_there_it_imports_the_bundle_postag_and_the_installers_own_tor
     pack([bundled], ewt, tmp_path / "parts")
     project = tmp_path / "project"
     project.mkdir()
-    shutil.copy(gpu_bundle.PROJECT / "pyproject.toml", project / "pyproject.toml")
+    shutil.copy(offline_bundle.PROJECT / "pyproject.toml", project / "pyproject.toml")
     for package in ("postag", "pipelines"):
         shutil.copytree(
-            gpu_bundle.PROJECT / package,
+            offline_bundle.PROJECT / package,
             project / package,
             ignore=shutil.ignore_patterns("__pycache__"),
         )

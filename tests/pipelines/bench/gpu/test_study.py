@@ -19,7 +19,7 @@ from ray.cluster_utils import Cluster
 
 from tests.helpers import PROJECT_ROOT
 
-# What the lent machine would run, cut: the seed study's file, its packing and its steps.
+# What a GPU machine would run, cut: the seed study's file, its packing and its steps.
 CUT = [
     "sweep.logical_gpus=true",
     "sweep.space.model.hidden_size=[16]",
@@ -68,7 +68,7 @@ def test_the_gpu_study_runs_end_to_end_on_a_logical_gpu(logical_gpu, ewt_slice, 
     env.pop("MLFLOW_TRACKING_URI", None)
     done = subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    # Eight files come back from a lent machine: these, and nothing else.
+    # Eight files in the study's folder: these, and nothing else.
     assert {path.name for path in out.iterdir()} == FILES
     console = done.stdout
     assert "gpu-study: make evaluate BEST: exit 0" in console
@@ -95,7 +95,7 @@ def test_the_gpu_study_runs_end_to_end_on_a_logical_gpu(logical_gpu, ewt_slice, 
     assert not [name for name in names if name.endswith(".pt") or "/tune" in name]
 
 
-# best.yaml's study as a lent machine would run it for the ensemble's figures, cut as
+# best.yaml's study as a GPU machine would run it for the ensemble's figures, cut as
 # tests/e2e/test_sweep_best.py cuts it: its three seeds, small, three epochs at a high rate
 # (so that their ensemble beats the best of them, and is registered).
 ENSEMBLE_CUT = [
@@ -123,8 +123,8 @@ def test_an_ensembles_study_run_detached_gives_it_and_each_seed_on_test_and_dev(
     cache = f"data.cache_dir={tmp_path / 'cache'}"
     overrides = [arg for value in [*ENSEMBLE_CUT, *data, cache] for arg in ("--set", value)]
     study = ["--experiment", "experiments/best.yaml", "--steps", "study,members,table"]
-    # As on a lent machine: started in a session of its own, waited for by later calls,
-    # each bringing back what is done into a folder of its own.
+    # Detached, as on a cluster node: started in a session of its own, waited for from later
+    # shells, each copying what is done into a folder of its own.
     script = str(PROJECT_ROOT / "pipelines" / "bench" / "gpu" / "detached.sh")
     env = {**os.environ, "RAY_ADDRESS": logical_gpu, "PYTHON": sys.executable}
     env["GPU_STUDY_OUT"] = str(tmp_path / "study")
@@ -141,7 +141,7 @@ def test_an_ensembles_study_run_detached_gives_it_and_each_seed_on_test_and_dev(
     assert "gpu-detached: done, exit 0" in last.stdout, last.stdout + last.stderr
     console = (out / "console.log").read_text()
     assert "gpu-study: 8 of 8 evaluations, 4 models on test and dev (evaluate.log)" in console
-    # Eight files come back from a call: the study's seven and the console.
+    # Eight files in the wait's folder: the study's seven and the console.
     assert {path.name for path in out.iterdir()} == FILES - {"tests.log"} | {"console.log"}
     members = json.loads((out / "figures.json").read_text())["members"]
     assert sorted(members) == ["registered", "seed1", "seed2", "seed3"]
@@ -158,8 +158,9 @@ def test_an_ensembles_study_run_detached_gives_it_and_each_seed_on_test_and_dev(
 
 
 def test_where_the_bundle_is_gpu_study_never_starts_makes_install_step(tmp_path):
-    # On a lent machine a later call copies the working tree again, newer than the .venv
-    # that make gpu-install made there: make's install step would reach for the network.
+    # On an offline node, a copy of the project newer than the .venv that make
+    # offline-install made there must not start make's install step (it reaches for the
+    # network).
     def planned(bundle: str) -> str:
         newer = ["make", "-n", "--no-print-directory", "-W", "requirements.lock", "gpu-study"]
         return subprocess.run(
