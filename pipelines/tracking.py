@@ -233,7 +233,7 @@ def log_evaluation(
     tags = {ROLE_TAG: EVALUATION_ROLE, MODEL_URI_TAG: model_uri, DATA_TAG: str(test.path)}
     tags.update(code_tags())
     tags[EVALUATION_INPUT_TAG] = "raw text" if raw_text else "gold tokens"
-    experiment_id, parent, model_id = ensure_experiment(), None, None
+    experiment_id, parent, model_id = None, None, None
     if version is not None:
         tags.update(
             {REGISTERED_MODEL_TAG: version.name, REGISTERED_MODEL_VERSION_TAG: version.version}
@@ -242,6 +242,9 @@ def log_evaluation(
             parent = version.run_id
             experiment_id = mlflow.MlflowClient().get_run(parent).info.experiment_id
         model_id = getattr(version, "model_id", None)
+    # Beside the run that trained the version; a model with none (a runs:/ URI, a file)
+    # goes to the configured experiment, made only then.
+    experiment_id = experiment_id or ensure_experiment()
     name = f"evaluate-{version.name}-v{version.version}" if version else "evaluate"
     name += "-raw-text" if raw_text else ""
     with mlflow.start_run(
