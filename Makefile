@@ -27,7 +27,7 @@ MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 export RAY_USAGE_STATS_ENABLED ?= 0
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: install test test-slow test-gpu lint format train bench bench-serve bench-scale bench-tracking offline-bundle offline-install gpu-study sweep ui ui-screenshot evaluate reproduce BEST serve mlflow-server ray-head ray-worker clean
+.PHONY: install test test-slow test-gpu lint format train bench bench-profile bench-serve bench-scale bench-tracking offline-bundle offline-install gpu-study sweep ui ui-screenshot evaluate reproduce BEST serve mlflow-server ray-head ray-worker clean
 
 install: $(STAMP)
 
@@ -94,6 +94,11 @@ BUNDLED_EWT := $(wildcard $(CURDIR)/.offline-bundle/parts/part1/ewt)
 gpu-study: $(if $(BUNDLED_EWT),,$(STAMP))
 	$(if $(BUNDLED_EWT),POSTAG_EWT_DIR=$(BUNDLED_EWT)) $(BIN)/python -m pipelines.bench.gpu.study \
 		$(GPU_STUDY_ARGS)
+
+# Where one epoch of the seed configuration's training goes, by part of the step
+# (torch.profiler): the LSTM, the feed-forward layers, the loss, the optimizer, batching.
+bench-profile: $(STAMP)
+	$(BIN)/python -m pipelines.bench.training.profile
 
 # `make serve` under load: 1 and 32 sentences a request, 1, 4 and 16 clients, 1 and 2 workers;
 # BENCH_SERVE_ARGS="--members 1 3" measures one tagger, then an ensemble of 3 against it.

@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "pipelines.commands.train",
     "bench": "pipelines.bench.training.race",
     "bench-chars": "pipelines.bench.training.chars",
+    "bench-profile": "pipelines.bench.training.profile",
     "bench-sweep": "pipelines.bench.sweeps.timing",
     "bench-scale": "pipelines.bench.sweeps.scale",
     "bench-text": "pipelines.bench.training.text",

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.profiler import record_function
 
 from postag.config import ConfigError, RunConfig, TrainConfig
 from postag.data.batching import Batch, collate, sorted_order, training_order
@@ -280,14 +281,23 @@ def batch_loss(
 ) -> torch.Tensor:
     """The batch's summed cross-entropy: the tag's, plus each joint head's on its column."""
     scores, joint = model.score_jointly(batch, device)
-    pairs = [(scores.data, packed_targets(batch, device))]
-    pairs += [(s, packed_targets(batch, device, batch.joint[c])) for c, s in joint.items()]
-    return sum(
-        F.cross_entropy(
-            s.float(), t, ignore_index=PAD_ID, reduction="sum", label_smoothing=label_smoothing
+    with record_function(STEP_PARTS["loss"]):
+        pairs = [(scores.data, packed_targets(batch, device))]
+        pairs += [(s, packed_targets(batch, device, batch.joint[c])) for c, s in joint.items()]
+        return sum(
+            F.cross_entropy(
+                s.float(), t, ignore_index=PAD_ID, reduction="sum", label_smoothing=label_smoothing
+            )
+            for s, t in pairs
         )
-        for s, t in pairs
-    )
+
+
+# The parts of a training step, as torch.profiler sees them (`record_function` costs next to
+# nothing when no profiler runs): pipelines/bench/training/profile.py reads them.
+STEP_PARTS = {
+    part: f"postag.{part.replace(' ', '_')}"
+    for part in ("batching", "forward", "loss", "backward", "gradient norms", "optimizer")
+}
 
 
 def train_epoch(
@@ -319,16 +329,20 @@ def train_epoch(
     for step, indices in enumerate(progress(batches, description)):
         if rate is not None:
             set_learning_rate(optimizer, rate((step + 1) / len(batches)))
-        batch = collate(split, indices, with_chars=model.uses_chars)
-        with precision(device, mixed_precision):
+        with record_function(STEP_PARTS["batching"]):
+            batch = collate(split, indices, with_chars=model.uses_chars)
+        with precision(device, mixed_precision), record_function(STEP_PARTS["forward"]):
             loss = batch_loss(model, batch, device, label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        (loss / batch.num_tokens).backward()
-        first_norms += gradient_norm(first_layer)
-        last_norms += gradient_norm(last_layer)
-        optimizer.step()
-        if average is not None:
-            average.update_parameters(model)
+        with record_function(STEP_PARTS["backward"]):
+            optimizer.zero_grad(set_to_none=True)
+            (loss / batch.num_tokens).backward()
+        with record_function(STEP_PARTS["gradient norms"]):
+            first_norms += gradient_norm(first_layer)
+            last_norms += gradient_norm(last_layer)
+        with record_function(STEP_PARTS["optimizer"]):
+            optimizer.step()
+            if average is not None:
+                average.update_parameters(model)
         total_loss += loss.detach()
         total_tokens += batch.num_tokens
     steps = max(len(batches), 1)

@@ -8,6 +8,7 @@ from pipelines.bench.sweeps.scale import main as scale_bench
 from pipelines.bench.sweeps.timing import main as sweep_bench
 from pipelines.bench.training.chars import main as chars_bench
 from pipelines.bench.training.memory import main as memory_bench
+from pipelines.bench.training.profile import main as profile_bench
 from pipelines.bench.training.race import main
 from pipelines.bench.training.text import main as text_bench
 from tests.helpers import free_port, write_experiment
@@ -234,3 +235,23 @@ def test_serve_bench_drives_the_real_server_and_counts_no_errors(ewt_slice, tmp_
     assert "| members | workers | sentences a request | clients | requests/s |" in printed
     assert "an ensemble of 2, in process, 32 sentences at a time:" in printed
     assert "an ensemble of 2 against one tagger, sentences a second: in process " in printed
+
+
+def test_profile_bench_splits_an_epoch_by_part_of_the_step(ewt_slice, tmp_path, capsys):
+    output = tmp_path / "profile.json"
+    data = [f"data.{split}={ewt_slice[split]}" for split in ("train", "dev")]
+    settings = [*data, f"data.cache_dir={tmp_path}", "model.hidden_size=16", "train.batch_size=32"]
+    code = profile_bench(
+        ["--batches", "4", "--output", str(output), *[a for s in settings for a in ("--set", s)]]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "4 batches of" in printed and "| forward: LSTM |" in printed
+    figures = json.loads(output.read_text())
+    seconds = figures["seconds"]
+    for part in ("batching", "optimizer", "loss", "forward: LSTM", "backward: LSTM"):
+        assert seconds[part] > 0, part
+    assert "forward: feed-forward" in seconds and "backward: feed-forward" in seconds
+    # Every part of the wall time is accounted for, once.
+    assert sum(seconds.values()) == pytest.approx(figures["wall"])
+    assert figures["tokens"] > 0
