@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -331,6 +332,9 @@ def with_evaluation(description: str, dataset: str, line: str) -> str:
 
 # Links into the MLflow UI ----------------------------------------------------------------
 
+# Database servers a store URI may name, by scheme, and their default ports.
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+DATABASE_PROBE_S = 3.0
 # `make ui` serves a local store here.
 LOCAL_UI = "http://127.0.0.1:5000"
 # Opens MLflow 3's UI on its model-training pages (it starts on its GenAI view otherwise).
@@ -354,6 +358,9 @@ def experiment_page(store_uri: str, host: str, port: int, name: str | None = Non
     answers a browser on loopback."""
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     name = experiment_name(name)
+    unreachable = database_unreachable(store_uri)
+    if unreachable is not None:
+        return f"the UI's experiments: {base}/#/experiments?{ML_VIEW} (the store: {unreachable})"
     try:
         experiment = mlflow.MlflowClient(store_uri).get_experiment_by_name(name)
     except Exception as error:  # noqa: BLE001 (any store's fault: the server says it next)
@@ -367,6 +374,22 @@ def experiment_page(store_uri: str, host: str, port: int, name: str | None = Non
             f"(make sweep makes it); the UI's experiments: {base}/#/experiments?{ML_VIEW}"
         )
     return f"postag's runs ({name}): {experiment_url(base, experiment.experiment_id)}"
+
+
+def database_unreachable(store_uri: str) -> str | None:
+    """Why a database server the store URI names cannot be reached, in words; None where it
+    answers or the store is no server's (sqlite, a folder, a Unix socket). A TCP connect of
+    a few seconds, where MLflow's engine would retry for about two minutes first."""
+    parts = urlsplit(store_uri)
+    engine = parts.scheme.partition("+")[0]
+    if engine not in DATABASE_PORTS or not parts.hostname:
+        return None
+    address = (parts.hostname, parts.port or DATABASE_PORTS[engine])
+    try:
+        socket.create_connection(address, timeout=DATABASE_PROBE_S).close()
+    except OSError as error:
+        return f"cannot reach {engine} at {address[0]}:{address[1]} ({error.strerror or error})"
+    return None
 
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:

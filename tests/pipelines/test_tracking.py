@@ -14,11 +14,14 @@ from pipelines.names import EXPERIMENT_KIND_TAG, MODEL_TRAINING
 from pipelines.tracking import (
     child_runs,
     compare_runs_url,
+    database_unreachable,
     ensure_experiment,
+    experiment_page,
     run_url,
     tracking_uri,
     ui_base,
 )
+from tests.helpers import free_port
 
 
 def test_without_a_uri_runs_go_to_the_projects_sqlite_store(tmp_path, monkeypatch):
@@ -60,3 +63,31 @@ def test_ui_links_point_at_the_server_or_at_make_ui():
     url = compare_runs_url("sqlite:////tmp/x.db", "1", ["a", "b"])
     assert url.startswith(f"{local}/#/compare-runs?")
     assert json.loads(unquote(url.split("runs=")[1].split("&")[0])) == ["a", "b"]
+
+
+def test_the_uis_first_line_names_the_configured_experiment_or_says_why_not(
+    tmp_path, sqlite_store, monkeypatch
+):
+    store = sqlite_store(tmp_path)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-runs")
+    line = experiment_page(store, "0.0.0.0", 5055)
+    assert line.startswith("no experiment 'team-runs' in ") and "http://127.0.0.1:5055/" in line
+    mlflow.set_tracking_uri(store)
+    experiment = tracking.ensure_experiment()
+    mlflow.set_tracking_uri(None)
+    assert experiment_page(store, "127.0.0.1", 5055) == (
+        f"postag's runs (team-runs): http://127.0.0.1:5055/#/experiments/{experiment}/runs?"
+        "workflowType=machine_learning"
+    )
+    assert experiment_page(store, "127.0.0.1", 5055, "other").startswith("no experiment 'other'")
+
+
+def test_a_database_that_does_not_answer_is_said_at_once(monkeypatch):
+    """PostgreSQL down: a line naming it within the probe's seconds, not after the two
+    minutes MLflow's engine retries for, and no traceback."""
+    port = free_port()  # nothing listens there
+    line = experiment_page(f"postgresql://postag:secret@127.0.0.1:{port}/mlflow", "127.0.0.1", 1)
+    assert line.startswith("the UI's experiments: http://127.0.0.1:1/#/experiments?")
+    assert f"cannot reach postgresql at 127.0.0.1:{port}" in line and "secret" not in line
+    assert database_unreachable("sqlite:///mlruns/mlflow.db") is None
+    assert database_unreachable("postgresql:///mlflow?host=/var/run/postgresql") is None
