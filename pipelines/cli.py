@@ -83,7 +83,7 @@ def chosen_model(args: argparse.Namespace) -> str:
 
     if args.model:
         return args.model
-    return best_model_uri(configured_names(args.experiment)["registered_model"])
+    return best_model_uri(configured_names(args.experiment).registered_model)
 
 
 def fail(prog: str, error: BaseException | str, code: int, kind: str = "error") -> int:

@@ -4,8 +4,12 @@ sweep's own section is read by pipelines/sweep/setup/job.py."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.names import EXPERIMENT_NAME, EXPERIMENT_NAME_ENV
 from postag.config import ConfigError, RunConfig, apply_overrides, build, read_yaml
 
 SEED_EXPERIMENT = Path("experiments/seed.yaml")  # the seed notebook's configuration
@@ -65,14 +69,32 @@ def read_experiment(path: Path | None, overrides: list[str]) -> dict:
     return merged
 
 
-def configured_names(path: Path | None) -> dict[str, str | None]:
-    """The MLflow experiment and registered model an experiment file names in its sweep
-    section (`experiment`, `registered_model`); None for each it leaves to the environment
-    and the defaults, and for both without a file."""
+@dataclass(frozen=True)
+class TrackingNames:
+    """The MLflow experiment and registered model an experiment file's sweep section names
+    (its keys of the same names); None for each it leaves to the environment and the
+    defaults."""
+
+    experiment: str | None = None
+    registered_model: str | None = None
+
+    @classmethod
+    def of(cls, section: dict) -> TrackingNames:
+        return cls(**{field.name: section.get(field.name) for field in dataclasses.fields(cls)})
+
+
+def configured_names(path: Path | None) -> TrackingNames:
+    """The names experiment file `path` gives; none without a file."""
     section = read_experiment(path, []).get("sweep", {}) if path is not None else {}
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: 'sweep' must be a mapping of settings")
-    return {key: section.get(key) for key in ("experiment", "registered_model")}
+    return TrackingNames.of(section)
+
+
+def experiment_name(configured: str | None = None) -> str:
+    """The MLflow experiment's name: `configured` (an experiment file's), else
+    $MLFLOW_EXPERIMENT_NAME, else postag."""
+    return configured or os.environ.get(EXPERIMENT_NAME_ENV) or EXPERIMENT_NAME
 
 
 def run_config_from(values: dict, source: Path | None = None) -> RunConfig:

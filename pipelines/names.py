@@ -9,6 +9,11 @@ its result keys, and importing any part of mlflow costs it a second at start.
 tests/pipelines/test_names.py checks them against MLflow's own.
 """
 
+# The MLflow experiment's name where neither the experiment file (sweep.experiment) nor
+# MLflow's own $MLFLOW_EXPERIMENT_NAME names another.
+EXPERIMENT_NAME = "postag"
+EXPERIMENT_NAME_ENV = "MLFLOW_EXPERIMENT_NAME"
+
 # MLflow's run statuses, and its run-name tag.
 FINISHED = "FINISHED"
 FAILED = "FAILED"

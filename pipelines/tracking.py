@@ -20,6 +20,7 @@ import mlflow
 from mlflow.entities import Dataset, DatasetInput, InputTag, Run
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 
+from pipelines.experiment import experiment_name
 from pipelines.names import (
     DATA_TAG,
     EVALUATION_INPUT_TAG,
@@ -39,10 +40,6 @@ from pipelines.provenance import code_tags
 from postag.data.dataset import PreparedDataset, SourceFile
 from postag.data.sources import sha256_of
 
-# The MLflow experiment's name where neither the experiment file (sweep.experiment) nor
-# MLflow's own $MLFLOW_EXPERIMENT_NAME names another.
-EXPERIMENT_NAME = "postag"
-EXPERIMENT_NAME_ENV = "MLFLOW_EXPERIMENT_NAME"
 SQLITE_PREFIX = "sqlite:///"
 # Runs read a request: MLflow's own default page (a search returns at most 50,000).
 RUNS_PER_PAGE = 1000
@@ -95,12 +92,6 @@ def without_credentials(uri: str, mask: str = "***@") -> str:
         return uri
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{mask}{host}"))
-
-
-def experiment_name(configured: str | None = None) -> str:
-    """The MLflow experiment's name: `configured` (an experiment file's), else
-    $MLFLOW_EXPERIMENT_NAME, else postag."""
-    return configured or os.environ.get(EXPERIMENT_NAME_ENV) or EXPERIMENT_NAME
 
 
 def ensure_experiment(name: str | None = None) -> str:
@@ -234,18 +225,11 @@ def log_evaluation(
     tags = {ROLE_TAG: EVALUATION_ROLE, MODEL_URI_TAG: model_uri, DATA_TAG: str(test.path)}
     tags.update(code_tags())
     tags[EVALUATION_INPUT_TAG] = "raw text" if raw_text else "gold tokens"
-    experiment_id, parent, model_id = None, None, None
+    experiment_id, parent, model_id = evaluation_home(version)
     if version is not None:
         tags.update(
             {REGISTERED_MODEL_TAG: version.name, REGISTERED_MODEL_VERSION_TAG: version.version}
         )
-        if version.run_id:
-            parent = version.run_id
-            experiment_id = mlflow.MlflowClient().get_run(parent).info.experiment_id
-        model_id = getattr(version, "model_id", None)
-    # Beside the run that trained the version; a model with none (a runs:/ URI, a file)
-    # goes to the configured experiment, made only then.
-    experiment_id = experiment_id or ensure_experiment()
     name = f"evaluate-{version.name}-v{version.version}" if version else "evaluate"
     name += "-raw-text" if raw_text else ""
     with mlflow.start_run(
@@ -267,6 +251,19 @@ def log_evaluation(
     if version is not None and not raw_text:
         record_evaluation(version, run.info, test, headline["token_accuracy"], own_test)
     return run.info.run_id
+
+
+def evaluation_home(version) -> tuple[str, str | None, str | None]:
+    """(experiment id, parent run id, logged model id) of an evaluation of `version`:
+    beside the run that trained it; a model with none (a runs:/ URI, a file) goes to the
+    configured experiment, made only then."""
+    if version is None:
+        return ensure_experiment(), None, None
+    model_id = getattr(version, "model_id", None)
+    if not version.run_id:
+        return ensure_experiment(), None, model_id
+    experiment_id = mlflow.MlflowClient().get_run(version.run_id).info.experiment_id
+    return experiment_id, version.run_id, model_id
 
 
 # The version description's last part: a line a dataset, its latest evaluation.

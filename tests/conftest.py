@@ -24,7 +24,7 @@ from mlflow.tracking._tracking_service import utils as mlflow_tracking
 
 from postag.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from postag.data.sources import DataSourceError, TreebankFiles, ewt_files
-from postag.serving.registry import REGISTERED_MODEL
+from postag.serving.names import REGISTERED_MODEL
 from tests.helpers import conllu_blocks, copy_store, start_sweep, write_sweep
 
 SLICE_SENTENCES = {"train": 600, "dev": 150, "test": 150}

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     add_experiment_file_argument(parser, "whose sweep.experiment is the one to link")
     args = parser.parse_args(argv)
     try:
-        name = configured_names(args.experiment)["experiment"]
+        name = configured_names(args.experiment).experiment
     except ConfigError as error:
         parser.error(str(error))
     print(experiment_page(args.backend_store_uri, args.host, args.port, name), flush=True)

@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from pipelines.tracking import experiment_name, without_credentials
+from pipelines.experiment import experiment_name
+from pipelines.tracking import without_credentials
 
 PROBE_TIMEOUT_S = 5.0
 HTTP_SCHEMES = ("http", "https")

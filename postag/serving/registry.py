@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
-import os
 import re
 import sys
 import time
@@ -21,12 +20,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from postag.models.checkpoint import LoadedTagger, load_checkpoint
+from postag.serving.names import registered_model_name
 from postag.serving.pyfunc import INPUT_EXAMPLE, SIGNATURE, checkpoint_artifacts, member_checkpoints
 
-# The registered model's name where neither the experiment file (sweep.registered_model)
-# nor $POSTAG_REGISTERED_MODEL names another: projects sharing one registry take a name each.
-REGISTERED_MODEL = "postag-tagger"
-REGISTERED_MODEL_ENV = "POSTAG_REGISTERED_MODEL"
 BEST_ALIAS = "best"
 MODEL_ARTIFACT = "model"
 MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
@@ -154,12 +150,6 @@ def distribution_of(module: str, providers: dict[str, list[str]]) -> str:
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def registered_model_name(configured: str | None = None) -> str:
-    """The registered model's name: `configured` (an experiment file's), else
-    $POSTAG_REGISTERED_MODEL, else postag-tagger."""
-    return configured or os.environ.get(REGISTERED_MODEL_ENV) or REGISTERED_MODEL
 
 
 def set_alias(client: mlflow.MlflowClient, name: str, alias: str, version: str | int) -> None:

@@ -300,6 +300,24 @@ STEP_PARTS = {
 }
 
 
+def gradients_of(
+    model: Tagger,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    device: torch.device,
+    mixed_precision: bool,
+    label_smoothing: float,
+) -> torch.Tensor:
+    """The batch's forward and backward passes: its summed loss (detached), and each
+    parameter's gradient of the loss per token."""
+    with precision(device, mixed_precision), record_function(STEP_PARTS["forward"]):
+        loss = batch_loss(model, batch, device, label_smoothing)
+    with record_function(STEP_PARTS["backward"]):
+        optimizer.zero_grad(set_to_none=True)
+        (loss / batch.num_tokens).backward()
+    return loss.detach()
+
+
 def train_epoch(
     model: Tagger,
     optimizer: torch.optim.Optimizer,
@@ -331,11 +349,7 @@ def train_epoch(
             set_learning_rate(optimizer, rate((step + 1) / len(batches)))
         with record_function(STEP_PARTS["batching"]):
             batch = collate(split, indices, with_chars=model.uses_chars)
-        with precision(device, mixed_precision), record_function(STEP_PARTS["forward"]):
-            loss = batch_loss(model, batch, device, label_smoothing)
-        with record_function(STEP_PARTS["backward"]):
-            optimizer.zero_grad(set_to_none=True)
-            (loss / batch.num_tokens).backward()
+        loss = gradients_of(model, optimizer, batch, device, mixed_precision, label_smoothing)
         with record_function(STEP_PARTS["gradient norms"]):
             first_norms += gradient_norm(first_layer)
             last_norms += gradient_norm(last_layer)
@@ -343,7 +357,7 @@ def train_epoch(
             optimizer.step()
             if average is not None:
                 average.update_parameters(model)
-        total_loss += loss.detach()
+        total_loss += loss
         total_tokens += batch.num_tokens
     steps = max(len(batches), 1)
     return {

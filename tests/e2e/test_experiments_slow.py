@@ -9,7 +9,8 @@ import pytest
 
 from pipelines.sweep.driver import run_sweep
 from pipelines.sweep.setup.job import CPU_EXPERIMENT
-from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL
+from postag.serving.names import REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS
 from tests.helpers import trial_runs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pipelines.tracking import LOCAL_UI, ML_VIEW, artifact_url, compare_runs_url
-from postag.serving.registry import REGISTERED_MODEL
+from postag.serving.names import REGISTERED_MODEL
 from tests.helpers import MlflowServer, free_port, missing, stop_group, wait_until_answers
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

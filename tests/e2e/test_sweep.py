@@ -14,7 +14,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from postag.data.readers import read_conllu
 from postag.data.sources import sha256_of
-from postag.serving.registry import REGISTERED_MODEL, best_model_uri
+from postag.serving.names import REGISTERED_MODEL
+from postag.serving.registry import best_model_uri
 from tests.helpers import DIVERGING_LR, PROJECT_ROOT
 
 

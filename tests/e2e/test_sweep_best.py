@@ -17,7 +17,8 @@ import yaml
 from pipelines.cli import main
 from postag.config import read_yaml
 from postag.models.ensemble import TaggerEnsemble
-from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL, load_tagger
+from postag.serving.names import REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS, load_tagger
 from tests.helpers import (
     SWEEP_LIMIT_SECONDS,
     TINY_SWEEP,

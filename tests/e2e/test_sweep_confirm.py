@@ -18,7 +18,7 @@ import pytest
 
 from pipelines.cli import INTERRUPTED_EXIT_CODE
 from pipelines.sweep.lifecycle.state import RESUME_HINT
-from postag.serving.registry import REGISTERED_MODEL
+from postag.serving.names import REGISTERED_MODEL
 from tests.e2e.paused_driver import PAUSED
 from tests.helpers import (
     SCENARIO_LIMIT_SECONDS,

@@ -21,7 +21,8 @@ from pipelines.sweep.lifecycle.life import open_sweep_state
 from pipelines.sweep.lifecycle.state import SweepState
 from pipelines.sweep.setup.job import load_sweep
 from pipelines.tracking import ensure_experiment
-from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL
+from postag.serving.names import REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS
 from tests.helpers import DIVERGING_LR, TINY_SWEEP, trial_runs, write_sweep
 
 

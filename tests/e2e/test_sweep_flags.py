@@ -10,7 +10,8 @@ import json
 
 import mlflow
 
-from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL
+from postag.serving.names import REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS
 from tests.helpers import SWEEP_LIMIT_SECONDS, TINY_SWEEP, write_sweep
 
 SWEEP = copy.deepcopy(TINY_SWEEP)

@@ -16,7 +16,8 @@ import pytest
 
 from pipelines.cli import main as postag
 from pipelines.sweep.driver import main as sweep_main
-from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL
+from postag.serving.names import REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS
 from tests.helpers import TINY_SWEEP, write_sweep
 
 TEAM_EXPERIMENT = "team-b-runs"

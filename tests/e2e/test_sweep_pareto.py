@@ -9,7 +9,8 @@ import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipelines.sweep.driver import run_sweep
-from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL, load_tagger
+from postag.serving.names import REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS, load_tagger
 from tests.helpers import trial_runs, write_experiment
 
 SAMPLES = 3

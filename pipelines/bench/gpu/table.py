@@ -13,8 +13,8 @@ import mlflow
 
 from pipelines.bench.sweeps.clock import TimeSplit
 from pipelines.bench.sweeps.timing import SweepTiming, format_table
-from pipelines.names import BASELINE_ROLE, ROLE_TAG, SWEEP_ROLE
-from pipelines.tracking import EXPERIMENT_NAME, child_runs
+from pipelines.names import BASELINE_ROLE, EXPERIMENT_NAME, ROLE_TAG, SWEEP_ROLE
+from pipelines.tracking import child_runs
 
 # A bin of the timeline: trials at once, GPU utilisation and memory, per minute.
 BIN_SECONDS = 60

@@ -23,10 +23,9 @@ import mlflow
 from ray.cluster_utils import Cluster
 
 from pipelines.cli import command_parser, sweep_command
-from pipelines.names import FINISHED, ROLE_TAG, SWEEP_ROLE
+from pipelines.names import EXPERIMENT_NAME, FINISHED, ROLE_TAG, SWEEP_ROLE
 from pipelines.sweep.setup.job import load_sweep
 from pipelines.sweep.trial.trainable import NODE_KEY
-from pipelines.tracking import EXPERIMENT_NAME
 
 # The eight small trials it times.
 SCALE_EXPERIMENT = Path("experiments/scale-out.yaml")

@@ -42,7 +42,8 @@ from pipelines.sweep.stages.confirmation import Confirmed, confirmation_markdown
 from pipelines.tracking import artifact_url, compare_runs_url, run_url
 from postag.data import dataset as datasets
 from postag.data.dataset import PreparedDataset
-from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL
+from postag.serving.names import REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,16 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from pipelines.experiment import SEED_EXPERIMENT, read_experiment, run_config_from
+from pipelines.experiment import (
+    SEED_EXPERIMENT,
+    TrackingNames,
+    experiment_name,
+    read_experiment,
+    run_config_from,
+)
 from pipelines.sweep.setup.settings import SweepSettings, build_sweep
-from pipelines.tracking import experiment_name
 from postag.config import ConfigError, RunConfig
-from postag.serving.registry import registered_model_name
+from postag.serving.names import registered_model_name
 
 GPU_EXPERIMENT = SEED_EXPERIMENT
 CPU_EXPERIMENT = Path("experiments/cpu.yaml")
@@ -46,10 +51,11 @@ def load_sweep(path: Path, overrides: list[str]) -> tuple[dict, RunConfig, Sweep
 def with_tracking_names(sweep: SweepSettings, section: dict) -> SweepSettings:
     """The sweep with the names its file gives, else those of the environment
     ($MLFLOW_EXPERIMENT_NAME, MLflow's own; $POSTAG_REGISTERED_MODEL), else the defaults."""
+    named = TrackingNames.of(section)
     return replace(
         sweep,
-        experiment=experiment_name(section.get("experiment")),
-        registered_model=registered_model_name(section.get("registered_model")),
+        experiment=experiment_name(named.experiment),
+        registered_model=registered_model_name(named.registered_model),
     )
 
 

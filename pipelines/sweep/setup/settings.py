@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipelines.tracking import EXPERIMENT_NAME
+from pipelines.names import EXPERIMENT_NAME
 from postag.config import (
     ConfigError,
     RunConfig,
@@ -22,7 +22,7 @@ from postag.config import (
     to_dict,
     with_values,
 )
-from postag.serving.registry import REGISTERED_MODEL
+from postag.serving.names import REGISTERED_MODEL
 from postag.training.objective import DEFAULT, VALIDATION_METRICS, Objective
 
 # A list is the value of a tuple field (model.char_kernels: [[3], [2, 3, 4]]).

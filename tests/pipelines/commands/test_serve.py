@@ -208,7 +208,8 @@ def test_a_missing_model_is_one_line_not_a_server_traceback(tmp_path):
 
 def test_make_serve_binds_loopback_on_port_5002_unless_moved():
     dry = subprocess.run(["make", "-n", "serve"], capture_output=True, text=True, check=True)
-    assert "--host 127.0.0.1 --port 5002 --model models:/postag-tagger@best" in dry.stdout
+    # No --model: the command serves `best` of the registered model (postag-tagger's).
+    assert "--host 127.0.0.1 --port 5002" in dry.stdout and "--model" not in dry.stdout
     moved = subprocess.run(
         ["make", "-n", "serve", "SERVE_PORT=6123", "MODEL=models:/x/2"],
         capture_output=True,

@@ -64,7 +64,7 @@ def test_equal_figures_are_both_on_the_front():
 
 
 def test_the_front_table_gives_each_member_s_figures_values_and_version():
-    members = [Member(run("h256", 0.81, 2.0), (0.81, 2.0), "7")]
+    members = [Member(run("h256", 0.81, 2.0), (0.81, 2.0), "postag-tagger", "7")]
     assert front_table(members, SWEEP).splitlines() == [
         "| rank | run | version | best val acc | ms / sentence | model.hidden_size |",
         "| ---: | --- | ---: | ---: | ---: | ---: |",

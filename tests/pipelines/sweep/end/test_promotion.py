@@ -18,7 +18,8 @@ from pipelines.sweep.end.seed_ensemble import Ensemble
 from pipelines.sweep.end.winner import register, register_candidate
 from pipelines.sweep.setup.job import SweepJob, load_sweep, sweep_storage
 from pipelines.sweep.stages.confirmation import Candidate, Confirmed
-from postag.serving.registry import BEST_ALIAS, REGISTERED_MODEL, log_tagger
+from postag.serving.names import REGISTERED_MODEL
+from postag.serving.registry import BEST_ALIAS, log_tagger
 from postag.training.objective import DEFAULT, TAGGING_TIME, Objective
 from tests.helpers import PROJECT_ROOT, MlflowServer
 
