@@ -138,20 +138,8 @@ class ModelConfig:
     # vector at all, ever, so the tag of an unseen word comes from its spelling and its
     # context alone, as in UDPipe and Stanza.
     unknown_word_vector: Literal["learned", "zero"] = "learned"
-    # How the LSTM stack runs over a batch; the same function of the same weights either
-    # way. "packed": nn.LSTM over a PackedSequence, no work on padding, but on a CPU each
-    # time step is small ops of its own. "dense": each direction over the padded batch with
-    # PyTorch's fused kernel (oneDNN on a CPU), the backward one over each sentence reversed
-    # in place, so that padding never reaches a real token; it pays for the padding, so it
-    # wins where batches hold sentences of similar length (train.length_pool_batches).
-    lstm_kernel: Literal["packed", "dense"] = "packed"
 
     def __post_init__(self) -> None:
-        if self.lstm_kernel == "dense" and self.residual:
-            raise ConfigError(
-                "'model.lstm_kernel: dense' runs the plain stack; the residual one "
-                "('model.residual: true') is packed"
-            )
         sizes = ("embedding_dim", "hidden_size", "num_layers", "ff_dims")
         require_at_least("model", self, 1, (*sizes, "char_filters", "char_kernels"))
         if not self.char_kernels:

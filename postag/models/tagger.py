@@ -106,45 +106,6 @@ class ResidualLSTMStack(nn.Module):
         return list(self.layers[layer].parameters())
 
 
-def reversal_index(lengths: torch.Tensor, width: int) -> torch.Tensor:
-    """(B, T) positions that reverse each sentence in place and leave its padding where it
-    is: row b reads len_b - 1, ..., 0, then len_b, ..., T - 1. Its own inverse."""
-    positions = torch.arange(width).expand(len(lengths), width)
-    ends = lengths.unsqueeze(1)
-    return torch.where(positions < ends, ends - 1 - positions, positions)
-
-
-def dense_bidirectional(
-    lstm: nn.LSTM, padded: torch.Tensor, lengths: torch.Tensor, training: bool
-) -> torch.Tensor:
-    """`lstm`'s output (B, T, 2H) over a padded batch (B, T, F), each direction run dense:
-    the forward one as it is (padding comes after every real token), the backward one over
-    each sentence reversed in place (its padding still comes after). Positions past a
-    sentence's end hold whatever the padding made: the caller reads the real ones only."""
-    batch, width, _ = padded.shape
-    index = reversal_index(lengths, width).to(padded.device).unsqueeze(-1)
-    zeros = padded.new_zeros(1, batch, lstm.hidden_size)
-    x = padded
-    for layer in range(lstm.num_layers):
-        directions = []
-        for suffix in ("", "_reverse"):
-            weights = [
-                getattr(lstm, f"{name}_l{layer}{suffix}")
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            ]
-            source = x if not suffix else x.gather(1, index.expand(-1, -1, x.shape[-1]))
-            output, _, _ = torch.lstm(
-                source, (zeros, zeros), weights, True, 1, 0.0, training, False, True
-            )
-            if suffix:
-                output = output.gather(1, index.expand(-1, -1, output.shape[-1]))
-            directions.append(output)
-        x = torch.cat(directions, dim=-1)
-        if layer < lstm.num_layers - 1:
-            x = F.dropout(x, lstm.dropout, training)
-    return x
-
-
 def hiding_probability(
     config: ModelConfig, vocab_size: int, word_counts: torch.Tensor | None
 ) -> torch.Tensor:
@@ -284,13 +245,8 @@ class Tagger(nn.Module):
             spelled = self.chars(spellings)[spelling_index]  # (B, T, C)
             embedded = torch.cat([embedded, spelled], dim=-1)  # (B, T, E + C)
         embedded = self.embedding_dropout(embedded)
-        if self.config.lstm_kernel == "dense":
-            assert isinstance(self.lstm, nn.LSTM)  # the config refuses dense with residual
-            padded = dense_bidirectional(self.lstm, embedded, lengths, self.training)
-            encoded = pack_padded_sequence(padded, lengths, batch_first=True, enforce_sorted=False)
-        else:
-            packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-            encoded, _ = self.lstm(packed)
+        packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+        encoded, _ = self.lstm(packed)
         return encoded._replace(data=self.output_dropout(encoded.data))
 
     def score(self, batch: Batch, device: torch.device) -> PackedSequence:

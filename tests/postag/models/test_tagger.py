@@ -1,9 +1,7 @@
-from dataclasses import replace
-
 import pytest
 import torch
 
-from postag.config import ConfigError, ModelConfig
+from postag.config import ModelConfig
 from postag.data.dataset import PAD_ID, UNK_ID
 from postag.models.tagger import Tagger
 from postag.training.trainer import gradient_norm
@@ -225,40 +223,3 @@ def test_a_zero_unknown_word_vector_reads_hidden_and_unseen_words_as_no_vector()
     model.eval()(torch.tensor([[UNK_ID, 5]]), torch.tensor([2]))
     assert torch.equal(seen[0][0], torch.zeros(4))
     assert seen[0][1].abs().sum() > 0
-
-
-def padded_batch(sentences: int, longest: int, seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(1, longest + 1, (sentences,), generator=generator)
-    lengths[0] = longest
-    tokens = torch.randint(2, 300, (sentences, longest), generator=generator)
-    tokens[torch.arange(longest).expand(sentences, longest) >= lengths.unsqueeze(1)] = PAD_ID
-    return tokens, lengths
-
-
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_the_dense_lstm_kernel_computes_what_the_packed_one_does(dropout):
-    """The same weights give the same scores and the same gradients, run packed or dense,
-    whatever follows each sentence: the backward direction never reads padding."""
-    config = ModelConfig(num_layers=3, hidden_size=16, ff_dims=(8,), dropout=dropout)
-    torch.manual_seed(0)
-    packed = Tagger(config, 300, 7)
-    dense = Tagger(replace(config, lstm_kernel="dense"), 300, 7)
-    dense.load_state_dict(packed.state_dict())
-    tokens, lengths = padded_batch(12, 20)
-    garbage = tokens.masked_fill(tokens == PAD_ID, 123)  # other content after each end
-    scores = {}
-    for name, model, words in (("packed", packed, tokens), ("dense", dense, garbage)):
-        # With dropout the two draw different masks in training: compared in evaluation.
-        model.train(dropout == 0.0)
-        scores[name] = model(words, lengths).data
-        scores[name].pow(2).sum().backward()
-    torch.testing.assert_close(scores["dense"], scores["packed"], rtol=1e-5, atol=1e-6)
-    for (name, a), (_, b) in zip(packed.named_parameters(), dense.named_parameters(), strict=True):
-        if a.grad is not None:
-            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
-
-
-def test_the_dense_kernel_is_for_the_plain_stack():
-    with pytest.raises(ConfigError, match="'model.lstm_kernel: dense' runs the plain stack"):
-        ModelConfig(residual=True, lstm_kernel="dense")
