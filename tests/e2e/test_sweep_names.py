@@ -64,7 +64,9 @@ def test_each_project_keeps_its_runs_and_its_best(two_projects, copy_of_swept):
     assert f"then: make evaluate MODEL=models:/{TEAM_MODEL}@best" in console
     team_runs = runs_of(client, TEAM_EXPERIMENT)
     roles = sorted(run.data.tags.get("role") for run in team_runs)
-    assert roles == ["deep-baseline", "evaluation", "sweep", "trial"]
+    # The sweep's own test is an evaluation run; the other tests here may add more.
+    assert [role for role in roles if role != "evaluation"] == ["deep-baseline", "sweep", "trial"]
+    assert "evaluation" in roles
     # postag's experiment holds no run of the team's sweep.
     assert not [r for r in runs_of(client, "postag") if r.data.tags.get("sweep") == "team-b"]
 

@@ -246,7 +246,7 @@ def test_profile_bench_splits_an_epoch_by_part_of_the_step(ewt_slice, tmp_path, 
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "4 batches of" in printed and "| forward: LSTM |" in printed
+    assert "4 batches timed, 3 profiled" in printed and "| forward: LSTM |" in printed
     figures = json.loads(output.read_text())
     seconds = figures["seconds"]
     for part in ("batching", "optimizer", "loss", "forward: LSTM", "backward: LSTM"):
