@@ -78,7 +78,8 @@ def ewt_source() -> TreebankFiles:
     try:
         return ewt_files()
     except DataSourceError as error:
-        pytest.fail(str(error))
+        problem = str(error)  # said on its own: a traceback would bury it
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(scope="session")
