@@ -75,15 +75,15 @@ def add_experiment_file_argument(parser: argparse.ArgumentParser, why: str) -> N
     parser.add_argument("--experiment", type=Path, metavar="FILE", help=f"an experiment file {why}")
 
 
-def chosen_model(args: argparse.Namespace) -> str:
-    """--model, else `best` of the registered model the experiment file (or the environment)
-    names."""
+def chosen_model(model: str | None, experiment: Path | None) -> str:
+    """`model` (--model, or a run), else `best` of the registered model that experiment
+    file (or the environment) names."""
     from pipelines.experiment import configured_names
     from postag.serving.registry import best_model_uri
 
-    if args.model:
-        return args.model
-    return best_model_uri(configured_names(args.experiment).registered_model)
+    if model:
+        return model
+    return best_model_uri(configured_names(experiment).registered_model)
 
 
 def fail(prog: str, error: BaseException | str, code: int, kind: str = "error") -> int:

@@ -157,15 +157,15 @@ def default_data(tagger: LoadedTagger) -> Path:
     return split_file(data, "test")
 
 
-def is_own_test(tagger: LoadedTagger, data: Path) -> bool:
-    """Whether `data` holds the model's own test set (its config's test file, EWT test by
-    default), byte for byte, wherever it lies: its figures are then the version's test
-    figures; any other file's sit beside them."""
+def is_own_test(tagger: LoadedTagger, sha256: str) -> bool:
+    """Whether the file whose digest is `sha256` holds the model's own test set (its
+    config's test file, EWT test by default), byte for byte, wherever it lies: its figures
+    are then the version's test figures; any other file's sit beside them."""
     try:
         own = default_data(tagger)
     except (DataFormatError, DataSourceError):
         return False
-    return own.is_file() and sha256_of(own) == sha256_of(data)
+    return own.is_file() and sha256_of(own) == sha256
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def evaluate_model(
     as a Pareto search's trial timed it on the dev set.
     """
     tagger, version = load_tagger(uri)
-    own_test = data is None or is_own_test(tagger, data)
+    named = data is not None
     data = data or default_data(tagger)
     fmt = fmt or tagger.config.data.format
     sentences = read_sentences(data, fmt, tag_column or tagger.config.data.tag_column)
@@ -216,5 +216,6 @@ def evaluate_model(
             member_timed = tagger_ms_per_sentence(members[0], words)
             headline[MEMBER_TAGGING_TIME] = member_timed
     test = DataInput.test_file(data, report.num_sentences, report.num_tokens)
+    own_test = not named or is_own_test(tagger, test.sha256)
     run_id = log_evaluation(uri, version, test, headline, files, own_test=own_test)
     return Evaluated(report, version, data, run_id, timed, len(members), member_timed)

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.raw and args.timing:
         parser.error("--timing times the tagging of gold words, which --raw does not tag")
     try:
-        args.model = chosen_model(args)
+        args.model = chosen_model(args.model, args.experiment)
         run(args)
     except ModelNotFound as error:
         print(f"postag evaluate: error: {not_found_message(error)}", file=sys.stderr)

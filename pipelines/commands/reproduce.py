@@ -302,8 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
     data = {split: getattr(args, split) for split in ("train", "dev") if getattr(args, split)}
     try:
-        args.model = args.run
-        result = replay(chosen_model(args), data, args.tolerance)
+        result = replay(chosen_model(args.run, args.experiment), data, args.tolerance)
     except ModelNotFound as error:
         return fail(PROG, not_found_message(error), 2)
     except (ReplayRefused, ConfigError, DataFormatError, DataSourceError) as error:

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     uri = tracking_uri(Path.cwd())
     mlflow.set_tracking_uri(uri)
     try:
-        args.model = chosen_model(args)
+        args.model = chosen_model(args.model, args.experiment)
         version = find_version(args.model)
     except ModelNotFound as error:
         return fail(PROG, not_found_message(error), 2)

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     fmt = args.input_format or ("conllu" if args.input.suffix == ".conllu" else "text")
     try:
         mlflow.set_tracking_uri(tracking_uri(Path.cwd()))
-        tagger, _ = load_tagger(chosen_model(args))
+        tagger, _ = load_tagger(chosen_model(args.model, args.experiment))
         column = args.tag_column or tagger.config.data.tag_column
         tagged = CONVERTERS[fmt](args.input, tagger, column)
     except ModelNotFound as error:

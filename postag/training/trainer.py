@@ -276,6 +276,14 @@ def gradient_norm(parameters: list[nn.Parameter]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
+# The parts of a training step, as torch.profiler sees them (`record_function` costs next to
+# nothing when no profiler runs): pipelines/bench/training/profile.py reads them.
+STEP_PARTS = {
+    part: f"postag.{part.replace(' ', '_')}"
+    for part in ("batching", "forward", "loss", "backward", "gradient norms", "optimizer")
+}
+
+
 def batch_loss(
     model: Tagger, batch: Batch, device: torch.device, label_smoothing: float
 ) -> torch.Tensor:
@@ -290,14 +298,6 @@ def batch_loss(
             )
             for s, t in pairs
         )
-
-
-# The parts of a training step, as torch.profiler sees them (`record_function` costs next to
-# nothing when no profiler runs): pipelines/bench/training/profile.py reads them.
-STEP_PARTS = {
-    part: f"postag.{part.replace(' ', '_')}"
-    for part in ("batching", "forward", "loss", "backward", "gradient norms", "optimizer")
-}
 
 
 def gradients_of(
