@@ -6,8 +6,11 @@
 (b) postag's way: batches padded only to their own longest sentence, packed sequences (the
     LSTM never runs over padding), every sentence whole, vectorized metrics.
 
-Both train the seed configuration from the same seed until validation accuracy reaches the
-target, and the figures are ratios measured in this one run.
+Both train the same model (the seed's, unless --set changes it) on the same data from the
+same seed until validation accuracy reaches the target, and the figures are ratios measured
+in this one run. The seed's side always trains as the notebook did (experiments/seed.yaml's
+optimizer and batch size): --set train.* changes postag's side alone, so that the reference
+stays the notebook's loop however postag's training is tuned.
 """
 
 from __future__ import annotations
@@ -23,9 +26,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.cli import command_parser
-from pipelines.experiment import SEED_EXPERIMENT, add_config_arguments, config_from_args
-from postag.config import RunConfig
+from pipelines.cli import command_parser, fail
+from pipelines.experiment import (
+    SEED_EXPERIMENT,
+    add_config_arguments,
+    config_from_args,
+    read_experiment,
+    run_config_from,
+)
+from postag.config import RunConfig, TrainConfig
 from postag.data import dataset as datasets
 from postag.data.dataset import PAD_ID, PreparedDataset, Split
 from postag.models.tagger import Tagger
@@ -39,6 +48,8 @@ DEFAULT_MAX_EPOCHS = 20
 @dataclass
 class Race:
     name: str
+    batch_size: int
+    lr: float
     epochs: int = 0
     train_seconds: float = 0.0
     elapsed_seconds: float = 0.0  # training and validation, as a user waits for them
@@ -100,19 +111,37 @@ def seed_validation_accuracy(
     return correct / total
 
 
+class RaceError(Exception):
+    """Data the seed's way cannot train or score on."""
+
+
+def notebook_training(config: RunConfig) -> TrainConfig:
+    """How the notebook trained (experiments/seed.yaml's `train`), from the race's seed,
+    whatever --set changed in `config.train`."""
+    notebook = run_config_from(read_experiment(SEED_EXPERIMENT, []), SEED_EXPERIMENT)
+    return replace(notebook.train, seed=config.train.seed)
+
+
 def race_seed_way(
     config: RunConfig, prepared: PreparedDataset, target: float, max_epochs: int
 ) -> Race:
-    seed_everything(config.train.seed)
+    train_config = notebook_training(config)
+    seed_everything(train_config.seed)
     model = Tagger(config.model, len(prepared.words), prepared.num_classes)
-    optimizer = make_optimizer(model, config.train)
+    optimizer = make_optimizer(model, train_config)
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD_ID)
     train, dev = prepared.splits["train"], prepared.splits["dev"]
+    batch_size = train_config.batch_size
+    for split, path in ((train, config.data.train), (dev, config.data.dev)):
+        if split.num_sentences < batch_size:
+            raise RaceError(
+                f"{path}: {split.num_sentences:,} sentences, fewer than the notebook's batch "
+                f"of {batch_size:,}; the seed's way trains and scores full batches only"
+            )
     train_tokens, train_tags = padded_matrix(train, train.tokens), padded_matrix(train, train.tags)
     dev_tokens, dev_tags = padded_matrix(dev, dev.tokens), padded_matrix(dev, dev.tags)
-    batch_size = config.train.batch_size
-    generator = torch.Generator().manual_seed(config.train.seed)
-    race, started = Race("seed's way"), time.perf_counter()
+    generator = torch.Generator().manual_seed(train_config.seed)
+    race, started = Race("seed's way", batch_size, train_config.lr), time.perf_counter()
     for _ in range(max_epochs):
         model.train()
         epoch_started, tokens = time.perf_counter(), 0
@@ -145,7 +174,8 @@ class TargetReached(Exception):
 def race_postag_way(
     config: RunConfig, prepared: PreparedDataset, target: float, max_epochs: int
 ) -> Race:
-    race, started = Race("postag"), time.perf_counter()
+    race = Race("postag", config.train.batch_size, config.train.lr)
+    started = time.perf_counter()
 
     def record(result: EpochResult, _: TrainingState) -> None:
         tokens = round(result.tokens_per_second * result.epoch_seconds)
@@ -176,23 +206,22 @@ def format_table(seed: Race, ours: Race, target: float) -> str:
         return f"{race.seconds_to_target:,.0f} s ({race.epochs_to_target} epochs)"
 
     lines = [
-        f"| method | train tokens/s | time to {100 * target:.0f}% val acc | best val acc |",
-        "| --- | ---: | ---: | ---: |",
+        "| method | batch, lr | train tokens/s "
+        f"| time to {100 * target:.0f}% val acc | best val acc |",
+        "| --- | --- | ---: | ---: | ---: |",
     ]
     for race in (seed, ours):
         lines.append(
-            f"| {race.name} | {race.tokens_per_second:,.0f} | {to_target(race)} "
-            f"| {100 * race.best_val_accuracy:.2f}% |"
+            f"| {race.name} | {race.batch_size}, {race.lr:g} | {race.tokens_per_second:,.0f} "
+            f"| {to_target(race)} | {100 * race.best_val_accuracy:.2f}% |"
         )
-    lines.append(
-        f"| ratio (postag / seed) | {ours.tokens_per_second / seed.tokens_per_second:.2f}x | "
-        + (
-            f"{seed.seconds_to_target / ours.seconds_to_target:.2f}x sooner"
-            if seed.seconds_to_target and ours.seconds_to_target
-            else "n/a"
-        )
-        + " | |"
+    sooner = (
+        f"{seed.seconds_to_target / ours.seconds_to_target:.2f}x sooner"
+        if seed.seconds_to_target and ours.seconds_to_target
+        else "n/a"
     )
+    speed = ours.tokens_per_second / seed.tokens_per_second
+    lines.append(f"| ratio (postag / seed) | | {speed:.2f}x | {sooner} | |")
     return "\n".join(lines)
 
 
@@ -211,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         f"bench: {config.model} on {prepared.directory}, {torch.get_num_threads()} torch threads",
         flush=True,
     )
-    seed = race_seed_way(config, prepared, args.target, args.max_epochs)
+    try:
+        seed = race_seed_way(config, prepared, args.target, args.max_epochs)
+    except RaceError as error:
+        return fail("postag bench", error, 2)
     ours = race_postag_way(config, prepared, args.target, args.max_epochs)
     table = format_table(seed, ours, args.target)
     print(table)
