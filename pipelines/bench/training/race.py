@@ -126,18 +126,19 @@ def race_seed_way(
     config: RunConfig, prepared: PreparedDataset, target: float, max_epochs: int
 ) -> Race:
     train_config = notebook_training(config)
-    seed_everything(train_config.seed)
-    model = Tagger(config.model, len(prepared.words), prepared.num_classes)
-    optimizer = make_optimizer(model, train_config)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=PAD_ID)
     train, dev = prepared.splits["train"], prepared.splits["dev"]
     batch_size = train_config.batch_size
+    # Before any model is built: the notebook's loop would train or score nothing.
     for split, path in ((train, config.data.train), (dev, config.data.dev)):
         if split.num_sentences < batch_size:
             raise RaceError(
                 f"{path}: {split.num_sentences:,} sentences, fewer than the notebook's batch "
                 f"of {batch_size:,}; the seed's way trains and scores full batches only"
             )
+    seed_everything(train_config.seed)
+    model = Tagger(config.model, len(prepared.words), prepared.num_classes)
+    optimizer = make_optimizer(model, train_config)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=PAD_ID)
     train_tokens, train_tags = padded_matrix(train, train.tokens), padded_matrix(train, train.tags)
     dev_tokens, dev_tags = padded_matrix(dev, dev.tokens), padded_matrix(dev, dev.tags)
     generator = torch.Generator().manual_seed(train_config.seed)

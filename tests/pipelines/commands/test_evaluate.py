@@ -85,7 +85,7 @@ def test_the_leading_confusions_match_an_independent_count(in_copy_of_swept, ewt
         assert (confusion.count, confusion.capitalized) == (errors[pair], capitalized[pair])
 
 
-def test_the_reports_confusions_are_the_evaluations(evaluated):
+def test_the_reports_confusions_table_lists_the_leading_errors_most_first(evaluated):
     _, reports, _ = evaluated
     rows = (reports / "confusions.md").read_text().splitlines()
     assert rows[0] == "| gold | predicted | errors | capitalized words | unseen words |"
